@@ -1,0 +1,551 @@
+"""The ACTEncoder estimator: the scikit-learn contract around the training loop."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import _training
+from ._inputs import InputAdapter, TabularAdapter
+from .augment.tabular import TabularAugment
+from .networks import ProjectionHead, build_encoder
+from .objectives import OBJECTIVES
+
+#: Attributes holding tensors: pickled through torch so that storage can be remapped.
+_TORCH_ATTRS = ("encoder_", "projector_", "_optimizer_state", "_adversary_state", "_pool")
+
+
+class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Self-supervised feature extractor trained by Adversarial Contrastive Training.
+
+    ``fit`` trains an encoder network on unlabeled data so that two random views of a
+    sample map to nearby points while the cross-correlation of the representation stays
+    close to the identity; ``transform`` returns the learned representation. The
+    regulariser is optimised in its minimax form with an adversary ``G``
+    (see :class:`skact.objectives.Adversary`).
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Width of ``transform``'s output: the last layer of the encoder. None takes the
+        encoder's natural width (64 for the MLP, 128 for the ConvNet, 512 for ResNet-18).
+    objective : {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"}, default="act"
+        Training objective; the baselines share everything else, for comparisons.
+    alpha : float, default=0.1
+        Weight of the ACT regulariser (the paper's lambda). Tune it first.
+    n_views : int, default=2
+        Views drawn per sample; the loss averages over all pairs of views.
+    adversary : {"ema", "previous", "batch"}, default="ema"
+        Where ACT's adversary ``G`` comes from: an exponential moving average of past
+        batches' ``C_hat - I``, the previous batch's, or the current batch's (the biased
+        choice of the authors' code). See :class:`skact.objectives.Adversary`.
+    adversary_momentum : float, default=0.9
+        Weight of the past in the ``"ema"`` adversary.
+    encoder : {"auto", "mlp"} or torch.nn.Module or callable, default="auto"
+        The representation network. ``"auto"`` is ``"mlp"`` for tables. A module is
+        copied and trained; a callable is called with the input shape (without the
+        batch axis) and must return a module. A user network's output width is the
+        representation width (``n_components`` must be None or equal to it).
+    hidden_layer_sizes : tuple of int, default=(512, 512)
+        Hidden widths of the MLP encoder.
+    projection_dim : int or None, default=64
+        Output width of the projection head used only in the loss (Linear, BatchNorm,
+        ReLU, Linear with a hidden layer twice the representation width). None trains
+        the loss on the representation itself.
+    corruption_rate : float, default=0.4
+        Tabular views: probability that a cell is replaced by the same feature's value
+        in another row (SCARF).
+    noise_scale : float, default=0.0
+        Tabular views: standard deviation of Gaussian noise added to standardised
+        features.
+    batch_size : int, default=256
+        Samples per optimisation step (smaller when the data is smaller).
+    max_iter : int, default=100
+        Training epochs of ``fit``.
+    learning_rate : float, default=1e-3
+        Peak learning rate of Adam, reached after a linear warm-up and then decayed on
+        a cosine to 5% by the end of ``fit``.
+    weight_decay : float, default=1e-6
+        Adam's weight decay.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop when its loss has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs; the best weights are kept.
+    validation_fraction : float, default=0.1
+        Share of the data held out when ``early_stopping`` is True.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss (early stopping only).
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping (early stopping only).
+    warm_start : bool, default=False
+        Continue training the fitted network (and optimiser) instead of starting anew.
+    device : str or torch.device, default="auto"
+        ``"auto"``: CUDA when available, else MPS, else CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, augmentation and batch order. On the CPU a fixed
+        seed gives identical results.
+    verbose : int, default=0
+        0 is silent; 1 shows a progress bar with the running loss; 2 also prints each
+        epoch's loss.
+
+    Attributes
+    ----------
+    encoder_ : torch.nn.Module
+        The trained representation network.
+    projector_ : torch.nn.Module or None
+        The projection head used by the loss.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names seen in ``fit`` (DataFrames with string column names only).
+    n_iter_ : int
+        Epochs trained.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    validation_loss_curve_ : list of float
+        Validation loss of each epoch (``early_stopping=True`` only, else empty).
+    device_ : torch.device
+        Device the network lives on.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : Linear, unsupervised features.
+    sklearn.frozen.FrozenEstimator : Keep a pretrained encoder fixed in a pipeline.
+
+    References
+    ----------
+    .. [1] Duan, Jiao, Lin, Ma and Yang, "Unsupervised Transfer Learning via Adversarial
+       Contrastive Training", arXiv:2408.08533, 2024.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skact import ACTEncoder
+    >>> X = load_digits().data[:300]
+    >>> enc = ACTEncoder(n_components=16, max_iter=2, random_state=0).fit(X)
+    >>> enc.transform(X).shape
+    (300, 16)
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "objective": [StrOptions(set(OBJECTIVES))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "n_views": [Interval(Integral, 2, None, closed="left")],
+        "adversary": [StrOptions({"ema", "previous", "batch"})],
+        "adversary_momentum": [Interval(Real, 0, 1, closed="left")],
+        "encoder": [StrOptions({"auto", "mlp"}), nn.Module, callable],
+        "hidden_layer_sizes": ["array-like"],
+        "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "corruption_rate": [Interval(Real, 0, 1, closed="both")],
+        "noise_scale": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        objective: str = "act",
+        alpha: float = 0.1,
+        n_views: int = 2,
+        adversary: str = "ema",
+        adversary_momentum: float = 0.9,
+        encoder: str | nn.Module | Callable[..., nn.Module] = "auto",
+        hidden_layer_sizes: tuple[int, ...] = (512, 512),
+        projection_dim: int | None = 64,
+        corruption_rate: float = 0.4,
+        noise_scale: float = 0.0,
+        batch_size: int = 256,
+        max_iter: int = 100,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-6,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        warm_start: bool = False,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.objective = objective
+        self.alpha = alpha
+        self.n_views = n_views
+        self.adversary = adversary
+        self.adversary_momentum = adversary_momentum
+        self.encoder = encoder
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.projection_dim = projection_dim
+        self.corruption_rate = corruption_rate
+        self.noise_scale = noise_scale
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn API
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: None = None) -> ACTEncoder:
+        """Train the encoder on unlabeled ``X`` for ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : None
+            Ignored; present for pipeline compatibility.
+
+        Returns
+        -------
+        self : ACTEncoder
+            The fitted estimator.
+        """
+        continuing = self.warm_start and hasattr(self, "encoder_")
+        return self._fit(X, epochs=self.max_iter, reset=not continuing, horizon=True)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: None = None) -> ACTEncoder:
+        """Train one epoch on ``X``, creating the model on the first call.
+
+        Preprocessing statistics are measured on the first call and kept; the learning
+        rate stays at its peak after the warm-up (there is no known end to decay to).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ACTEncoder
+            The estimator, trained one more epoch.
+        """
+        return self._fit(X, epochs=1, reset=not hasattr(self, "encoder_"), horizon=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return the learned representation of ``X``.
+
+        The encoder runs in evaluation mode, in batches of ``batch_size``, without
+        gradients.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components), float32
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        adapter: InputAdapter = self._adapter
+        encoder: nn.Module = self.encoder_
+        device = self.device_
+        out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
+        step = max(self.batch_size, 1024)
+        encoder.eval()
+        with _training.torch_threads(), torch.inference_mode():
+            for start in range(0, out.shape[0], step):
+                stored = adapter.to_storage(X[start : start + step])
+                batch = adapter.to_model(_training.to_device(stored, device))
+                with torch.autocast(
+                    device.type,
+                    dtype=_training.autocast_dtype(device) or torch.float32,
+                    enabled=_training.autocast_dtype(device) is not None,
+                ):
+                    z = encoder(batch)
+                out[start : start + step] = z.float().cpu().numpy()
+        return out
+
+    @property
+    def _n_features_out(self) -> int:
+        """Width of the representation (used by ``get_feature_names_out``)."""
+        return int(self._n_components_out)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags
+
+    # ------------------------------------------------------------------ persistence
+
+    def __getstate__(self) -> dict[str, Any]:  # noqa: D105
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        tensors = {name: state.pop(name) for name in _TORCH_ATTRS if name in state}
+        if tensors:
+            buffer = io.BytesIO()
+            torch.save(tensors, buffer)
+            state["_torch_payload"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # noqa: D105
+        payload = state.pop("_torch_payload", None)
+        if payload is not None:
+            device = state.get("device_", torch.device("cpu"))
+            if device.type == "cuda" and not torch.cuda.is_available():
+                device = torch.device("cpu")
+            elif device.type == "mps" and not _training._mps_available():
+                device = torch.device("cpu")
+            state["device_"] = device
+            tensors = torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+            state.update(tensors)
+        super().__setstate__(state)
+
+    # ------------------------------------------------------------------ internals
+
+    def _validate_input(self, X: Any, reset: bool) -> Any:
+        X = validate_data(
+            self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
+        )
+        return X
+
+    def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
+        X = self._validate_input(X, reset=reset)
+        n_samples = _n_samples(X)
+        if n_samples < 2:
+            raise ValueError(
+                f"ACTEncoder needs at least 2 samples to fit (BatchNorm and the views' "
+                f"cross-correlation are undefined for 1 sample); got {n_samples} sample."
+            )
+        with _training.torch_threads():
+            if reset:
+                self._initialize(X)
+            self._train(X, epochs, horizon)
+        return self
+
+    def _initialize(self, X: Any) -> None:
+        """Create the adapter, networks and training state from scratch."""
+        self.device_ = _training.resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
+        self._adapter = self._make_adapter(X)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            encoder = self._make_encoder(self._adapter.input_shape)
+            width = _output_width(encoder, self._adapter.input_shape)
+            projector = None
+            if self.projection_dim is not None:
+                projector = ProjectionHead(width, 2 * width, self.projection_dim)
+        self._n_components_out = width
+        self.encoder_ = encoder.to(self.device_)
+        self.projector_ = projector.to(self.device_) if projector is not None else None
+        self._optimizer_state: dict[str, Any] | None = None
+        self._adversary_state: dict[str, Any] | None = None
+        self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
+        self._shuffle_rng = np.random.default_rng(shuffle_seed)
+        self._step = 0
+        self.n_iter_ = 0
+        self.loss_curve_: list[float] = []
+        self.validation_loss_curve_: list[float] = []
+
+    def _make_adapter(self, X: Any) -> InputAdapter:
+        augment = TabularAugment(self.corruption_rate, self.noise_scale)
+        return TabularAdapter.fit(X, augment)
+
+    def _make_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
+        spec = self.encoder
+        if isinstance(spec, nn.Module):
+            encoder = copy.deepcopy(spec)
+        elif isinstance(spec, str):
+            name = "mlp" if spec == "auto" else spec
+            encoder = build_encoder(
+                name, input_shape, self.n_components, tuple(self.hidden_layer_sizes)
+            )
+        else:
+            encoder = spec(input_shape)
+            if not isinstance(encoder, nn.Module):
+                raise TypeError(
+                    "encoder callable must return a torch.nn.Module, got "
+                    f"{type(encoder).__name__}"
+                )
+        if not isinstance(spec, str) and self.n_components is not None:
+            width = _output_width(encoder, input_shape)
+            if width != self.n_components:
+                raise ValueError(
+                    f"the encoder module outputs {width} features but n_components="
+                    f"{self.n_components}; set n_components=None or change the module."
+                )
+        return encoder
+
+    def _train(self, X: Any, epochs: int, horizon: bool) -> None:
+        """Run ``epochs`` epochs on ``X`` from the stored training state."""
+        adapter: InputAdapter = self._adapter
+        device = self.device_
+        data = _training.to_device(adapter.to_storage(X), device)
+        validation = None
+        if self.early_stopping:
+            n_val = max(2, int(round(self.validation_fraction * data.shape[0])))
+            if data.shape[0] - n_val < 2:
+                raise ValueError(
+                    f"early_stopping needs at least 4 samples; got {data.shape[0]}."
+                )
+            order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
+            validation, data = data[order[:n_val].to(device)], data[order[n_val:].to(device)]
+        trainer = self._make_trainer(data.shape[0], epochs if horizon else None)
+
+        def take(idx: np.ndarray) -> Tensor:
+            return data[torch.from_numpy(idx).to(device)]
+
+        def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
+            return adapter.view(batch, data, generator)
+
+        trainer.view_fn = view_fn
+        best = (np.inf, None, 0)
+        bar = tqdm(
+            range(epochs), desc="ACTEncoder", unit="epoch", disable=not self.verbose, leave=False
+        )
+        try:
+            for epoch in bar:
+                loss = trainer.run_epoch(data.shape[0], take)
+                self.n_iter_ += 1
+                self.loss_curve_.append(loss)
+                postfix = {"loss": f"{loss:.4f}"}
+                if validation is not None:
+                    val_loss = self._validation_loss(validation, adapter, trainer.generator)
+                    self.validation_loss_curve_.append(val_loss)
+                    postfix["val"] = f"{val_loss:.4f}"
+                    if val_loss < best[0] - self.tol:
+                        best = (val_loss, trainer._snapshot(), 0)
+                    else:
+                        best = (best[0], best[1], best[2] + 1)
+                bar.set_postfix(postfix)
+                if self.verbose > 1:
+                    tqdm.write(f"epoch {self.n_iter_}: " + ", ".join(
+                        f"{k} {v}" for k, v in postfix.items()))
+                if validation is not None and best[2] >= self.n_iter_no_change:
+                    if best[1] is not None:
+                        trainer._restore(best[1])
+                    break
+        finally:
+            bar.close()
+            self._save_trainer(trainer)
+        self.encoder_.eval()
+
+    def _make_trainer(self, n_samples: int, epochs: int | None) -> _training.Trainer:
+        params = list(self.encoder_.parameters())
+        if self.projector_ is not None:
+            params += list(self.projector_.parameters())
+        optimizer = torch.optim.Adam(
+            params, lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+        criterion = OBJECTIVES[self.objective](
+            self.alpha, self.adversary, self.adversary_momentum
+        )
+        adversary = getattr(criterion, "adversary", None)
+        if adversary is not None and self._adversary_state is not None:
+            adversary.load_state_dict(self._adversary_state)
+        batch_size = min(self.batch_size, n_samples)
+        steps_per_epoch = max(1, n_samples // batch_size)
+        total = None if epochs is None else self._step + epochs * steps_per_epoch
+        generator = _training.make_generator(self.device_, 0)
+        generator.set_state(self._generator_state)
+        return _training.Trainer(
+            encoder=self.encoder_,
+            projector=self.projector_,
+            criterion=criterion,
+            optimizer=optimizer,
+            view_fn=lambda b, g: b,
+            n_views=self.n_views,
+            batch_size=batch_size,
+            learning_rate=self.learning_rate,
+            warmup_steps=min(500, max(1, (total or 10 * steps_per_epoch) // 10)),
+            device=self.device_,
+            generator=generator,
+            shuffle_rng=self._shuffle_rng,
+            step=self._step,
+            total_steps=total,
+            amp_dtype=_training.autocast_dtype(self.device_),
+        )
+
+    def _save_trainer(self, trainer: _training.Trainer) -> None:
+        self._optimizer_state = trainer.optimizer.state_dict()
+        adversary = getattr(trainer.criterion, "adversary", None)
+        self._adversary_state = adversary.state_dict() if adversary is not None else None
+        self._generator_state = trainer.generator.get_state()
+        self._step = trainer.step
+
+    def _validation_loss(
+        self, data: Tensor, adapter: InputAdapter, generator: torch.Generator
+    ) -> float:
+        """Loss on held-out data with fixed views and the batch estimate of ``G``."""
+        criterion = OBJECTIVES[self.objective](self.alpha, "batch", self.adversary_momentum)
+        fixed = _training.make_generator(self.device_, 12345)
+        modules = [m for m in (self.encoder_, self.projector_) if m is not None]
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            views = [adapter.view(data, data, fixed) for _ in range(self.n_views)]
+            z = self.encoder_(torch.cat(views))
+            if self.projector_ is not None:
+                z = self.projector_(z)
+            loss = float(criterion(list(z.float().chunk(self.n_views))))
+        for m in modules:
+            m.train()
+        return loss
+
+
+def _n_samples(X: Any) -> int:
+    return len(X)
+
+
+def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Representation width of ``module``: its ``out_features`` or a probe forward pass."""
+    width = getattr(module, "out_features", None)
+    if isinstance(width, int):
+        return width
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        out = module(torch.zeros((2, *input_shape)))
+    module.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"the encoder must return a 2-d (n_samples, width) tensor, got shape "
+            f"{tuple(out.shape)}"
+        )
+    return int(out.shape[1])
+

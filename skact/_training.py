@@ -1,0 +1,344 @@
+"""The training loop: device and thread choice, precision, seeds, schedule, stopping.
+
+The estimator builds the pieces (networks, objective, data source, augmentation) and
+hands them to :class:`Trainer`, which knows nothing about scikit-learn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import joblib
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+#: A view function: ``(batch on device, generator) -> one augmented view``.
+ViewFn = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """Turn a ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when available, else Apple's MPS, else the CPU. An explicit
+    accelerator that is not available raises a ValueError naming the alternatives.
+
+    Parameters
+    ----------
+    spec : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a device.
+
+    Returns
+    -------
+    torch.device
+    """
+    if isinstance(spec, str) and spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={spec!r} was requested but CUDA is not available; "
+                "use device='auto' or device='cpu'."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible."
+            )
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"device={spec!r} was requested but MPS is not available.")
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def thread_budget() -> int:
+    """Number of intra-op threads a fit may use without oversubscribing the machine.
+
+    joblib's process workers (e.g. ``GridSearchCV(n_jobs=k)``) export
+    ``OMP_NUM_THREADS = cores // k``; that limit is honoured, else the cores available.
+
+    Returns
+    -------
+    int
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    cores = joblib.cpu_count()
+    if env.isdigit() and int(env) > 0:
+        return min(int(env), cores)
+    return max(1, min(torch.get_num_threads(), cores))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None = None) -> Iterator[int]:
+    """Limit torch's intra-op threads inside the block and restore them afterwards.
+
+    Parameters
+    ----------
+    n : int or None
+        Threads to use; None takes :func:`thread_budget`.
+
+    Yields
+    ------
+    int
+        The number of threads in force.
+    """
+    before = torch.get_num_threads()
+    n = thread_budget() if n is None else n
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Copy a host tensor to ``device``; through pinned memory, without blocking, on CUDA.
+
+    On a CPU-only machine (or for a CPU target) the tensor is returned as it is.
+
+    Parameters
+    ----------
+    tensor : Tensor
+        Host tensor.
+    device : torch.device
+
+    Returns
+    -------
+    Tensor
+    """
+    if device.type != "cuda" or tensor.device.type == "cuda":
+        return tensor.to(device)
+    if torch.cuda.is_available() and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for ``device``: bf16 on CUDA, none elsewhere.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    torch.dtype or None
+    """
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A torch.Generator on ``device`` (CPU for devices without their own).
+
+    Parameters
+    ----------
+    device : torch.device
+    seed : int
+
+    Returns
+    -------
+    torch.Generator
+    """
+    gen_device = device if device.type in ("cuda", "cpu") else torch.device("cpu")
+    return torch.Generator(device=gen_device).manual_seed(seed)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to 5% of the peak.
+
+    With ``total_steps=None`` (``partial_fit``: no known horizon) the rate stays at its
+    peak after the warm-up.
+
+    Parameters
+    ----------
+    step : int
+        Optimiser steps taken so far.
+    warmup_steps : int
+        Length of the linear warm-up.
+    total_steps : int or None
+        Steps in the whole run.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> lr_factor(0, 10, 100), lr_factor(9, 10, 100), lr_factor(100, 10, 100)
+    (0.1, 1.0, 0.05)
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if total_steps is None or total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+@dataclass
+class Trainer:
+    """Runs optimisation epochs of a self-supervised objective.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        The representation network.
+    projector : nn.Module or None
+        Head applied before the loss only.
+    criterion : callable
+        ``criterion(list of embeddings) -> scalar loss``.
+    optimizer : torch.optim.Optimizer
+    view_fn : callable
+        ``view_fn(batch, generator) -> augmented view`` on the device.
+    n_views : int
+        Views per sample.
+    batch_size : int
+        Target batch size (the data is split into near-equal batches).
+    learning_rate : float
+        Peak learning rate.
+    warmup_steps : int
+        Linear warm-up length.
+    device : torch.device
+    generator : torch.Generator
+        Drives the augmentation.
+    shuffle_rng : numpy.random.Generator
+        Drives the batch order.
+    step : int
+        Optimiser steps taken so far (for the schedule).
+    """
+
+    encoder: nn.Module
+    projector: nn.Module | None
+    criterion: Callable[[Sequence[Tensor]], Tensor]
+    optimizer: torch.optim.Optimizer
+    view_fn: ViewFn
+    n_views: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    device: torch.device
+    generator: torch.Generator
+    shuffle_rng: np.random.Generator
+    step: int = 0
+    total_steps: int | None = None
+    amp_dtype: torch.dtype | None = field(default=None)
+
+    def batches(self, n_samples: int) -> list[np.ndarray]:
+        """Split a random permutation of ``n_samples`` into near-equal batches.
+
+        Parameters
+        ----------
+        n_samples : int
+
+        Returns
+        -------
+        list of ndarray of int
+            Every sample once; no batch smaller than ``batch_size // 2`` unless the data
+            is smaller.
+        """
+        order = self.shuffle_rng.permutation(n_samples)
+        n_batches = max(1, n_samples // self.batch_size)
+        return np.array_split(order, n_batches)
+
+    def training_step(self, batch: Tensor) -> Tensor:
+        """One optimiser step on a batch; returns the detached loss (no host sync).
+
+        Parameters
+        ----------
+        batch : Tensor
+            Model-ready batch on the device.
+
+        Returns
+        -------
+        Tensor
+            Scalar loss.
+        """
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate * lr_factor(
+                self.step, self.warmup_steps, self.total_steps
+            )
+        views = [self.view_fn(batch, self.generator) for _ in range(self.n_views)]
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
+            z = self.encoder(torch.cat(views))
+            if self.projector is not None:
+                z = self.projector(z)
+        loss = self.criterion(list(z.float().chunk(self.n_views)))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
+
+    def run_epoch(self, n_samples: int, take: Callable[[np.ndarray], Tensor]) -> float:
+        """Train one pass over the data and return the mean loss.
+
+        The weights are snapshotted first; if the loss turns non-finite they are restored
+        and :class:`NonFiniteLossError` is raised.
+
+        Parameters
+        ----------
+        n_samples : int
+            Size of the data.
+        take : callable
+            ``take(indices) -> batch`` on the device.
+
+        Returns
+        -------
+        float
+        """
+        snapshot = self._snapshot()
+        self.encoder.train()
+        if self.projector is not None:
+            self.projector.train()
+        total = torch.zeros((), device=self.device)
+        batches = self.batches(n_samples)
+        for idx in batches:
+            total += self.training_step(take(idx))
+        mean = float(total) / len(batches)  # the epoch's one host sync
+        if not math.isfinite(mean):
+            self._restore(snapshot)
+            raise NonFiniteLossError(
+                f"the training loss became {mean} at step {self.step}; the weights of the "
+                "last finite epoch were restored. Try a lower learning_rate or alpha."
+            )
+        return mean
+
+    def _modules(self) -> list[nn.Module]:
+        return [m for m in (self.encoder, self.projector) if m is not None]
+
+    def _snapshot(self) -> tuple[list[dict[str, Tensor]], dict[str, object]]:
+        modules = [
+            {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self._modules()
+        ]
+        # Adam's moments go non-finite with the weights, so they are kept too.
+        return modules, copy.deepcopy(self.optimizer.state_dict())
+
+    def _restore(self, snapshot: tuple[list[dict[str, Tensor]], dict[str, object]]) -> None:
+        modules, optimizer = snapshot
+        for module, state in zip(self._modules(), modules):
+            module.load_state_dict(state)
+        self.optimizer.load_state_dict(optimizer)

@@ -1,0 +1,249 @@
+"""Encoder networks (MLP, small ConvNet, CIFAR ResNet-18) and the projection head.
+
+Every encoder maps a batch to a representation of shape ``(n, out_features)``; the
+projection head is used only inside the loss, as in the ACT paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLP", "ConvNet", "ProjectionHead", "ResNet18", "build_encoder"]
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron: (Linear, BatchNorm, ReLU) blocks and a final Linear.
+
+    Parameters
+    ----------
+    in_features : int
+        Number of input features.
+    hidden_layer_sizes : sequence of int
+        Widths of the hidden blocks.
+    out_features : int
+        Width of the output (the representation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> MLP(5, (16, 16), 3)(torch.zeros(4, 5)).shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(
+        self, in_features: int, hidden_layer_sizes: Sequence[int], out_features: int
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden_layer_sizes:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(inplace=True)]
+            width = size
+        layers.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*layers)
+        self.out_features = out_features
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.layers(x)
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ConvNet(nn.Module):
+    """Small ConvNet for tiny images (up to about 32 pixels a side).
+
+    Five 3x3 convolution blocks of ``widths`` channels with BatchNorm and ReLU, a 2x2
+    max-pool after the second and fourth, and global average pooling.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    out_features : int
+        Channels of the last block, the width of the representation.
+    widths : sequence of int, default=(32, 32, 64, 64)
+        Channels of the first four blocks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ConvNet(1, 128)(torch.zeros(2, 1, 12, 12)).shape
+    torch.Size([2, 128])
+    """
+
+    def __init__(
+        self, in_channels: int, out_features: int, widths: Sequence[int] = (32, 32, 64, 64)
+    ) -> None:
+        super().__init__()
+        w = list(widths)
+        layers: list[nn.Module] = []
+        layers += _conv_bn_relu(in_channels, w[0]) + _conv_bn_relu(w[0], w[1])
+        layers.append(nn.MaxPool2d(2))
+        layers += _conv_bn_relu(w[1], w[2]) + _conv_bn_relu(w[2], w[3])
+        layers.append(nn.MaxPool2d(2))
+        layers += _conv_bn_relu(w[3], out_features)
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.layers = nn.Sequential(*layers)
+        self.out_features = out_features
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.layers(x)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convolutions with a residual connection.
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels.
+    stride : int, default=1
+        Stride of the first convolution (and of the shortcut projection).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 backbone returning the globally pooled features.
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Image channels.
+    out_features : int or None, default=None
+        Width of the representation. None keeps the 512 pooled features; another value
+        adds a linear layer from 512 to ``out_features``.
+    cifar_stem : bool, default=True
+        The CIFAR variant used by the ACT paper: a 3x3 stride-1 first convolution and no
+        max-pool. False gives the ImageNet stem (7x7 stride 2 and a max-pool).
+
+    Examples
+    --------
+    >>> import torch
+    >>> ResNet18(3)(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 512])
+    """
+
+    def __init__(
+        self, in_channels: int = 3, out_features: int | None = None, cifar_stem: bool = True
+    ) -> None:
+        super().__init__()
+        if cifar_stem:
+            stem: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)]
+        else:
+            stem = [nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)]
+        stem += [nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+        if not cifar_stem:
+            stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+        self.stem = nn.Sequential(*stem)
+        stages: list[nn.Module] = []
+        c_in = 64
+        for c_out, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            stages += [BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out)]
+            c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc: nn.Module = nn.Identity()
+        self.out_features = 512
+        if out_features is not None and out_features != 512:
+            self.fc = nn.Linear(512, out_features)
+            self.out_features = out_features
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.fc(self.pool(self.stages(self.stem(x))))
+
+
+class ProjectionHead(nn.Module):
+    """Projection head used only in the loss: Linear, BatchNorm, ReLU, Linear.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the representation.
+    hidden_features : int
+        Width of the hidden layer (the paper uses 1024 on a 512-d ResNet output).
+    out_features : int
+        Width of the embedding the loss sees.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ProjectionHead(8, 16, 4)(torch.zeros(3, 8)).shape
+    torch.Size([3, 4])
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, hidden_features),
+            nn.BatchNorm1d(hidden_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_features, out_features),
+        )
+        self.out_features = out_features
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.layers(x)
+
+
+#: Default representation width of each named encoder when ``n_components`` is None.
+DEFAULT_COMPONENTS = {"mlp": 64, "convnet": 128, "resnet18": 512}
+
+
+def build_encoder(
+    name: str,
+    input_shape: tuple[int, ...],
+    n_components: int | None,
+    hidden_layer_sizes: Sequence[int] = (512, 512),
+) -> nn.Module:
+    """Build a named encoder for inputs of ``input_shape`` (without the batch axis).
+
+    Parameters
+    ----------
+    name : {"mlp", "convnet", "resnet18"}
+        Architecture.
+    input_shape : tuple of int
+        ``(n_features,)`` for tables, ``(channels, height, width)`` for images.
+    n_components : int or None
+        Width of the representation; None takes :data:`DEFAULT_COMPONENTS`.
+    hidden_layer_sizes : sequence of int, default=(512, 512)
+        Hidden widths of the MLP (ignored by the convolutional encoders).
+
+    Returns
+    -------
+    torch.nn.Module
+        The encoder, with an ``out_features`` attribute.
+    """
+    width = DEFAULT_COMPONENTS[name] if n_components is None else n_components
+    if name == "mlp":
+        return MLP(input_shape[0], hidden_layer_sizes, width)
+    if name == "convnet":
+        return ConvNet(input_shape[0], width)
+    if name == "resnet18":
+        return ResNet18(input_shape[0], width)
+    raise ValueError(f"unknown encoder {name!r}")

@@ -1,0 +1,411 @@
+"""Self-supervised objectives: ACT and the baselines it is compared with.
+
+Every objective is a pure function of two batches of embeddings ``z1`` and ``z2`` of
+shape ``(n, d)`` (row ``i`` of each is a view of the same sample) and returns a scalar
+tensor. No data loading and no training loop lives here, so each formula can be checked
+against a hand computation.
+
+ACT (Adversarial Contrastive Training) is a minimax problem: the regulariser
+``||E[f(x1) f(x2)^T] - I||_F^2`` is replaced by ``<E[f(x1) f(x2)^T] - I, G>_F`` with an
+adversary ``G`` that is held fixed during the encoder step. :class:`Adversary` supplies
+``G``; see its docstring for where ``G`` can come from and why it matters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "OBJECTIVES",
+    "Adversary",
+    "act_loss",
+    "barlow_twins_loss",
+    "cross_correlation",
+    "multiview_loss",
+    "nt_xent_loss",
+    "scale_to_sqrt_dim",
+    "spectral_contrastive_loss",
+    "vicreg_loss",
+]
+
+
+def scale_to_sqrt_dim(z: Tensor) -> Tensor:
+    """Rescale each row of ``z`` to Euclidean norm ``sqrt(d)``.
+
+    Parameters
+    ----------
+    z : Tensor of shape (n, d)
+        Embeddings.
+
+    Returns
+    -------
+    Tensor of shape (n, d)
+        ``sqrt(d) * z / ||z||`` row by row, as in the ACT authors' code.
+    """
+    return math.sqrt(z.shape[1]) * F.normalize(z, dim=1)
+
+
+def cross_correlation(z1: Tensor, z2: Tensor) -> Tensor:
+    """Empirical cross-correlation ``C_hat = z1^T z2 / n`` of two views.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Embeddings of two views of the same ``n`` samples.
+
+    Returns
+    -------
+    Tensor of shape (d, d)
+    """
+    return z1.T @ z2 / z1.shape[0]
+
+
+def act_loss(z1: Tensor, z2: Tensor, adversary: Tensor, alpha: float) -> Tensor:
+    """ACT loss of two views for a fixed adversary ``G``.
+
+    .. math::
+
+        L = \\frac{1}{n}\\sum_i \\|z_{1i} - z_{2i}\\|^2
+            + \\alpha \\, \\langle \\hat C - I, G \\rangle_F,
+        \\qquad \\hat C = \\frac{1}{n} z_1^\\top z_2,
+
+    where the rows of ``z1`` and ``z2`` are first rescaled to norm ``sqrt(d)``. ``G``
+    receives no gradient. For a ``G`` independent of the batch the mini-batch loss is an
+    unbiased estimate of the population loss, and so is its gradient.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Raw embeddings of two views (rescaled inside).
+    adversary : Tensor of shape (d, d)
+        The dual variable ``G``.
+    alpha : float
+        Weight of the regulariser (the paper's lambda).
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> float(act_loss(z, z, torch.zeros(2, 2), alpha=1.0))
+    0.0
+    """
+    z1 = scale_to_sqrt_dim(z1)
+    z2 = scale_to_sqrt_dim(z2)
+    alignment = (z1 - z2).pow(2).sum(dim=1).mean()
+    eye = torch.eye(z1.shape[1], device=z1.device, dtype=z1.dtype)
+    dual = ((cross_correlation(z1, z2) - eye) * adversary.detach()).sum()
+    return alignment + alpha * dual
+
+
+def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
+    """Barlow Twins loss (Zbontar et al., 2021).
+
+    Each feature is standardised over the batch; with ``c`` their cross-correlation,
+    ``L = sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2``.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Embeddings of two views.
+    lambd : float, default=5e-3
+        Weight of the off-diagonal (redundancy reduction) term.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+    """
+    n = z1.shape[0]
+    c = _standardize(z1).T @ _standardize(z2) / n
+    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on_diag + lambd * off_diag
+
+
+def vicreg_loss(
+    z1: Tensor,
+    z2: Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    eps: float = 1e-4,
+) -> Tensor:
+    """VICReg loss (Bardes et al., 2022): invariance, variance and covariance terms.
+
+    ``L = sim_weight * mean ||z1 - z2||^2 / d`` (the mean squared error)
+    ``+ var_weight * (v(z1) + v(z2))`` with ``v(z) = mean_j relu(1 - sqrt(var_j + eps))``
+    ``+ cov_weight * (c(z1) + c(z2))`` with ``c(z)`` the sum of squared off-diagonal
+    covariances divided by ``d``.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Embeddings of two views.
+    sim_weight, var_weight, cov_weight : float
+        Weights of the three terms (the paper's 25, 25, 1).
+    eps : float, default=1e-4
+        Added to the variance before the square root.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+    """
+    n, d = z1.shape
+    invariance = F.mse_loss(z1, z2)
+
+    def variance(z: Tensor) -> Tensor:
+        return F.relu(1 - torch.sqrt(z.var(dim=0) + eps)).mean()
+
+    def covariance(z: Tensor) -> Tensor:
+        zc = z - z.mean(dim=0)
+        cov = zc.T @ zc / (n - 1)
+        return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+
+    return (
+        sim_weight * invariance
+        + var_weight * (variance(z1) + variance(z2))
+        + cov_weight * (covariance(z1) + covariance(z2))
+    )
+
+
+def spectral_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
+    """Spectral contrastive loss (HaoChen et al., 2021).
+
+    ``L = -2/n sum_i z1_i . z2_i + 1/(n(n-1)) sum_{i != j} (z1_i . z2_j)^2``.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Embeddings of two views.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+    """
+    n = z1.shape[0]
+    sim = z1 @ z2.T
+    positive = torch.diagonal(sim).mean()
+    off = sim.pow(2).sum() - torch.diagonal(sim).pow(2).sum()
+    return -2 * positive + off / (n * (n - 1))
+
+
+def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
+    """NT-Xent loss of SimCLR (Chen et al., 2020).
+
+    Cosine similarities over the ``2n`` embeddings divided by ``temperature``; each
+    embedding must pick out its partner view among the other ``2n - 1`` by softmax
+    cross-entropy, averaged over all ``2n`` anchors.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (n, d)
+        Embeddings of two views.
+    temperature : float, default=0.5
+        Softmax temperature.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+    """
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = z @ z.T / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -torch.inf)
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+def multiview_loss(loss: Callable[[Tensor, Tensor], Tensor], views: Sequence[Tensor]) -> Tensor:
+    """Average a two-view loss over all unordered pairs of views.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(z1, z2) -> scalar``.
+    views : sequence of Tensor of shape (n, d)
+        At least two views.
+
+    Returns
+    -------
+    Tensor
+        Mean of ``loss`` over the ``k (k - 1) / 2`` pairs.
+    """
+    pairs = list(combinations(range(len(views)), 2))
+    return torch.stack([loss(views[i], views[j]) for i, j in pairs]).mean()
+
+
+def _standardize(z: Tensor, eps: float = 1e-5) -> Tensor:
+    return (z - z.mean(dim=0)) / (z.std(dim=0) + eps)
+
+
+class Adversary:
+    """The ACT dual variable ``G`` and where it comes from.
+
+    At its optimum ``G = C - I`` with ``C = E[f(x1) f(x2)^T]``. Three estimates:
+
+    ``"batch"``
+        ``C_hat - I`` of the current mini-batch, detached (the authors' code). The
+        encoder gradient is then exactly half the gradient of the *biased* squared
+        estimate ``alpha * ||C_hat - I||^2``.
+    ``"previous"``
+        ``C_hat - I`` of the previous step: independent of the current batch, so the
+        gradient is unbiased for the ``G`` in use.
+    ``"ema"``
+        An exponential moving average of ``C_hat - I`` over past steps (``momentum`` is
+        the weight of the past), also independent of the current batch and less noisy.
+
+    On the first step ``"previous"`` and ``"ema"`` have no past and use the current batch.
+
+    Parameters
+    ----------
+    mode : {"batch", "previous", "ema"}
+        Source of ``G``.
+    momentum : float, default=0.9
+        Weight of the past in the ``"ema"`` average.
+
+    Attributes
+    ----------
+    state : Tensor of shape (d, d) or None
+        The stored estimate of ``C - I`` (None before the first update).
+
+    Examples
+    --------
+    >>> import torch
+    >>> adv = Adversary("previous")
+    >>> c1, c2 = torch.eye(2) * 2, torch.eye(2) * 3
+    >>> adv.get(c1).tolist()  # first step: current batch
+    [[1.0, 0.0], [0.0, 1.0]]
+    >>> adv.update(c1)
+    >>> adv.get(c2).tolist()  # then: the previous step's C - I
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    modes = ("batch", "previous", "ema")
+
+    def __init__(self, mode: str = "ema", momentum: float = 0.9) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"adversary must be one of {self.modes}, got {mode!r}")
+        self.mode = mode
+        self.momentum = momentum
+        self.state: Tensor | None = None
+
+    def get(self, correlation: Tensor) -> Tensor:
+        """Return ``G`` for a step whose batch cross-correlation is ``correlation``.
+
+        Parameters
+        ----------
+        correlation : Tensor of shape (d, d)
+            ``C_hat`` of the current batch (used on the first step and in "batch" mode).
+
+        Returns
+        -------
+        Tensor of shape (d, d)
+            Detached ``G``.
+        """
+        if self.mode == "batch" or self.state is None:
+            return _minus_identity(correlation.detach())
+        return self.state
+
+    def update(self, correlation: Tensor) -> None:
+        """Record the current batch's ``C_hat`` after the encoder step.
+
+        Parameters
+        ----------
+        correlation : Tensor of shape (d, d)
+            ``C_hat`` of the batch just used.
+        """
+        if self.mode == "batch":
+            return
+        target = _minus_identity(correlation.detach().float())
+        if self.mode == "previous" or self.state is None:
+            self.state = target
+        else:
+            self.state = self.momentum * self.state + (1 - self.momentum) * target
+
+    def state_dict(self) -> dict[str, object]:
+        """Return the adversary's state (for checkpoints).
+
+        Returns
+        -------
+        dict
+            ``mode``, ``momentum`` and ``state``.
+        """
+        return {"mode": self.mode, "momentum": self.momentum, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore a state returned by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`state_dict`.
+        """
+        self.mode = str(state["mode"])
+        self.momentum = float(state["momentum"])  # type: ignore[arg-type]
+        self.state = state["state"]  # type: ignore[assignment]
+
+
+def _minus_identity(c: Tensor) -> Tensor:
+    return c - torch.eye(c.shape[0], device=c.device, dtype=c.dtype)
+
+
+class ACTCriterion:
+    """ACT over any number of views with a persistent :class:`Adversary`.
+
+    For ``k`` views the loss is averaged over the ``k (k - 1) / 2`` pairs; ``G`` is shared
+    by the pairs and its batch estimate is the mean of the pairs' ``C_hat``.
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the regulariser.
+    adversary : Adversary
+        Source of ``G``.
+    """
+
+    def __init__(self, alpha: float, adversary: Adversary) -> None:
+        self.alpha = alpha
+        self.adversary = adversary
+
+    def __call__(self, views: Sequence[Tensor]) -> Tensor:
+        scaled = [scale_to_sqrt_dim(z.float()) for z in views]
+        pairs = list(combinations(range(len(scaled)), 2))
+        correlation = torch.stack(
+            [cross_correlation(scaled[i], scaled[j]).detach() for i, j in pairs]
+        ).mean(dim=0)
+        g = self.adversary.get(correlation)
+        # act_loss rescales again; rescaling is idempotent up to rounding.
+        loss = multiview_loss(lambda a, b: act_loss(a, b, g, self.alpha), scaled)
+        self.adversary.update(correlation)
+        return loss
+
+
+def _pairwise(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Tensor]], Tensor]:
+    def criterion(views: Sequence[Tensor]) -> Tensor:
+        return multiview_loss(fn, [z.float() for z in views])
+
+    return criterion
+
+
+#: Objectives by name; each value builds a criterion ``views -> scalar``.
+OBJECTIVES: dict[str, Callable[..., Callable[[Sequence[Tensor]], Tensor]]] = {
+    "act": lambda alpha, adversary, momentum: ACTCriterion(alpha, Adversary(adversary, momentum)),
+    "barlow_twins": lambda alpha, adversary, momentum: _pairwise(barlow_twins_loss),
+    "vicreg": lambda alpha, adversary, momentum: _pairwise(vicreg_loss),
+    "spectral": lambda alpha, adversary, momentum: _pairwise(spectral_contrastive_loss),
+    "nt_xent": lambda alpha, adversary, momentum: _pairwise(nt_xent_loss),
+}
