@@ -29,7 +29,13 @@ from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
 
 #: Attributes holding tensors: pickled through torch so that storage can be remapped.
-_TORCH_ATTRS = ("encoder_", "projector_", "_optimizer_state", "_adversary_state", "_pool")
+_TORCH_ATTRS = (
+    "encoder_",
+    "projector_",
+    "_optimizer_state",
+    "_adversary_state",
+    "_generator_state",
+)
 
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -1,0 +1,264 @@
+"""ACTEncoder on tables: the scikit-learn contract, determinism, persistence, pipelines."""
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_classification
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    check_set_output_transform,
+    check_transformer_get_feature_names_out,
+)
+
+from skact import ACTEncoder
+from skact.evaluation import few_shot_score
+
+
+def small(**params):
+    defaults = dict(
+        n_components=6,
+        hidden_layer_sizes=(32,),
+        projection_dim=8,
+        max_iter=3,
+        batch_size=32,
+        random_state=0,
+        device="cpu",
+    )
+    defaults.update(params)
+    return ACTEncoder(**defaults)
+
+
+@pytest.fixture(scope="module")
+def table():
+    X, y = make_classification(n_samples=120, n_features=10, random_state=0)
+    return X, y
+
+
+def test_transform_shape_dtype_and_names(table):
+    X, _ = table
+    enc = small().fit(X)
+    Z = enc.transform(X)
+    assert Z.shape == (120, 6)
+    assert Z.dtype == np.float32
+    assert np.isfinite(Z).all()
+    assert list(enc.get_feature_names_out()) == [f"actencoder{i}" for i in range(6)]
+    assert enc.n_features_in_ == 10
+    assert enc.n_iter_ == 3 and len(enc.loss_curve_) == 3
+    assert enc.device_ == torch.device("cpu")
+    assert enc.projector_ is not None and not enc.encoder_.training
+
+
+def test_default_width_is_encoder_natural_width(table):
+    X, _ = table
+    enc = ACTEncoder(max_iter=1, random_state=0, hidden_layer_sizes=(16,)).fit(X)
+    assert enc.transform(X).shape == (120, 64)
+
+
+def test_same_seed_same_output_different_seed_different_output(table):
+    X, _ = table
+    a = small(random_state=1).fit(X).transform(X)
+    b = small(random_state=1).fit(X).transform(X)
+    c = small(random_state=2).fit(X).transform(X)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a - c).max() > 1e-2
+
+
+def test_fit_does_not_touch_global_torch_rng(table):
+    X, _ = table
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    small().fit(X)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_training_reduces_the_loss():
+    X = load_digits().data
+    enc = small(max_iter=15, hidden_layer_sizes=(64,), batch_size=128).fit(X)
+    assert np.mean(enc.loss_curve_[-3:]) < enc.loss_curve_[0]
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_pickle_round_trip_gives_identical_transform(table, dump, tmp_path):
+    X, _ = table
+    enc = small().fit(X)
+    if dump == "pickle":
+        restored = pickle.loads(pickle.dumps(enc))
+    else:
+        joblib.dump(enc, tmp_path / "m.joblib")
+        restored = joblib.load(tmp_path / "m.joblib")
+    np.testing.assert_array_equal(restored.transform(X), enc.transform(X))
+    # Training state travels too: warm-started refits continue identically.
+    enc.set_params(warm_start=True, max_iter=1).fit(X)
+    restored.set_params(warm_start=True, max_iter=1).fit(X)
+    np.testing.assert_allclose(restored.transform(X), enc.transform(X), atol=1e-6)
+
+
+def test_model_saved_on_cuda_loads_on_cpu_only_machine(table, monkeypatch):
+    """Storage tagged 'cuda:0' in the pickle is mapped to the CPU on load."""
+    X, _ = table
+    enc = small().fit(X)
+    expected = enc.transform(X)
+    enc.device_ = torch.device("cuda", 0)
+    real_tag = torch.serialization.location_tag
+    # Make torch.save write every storage as if it lived on cuda:0.
+    monkeypatch.setattr(
+        torch.serialization,
+        "location_tag",
+        lambda storage: "cuda:0" if real_tag(storage) == "cpu" else real_tag(storage),
+    )
+    blob = pickle.dumps(enc)
+    payload = enc.__getstate__()["_torch_payload"]
+    monkeypatch.undo()
+    # Without remapping, such storage cannot be loaded on this machine...
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(io.BytesIO(payload), weights_only=False)
+    # ...but the estimator remaps it to the CPU.
+    restored = pickle.loads(blob)
+    assert restored.device_ == torch.device("cpu")
+    assert next(restored.encoder_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(restored.transform(X), expected)
+
+
+def test_clone_is_unfitted_copy(table):
+    X, _ = table
+    enc = small().fit(X)
+    fresh = clone(enc)
+    assert fresh.get_params() == enc.get_params()
+    with pytest.raises(NotFittedError):
+        fresh.transform(X)
+
+
+def test_partial_fit_creates_model_then_adds_one_epoch(table):
+    X, _ = table
+    enc = small()
+    enc.partial_fit(X[:60])
+    assert enc.n_iter_ == 1
+    before = [p.detach().clone() for p in enc.encoder_.parameters()]
+    enc.partial_fit(X[60:])
+    assert enc.n_iter_ == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, enc.encoder_.parameters()))
+    with pytest.raises(ValueError, match="features"):
+        enc.partial_fit(X[:, :5])
+
+
+def test_warm_start_continues_training(table):
+    X, _ = table
+    enc = small(warm_start=True, max_iter=2).fit(X)
+    enc.fit(X)
+    assert enc.n_iter_ == 4 and len(enc.loss_curve_) == 4
+    cold = small(warm_start=False, max_iter=2).fit(X)
+    cold.fit(X)
+    assert cold.n_iter_ == 2
+
+
+def test_early_stopping_holds_out_data_and_stops(table):
+    X, _ = table
+    enc = small(early_stopping=True, max_iter=50, n_iter_no_change=2, tol=1e6).fit(X)
+    # With an impossible tolerance only the first epoch counts as an improvement, so
+    # training stops n_iter_no_change epochs later.
+    assert enc.n_iter_ == 3
+    assert len(enc.validation_loss_curve_) == 3
+    assert all(np.isfinite(enc.validation_loss_curve_))
+
+
+def test_verbose_shows_progress_with_loss(table, capsys):
+    X, _ = table
+    small(verbose=2).fit(X)
+    err = capsys.readouterr()
+    text = err.err + err.out
+    assert "epoch 3" in text and "loss" in text
+    small(verbose=0).fit(X)
+    err = capsys.readouterr()
+    assert err.err == "" and err.out == ""
+
+
+def test_sklearn_set_output_and_feature_name_checks():
+    enc = small()
+    check_set_output_transform("ACTEncoder", enc)
+    check_transformer_get_feature_names_out("ACTEncoder", enc)
+    check_dataframe_column_names_consistency("ACTEncoder", enc)
+
+
+@pytest.mark.parametrize("lib", ["pandas", "polars"])
+def test_set_output_returns_dataframe(table, lib):
+    mod = pytest.importorskip(lib)
+    X, _ = table
+    df = mod.DataFrame({f"c{i}": X[:, i] for i in range(X.shape[1])})
+    enc = small().set_output(transform=lib).fit(df)
+    out = enc.transform(df)
+    assert isinstance(out, mod.DataFrame)
+    assert list(out.columns) == [f"actencoder{i}" for i in range(6)]
+    assert list(enc.feature_names_in_) == [f"c{i}" for i in range(10)]
+
+
+def test_grid_search_in_pipeline_with_two_jobs(table):
+    X, y = table
+    pipe = make_pipeline(small(max_iter=2), LogisticRegression(max_iter=500))
+    grid = GridSearchCV(
+        pipe,
+        {"actencoder__alpha": [0.01, 0.1], "actencoder__n_components": [4, 8]},
+        cv=2,
+        n_jobs=2,
+    ).fit(X, y)
+    assert grid.cv_results_["mean_test_score"].shape == (4,)
+    assert grid.best_estimator_[0].transform(X).shape[1] == grid.best_params_[
+        "actencoder__n_components"
+    ]
+
+
+class ThreadRecordingEncoder(ACTEncoder):
+    """Records torch's thread count while training."""
+
+    def _train(self, X, epochs, horizon):
+        self.threads_seen_ = torch.get_num_threads()
+        return super()._train(X, epochs, horizon)
+
+
+def test_threads_limited_in_parallel_workers_and_restored(table):
+    from sklearn.model_selection import cross_validate
+
+    X, y = table
+    before = torch.get_num_threads()
+    enc = ThreadRecordingEncoder(max_iter=1, hidden_layer_sizes=(8,), random_state=0)
+    result = cross_validate(
+        make_pipeline(enc, LogisticRegression()), X, y, cv=2, n_jobs=2, return_estimator=True
+    )
+    cores = joblib.cpu_count()
+    for fitted in result["estimator"]:
+        assert fitted[0].threads_seen_ <= max(1, cores // 2)
+    assert torch.get_num_threads() == before
+
+
+def test_frozen_encoder_few_shot_pipeline_does_not_refit(table):
+    X, y = table
+    enc = small().fit(X)
+    weights = [p.detach().clone() for p in enc.encoder_.parameters()]
+    few = np.r_[np.flatnonzero(y == 0)[:3], np.flatnonzero(y == 1)[:3]]
+    clf = make_pipeline(FrozenEstimator(enc), LogisticRegression()).fit(X[few], y[few])
+    assert enc.n_iter_ == 3
+    assert all(torch.equal(a, b) for a, b in zip(weights, enc.encoder_.parameters()))
+    assert clf.score(X, y) > 0.5
+
+
+def test_digits_table_few_shot_beats_raw_pixels_by_four_points():
+    """Issue 2's quality bar: 5 labels per class, mean of 10 draws, defaults."""
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    enc = ACTEncoder(random_state=0).fit(X_tr)
+    act = few_shot_score(enc, X_tr, y_tr, X_te, y_te, k=5, protocols=["linear"])[0]
+    raw = few_shot_score(
+        StandardScaler().fit(X_tr), X_tr, y_tr, X_te, y_te, k=5, protocols=["linear"]
+    )[0]
+    assert act.mean >= raw.mean + 0.04, (act.mean, raw.mean)
