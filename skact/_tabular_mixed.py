@@ -414,6 +414,15 @@ def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.
         The index of each value in ``categories``; ``len(categories)`` (the unknown
         slot) for values not among them, and for missing values when no missing
         category was seen in ``fit``.
+
+    Examples
+    --------
+    >>> column = np.array(["b", "a", None], dtype=object)
+    >>> categories, has_missing = fit_categories(column, "indicator", "c")
+    >>> categories
+    array(['a', 'b', nan], dtype=object)
+    >>> encode(np.array(["a", None, "new"], dtype=object), categories, has_missing)
+    array([0, 2, 3])
     """
     n_known = len(categories) - has_missing
     known = categories[:n_known]
@@ -535,9 +544,15 @@ class MixedTableAdapter:
             if present.size < column.size:
                 indicators.append(i)
         return cls(
-            is_categorical, categories, has_missing, np.array(mean), np.array(scale),
-            np.array(indicators, dtype=np.int64), handle_missing, augment,
-        )  # fmt: skip
+            is_categorical,
+            categories,
+            has_missing,
+            np.array(mean),
+            np.array(scale),
+            np.array(indicators, dtype=np.int64),
+            handle_missing,
+            augment,
+        )
 
     def to_storage(self, X: object) -> Tensor:
         """Rows as ``[standardised numeric | missing indicators | codes]``, float32.
@@ -604,16 +619,19 @@ class MixedTableAdapter:
             groups = torch.as_tensor(self._groups, device=device)
             draw = torch.rand(n, n_groups, generator=generator, device=device)
             mask = (draw < self.augment.corruption_rate)[:, groups]
-            rows = torch.randint(0, pool.shape[0], (n, n_groups), generator=generator,
-                                 device=device)[:, groups]  # fmt: skip
+            rows = torch.randint(
+                0, pool.shape[0], (n, n_groups), generator=generator, device=device
+            )[:, groups]
             cols = torch.arange(d, device=device).expand(n, d)
             view = torch.where(mask, pool[rows, cols], batch)
         n_num = len(self._numeric)
         if self.augment.noise_scale > 0 and n_num:
-            noise = torch.randn(n, n_num, generator=generator, device=device,
-                                dtype=batch.dtype)  # fmt: skip
-            view = torch.cat([view[:, :n_num] + self.augment.noise_scale * noise,
-                              view[:, n_num:]], dim=1)  # fmt: skip
+            noise = torch.randn(
+                n, n_num, generator=generator, device=device, dtype=batch.dtype
+            )
+            view = torch.cat(
+                [view[:, :n_num] + self.augment.noise_scale * noise, view[:, n_num:]], dim=1
+            )
         return view
 
     def front_end(self) -> TabularEmbedding:

@@ -24,9 +24,14 @@ from skact.networks import TabularEmbedding
 
 def _small(**params):
     defaults = dict(
-        n_components=4, hidden_layer_sizes=(16,), projection_dim=4, max_iter=2,
-        batch_size=16, random_state=0, device="cpu",
-    )  # fmt: skip
+        n_components=4,
+        hidden_layer_sizes=(16,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        random_state=0,
+        device="cpu",
+    )
     return ACTEncoder(**{**defaults, **params})
 
 
@@ -265,9 +270,11 @@ def test_corruption_draws_categories_from_the_column_and_keeps_indicator_pairs()
     colour = np.where(rng.random(n) < 0.9, "a", "b").astype(object)
     df = pd.DataFrame({"value": value, "colour": colour})
     adapter = MixedTableAdapter.fit(
-        read_table(df, "indicator"), np.array([False, True]), "indicator",
+        read_table(df, "indicator"),
+        np.array([False, True]),
+        "indicator",
         TabularAugment(1.0, 0.0),
-    )  # fmt: skip
+    )
     pool = adapter.to_storage(read_table(df, "indicator"))
     batch = torch.zeros(n, 3)
     batch[:, 2] = 1.0  # every cell replaced: "b" everywhere before corruption
@@ -284,9 +291,11 @@ def test_corruption_draws_categories_from_the_column_and_keeps_indicator_pairs()
 def test_noise_touches_only_numeric_values():
     df = _with_gaps()
     adapter = MixedTableAdapter.fit(
-        read_table(df, "indicator"), np.array([False, False, False, True, True]),
-        "indicator", TabularAugment(0.0, 1.0),
-    )  # fmt: skip
+        read_table(df, "indicator"),
+        np.array([False, False, False, True, True]),
+        "indicator",
+        TabularAugment(0.0, 1.0),
+    )
     stored = adapter.to_storage(read_table(df, "indicator"))
     view = adapter.view(stored, stored, torch.Generator().manual_seed(0))
     assert torch.all(view[:, :3] != stored[:, :3])
@@ -305,12 +314,14 @@ def test_determinism_under_random_state():
     assert not np.allclose(a, c, atol=1e-3)
 
 
-def test_set_output_pandas_and_feature_names():
+@pytest.mark.parametrize("container", ["pandas", "polars"])
+def test_set_output_and_feature_names(container):
     df = _frame()
-    enc = _small().set_output(transform="pandas").fit(df)
+    enc = _small().set_output(transform=container).fit(df)
     out = enc.transform(df)
-    assert isinstance(out, pd.DataFrame)
+    assert isinstance(out, pd.DataFrame if container == "pandas" else pl.DataFrame)
     assert list(out.columns) == [f"actencoder{i}" for i in range(4)]
+    np.testing.assert_array_equal(np.asarray(out), _small().fit(df).transform(df))
     assert list(enc.get_feature_names_out()) == list(out.columns)
     with pytest.raises(ValueError, match="feature names"):
         enc.transform(df[df.columns[::-1]])
@@ -323,8 +334,11 @@ def test_adapter_state_dict_round_trip_is_json_able():
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     assert set(arrays) == {"mean", "scale"}
     json.dumps({k: v for k, v in state.items() if k not in arrays})
-    rebuilt = MixedTableAdapter.from_state_dict(json.loads(json.dumps(
-        {k: (v.tolist() if k in arrays else v) for k, v in state.items()})))  # fmt: skip
+    rebuilt = MixedTableAdapter.from_state_dict(
+        json.loads(
+            json.dumps({k: (v.tolist() if k in arrays else v) for k, v in state.items()})
+        )
+    )
     table = read_table(df, "indicator")
     torch.testing.assert_close(rebuilt.to_storage(table), enc._adapter.to_storage(table))
     for a, b in zip(rebuilt.categories_, enc.categories_):
