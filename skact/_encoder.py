@@ -22,8 +22,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _training
+from . import _tabular_mixed, _training
 from ._inputs import InputAdapter, TabularAdapter
+from ._tabular_mixed import MixedTable, MixedTableAdapter
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
@@ -68,7 +69,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         The representation network. ``"auto"`` is ``"mlp"`` for tables. A module is
         copied and trained; a callable is called with the input shape (without the
         batch axis) and must return a module. A user network's output width is the
-        representation width (``n_components`` must be None or equal to it).
+        representation width (``n_components`` must be None or equal to it). On a
+        mixed table the network follows a :class:`~skact.networks.TabularEmbedding`
+        layer, so a user network receives the embedded row.
     hidden_layer_sizes : tuple of int, default=(512, 512)
         Hidden widths of the MLP encoder.
     projection_dim : int or None, default=64
@@ -81,6 +84,21 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
         features.
+    categorical_features : "from_dtype" or array-like of int, str or bool, \
+            default="from_dtype"
+        Which columns are categorical, as in
+        :class:`~sklearn.ensemble.HistGradientBoostingClassifier`: ``"from_dtype"``
+        takes DataFrame columns of a categorical or string dtype and object columns
+        holding strings; otherwise column indices, column names or a boolean mask.
+        Categorical columns get learned embeddings; their categories are fixed in
+        ``fit`` (``categories_``), and a category unseen in ``fit`` maps to a
+        dedicated unknown slot embedded as the mean of the column's known categories.
+        See :ref:`mixed_tables`.
+    handle_missing : {"error", "indicator"}, default="error"
+        ``"error"`` rejects missing values (NaN, None). ``"indicator"`` encodes them:
+        a missing numeric value becomes the column mean plus a missing indicator
+        input; a missing categorical value is a category of its own (NaN, last in
+        ``categories_``) with a learned embedding.
     batch_size : int, default=256
         Samples per optimisation step (smaller when the data is smaller).
     max_iter : int, default=100
@@ -118,6 +136,11 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         The projection head used by the loss.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    categories_ : list of ndarray
+        Categories of each categorical column, in column order, fixed in ``fit``
+        (empty when no column is categorical).
+    is_categorical_ : ndarray of bool of shape (n_features_in_,) or None
+        Which columns were treated as categorical; None when none was.
     feature_names_in_ : ndarray of str
         Column names seen in ``fit`` (DataFrames with string column names only).
     n_iter_ : int
@@ -161,6 +184,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "corruption_rate": [Interval(Real, 0, 1, closed="both")],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
+        "categorical_features": ["array-like", StrOptions({"from_dtype"})],
+        "handle_missing": [StrOptions({"error", "indicator"})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -189,6 +214,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         projection_dim: int | None = 64,
         corruption_rate: float = 0.4,
         noise_scale: float = 0.0,
+        categorical_features: Any = "from_dtype",
+        handle_missing: str = "error",
         batch_size: int = 256,
         max_iter: int = 100,
         learning_rate: float = 1e-3,
@@ -213,6 +240,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.projection_dim = projection_dim
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
+        self.categorical_features = categorical_features
+        self.handle_missing = handle_missing
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -313,6 +342,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
+        tags.input_tags.categorical = True
+        tags.input_tags.allow_nan = self.handle_missing != "error"
         return tags
 
     # ------------------------------------------------------------------ persistence
@@ -342,10 +373,32 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     # ------------------------------------------------------------------ internals
 
     def _validate_input(self, X: Any, reset: bool) -> Any:
-        X = validate_data(
-            self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
-        )
+        if self._is_mixed(X, reset):
+            table = _tabular_mixed.read_table(X, self.handle_missing)
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            return table
+        try:
+            X = validate_data(
+                self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
+            )
+        except ValueError as exc:
+            if "NaN" not in str(exc):
+                raise
+            raise ValueError(
+                f"{exc}\nACTEncoder can encode missing values itself: set "
+                "handle_missing='indicator'."
+            ) from exc
         return X
+
+    def _is_mixed(self, X: Any, reset: bool) -> bool:
+        """Whether ``X`` goes to the mixed-table adapter (decided in ``fit``)."""
+        if not reset:
+            return isinstance(getattr(self, "_adapter", None), MixedTableAdapter)
+        return (
+            self.handle_missing != "error"
+            or not isinstance(self.categorical_features, str)
+            or _tabular_mixed.is_mixed_input(X)
+        )
 
     def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
         X = self._validate_input(X, reset=reset)
@@ -367,6 +420,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         rng = check_random_state(self.random_state)
         init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
         self._adapter = self._make_adapter(X)
+        self.categories_ = list(getattr(self._adapter, "categories_", []))
+        self.is_categorical_ = getattr(self._adapter, "is_categorical_", None)
+        if self.is_categorical_ is not None and not self.is_categorical_.any():
+            self.is_categorical_ = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
@@ -388,10 +445,18 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
     def _make_adapter(self, X: Any) -> InputAdapter:
         augment = TabularAugment(self.corruption_rate, self.noise_scale)
+        if isinstance(X, MixedTable):
+            names = getattr(self, "feature_names_in_", None)
+            mask = _tabular_mixed.resolve_categorical(self.categorical_features, X, names)
+            return MixedTableAdapter.fit(X, mask, self.handle_missing, augment)
         return TabularAdapter.fit(X, augment)
 
     def _make_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
         spec = self.encoder
+        adapter, front = getattr(self, "_adapter", None), None
+        if isinstance(adapter, MixedTableAdapter):
+            front = adapter.front_end()  # embeds categorical codes
+            input_shape = (front.out_features,)
         if isinstance(spec, nn.Module):
             encoder = copy.deepcopy(spec)
         elif isinstance(spec, str):
@@ -413,6 +478,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                     f"the encoder module outputs {width} features but n_components="
                     f"{self.n_components}; set n_components=None or change the module."
                 )
+        if front is not None:
+            encoder = nn.Sequential(front, encoder)
         return encoder
 
     def _train(self, X: Any, epochs: int, horizon: bool) -> None:

@@ -7,11 +7,19 @@ projection head is used only inside the loss, as in the ACT paper.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "ConvNet", "ProjectionHead", "ResNet18", "build_encoder"]
+__all__ = [
+    "MLP",
+    "ConvNet",
+    "ProjectionHead",
+    "ResNet18",
+    "TabularEmbedding",
+    "build_encoder",
+]
 
 
 class MLP(nn.Module):
@@ -209,6 +217,85 @@ class ProjectionHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         return self.layers(x)
+
+
+def embedding_dim(n_categories: int) -> int:
+    """Default embedding width of a categorical column: grows slowly, capped at 16.
+
+    ``round(1.6 * n_categories ** 0.56)`` (the fast.ai rule of thumb), at least 2.
+
+    Parameters
+    ----------
+    n_categories : int
+        Categories known in ``fit``.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> [embedding_dim(k) for k in (2, 3, 10, 1000)]
+    [2, 3, 6, 16]
+    """
+    return int(min(16, max(2, round(1.6 * n_categories**0.56))))
+
+
+class TabularEmbedding(nn.Module):
+    """Front-end for mixed tables: learned embeddings of categorical codes.
+
+    A row holds ``n_continuous`` real values followed by one integer code per
+    categorical column (stored as float). Column ``j``'s codes ``0 .. K_j - 1`` are its
+    known categories; code ``K_j`` is the *unknown* slot, for categories not seen in
+    ``fit``, and is embedded as the mean of the column's known embeddings (an
+    uninformative category, never an index error). The output concatenates the
+    continuous values with every column's embedding.
+
+    Parameters
+    ----------
+    n_continuous : int
+        Leading real-valued inputs, passed through unchanged.
+    cardinalities : sequence of int
+        Known categories ``K_j`` of each categorical column.
+    embedding_dims : sequence of int or None, default=None
+        Width of each column's embedding; None applies :func:`embedding_dim`.
+
+    Attributes
+    ----------
+    out_features : int
+        ``n_continuous`` plus the sum of the embedding widths.
+
+    Examples
+    --------
+    >>> import torch
+    >>> front = TabularEmbedding(2, [3], [4])
+    >>> front(torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 3.0]])).shape
+    torch.Size([2, 6])
+    """
+
+    def __init__(
+        self,
+        n_continuous: int,
+        cardinalities: Sequence[int],
+        embedding_dims: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if embedding_dims is None:
+            embedding_dims = [embedding_dim(k) for k in cardinalities]
+        self.n_continuous = n_continuous
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(k, dim) for k, dim in zip(cardinalities, embedding_dims)
+        )
+        self.out_features = n_continuous + sum(embedding_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts = [x[:, : self.n_continuous]]
+        codes = x[:, self.n_continuous :].long()
+        for j, embedding in enumerate(self.embeddings):
+            known = cast(nn.Embedding, embedding).weight
+            table = torch.cat([known, known.mean(dim=0, keepdim=True)])
+            parts.append(nn.functional.embedding(codes[:, j], table))
+        return torch.cat(parts, dim=1)
 
 
 #: Default representation width of each named encoder when ``n_components`` is None.

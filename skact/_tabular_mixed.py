@@ -1,0 +1,720 @@
+"""Mixed-type tables: numeric, boolean and categorical columns, with optional gaps.
+
+The user's table (a pandas or polars DataFrame, a numpy object array, a list of rows) is
+read column by column into a :class:`MixedTable`, keeping each column's own type. The
+:class:`MixedTableAdapter` is fitted on it: it decides which columns are categorical,
+fixes their categories, measures the numeric columns' statistics, and stores every row
+as one float32 tensor laid out as
+
+    [standardised numeric columns | missing indicators | categorical codes]
+
+so that the training loop can index rows as it does for numeric tables. Categorical
+codes are embedded by :class:`skact.networks.TabularEmbedding`, the encoder's first
+layer. Column ``j``'s codes are ``0 .. K_j - 1`` for its categories (``categories_[j]``)
+and ``K_j`` for a category not seen in ``fit`` (the *unknown* slot).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import sparse
+from sklearn.utils._dataframe import is_pandas_df, is_polars_df
+from torch import Tensor
+
+from .augment.tabular import TabularAugment
+from .networks import TabularEmbedding
+
+#: Values of ``handle_missing``.
+HANDLE_MISSING = ("error", "indicator")
+
+
+class MixedTable:
+    """A table read column by column, each column keeping its own type.
+
+    Numeric and boolean columns are numeric numpy arrays (NaN marks a missing value);
+    other columns are object arrays (None or NaN marks a missing value).
+
+    Parameters
+    ----------
+    columns : list of ndarray of shape (n_samples,)
+        The columns.
+    string_like : ndarray of bool of shape (n_columns,)
+        Columns whose type makes them categorical: a categorical or string dtype, or
+        an object column holding strings.
+    names : list of str
+        Column names, for error messages (``"x0"``, ``"x1"``, ... without a header).
+    """
+
+    def __init__(
+        self, columns: list[np.ndarray], string_like: np.ndarray, names: list[str]
+    ) -> None:
+        self.columns = columns
+        self.string_like = string_like
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def __getitem__(self, rows: slice) -> MixedTable:
+        return MixedTable([c[rows] for c in self.columns], self.string_like, self.names)
+
+
+def is_mixed_input(X: Any) -> bool:
+    """Whether ``X`` holds a column that is not numeric (strings, categories).
+
+    Parameters
+    ----------
+    X : DataFrame, array-like
+        Raw user input.
+
+    Returns
+    -------
+    bool
+    """
+    if is_pandas_df(X):
+        import pandas as pd
+
+        return not all(
+            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+            for dtype in X.dtypes
+        ) or any(isinstance(dtype, pd.CategoricalDtype) for dtype in X.dtypes)
+    if is_polars_df(X):
+        import polars as pl
+
+        return not all(d.is_numeric() or d == pl.Boolean for d in X.dtypes)
+    if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
+        arr = _as_array(X)
+        if arr.dtype.kind in "US":
+            return True
+        if arr.dtype.kind == "O" and arr.ndim == 2:
+            return bool(_holds_strings(arr).any())
+    return False
+
+
+def read_table(X: Any, handle_missing: str) -> MixedTable:
+    """Read ``X`` into a :class:`MixedTable` and check it for missing and infinite values.
+
+    Parameters
+    ----------
+    X : DataFrame, array-like of shape (n_samples, n_features)
+        Raw user input.
+    handle_missing : {"error", "indicator"}
+        With ``"error"``, a missing value raises a ValueError that names the column and
+        points to the parameter.
+
+    Returns
+    -------
+    MixedTable
+    """
+    if sparse.issparse(X):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required. Use '.toarray()' "
+            "to convert to a dense numpy array."
+        )
+    if is_pandas_df(X):
+        _check_shape(X.shape)
+        table = _read_pandas(X)
+    elif is_polars_df(X):
+        _check_shape(X.shape)
+        table = _read_polars(X)
+    else:
+        table = _read_array(X)
+    for name, column in zip(table.names, table.columns):
+        if column.dtype.kind == "f" and np.isinf(column).any():
+            raise ValueError(f"Input X contains infinity in column {name!r}.")
+        if handle_missing == "error" and is_missing(column).any():
+            raise ValueError(
+                f"Input X contains NaN (a missing value) in column {name!r}. "
+                "ACTEncoder(handle_missing='error') rejects missing values; set "
+                "handle_missing='indicator' to encode them (numeric: a missing indicator "
+                "and the mean; categorical: a learned 'missing' category)."
+            )
+    return table
+
+
+def is_missing(column: np.ndarray) -> np.ndarray:
+    """Boolean mask of the missing cells of one column (NaN, None, pandas NA, NaT).
+
+    Parameters
+    ----------
+    column : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    ndarray of bool of shape (n_samples,)
+    """
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    if column.dtype.kind == "O":
+        return np.asarray(_missing_cell(column), dtype=bool)
+    return np.zeros(column.shape, dtype=bool)
+
+
+def _is_missing_cell(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+_missing_cell = np.frompyfunc(_is_missing_cell, 1, 1)
+_string_cell = np.frompyfunc(lambda v: isinstance(v, (str, bytes)), 1, 1)
+
+
+def _holds_strings(arr: np.ndarray) -> np.ndarray:
+    """Per column of a 2-d object array: whether any cell is a string."""
+    if arr.size == 0:
+        return np.zeros(arr.shape[1], dtype=bool)
+    return np.asarray(np.asarray(_string_cell(arr), dtype=bool).any(axis=0))
+
+
+def _as_array(X: Any) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.dtype.kind in "US" and not isinstance(X, np.ndarray):
+        arr = np.asarray(X, dtype=object)  # keep the numbers of a list of mixed rows
+    return arr
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    """sklearn's errors for a table without rows or without columns."""
+    for axis, what in enumerate(("sample", "feature")):
+        if shape[axis] < 1:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={tuple(shape)}) while a minimum "
+                "of 1 is required by ACTEncoder."
+            )
+
+
+def _numeric_column(column: np.ndarray) -> np.ndarray:
+    """An object column without strings as floats (None -> NaN)."""
+    missing = is_missing(column)
+    if missing.any():
+        column = np.where(missing, np.nan, column)
+    return column.astype(np.float64)
+
+
+def _read_array(X: Any) -> MixedTable:
+    arr = _as_array(X)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data either "
+            "using array.reshape(-1, 1) if your data has a single feature or "
+            "array.reshape(1, -1) if it contains a single sample."
+        )
+    if arr.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    _check_shape(arr.shape)
+    names = [f"x{j}" for j in range(arr.shape[1])]
+    if arr.dtype.kind in "US":
+        columns = [arr[:, j].astype(object) for j in range(arr.shape[1])]
+        return MixedTable(columns, np.ones(arr.shape[1], dtype=bool), names)
+    if arr.dtype.kind != "O":
+        return MixedTable(
+            [arr[:, j] for j in range(arr.shape[1])], np.zeros(arr.shape[1], bool), names
+        )
+    strings = _holds_strings(arr)
+    columns = [
+        arr[:, j] if strings[j] else _numeric_column(arr[:, j]) for j in range(arr.shape[1])
+    ]
+    return MixedTable(columns, strings, names)
+
+
+def _read_pandas(X: Any) -> MixedTable:
+    import pandas as pd
+
+    types = pd.api.types
+    columns, string_like = [], []
+    for j, name in enumerate(X.columns):
+        series = X.iloc[:, j]
+        dtype = series.dtype
+        if isinstance(dtype, pd.CategoricalDtype) or types.is_string_dtype(dtype):
+            values = series.to_numpy(dtype=object)
+            strings = isinstance(dtype, pd.CategoricalDtype) or bool(
+                _holds_strings(values[:, None])[0]
+            )
+            columns.append(values if strings else _numeric_column(values))
+            string_like.append(strings)
+        elif types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype):
+            values = series.to_numpy()
+            if values.dtype.kind not in "biuf":  # nullable dtypes holding pd.NA
+                values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            columns.append(values)
+            string_like.append(False)
+        else:
+            raise TypeError(
+                f"column {name!r} has dtype {dtype}, which ACTEncoder cannot encode; "
+                "convert it to numbers or to a 'category' column."
+            )
+    names = [str(c) for c in X.columns]
+    return MixedTable(columns, np.array(string_like, dtype=bool), names)
+
+
+def _read_polars(X: Any) -> MixedTable:
+    import polars as pl
+
+    columns, string_like = [], []
+    for series in X.get_columns():
+        dtype = series.dtype
+        if dtype.is_numeric() or dtype == pl.Boolean:
+            if series.null_count() or dtype == pl.Boolean:
+                series = series.cast(pl.Float64)
+            columns.append(series.to_numpy())
+            string_like.append(False)
+        elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.String:
+            columns.append(series.to_numpy().astype(object))
+            string_like.append(True)
+        else:
+            raise TypeError(
+                f"column {series.name!r} has dtype {dtype}, which ACTEncoder cannot "
+                "encode; convert it to numbers or to a Categorical column."
+            )
+    return MixedTable(columns, np.array(string_like, dtype=bool), list(X.columns))
+
+
+def resolve_categorical(
+    categorical_features: Any, table: MixedTable, feature_names: np.ndarray | None
+) -> np.ndarray:
+    """Boolean mask of the categorical columns, as HistGradientBoosting reads it.
+
+    Parameters
+    ----------
+    categorical_features : "from_dtype" or array-like of int, str or bool
+        ``"from_dtype"``: the columns whose type is categorical (see
+        :class:`MixedTable`). Otherwise column indices, column names (DataFrames) or a
+        boolean mask; columns holding strings must be among them.
+    table : MixedTable
+    feature_names : ndarray of str or None
+        ``feature_names_in_`` of the estimator.
+
+    Returns
+    -------
+    ndarray of bool of shape (n_features,)
+    """
+    n = len(table.columns)
+    if isinstance(categorical_features, str):  # "from_dtype", checked by the estimator
+        return table.string_like.copy()
+    spec = np.asarray(categorical_features)
+    mask = np.zeros(n, dtype=bool)
+    if spec.size == 0:
+        pass
+    elif spec.dtype.kind == "b":
+        if spec.shape != (n,):
+            raise ValueError(
+                f"categorical_features as a boolean mask must have shape ({n},), got "
+                f"{spec.shape}."
+            )
+        mask = spec.astype(bool)
+    elif spec.dtype.kind in "iu":
+        if spec.min() < 0 or spec.max() >= n:
+            raise ValueError(
+                f"categorical_features holds indices outside [0, {n - 1}]: {spec.tolist()}."
+            )
+        mask[spec] = True
+    elif spec.dtype.kind in "UO":
+        if feature_names is None:
+            raise ValueError(
+                "categorical_features names columns, but X has no column names; pass "
+                "a DataFrame or give indices or a boolean mask."
+            )
+        names = list(feature_names)
+        unknown = [str(s) for s in spec.ravel() if s not in names]
+        if unknown:
+            raise ValueError(
+                f"categorical_features names columns that are not in X: {unknown}."
+            )
+        mask[[names.index(s) for s in spec.ravel()]] = True
+    else:
+        raise ValueError(
+            "categorical_features must be 'from_dtype', or an array-like of column "
+            f"indices, names or booleans; got dtype {spec.dtype}."
+        )
+    strays = [table.names[j] for j in np.flatnonzero(table.string_like & ~mask)]
+    if strays:
+        raise ValueError(
+            f"columns {strays} hold strings or categories but are not in "
+            "categorical_features; add them, or use categorical_features='from_dtype'."
+        )
+    return mask
+
+
+def _homogeneous(values: np.ndarray, name: str) -> np.ndarray:
+    """Non-missing categorical values as a str array or a numeric array."""
+    if values.dtype.kind != "O":
+        return values
+    if len(values) == 0:
+        return values.astype(str)
+    strings = np.asarray(_string_cell(values), dtype=bool)
+    if strings.all():
+        return values.astype(str)
+    if not strings.any():
+        return values.astype(np.float64) if _has_float(values) else values.astype(np.int64)
+    raise TypeError(
+        f"categorical column {name!r} mixes strings and numbers; convert it to one type "
+        "(for example with .astype(str))."
+    )
+
+
+def _has_float(values: np.ndarray) -> bool:
+    return any(isinstance(v, (float, np.floating)) for v in values)
+
+
+def fit_categories(
+    column: np.ndarray, handle_missing: str, name: str
+) -> tuple[np.ndarray, bool]:
+    """The sorted categories of one column, and whether a missing category is added.
+
+    Parameters
+    ----------
+    column : ndarray of shape (n_samples,)
+    handle_missing : {"error", "indicator"}
+    name : str
+        Column name, for errors.
+
+    Returns
+    -------
+    categories : ndarray
+        Sorted unique non-missing values (``object`` for strings, as in
+        :class:`~sklearn.preprocessing.OneHotEncoder`); NaN is appended last when
+        ``handle_missing="indicator"`` and the column has missing values.
+    has_missing : bool
+        Whether NaN was appended.
+    """
+    missing = is_missing(column)
+    categories = np.unique(_homogeneous(column[~missing], name))
+    if categories.dtype.kind in "US":
+        categories = categories.astype(object)
+    if len(categories) == 0:
+        raise ValueError(f"categorical column {name!r} has no non-missing value in fit.")
+    has_missing = handle_missing == "indicator" and bool(missing.any())
+    if has_missing:
+        as_nan = object if categories.dtype.kind == "O" else np.float64
+        categories = np.append(categories.astype(as_nan), np.nan)
+    return categories, has_missing
+
+
+def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.ndarray:
+    """Integer codes of one categorical column.
+
+    Parameters
+    ----------
+    column : ndarray of shape (n_samples,)
+    categories : ndarray
+        From :func:`fit_categories`.
+    has_missing : bool
+        Whether the last category is the missing one.
+
+    Returns
+    -------
+    ndarray of int64 of shape (n_samples,)
+        The index of each value in ``categories``; ``len(categories)`` (the unknown
+        slot) for values not among them, and for missing values when no missing
+        category was seen in ``fit``.
+
+    Examples
+    --------
+    >>> column = np.array(["b", "a", None], dtype=object)
+    >>> categories, has_missing = fit_categories(column, "indicator", "c")
+    >>> categories
+    array(['a', 'b', nan], dtype=object)
+    >>> encode(np.array(["a", None, "new"], dtype=object), categories, has_missing)
+    array([0, 2, 3])
+    """
+    n_known = len(categories) - has_missing
+    known = categories[:n_known]
+    unknown = len(categories)
+    missing = is_missing(column)
+    codes = np.full(column.shape, unknown, dtype=np.int64)
+    if has_missing:
+        codes[missing] = n_known
+    present = column[~missing]
+    if known.dtype.kind == "O":
+        known, present = known.astype(str), present.astype(str)
+    else:
+        try:
+            known, present = known.astype(np.float64), present.astype(np.float64)
+        except (TypeError, ValueError):  # strings in a numeric column: all unknown
+            return codes
+    if len(known):
+        idx = np.clip(np.searchsorted(known, present), 0, len(known) - 1)
+        codes[~missing] = np.where(known[idx] == present, idx, unknown)
+    return codes
+
+
+class MixedTableAdapter:
+    """Input adapter for tables of numeric, boolean and categorical columns.
+
+    Numeric columns are standardised; with ``handle_missing="indicator"`` a missing
+    numeric value becomes the column mean plus a 1 in the column's missing indicator
+    (an indicator exists for each numeric column with gaps in ``fit``). Categorical
+    columns become integer codes for :class:`skact.networks.TabularEmbedding`.
+    Corruption works per column, whatever its type: a corrupted cell (with its missing
+    indicator) takes the value of the same column in another row, so a categorical
+    cell takes a category drawn from the column's empirical distribution, as SCARF
+    does. Gaussian noise touches only the standardised numeric values.
+
+    Parameters
+    ----------
+    is_categorical : ndarray of bool of shape (n_features,)
+        Which input columns are categorical.
+    categories : list of ndarray
+        Categories of each categorical column (see :func:`fit_categories`).
+    has_missing_category : list of bool
+        Whether each categorical column's last category is the missing one.
+    mean, scale : ndarray of shape (n_numeric,)
+        Statistics of the numeric columns (a constant column gets scale 1).
+    indicators : ndarray of int
+        Positions, among the numeric columns, of those with a missing indicator.
+    handle_missing : {"error", "indicator"}
+    augment : TabularAugment
+        Corruption rate and noise scale of the views.
+    """
+
+    kind = "mixed"
+
+    def __init__(
+        self,
+        is_categorical: np.ndarray,
+        categories: list[np.ndarray],
+        has_missing_category: list[bool],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        indicators: np.ndarray,
+        handle_missing: str,
+        augment: TabularAugment,
+    ) -> None:
+        self.is_categorical_ = np.asarray(is_categorical, dtype=bool)
+        self.categories_ = categories
+        self.has_missing_category = list(has_missing_category)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.indicators = np.asarray(indicators, dtype=np.int64)
+        self.handle_missing = handle_missing
+        self.augment = augment
+        self._numeric = np.flatnonzero(~self.is_categorical_)
+        self._categorical = np.flatnonzero(self.is_categorical_)
+        n_num, n_ind = len(self._numeric), len(self.indicators)
+        self.n_continuous = n_num + n_ind
+        self.input_shape: tuple[int, ...] = (self.n_continuous + len(self._categorical),)
+        # Column group of each stored column: its numeric column, the numeric column an
+        # indicator belongs to, or its categorical column; corruption draws per group.
+        self._groups = np.concatenate(
+            [np.arange(n_num), self.indicators, n_num + np.arange(len(self._categorical))]
+        )
+
+    @classmethod
+    def fit(
+        cls,
+        table: MixedTable,
+        is_categorical: np.ndarray,
+        handle_missing: str,
+        augment: TabularAugment,
+    ) -> MixedTableAdapter:
+        """Fix the categories and measure the numeric statistics of ``table``.
+
+        Parameters
+        ----------
+        table : MixedTable
+        is_categorical : ndarray of bool of shape (n_features,)
+            From :func:`resolve_categorical`.
+        handle_missing : {"error", "indicator"}
+        augment : TabularAugment
+
+        Returns
+        -------
+        MixedTableAdapter
+        """
+        categories, has_missing = [], []
+        for j in np.flatnonzero(is_categorical):
+            cats, missing = fit_categories(table.columns[j], handle_missing, table.names[j])
+            categories.append(cats)
+            has_missing.append(missing)
+        numeric = [_as_float(table.columns[j]) for j in np.flatnonzero(~is_categorical)]
+        mean, scale, indicators = [], [], []
+        for i, column in enumerate(numeric):
+            present = column[~np.isnan(column)]
+            m = float(present.mean()) if present.size else 0.0
+            s = float(present.std()) if present.size else 1.0
+            mean.append(m)
+            scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
+            if present.size < column.size:
+                indicators.append(i)
+        return cls(
+            is_categorical,
+            categories,
+            has_missing,
+            np.array(mean),
+            np.array(scale),
+            np.array(indicators, dtype=np.int64),
+            handle_missing,
+            augment,
+        )
+
+    def to_storage(self, X: object) -> Tensor:
+        """Rows as ``[standardised numeric | missing indicators | codes]``, float32.
+
+        Parameters
+        ----------
+        X : MixedTable or DataFrame or array-like of shape (n_samples, n_features)
+            Rows with the columns seen in ``fit``.
+
+        Returns
+        -------
+        Tensor of shape (n_samples, input_shape[0]), float32, on the CPU
+        """
+        if not isinstance(X, MixedTable):
+            X = read_table(X, self.handle_missing)
+        out = np.zeros((len(X), self.input_shape[0]), dtype=np.float32)
+        for i, j in enumerate(self._numeric):
+            column = (_as_float(X.columns[j]) - self.mean[i]) / self.scale[i]
+            out[:, i] = np.nan_to_num(column, nan=0.0)  # a gap takes the mean
+        n_num = len(self._numeric)
+        for i, j in enumerate(self.indicators):
+            out[:, n_num + i] = np.isnan(_as_float(X.columns[self._numeric[j]]))
+        for i, j in enumerate(self._categorical):
+            column = encode(X.columns[j], self.categories_[i], self.has_missing_category[i])
+            out[:, self.n_continuous + i] = column
+        return torch.from_numpy(out)
+
+    def to_model(self, batch: Tensor) -> Tensor:
+        """Stored rows are already network input (the encoder embeds the codes).
+
+        Parameters
+        ----------
+        batch : Tensor
+
+        Returns
+        -------
+        Tensor
+        """
+        return batch
+
+    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
+        """One corrupted view of ``batch``; corrupted cells are drawn from ``pool``.
+
+        Each input column of each row is replaced with probability ``corruption_rate``
+        by the same column of a random row of ``pool``; then Gaussian noise of scale
+        ``noise_scale`` is added to the numeric values. On an all-numeric table
+        without gaps this draws exactly what :class:`TabularAugment` draws.
+
+        Parameters
+        ----------
+        batch : Tensor of shape (n, d)
+        pool : Tensor of shape (m, d)
+        generator : torch.Generator
+
+        Returns
+        -------
+        Tensor of shape (n, d)
+        """
+        n, d = batch.shape
+        device = batch.device
+        view = batch
+        if self.augment.corruption_rate > 0:
+            n_groups = len(self._numeric) + len(self._categorical)
+            groups = torch.as_tensor(self._groups, device=device)
+            draw = torch.rand(n, n_groups, generator=generator, device=device)
+            mask = (draw < self.augment.corruption_rate)[:, groups]
+            rows = torch.randint(
+                0, pool.shape[0], (n, n_groups), generator=generator, device=device
+            )[:, groups]
+            cols = torch.arange(d, device=device).expand(n, d)
+            view = torch.where(mask, pool[rows, cols], batch)
+        n_num = len(self._numeric)
+        if self.augment.noise_scale > 0 and n_num:
+            noise = torch.randn(
+                n, n_num, generator=generator, device=device, dtype=batch.dtype
+            )
+            view = torch.cat(
+                [view[:, :n_num] + self.augment.noise_scale * noise, view[:, n_num:]], dim=1
+            )
+        return view
+
+    def front_end(self) -> TabularEmbedding:
+        """A fresh embedding layer for these columns, to put before the encoder body.
+
+        Returns
+        -------
+        TabularEmbedding
+        """
+        return TabularEmbedding(self.n_continuous, [len(c) for c in self.categories_])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild the adapter: JSON-able values and float arrays.
+
+        Returns
+        -------
+        dict
+            ``mean`` and ``scale`` are ndarrays; every other value is JSON-able
+            (categories are lists without the missing category, which
+            ``has_missing_category`` records).
+        """
+        return {
+            "kind": self.kind,
+            "is_categorical": self.is_categorical_.tolist(),
+            "categories": [
+                c[: len(c) - m].tolist()
+                for c, m in zip(self.categories_, self.has_missing_category)
+            ],
+            "category_dtypes": [
+                _dtype_name(c, m)
+                for c, m in zip(self.categories_, self.has_missing_category)
+            ],
+            "has_missing_category": list(self.has_missing_category),
+            "mean": self.mean.copy(),
+            "scale": self.scale.copy(),
+            "indicators": self.indicators.tolist(),
+            "handle_missing": self.handle_missing,
+            "corruption_rate": float(self.augment.corruption_rate),
+            "noise_scale": float(self.augment.noise_scale),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> MixedTableAdapter:
+        """Rebuild an adapter from :meth:`state_dict`'s output.
+
+        Parameters
+        ----------
+        state : dict
+
+        Returns
+        -------
+        MixedTableAdapter
+        """
+        categories = []
+        for values, dtype, missing in zip(
+            state["categories"], state["category_dtypes"], state["has_missing_category"]
+        ):
+            cats = np.array(values, dtype=object if dtype == "str" else np.dtype(dtype))
+            if missing:
+                cats = np.append(
+                    cats.astype(object if dtype == "str" else np.float64), np.nan
+                )
+            categories.append(cats)
+        return cls(
+            np.array(state["is_categorical"], dtype=bool),
+            categories,
+            state["has_missing_category"],
+            np.asarray(state["mean"]),
+            np.asarray(state["scale"]),
+            np.array(state["indicators"], dtype=np.int64),
+            state["handle_missing"],
+            TabularAugment(state["corruption_rate"], state["noise_scale"]),
+        )
+
+
+def _as_float(column: np.ndarray) -> np.ndarray:
+    if column.dtype.kind == "O":
+        return _numeric_column(column)
+    return column.astype(np.float64, copy=False)
+
+
+def _dtype_name(categories: np.ndarray, has_missing: bool) -> str:
+    """``"str"`` for string categories, else the numpy dtype of the known categories."""
+    if categories.dtype.kind == "O":
+        return "str"
+    return categories.dtype.str
