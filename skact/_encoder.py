@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
@@ -18,14 +20,15 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _training
+from . import _guards, _persistence, _training
 from ._inputs import InputAdapter, TabularAdapter
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
+from ._training import NonFiniteLossError
 from .objectives import OBJECTIVES
 
 #: Attributes holding tensors: pickled through torch so that storage can be remapped.
@@ -226,6 +229,21 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     def fit(self, X: Any, y: None = None) -> ACTEncoder:
         """Train the encoder on unlabeled ``X`` for ``max_iter`` epochs.
 
+        When the fit fails, nothing trained is lost and nothing half-done is kept:
+
+        - bad input or parameters, or any other error: the estimator is left unfitted
+          (with ``warm_start``, as it was before the call);
+        - the loss turns NaN or infinite: the weights of the last finite epoch are kept
+          (``n_iter_`` counts the epochs they had) and :class:`NonFiniteLossError` is
+          raised; if no epoch finished, the estimator is left unfitted;
+        - Ctrl-C (KeyboardInterrupt): training stops at the end of the current step, the
+          model trained so far is kept and usable by ``transform`` (``n_iter_`` counts
+          the complete epochs), a warning says so, and the KeyboardInterrupt is raised
+          again, so that scripts stop as the user asked; catch it to go on. A second
+          Ctrl-C interrupts at once;
+        - CUDA out of memory: the epoch is retried with half the batch size (with a
+          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -296,7 +314,28 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 ):
                     z = encoder(batch)
                 out[start : start + step] = z.float().cpu().numpy()
+        _guards.check_output(out, type(self).__name__)
         return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator to ``path`` in a format that cannot run code.
+
+        The file holds JSON (parameters, fitted attributes, preprocessing) and tensors
+        read back with ``torch.load(weights_only=True)``; load it with
+        :func:`skact.load`. A user-supplied ``encoder`` module's weights are saved, but
+        not its code: pass the same architecture to :func:`skact.load`. The optimiser
+        state is saved too, so ``warm_start`` continues where it stopped.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file (conventionally ``*.skact``); overwritten if it exists.
+
+        See Also
+        --------
+        skact.load : Load a saved estimator.
+        """
+        _persistence.save(self, path)
 
     @property
     def _n_features_out(self) -> int:
@@ -336,23 +375,58 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     # ------------------------------------------------------------------ internals
 
     def _validate_input(self, X: Any, reset: bool) -> Any:
-        X = validate_data(
-            self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
-        )
-        return X
+        return _guards.validate_table(self, X, reset=reset)
 
     def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
-        X = self._validate_input(X, reset=reset)
-        n_samples = _n_samples(X)
-        if n_samples < 2:
-            raise ValueError(
-                f"ACTEncoder needs at least 2 samples to fit (BatchNorm and the views' "
-                f"cross-correlation are undefined for 1 sample); got {n_samples} sample."
+        # The failure policy is documented in ``fit``.
+        rollback = _guards.FitRollback(self, keep=not reset)
+        try:
+            X = self._validate_input(X, reset=reset)
+            n_samples = _n_samples(X)
+            if n_samples < 2:
+                raise ValueError(
+                    f"ACTEncoder needs at least 2 samples to fit (BatchNorm and the views' "
+                    f"cross-correlation are undefined for 1 sample); got {n_samples} "
+                    "sample."
+                )
+            with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
+                if reset:
+                    self._initialize(X)
+                self._train(X, epochs, horizon, interrupted)
+                if interrupted():
+                    raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
+        except (KeyboardInterrupt, NonFiniteLossError) as exc:
+            trained = not reset or getattr(self, "_step", 0) > 0
+            if not trained:
+                rollback.restore()
+            else:
+                self.encoder_.eval()
+            if isinstance(exc, KeyboardInterrupt):
+                kept = (
+                    f"keeping the model trained so far ({self.n_iter_} complete epochs), "
+                    "usable by transform"
+                    if trained
+                    else "nothing was trained yet: the estimator is left unfitted"
+                )
+                warnings.warn(
+                    f"ACTEncoder.fit was interrupted; {kept}. The KeyboardInterrupt is "
+                    "raised again; catch it to continue your script.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                raise
+            kept = (
+                f"The model keeps those weights ({self.n_iter_} epochs trained)."
+                if trained
+                else "No epoch finished: the estimator is left unfitted."
             )
-        with _training.torch_threads():
-            if reset:
-                self._initialize(X)
-            self._train(X, epochs, horizon)
+            raise NonFiniteLossError(
+                f"ACTEncoder: {exc} {kept} Now learning_rate={self.learning_rate}, "
+                f"alpha={self.alpha}."
+            ) from None
+        except BaseException:
+            rollback.restore()
+            raise
         return self
 
     def _initialize(self, X: Any) -> None:
@@ -365,9 +439,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             torch.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
             width = _output_width(encoder, self._adapter.input_shape)
-            projector = None
-            if self.projection_dim is not None:
-                projector = ProjectionHead(width, 2 * width, self.projection_dim)
+            projector = self._make_projector(width)
         self._n_components_out = width
         self.encoder_ = encoder.to(self.device_)
         self.projector_ = projector.to(self.device_) if projector is not None else None
@@ -409,8 +481,22 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 )
         return encoder
 
-    def _train(self, X: Any, epochs: int, horizon: bool) -> None:
-        """Run ``epochs`` epochs on ``X`` from the stored training state."""
+    def _make_projector(self, width: int) -> nn.Module | None:
+        if self.projection_dim is None:
+            return None
+        return ProjectionHead(width, 2 * width, self.projection_dim)
+
+    def _train(
+        self,
+        X: Any,
+        epochs: int,
+        horizon: bool,
+        stop_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run ``epochs`` epochs on ``X`` from the stored training state.
+
+        ``stop_requested`` is polled after each step (Ctrl-C, see ``_guards``).
+        """
         adapter: InputAdapter = self._adapter
         device = self.device_
         data = _training.to_device(adapter.to_storage(X), device)
@@ -432,13 +518,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             return adapter.view(batch, data, generator)
 
         trainer.view_fn = view_fn
+        trainer.stop_requested = stop_requested
         best = (np.inf, None, 0)
         bar = tqdm(
             range(epochs), desc="ACTEncoder", unit="epoch", disable=not self.verbose, leave=False
         )
         try:
             for epoch in bar:
-                loss = trainer.run_epoch(data.shape[0], take)
+                loss = _guards.run_epoch_with_oom_retry(trainer, data.shape[0], take)
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
                 postfix = {"loss": f"{loss:.4f}"}
@@ -458,6 +545,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                     if best[1] is not None:
                         trainer._restore(best[1])
                     break
+                if stop_requested is not None and stop_requested():
+                    raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         finally:
             bar.close()
             self._save_trainer(trainer)
