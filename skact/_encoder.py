@@ -380,6 +380,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
         # The failure policy is documented in ``fit``.
         rollback = _guards.FitRollback(self, keep=not reset)
+        started = False  # whether training began (the model is this fit's from then on)
         try:
             X = self._validate_input(X, reset=reset)
             n_samples = _n_samples(X)
@@ -392,11 +393,12 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
                     self._initialize(X)
+                started = True
                 self._train(X, epochs, horizon, interrupted)
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
-            trained = not reset or getattr(self, "_step", 0) > 0
+            trained = started and (not reset or self._step > 0)
             if not trained:
                 rollback.restore()
             else:
@@ -415,14 +417,17 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                     stacklevel=3,
                 )
                 raise
+            n = self.n_iter_ if trained else 0
             kept = (
-                f"The model keeps those weights ({self.n_iter_} epochs trained)."
+                f"the weights of the last finite epoch are kept ({n} epoch"
+                f"{'' if n == 1 else 's'} trained)"
                 if trained
-                else "No epoch finished: the estimator is left unfitted."
+                else "no epoch finished: the estimator is left unfitted"
             )
             raise NonFiniteLossError(
-                f"ACTEncoder: {exc} {kept} Now learning_rate={self.learning_rate}, "
-                f"alpha={self.alpha}."
+                f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
+                f"{kept}. Try a lower learning_rate (now {self.learning_rate}) or alpha "
+                f"(now {self.alpha}), or look for extreme values in X."
             ) from None
         except BaseException:
             rollback.restore()

@@ -105,7 +105,8 @@ class TabularAdapter:
         for start in range(0, X.shape[0], CHUNK_ROWS):
             # float64 arithmetic: X - mean may overflow float32 or lose its digits.
             chunk = np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64)
-            out[start : start + CHUNK_ROWS] = (chunk - self.mean) / self.scale
+            with np.errstate(over="ignore"):  # inf is caught by the output check
+                out[start : start + CHUNK_ROWS] = (chunk - self.mean) / self.scale
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:

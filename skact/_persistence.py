@@ -226,21 +226,15 @@ def _read_archive(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
         with zipfile.ZipFile(name) as archive:
             members = set(archive.namelist())
             if _CONFIG not in members or _TENSORS not in members:
-                raise ValueError(
-                    f"{name!r} is not a model saved by ACTEncoder.save (it lacks "
-                    f"{_CONFIG} or {_TENSORS})."
-                )
+                raise ValueError(_not_skact(name, f"it lacks {_CONFIG} or {_TENSORS}"))
             config = json.loads(archive.read(_CONFIG))
             raw = archive.read(_TENSORS)
     except zipfile.BadZipFile:
-        raise ValueError(
-            f"{name!r} is not a model saved by ACTEncoder.save (not a zip archive). "
-            "Files written by pickle or joblib are loaded with those, which run code."
-        ) from None
+        raise ValueError(_not_skact(name, "not a zip archive")) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{name!r} is corrupt: {_CONFIG}: {exc}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{name!r} is not a model saved by ACTEncoder.save.")
+        raise ValueError(_not_skact(name, f"{_CONFIG} names another format"))
     version = config.get("format_version")
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"{name!r} is corrupt: format_version={version!r}.")
@@ -251,6 +245,14 @@ def _read_archive(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
             f"up to {FORMAT_VERSION}. Upgrade skact to load it."
         )
     return config, raw
+
+
+def _not_skact(name: str, why: str) -> str:
+    return (
+        f"{name!r} is not a model saved by ACTEncoder.save ({why}). A file written by "
+        "pickle or joblib must be loaded with those, which run code from the file: "
+        "only do that for files you trust."
+    )
 
 
 def _rebuild(
