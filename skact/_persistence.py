@@ -6,7 +6,8 @@ zip archive of two members,
 ``skact.json``
     The format name and version, the skact and torch versions that wrote it, the
     estimator's parameters, its fitted attributes, and the input adapter's kind and
-    state (arrays replaced by references into ``tensors.pt``).
+    state (arrays replaced by references into ``tensors.pt``), and the ``set_output``
+    container.
 ``tensors.pt``
     ``torch.save`` of tensors and plain values only (the networks' state dicts, the
     optimiser's and adversary's state, the adapter's arrays), read back with
@@ -121,6 +122,7 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
             "state": _split_arrays(adapter.state_dict(), "adapter", arrays),
         },
         "fitted": fitted,
+        "output": getattr(estimator, "_sklearn_output_config", {}).get("transform"),
     }
     projector = estimator.projector_
     tensors = {
@@ -282,6 +284,8 @@ def _rebuild(
         params["device"] = device
     estimator = cls(**params)
     estimator._validate_params()
+    if config.get("output") is not None:
+        estimator.set_output(transform=config["output"])
 
     fitted = config["fitted"]
     saved_device = torch.device(fitted["device"])
