@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from . import _guards, _persistence, _training
 from ._inputs import InputAdapter, TabularAdapter
+from ._training import NonFiniteLossError
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
-from ._training import NonFiniteLossError
 from .objectives import OBJECTIVES
 
 #: Attributes holding tensors: pickled through torch so that storage can be remapped.

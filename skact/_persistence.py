@@ -94,7 +94,7 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
     check_is_fitted(estimator)
     params, custom_encoder = _params_to_json(estimator.get_params(deep=False))
     arrays: dict[str, Tensor] = {}
-    adapter = estimator._adapter
+    adapter: Any = estimator._adapter  # InputAdapter with state_dict()
     fitted = {
         "n_features_in_": int(estimator.n_features_in_),
         "feature_names_in_": (
@@ -427,8 +427,10 @@ def _split_arrays(value: Any, key: str, arrays: dict[str, Tensor]) -> Any:
             arrays[key] = torch.from_numpy(np.ascontiguousarray(value))
             return {"__ndarray__": key}
         if value.dtype.kind in "OUS":
-            items = [_json_value(key, v.item() if isinstance(v, np.generic) else v)
-                     for v in value.ravel()]
+            items = [
+                _json_value(key, v.item() if isinstance(v, np.generic) else v)
+                for v in value.ravel()
+            ]
             return {"__objects__": items, "dtype": value.dtype.kind, "shape": value.shape}
     if isinstance(value, np.generic):
         return value.item()

@@ -34,8 +34,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 import skact
-from skact import ACTEncoder, NonFiniteLossError
-from skact import _guards
+from skact import ACTEncoder, NonFiniteLossError, _guards
 from skact._training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,14 +47,21 @@ X = np.random.default_rng(0).normal(size=(64, 3))
 def small(**params: Any) -> ACTEncoder:
     """A tiny, fast, deterministic estimator."""
     defaults: dict[str, Any] = dict(
-        n_components=2, hidden_layer_sizes=(8,), projection_dim=4, max_iter=2,
-        batch_size=16, device="cpu", random_state=0,
+        n_components=2,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
     )
     return ACTEncoder(**{**defaults, **params})
 
 
 @contextlib.contextmanager
-def patched_step(fn: Callable[[Trainer, torch.Tensor, Callable], torch.Tensor]) -> Iterator[None]:
+def patched_step(
+    fn: Callable[[Trainer, torch.Tensor, Callable], torch.Tensor],
+) -> Iterator[None]:
     """Replace ``Trainer.training_step`` by ``fn(trainer, batch, original)``."""
     original = Trainer.training_step
 
@@ -156,62 +162,176 @@ class Payload:
 
 
 CASES = [
-    Case("NaN values", "fit(X) with X[3, 1] = np.nan",
-         lambda: small().fit(_with(np.nan)), ValueError, "skact"),
-    Case("Infinite values", "fit(X) with X[3, 1] = np.inf",
-         lambda: small().fit(_with(np.inf)), ValueError, "skact"),
-    Case("Values beyond float32", "fit(X) with X[3, 1] = 1e300",
-         lambda: small().fit(_with(1e300)), ValueError, "skact"),
-    Case("Strings", "fit(pd.DataFrame({'a': [1.0, 2.0], 'b': ['x', 'y']}))",
-         lambda: small().fit(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})),
-         ValueError, "skact"),
-    Case("Complex numbers", "fit(X.astype(complex))",
-         lambda: small().fit(X.astype(complex)), ValueError, "skact"),
+    Case(
+        "NaN values",
+        "fit(X) with X[3, 1] = np.nan",
+        lambda: small().fit(_with(np.nan)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Infinite values",
+        "fit(X) with X[3, 1] = np.inf",
+        lambda: small().fit(_with(np.inf)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Values beyond float32",
+        "fit(X) with X[3, 1] = 1e300",
+        lambda: small().fit(_with(1e300)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Strings",
+        "fit(pd.DataFrame({'a': [1.0, 2.0], 'b': ['x', 'y']}))",
+        lambda: small().fit(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Complex numbers",
+        "fit(X.astype(complex))",
+        lambda: small().fit(X.astype(complex)),
+        ValueError,
+        "skact",
+    ),
     Case("One sample", "fit(X[:1])", lambda: small().fit(X[:1]), ValueError, "skact"),
     Case("Zero samples", "fit(X[:0])", lambda: small().fit(X[:0]), ValueError, "sklearn"),
-    Case("Zero features", "fit(X[:, :0])", lambda: small().fit(X[:, :0]), ValueError,
-         "sklearn"),
-    Case("One dimension", "fit(X[:5, 0])", lambda: small().fit(X[:5, 0]), ValueError,
-         "sklearn"),
-    Case("Three dimensions", "fit(X.reshape(64, 3, 1))",
-         lambda: small().fit(X.reshape(64, 3, 1)), ValueError, "sklearn"),
-    Case("Sparse matrix", "fit(scipy.sparse.csr_matrix(X))",
-         lambda: small().fit(sp.csr_matrix(X)), TypeError, "sklearn"),
-    Case("Objects that are not numbers", "fit(X.astype(object)) with X[0, 0] = {}",
-         lambda: small().fit(np.array([[{}, 1.0], [2.0, 3.0]], dtype=object)), TypeError,
-         "sklearn"),
-    Case("Other number of features in transform", "fit(X).transform(X[:, :2])",
-         lambda: _fitted().transform(X[:, :2]), ValueError, "sklearn"),
-    Case("Transform before fit", "ACTEncoder().transform(X)",
-         lambda: small().transform(X), NotFittedError, "sklearn"),
-    Case("Values far outside the fitted range", "fit(X * 1e-20).transform(X * 1e20)",
-         lambda: small(max_iter=1).fit(X * 1e-20).transform(X * 1e20), ValueError,
-         "skact"),
-    Case("Negative alpha", "ACTEncoder(alpha=-1).fit(X)",
-         lambda: small(alpha=-1).fit(X), ValueError, "sklearn"),
-    Case("Zero batch_size", "ACTEncoder(batch_size=0).fit(X)",
-         lambda: small(batch_size=0).fit(X), ValueError, "sklearn"),
-    Case("Unknown encoder name", "ACTEncoder(encoder='transformer').fit(X)",
-         lambda: small(encoder="transformer").fit(X), ValueError, "sklearn"),
-    Case("Too few samples for early stopping", "ACTEncoder(early_stopping=True).fit(X[:3])",
-         lambda: small(early_stopping=True).fit(X[:3]), ValueError, "skact"),
-    Case("Loss turns NaN (diverging training)", "fit(X) diverging in epoch 2",
-         lambda: _run_patched(nan_at(5), lambda: small().fit(X)), NonFiniteLossError,
-         "skact"),
-    Case("CUDA out of memory at every batch size", "fit(X) on a GPU that is too small",
-         lambda: _run_patched(oom_above(0), lambda: small(batch_size=64).fit(X)),
-         torch.cuda.OutOfMemoryError, "skact"),
-    Case("Missing model file", "skact.load('model.skact')",
-         lambda: skact.load("model.skact"), FileNotFoundError, "python"),
-    Case("A pickle or joblib file", "pickle.dump(model, f); skact.load('model.skact')",
-         _pickle_file, ValueError, "skact"),
-    Case("A model file from a newer skact", "skact.load('model.skact')", _newer_file,
-         ValueError, "skact"),
-    Case("A model file carrying a pickle payload", "skact.load('model.skact')",
-         _payload_file, ValueError, "skact"),
-    Case("A model with a user encoder, loaded without it",
-         "ACTEncoder(encoder=nn.Linear(3, 2)).fit(X).save(path); skact.load(path)",
-         _custom_encoder_file, ValueError, "skact"),
+    Case(
+        "Zero features",
+        "fit(X[:, :0])",
+        lambda: small().fit(X[:, :0]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "One dimension",
+        "fit(X[:5, 0])",
+        lambda: small().fit(X[:5, 0]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Three dimensions",
+        "fit(X.reshape(64, 3, 1))",
+        lambda: small().fit(X.reshape(64, 3, 1)),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Sparse matrix",
+        "fit(scipy.sparse.csr_matrix(X))",
+        lambda: small().fit(sp.csr_matrix(X)),
+        TypeError,
+        "sklearn",
+    ),
+    Case(
+        "Objects that are not numbers",
+        "fit(X.astype(object)) with X[0, 0] = {}",
+        lambda: small().fit(np.array([[{}, 1.0], [2.0, 3.0]], dtype=object)),
+        TypeError,
+        "sklearn",
+    ),
+    Case(
+        "Other number of features in transform",
+        "fit(X).transform(X[:, :2])",
+        lambda: _fitted().transform(X[:, :2]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Transform before fit",
+        "ACTEncoder().transform(X)",
+        lambda: small().transform(X),
+        NotFittedError,
+        "sklearn",
+    ),
+    Case(
+        "Values far outside the fitted range",
+        "fit(X * 1e-20).transform(X * 1e20)",
+        lambda: small(max_iter=1).fit(X * 1e-20).transform(X * 1e20),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Negative alpha",
+        "ACTEncoder(alpha=-1).fit(X)",
+        lambda: small(alpha=-1).fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Zero batch_size",
+        "ACTEncoder(batch_size=0).fit(X)",
+        lambda: small(batch_size=0).fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Unknown encoder name",
+        "ACTEncoder(encoder='transformer').fit(X)",
+        lambda: small(encoder="transformer").fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Too few samples for early stopping",
+        "ACTEncoder(early_stopping=True).fit(X[:3])",
+        lambda: small(early_stopping=True).fit(X[:3]),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Loss turns NaN (diverging training)",
+        "fit(X) diverging in epoch 2",
+        lambda: _run_patched(nan_at(5), lambda: small().fit(X)),
+        NonFiniteLossError,
+        "skact",
+    ),
+    Case(
+        "CUDA out of memory at every batch size",
+        "fit(X) on a GPU that is too small",
+        lambda: _run_patched(oom_above(0), lambda: small(batch_size=64).fit(X)),
+        torch.cuda.OutOfMemoryError,
+        "skact",
+    ),
+    Case(
+        "Missing model file",
+        "skact.load('model.skact')",
+        lambda: skact.load("model.skact"),
+        FileNotFoundError,
+        "python",
+    ),
+    Case(
+        "A pickle or joblib file",
+        "pickle.dump(model, f); skact.load('model.skact')",
+        _pickle_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model file from a newer skact",
+        "skact.load('model.skact')",
+        _newer_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model file carrying a pickle payload",
+        "skact.load('model.skact')",
+        _payload_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model with a user encoder, loaded without it",
+        "ACTEncoder(encoder=nn.Linear(3, 2)).fit(X).save(path); skact.load(path)",
+        _custom_encoder_file,
+        ValueError,
+        "skact",
+    ),
 ]
 
 
@@ -254,8 +374,10 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert "OneHotEncoder" in messages["Strings"]
     assert messages["Complex numbers"].startswith("Complex data not supported")
     assert ".toarray()" in messages["Sparse matrix"]
-    assert "X has 2 features, but ACTEncoder is expecting 3" in messages[
-        "Other number of features in transform"]
+    assert (
+        "X has 2 features, but ACTEncoder is expecting 3"
+        in messages["Other number of features in transform"]
+    )
     assert "'alpha' parameter" in messages["Negative alpha"]
     assert "'batch_size' parameter" in messages["Zero batch_size"]
     assert "'encoder' parameter" in messages["Unknown encoder name"]
@@ -429,8 +551,10 @@ def sigint_at(step: int) -> Callable:
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
 def test_ctrl_c_stops_after_the_step_and_keeps_the_model() -> None:
     enc = small(max_iter=5)
-    with patched_step(sigint_at(5)), pytest.raises(KeyboardInterrupt), pytest.warns(
-        UserWarning, match="keeping the model trained so far"
+    with (
+        patched_step(sigint_at(5)),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning, match="keeping the model trained so far"),
     ):
         enc.fit(X)
     # Step 5 (the second of epoch 2) finished; then training stopped.
@@ -446,15 +570,20 @@ def test_raw_keyboard_interrupt_goes_back_to_the_epoch_start() -> None:
     """Without our handler (another thread, another SIGINT handler), a KeyboardInterrupt
     cuts a step: the weights go back to the end of the last full epoch."""
 
-    def interrupt(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+    def interrupt(
+        trainer: Trainer, batch: torch.Tensor, original: Callable
+    ) -> torch.Tensor:
         if trainer.step == 6:
             raise KeyboardInterrupt
         return original(trainer, batch)
 
     states, recording = _record_epochs()
     enc = small(max_iter=5)
-    with recording, patched_step(interrupt), pytest.raises(KeyboardInterrupt), pytest.warns(
-        UserWarning
+    with (
+        recording,
+        patched_step(interrupt),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning),
     ):
         enc.fit(X)
     assert enc.n_iter_ == 1 and enc._step == 4
@@ -463,12 +592,16 @@ def test_raw_keyboard_interrupt_goes_back_to_the_epoch_start() -> None:
 
 
 def test_ctrl_c_before_any_step_leaves_estimator_unfitted() -> None:
-    def interrupt(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+    def interrupt(
+        trainer: Trainer, batch: torch.Tensor, original: Callable
+    ) -> torch.Tensor:
         raise KeyboardInterrupt
 
     enc = small()
-    with patched_step(interrupt), pytest.raises(KeyboardInterrupt), pytest.warns(
-        UserWarning, match="left unfitted"
+    with (
+        patched_step(interrupt),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning, match="left unfitted"),
     ):
         enc.fit(X)
     with pytest.raises(NotFittedError):
@@ -523,9 +656,11 @@ def test_cuda_oom_moves_the_end_of_the_schedule() -> None:
 
 def test_cuda_oom_below_the_floor_raises_and_leaves_estimator_unfitted() -> None:
     enc = small(batch_size=64)
-    with patched_step(oom_above(0)), pytest.warns(UserWarning), pytest.raises(
-        torch.cuda.OutOfMemoryError, match="device='cpu'"
-    ) as info:
+    with (
+        patched_step(oom_above(0)),
+        pytest.warns(UserWarning),
+        pytest.raises(torch.cuda.OutOfMemoryError, match="device='cpu'") as info,
+    ):
         enc.fit(X)
     assert "batch_size=16" in str(info.value)
     assert isinstance(info.value.__cause__, torch.cuda.OutOfMemoryError)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -26,8 +24,13 @@ X = np.random.default_rng(0).normal(size=(64, 5))
 
 def small(**params: Any) -> ACTEncoder:
     defaults: dict[str, Any] = dict(
-        n_components=3, hidden_layer_sizes=(8,), projection_dim=4, max_iter=2,
-        batch_size=16, device="cpu", random_state=0,
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
     )
     return ACTEncoder(**{**defaults, **params})
 
@@ -143,7 +146,9 @@ def test_random_state_instance_is_not_saved(tmp_path: Path) -> None:
 class TwoLayer(torch.nn.Module):
     def __init__(self, d: int = 5) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(d, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -205,7 +210,7 @@ def test_plain_pickle_payload_in_the_archive_is_refused(tmp_path: Path) -> None:
 def test_pickle_file_is_not_loaded(tmp_path: Path) -> None:
     path, marker = tmp_path / "enc.pkl", tmp_path / "pwned.txt"
     path.write_bytes(pickle.dumps(Payload(marker)))
-    with pytest.raises(ValueError, match="not a model saved by ACTEncoder.save"):
+    with pytest.raises(ValueError, match=r"not a model saved by ACTEncoder\.save"):
         skact.load(path)
     assert not marker.exists()
 
@@ -292,7 +297,9 @@ def test_cuda_round_trip(tmp_path: Path) -> None:
     enc = small(device="cuda").fit(X)
     enc.save(tmp_path / "enc.skact")
     on_cpu = skact.load(tmp_path / "enc.skact", device="cpu")
-    np.testing.assert_allclose(on_cpu.transform(X), enc.transform(X), atol=5e-2)  # bf16 autocast on CUDA
+    np.testing.assert_allclose(
+        on_cpu.transform(X), enc.transform(X), atol=5e-2
+    )  # bf16 autocast on CUDA
     on_gpu = skact.load(tmp_path / "enc.skact")
     assert on_gpu.device_.type == "cuda"
     np.testing.assert_array_equal(on_gpu.transform(X), enc.transform(X))
