@@ -265,6 +265,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Preprocessing statistics are measured on the first call and kept; the learning
         rate stays at its peak after the warm-up (there is no known end to decay to).
+        Failures are handled as in :meth:`fit`; a failed call after the first leaves
+        the estimator as it was.
 
         Parameters
         ----------

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import math
 import os
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -335,9 +336,14 @@ class Trainer:
                 done += 1
                 if self.stop_requested is not None and self.stop_requested():
                     break
-        except BaseException:
+        except BaseException as exc:
             # A step cut short (out of memory, a raw Ctrl-C) may leave the weights half
             # updated: go back to the start of the epoch.
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                # The traceback's frames hold the failed step's activations: free them
+                # (and the gradients) before the restore allocates.
+                traceback.clear_frames(exc.__traceback__)
+                self.optimizer.zero_grad(set_to_none=True)
             self._restore(snapshot)
             self.step = start_step
             raise

@@ -480,6 +480,11 @@ def test_batch_size_larger_than_the_data() -> None:
     assert np.isfinite(enc.transform(X[:10])).all()
 
 
+def test_transform_of_one_sample() -> None:
+    enc = _fitted()
+    np.testing.assert_array_equal(enc.transform(X[:1]), enc.transform(X)[:1])
+
+
 def test_float64_precision_of_standardisation() -> None:
     # A timestamp-like offset made E[x^2] - E[x]^2 cancel; tiny scales were "constant".
     rng = np.random.default_rng(0)
