@@ -407,8 +407,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 self.encoder_.eval()
             if isinstance(exc, KeyboardInterrupt):
                 kept = (
-                    f"keeping the model trained so far ({self.n_iter_} complete epochs), "
-                    "usable by transform"
+                    f"keeping the model trained so far ({self.n_iter_} complete epoch"
+                    f"{'' if self.n_iter_ == 1 else 's'}), usable by transform"
                     if trained
                     else "nothing was trained yet: the estimator is left unfitted"
                 )
