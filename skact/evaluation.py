@@ -322,8 +322,15 @@ def _flatten(X: Any) -> np.ndarray:
     return X.reshape(len(X), -1)
 
 
-def raw_baseline() -> Pipeline:
-    """The "raw features" baseline: flattened and standardised inputs.
+def raw_baseline(standardize: bool = True) -> Pipeline:
+    """The "raw features" baseline: flattened (and by default standardised) inputs.
+
+    Parameters
+    ----------
+    standardize : bool, default=True
+        Scale each feature to unit variance. Right for tables, whose columns have
+        different units; for pixels, which share one, k-NN is stronger without it (the
+        linear probe standardises its input either way).
 
     Returns
     -------
@@ -336,16 +343,24 @@ def raw_baseline() -> Pipeline:
     >>> raw_baseline().fit_transform(np.zeros((3, 2, 2))).shape
     (3, 4)
     """
-    return make_pipeline(FunctionTransformer(_flatten), StandardScaler())
+    steps: list[Any] = [FunctionTransformer(_flatten)]
+    if standardize:
+        steps.append(StandardScaler())
+    return make_pipeline(*steps)
 
 
-def pca_baseline(n_components: float | int = 0.9, random_state: Any = 0) -> Pipeline:
-    """The PCA baseline: flattened, standardised inputs projected on principal components.
+def pca_baseline(
+    n_components: float | int = 0.9, standardize: bool = True, random_state: Any = 0
+) -> Pipeline:
+    """The PCA baseline: flattened inputs projected on their principal components.
 
     Parameters
     ----------
     n_components : float or int, default=0.9
         Components kept: a number, or (below 1) the share of variance to explain.
+    standardize : bool, default=True
+        Standardise the features before PCA (right for tables; for pixels, which share
+        one unit, PCA of the raw intensities is the classic and stronger choice).
     random_state : int, RandomState instance or None, default=0
         Passed to :class:`~sklearn.decomposition.PCA`.
 
@@ -354,8 +369,10 @@ def pca_baseline(n_components: float | int = 0.9, random_state: Any = 0) -> Pipe
     Pipeline
         Unfitted.
     """
-    return make_pipeline(
-        FunctionTransformer(_flatten),
-        StandardScaler(),
-        PCA(n_components=n_components, svd_solver="full", random_state=random_state),
+    steps: list[Any] = [FunctionTransformer(_flatten)]
+    if standardize:
+        steps.append(StandardScaler())
+    steps.append(
+        PCA(n_components=n_components, svd_solver="full", random_state=random_state)
     )
+    return make_pipeline(*steps)

@@ -208,6 +208,9 @@ def test_raw_baseline_flattens_and_standardises():
     assert out.shape == (50, 9)
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-12)
+    np.testing.assert_array_equal(
+        raw_baseline(standardize=False).fit_transform(images), images.reshape(50, 9)
+    )
 
 
 def test_pca_baseline_keeps_the_requested_share_of_variance():
@@ -219,3 +222,6 @@ def test_pca_baseline_keeps_the_requested_share_of_variance():
     assert pca.n_components_ == 2
     assert pca.explained_variance_ratio_.sum() >= 0.9
     assert pipe.transform(X).shape == (200, 2)
+    # Without standardisation a feature with a large scale dominates the components.
+    X[:, 0] *= 1000
+    assert pca_baseline(0.9, standardize=False).fit(X)[-1].n_components_ == 1
