@@ -403,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, flush=True)
 
-    run = {
+    skipped: dict[str, str] = {}
+    run: dict[str, Any] = {
         "command": shlex.join(
             [
                 "python",
@@ -427,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick,
             "max_samples": max_samples,
         },
-        "skipped": {},
+        "skipped": skipped,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = args.output_dir / "fewshot.json", args.output_dir / "fewshot.md"
@@ -442,8 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         X, _ = dataset.load()
         why = _image_support(X, encoder_params)
         if why is not None:
-            run["skipped"][name] = f"ACTEncoder rejects its {X.ndim}-d input here: {why}"
-            log(f"note: skipping {name}: {run['skipped'][name]}")
+            skipped[name] = f"ACTEncoder rejects its {X.ndim}-d input here: {why}"
+            log(f"note: skipping {name}: {skipped[name]}")
             continue
         log(f"{name}: {dataset.description}")
         new = run_dataset(dataset, rows, encoder_params, seeds, draws, max_samples, log)
