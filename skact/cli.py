@@ -333,7 +333,7 @@ def write_features(
 # ---------------------------------------------------------------------------- commands
 
 
-def _encoder_from(args: argparse.Namespace, **overrides: Any) -> ACTEncoder:
+def _encoder_from(args: argparse.Namespace) -> ACTEncoder:
     """An ACTEncoder with the training options given on the command line."""
     params = {
         param: getattr(args, dest)
@@ -341,7 +341,6 @@ def _encoder_from(args: argparse.Namespace, **overrides: Any) -> ACTEncoder:
         if hasattr(args, dest)
     }
     params["verbose"] = 0 if args.quiet else 1
-    params.update(overrides)
     encoder = ACTEncoder(**params)
     try:
         encoder._validate_params()
@@ -378,7 +377,9 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     features = model.transform(X)
     names = [str(n) for n in model.get_feature_names_out()]
     if y is not None and args.output.suffix.lower() == ".csv":
-        write_features(args.output, features, [*names, args.label], y)
+        # An image folder's class labels (its subfolders) go in a column named "label".
+        label_name = args.label if args.label is not None else "label"
+        write_features(args.output, features, [*names, label_name], y)
     else:
         write_features(args.output, features, names)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features to {args.output}")
@@ -509,6 +510,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _require_matplotlib()
         _check_output(args.plot, None, "--plot")
     encoder = _encoder_from(args)
+    started = time.perf_counter()
     digits = load_digits()
     X = digits.images if args.data == "images" else digits.data
     X_pool, X_test, y_pool, y_test = train_test_split(
@@ -549,6 +551,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _plot(results, args.plot)
         print(f"saved figure to {args.plot}")
+    print(f"demo finished in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -804,7 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument(
         "--label",
         metavar="COL",
-        help=label_help + "; a CSV output keeps it as its last column",
+        help=label_help + "; a CSV output keeps the labels as its last column (an image "
+        "folder's subfolder names too, in a column named 'label')",
     )
     transform.set_defaults(func=_cmd_transform)
 
