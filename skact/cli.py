@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import __version__
+from . import __version__, _persistence
 from ._encoder import ACTEncoder
 from .evaluation import (
     FewShotResult,
@@ -76,27 +75,17 @@ class UsageError(CommandError):
 
 
 def _save_model(model: ACTEncoder, path: Path) -> None:
-    """Write a fitted model to ``path`` (joblib pickle for now)."""
-    joblib.dump(model, path)
+    """Write a fitted model to ``path`` in skact's weights-only format."""
+    model.save(path)
 
 
 def _load_model(path: Path) -> ACTEncoder:
-    """Read a model written by :func:`_save_model`.
-
-    Only open model files you trust: a pickle can run code when loaded.
-    """
+    """Read a model written by :func:`_save_model`; never runs code from the file."""
     _require_file(path, "model")
     try:
-        model = joblib.load(path)
-    except Exception as exc:
-        raise UsageError(
-            f"{path}: not a model file written by `skact fit` ({exc})"
-        ) from None
-    if not isinstance(model, ACTEncoder):
-        raise UsageError(
-            f"{path}: holds a {type(model).__name__}, not a model written by `skact fit`"
-        )
-    return model
+        return _persistence.load(path)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path}: not a model file written by `skact fit` ({exc})") from None
 
 
 # ---------------------------------------------------------------------------- data files

@@ -62,7 +62,7 @@ def files(tmp_path_factory):
                 "--label",
                 "label",
                 "-o",
-                str(d / "model.joblib"),
+                str(d / "model.skact"),
                 *TINY,
             ]
         )
@@ -82,9 +82,9 @@ def run(argv, capsys):
 
 def test_fit_saves_a_model_with_the_options_given(files):
     d, X, _ = files
-    import joblib
+    import skact
 
-    model = joblib.load(d / "model.joblib")
+    model = skact.load(d / "model.skact")
     assert isinstance(model, ACTEncoder)
     assert model.n_features_in_ == 5  # the label column was dropped
     params = model.get_params()
@@ -96,13 +96,13 @@ def test_fit_saves_a_model_with_the_options_given(files):
 
 def test_csv_round_trip_fit_transform_evaluate(files, capsys):
     d, X, y = files
-    import joblib
+    import skact
 
-    model = joblib.load(d / "model.joblib")
+    model = skact.load(d / "model.skact")
     code, out, _ = run(
         [
             "transform",
-            d / "model.joblib",
+            d / "model.skact",
             d / "data.csv",
             "--label",
             "label",
@@ -153,11 +153,11 @@ def test_csv_round_trip_fit_transform_evaluate(files, capsys):
 
 def test_npy_round_trip_and_evaluate_through_the_model(files, capsys):
     d, X, _ = files
-    import joblib
+    import skact
 
-    model = joblib.load(d / "model.joblib")
+    model = skact.load(d / "model.skact")
     code, _, _ = run(
-        ["transform", d / "model.joblib", d / "X.npy", "-o", d / "f.npy"], capsys
+        ["transform", d / "model.skact", d / "X.npy", "-o", d / "f.npy"], capsys
     )
     assert code == 0
     features = np.load(d / "f.npy")
@@ -170,7 +170,7 @@ def test_npy_round_trip_and_evaluate_through_the_model(files, capsys):
     assert code == 0
     code, out_model, _ = run(
         [
-            "evaluate", d / "X.npy", "--labels", d / "y.npy", "--model", d / "model.joblib",
+            "evaluate", d / "X.npy", "--labels", d / "y.npy", "--model", d / "model.skact",
             "--baselines", "--draws", 2, "--k", 2, "-o", d / "r.md",
         ],
         capsys,
@@ -198,7 +198,7 @@ def test_parquet_table(files, tmp_path, capsys):
     assert labels.tolist() == y.tolist()
     code, _, _ = run(
         [
-            "transform", d / "model.joblib", tmp_path / "data.parquet", "--label", "label",
+            "transform", d / "model.skact", tmp_path / "data.parquet", "--label", "label",
             "-o", tmp_path / "f.npy",
         ],
         capsys,
@@ -222,15 +222,15 @@ def test_fit_options_reach_the_estimator(tmp_path, capsys):
     X, _ = _blobs()
     np.save(tmp_path / "X.npy", X)
     argv = [
-        "fit", tmp_path / "X.npy", "-o", tmp_path / "m.joblib", *TINY, "--alpha", "0.3",
+        "fit", tmp_path / "X.npy", "-o", tmp_path / "m.skact", *TINY, "--alpha", "0.3",
         "--adversary", "batch", "--n-views", "3", "--learning-rate", "0.01",
         "--corruption-rate", "0.2", "--noise-scale", "0.1", "--projection-dim", "none",
     ]  # fmt: skip
     code, out, _ = run(argv, capsys)
     assert code == 0 and "fitted ACTEncoder on 60 samples (1 epochs" in out
-    import joblib
+    import skact
 
-    params = joblib.load(tmp_path / "m.joblib").get_params()
+    params = skact.load(tmp_path / "m.skact").get_params()
     assert params["alpha"] == 0.3 and params["adversary"] == "batch"
     assert params["n_views"] == 3 and params["learning_rate"] == 0.01
     assert params["corruption_rate"] == 0.2 and params["noise_scale"] == 0.1
@@ -302,7 +302,7 @@ def test_image_folder_errors(tmp_path, capsys):
         (["fit", "{d}/X.npy", "-o", "{d}/m", "--adversary", "future"], 2, "invalid choice"),
         (["fit", "{d}/X.npy"], 2, "the following arguments are required: -o/--output"),
         (
-            ["transform", "{d}/model.joblib", "{d}/X.npy", "-o", "{d}/f.txt"],
+            ["transform", "{d}/model.skact", "{d}/X.npy", "-o", "{d}/f.txt"],
             2,
             "unknown format",
         ),
@@ -312,7 +312,7 @@ def test_image_folder_errors(tmp_path, capsys):
             "not a model file",
         ),
         (
-            ["transform", "{d}/model.joblib", "{d}/X4.npy", "-o", "{d}/f.npy"],
+            ["transform", "{d}/model.skact", "{d}/X4.npy", "-o", "{d}/f.npy"],
             1,
             "X has 4 feat",
         ),
