@@ -81,7 +81,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         Output width of the projection head used only in the loss (Linear, BatchNorm,
         ReLU, Linear with a hidden layer twice the representation width). None trains
         the loss on the representation itself.
-    corruption_rate : float, default=0.4
+    corruption_rate : float, default=0.2
         Tabular views: probability that a cell is replaced by the same feature's value
         in another row (SCARF).
     noise_scale : float, default=0.0
@@ -215,7 +215,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         encoder: str | nn.Module | Callable[..., nn.Module] = "auto",
         hidden_layer_sizes: tuple[int, ...] = (512, 512),
         projection_dim: int | None = 64,
-        corruption_rate: float = 0.4,
+        corruption_rate: float = 0.2,
         noise_scale: float = 0.0,
         categorical_features: Any = "from_dtype",
         handle_missing: str = "error",
