@@ -227,6 +227,9 @@ class Trainer:
         Drives the batch order.
     step : int
         Optimiser steps taken so far (for the schedule).
+    n_batches : int or None
+        Batches per epoch. None derives it from ``batch_size``; data-parallel training
+        sets it so that every process takes the same number of steps on its shard.
     """
 
     encoder: nn.Module
@@ -244,6 +247,7 @@ class Trainer:
     step: int = 0
     total_steps: int | None = None
     amp_dtype: torch.dtype | None = field(default=None)
+    n_batches: int | None = None
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
         """Split a random permutation of ``n_samples`` into near-equal batches.
@@ -259,7 +263,7 @@ class Trainer:
             is smaller.
         """
         order = self.shuffle_rng.permutation(n_samples)
-        n_batches = max(1, n_samples // self.batch_size)
+        n_batches = self.n_batches or max(1, n_samples // self.batch_size)
         return np.array_split(order, n_batches)
 
     def training_step(self, batch: Tensor) -> Tensor:
