@@ -356,7 +356,13 @@ def average_buffers(modules: Sequence[nn.Module | None], world: World) -> None:
 
 def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) -> _Replica:
     swapped = _swap_sync_batchnorm(module) if sync_batchnorm else []
-    replica = _Replica(module, device_ids=[device.index] if device.type == "cuda" else None)
+    # Training-mode BatchNorm uses batch statistics, so the running statistics need no
+    # broadcast before every forward pass; average_buffers reconciles them at the end.
+    replica = _Replica(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False,
+    )
     replica.swapped = swapped
     return replica
 
