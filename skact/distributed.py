@@ -28,6 +28,7 @@ averaged over the ranks at the end of training.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,14 @@ def setup(distributed: bool | str, device: str | torch.device) -> None:
         dist.init_process_group("gloo")
 
 
+#: DDP's switch for "no buffer broadcast before each forward" (renamed in torch 2.13).
+_NO_FORWARD_BUFFER_SYNC: dict[str, Any] = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
 class _Replica(DistributedDataParallel):
     """DDP wrapper that remembers the BatchNorm layers it swapped for SyncBatchNorm."""
 
@@ -361,7 +370,7 @@ def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) ->
     replica = _Replica(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
+        **_NO_FORWARD_BUFFER_SYNC,
     )
     replica.swapped = swapped
     return replica

@@ -159,13 +159,22 @@ def test_partial_fit_over_memmap_chunks(tmp_path):
 
 
 def test_dask_ml_parallel_post_fit_transform():
-    """dask-ml's ParallelPostFit maps transform over the blocks of a dask array."""
+    """dask-ml's ParallelPostFit maps transform over the blocks of a dask array; so does
+    dask's map_blocks with the output chunks spelled out (the docs' alternative, whose
+    lazy shape is right before computing)."""
     da = pytest.importorskip("dask.array", reason=EXTRA)
     wrappers = pytest.importorskip("dask_ml.wrappers", reason=EXTRA)
     X = np.random.default_rng(0).normal(size=(3_000, 8)).astype(np.float32)
     enc = _small().fit(X[:500])
-    lazy = wrappers.ParallelPostFit(enc).transform(da.from_array(X, chunks=(500, 8)))
+    blocks = da.from_array(X, chunks=(500, 8))
+    lazy = wrappers.ParallelPostFit(enc).transform(blocks)
     assert isinstance(lazy, da.Array)
     out = lazy.compute()
     assert out.shape == (3_000, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out, enc.transform(X), atol=1e-6, rtol=0)
+
+    mapped = blocks.map_blocks(
+        enc.transform, chunks=(blocks.chunks[0], (3,)), dtype=np.float32
+    )
+    assert mapped.shape == (3_000, 3)
+    np.testing.assert_allclose(mapped.compute(), out, atol=1e-6, rtol=0)
