@@ -220,6 +220,12 @@ def current(distributed: bool | str) -> World | None:
     Returns
     -------
     World or None
+
+    Examples
+    --------
+    >>> from skact.distributed import current
+    >>> current("auto") is None  # no process group in this process: train alone
+    True
     """
     if distributed is False or not dist.is_available() or not dist.is_initialized():
         return None

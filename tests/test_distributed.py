@@ -247,6 +247,11 @@ def _fits(rank: int) -> dict[str, object]:
     stopped = _encoder(early_stopping=True, n_iter_no_change=1, random_state=rank).fit(X)
     record["validation_curve"] = stopped.validation_loss_curve_
     record["stopped_state"] = copy.deepcopy(stopped.encoder_.state_dict())
+    streamed = _encoder(random_state=rank)
+    for start in (0, 150):
+        streamed.partial_fit(X[start : start + 150])
+    record["partial_steps"] = streamed._step
+    record["partial_state"] = streamed.encoder_.state_dict()
     alone = _encoder(distributed=False, random_state=rank, max_iter=1).fit(X)
     record["alone_steps"] = alone._step
     record["alone_state"] = alone.encoder_.state_dict()
@@ -282,6 +287,14 @@ def test_fit_early_stopping_agrees_across_ranks(records):
     assert first["validation_curve"] == second["validation_curve"]
     for key, value in first["stopped_state"].items():
         assert torch.equal(value, second["stopped_state"][key]), key
+
+
+def test_partial_fit_shards_each_chunk(records):
+    """partial_fit under DDP: each 150-row chunk is one epoch of 150 // 64 global steps."""
+    first, second = records
+    assert first["partial_steps"] == second["partial_steps"] == 2 * (150 // 64)
+    for key, value in first["partial_state"].items():
+        assert torch.equal(value, second["partial_state"][key]), key
 
 
 def test_fit_distributed_false_trains_alone(records):
