@@ -282,7 +282,7 @@ def setup(distributed: bool | str, device: str | torch.device) -> None:
         dist.init_process_group("gloo")
 
 
-#: DDP's switch for "no buffer broadcast before each forward" (renamed in torch 2.13).
+#: DDP's switch for "no buffer broadcast before each forward" (renamed in newer torch).
 _NO_FORWARD_BUFFER_SYNC: dict[str, Any] = (
     {"forward_sync_buffers": False}
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
@@ -299,8 +299,8 @@ class _Replica(DistributedDataParallel):
 def wrap(trainer: Trainer, world: World, n_batches: int) -> Trainer:
     """Prepare ``trainer`` for data-parallel training on ``world``.
 
-    The networks are wrapped in DDP (which broadcasts rank 0's parameters and buffers,
-    so replicas start identical whatever each rank's ``random_state``), BatchNorm
+    The networks are wrapped in DDP (which broadcasts rank 0's parameters, so replicas
+    start identical whatever each rank's ``random_state``), BatchNorm
     becomes SyncBatchNorm on CUDA, the ACT criterion reduces over the ranks, and every
     rank takes ``n_batches`` steps per epoch.
 
