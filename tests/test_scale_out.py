@@ -120,7 +120,7 @@ def test_grid_search_on_dask_cluster(monkeypatch):
 def test_transform_memmap_in_bounded_memory(tmp_path):
     """transform streams a memmap in chunks: numpy allocates a small fraction of the
     data's size besides the output."""
-    mm = _memmap(tmp_path, n=40_000)
+    mm = _memmap(tmp_path, n=24_000)
     enc = _small(n_components=2).fit(np.asarray(mm[:500]))
     tracemalloc.start()
     try:
@@ -128,7 +128,7 @@ def test_transform_memmap_in_bounded_memory(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert out.shape == (40_000, 2) and out.dtype == np.float32
+    assert out.shape == (24_000, 2) and out.dtype == np.float32
     assert peak - out.nbytes < mm.nbytes / 8, (peak, mm.nbytes)
     np.testing.assert_array_equal(out[-1000:], enc.transform(np.asarray(mm[-1000:])))
 
