@@ -117,7 +117,14 @@ def test_grid_search_on_dask_cluster(monkeypatch):
 # ---------------------------------------------------------------------- out of core
 
 
-def test_transform_memmap_in_bounded_memory(tmp_path):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread per fit: these tests are about memory, and tiny networks on two
+    threads of a busy machine spend their time waiting for each other."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def test_transform_memmap_in_bounded_memory(tmp_path, one_thread):
     """transform streams a memmap in chunks: numpy allocates a small fraction of the
     data's size besides the output."""
     mm = _memmap(tmp_path, n=24_000)
@@ -133,7 +140,7 @@ def test_transform_memmap_in_bounded_memory(tmp_path):
     np.testing.assert_array_equal(out[-1000:], enc.transform(np.asarray(mm[-1000:])))
 
 
-def test_partial_fit_over_memmap_chunks(tmp_path):
+def test_partial_fit_over_memmap_chunks(tmp_path, one_thread):
     """partial_fit over chunks of a memmap: memory per call follows the chunk, not the
     data, and the model equals the one trained on the same chunks held in memory."""
     mm = _memmap(tmp_path, n=12_000)
