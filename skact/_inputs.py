@@ -21,6 +21,8 @@ from .augment.tabular import TabularAugment
 
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
+#: Elements converted at a time by ``to_storage`` (128 KiB of float64 scratch).
+CHUNK_ELEMENTS = 16384
 
 
 class InputAdapter(Protocol):
@@ -102,11 +104,14 @@ class TabularAdapter:
         """
         X = np.asarray(X)
         out = np.empty(X.shape, dtype=np.float32)
-        for start in range(0, X.shape[0], CHUNK_ROWS):
+        rows = max(1, CHUNK_ELEMENTS // max(1, X.shape[1]))
+        for start in range(0, X.shape[0], rows):
             # float64 arithmetic: X - mean may overflow float32 or lose its digits.
-            chunk = np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64)
+            chunk = np.array(X[start : start + rows], dtype=np.float64)
             with np.errstate(over="ignore"):  # inf is caught by the output check
-                out[start : start + CHUNK_ROWS] = (chunk - self.mean) / self.scale
+                chunk -= self.mean
+                chunk /= self.scale
+            out[start : start + rows] = chunk
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:

@@ -127,7 +127,7 @@ def one_thread(monkeypatch):
 def test_transform_memmap_in_bounded_memory(tmp_path, one_thread):
     """transform streams a memmap in chunks: numpy allocates a small fraction of the
     data's size besides the output."""
-    mm = _memmap(tmp_path, n=24_000)
+    mm = _memmap(tmp_path, n=96_000)
     enc = _small(n_components=2).fit(np.asarray(mm[:500]))
     tracemalloc.start()
     try:
@@ -135,7 +135,7 @@ def test_transform_memmap_in_bounded_memory(tmp_path, one_thread):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert out.shape == (24_000, 2) and out.dtype == np.float32
+    assert out.shape == (96_000, 2) and out.dtype == np.float32
     assert peak - out.nbytes < mm.nbytes / 8, (peak, mm.nbytes)
     np.testing.assert_array_equal(out[-1000:], enc.transform(np.asarray(mm[-1000:])))
 
@@ -143,8 +143,8 @@ def test_transform_memmap_in_bounded_memory(tmp_path, one_thread):
 def test_partial_fit_over_memmap_chunks(tmp_path, one_thread):
     """partial_fit over chunks of a memmap: memory per call follows the chunk, not the
     data, and the model equals the one trained on the same chunks held in memory."""
-    mm = _memmap(tmp_path, n=12_000)
-    chunk = 1_000
+    mm = _memmap(tmp_path, n=16_000)
+    chunk = 4_000
     streamed = _small(n_components=2)
     streamed.partial_fit(mm[:chunk])
     tracemalloc.start()
