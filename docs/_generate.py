@@ -8,6 +8,7 @@ absent from the site.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 from pathlib import Path
@@ -51,13 +52,13 @@ def _normalise_headings(text: str, top: int) -> str:
     return _HEADING.sub(repl, text)
 
 
-def write_benchmark_results(results: Path, generated: Path) -> Path:
+def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> Path:
     """Write ``generated/benchmark_results.inc.md`` from ``benchmarks/results/``.
 
     Every ``*.md`` there becomes a section (its first heading is the title, else the
     file name); figures not shown by a Markdown file get a section of their own; every
-    other file (JSON, CSV) is offered as a download. Figures are copied next to the
-    generated file so that their links resolve.
+    other file (JSON, CSV) is offered as a download. Figures are copied into the
+    documentation sources, since Sphinx only reads images from there.
 
     Parameters
     ----------
@@ -65,6 +66,8 @@ def write_benchmark_results(results: Path, generated: Path) -> Path:
         The ``benchmarks/results`` folder (it may be missing).
     generated : Path
         Output folder inside the documentation sources.
+    page_dir : Path
+        Folder of the page that includes the file: links are relative to it.
 
     Returns
     -------
@@ -80,6 +83,8 @@ def write_benchmark_results(results: Path, generated: Path) -> Path:
     raw = [p for p in files if p not in tables and p not in figures]
     for fig in figures:
         shutil.copy2(fig, out_dir / fig.name)
+    fig_link = Path(os.path.relpath(out_dir, page_dir)).as_posix()
+    raw_link = Path(os.path.relpath(results, page_dir)).as_posix()
 
     parts: list[str] = []
     shown: set[str] = set()
@@ -94,7 +99,7 @@ def write_benchmark_results(results: Path, generated: Path) -> Path:
             if "://" in target:
                 return m.group(0)
             shown.add(Path(target).name)
-            return m.group(1) + "benchmarks/" + Path(target).name
+            return f"{m.group(1)}{fig_link}/{Path(target).name}"
 
         parts.append(_IMAGE.sub(relink, text))
     extra = [fig for fig in figures if fig.name not in shown]
@@ -102,16 +107,14 @@ def write_benchmark_results(results: Path, generated: Path) -> Path:
         parts.append("# Figures")
         for fig in extra:
             parts.append(
-                f"```{{figure}} benchmarks/{fig.name}\n:width: 90%\n\n"
+                f"```{{figure}} {fig_link}/{fig.name}\n:width: 90%\n\n"
                 f"{_title_of(fig.stem)} (`benchmarks/results/{fig.name}`)\n```"
             )
     if raw:
         parts.append("# Raw results")
         parts.append(
             "The numbers above as the benchmark scripts saved them:\n\n"
-            + "\n".join(
-                f"- {{download}}`{p.name} <../../benchmarks/results/{p.name}>`" for p in raw
-            )
+            + "\n".join(f"- {{download}}`{p.name} <{raw_link}/{p.name}>`" for p in raw)
         )
     if not parts:
         parts.append(

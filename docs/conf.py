@@ -99,6 +99,8 @@ html_theme_options = {
 }
 html_context = {"default_mode": "light"}
 html_show_sourcelink = False
+# Pages without sub-pages need no section navigation.
+html_sidebars = {"index": [], "method": [], "benchmarks": []}
 
 # Facts quoted in the prose come from the code, so the docs cannot drift from it.
 _defaults = skact.ACTEncoder().get_params()
@@ -143,4 +145,4 @@ def setup(app):  # type: ignore[no-untyped-def]
 # -- Generated pages -----------------------------------------------------------------
 GENERATED.mkdir(exist_ok=True)
 write_example_pages(ROOT / "examples", GENERATED / "examples")
-write_benchmark_results(ROOT / "benchmarks" / "results", GENERATED)
+write_benchmark_results(ROOT / "benchmarks" / "results", GENERATED, page_dir=DOCS)

@@ -34,16 +34,19 @@ X_few, y_few = X_pool[labelled], y_pool[labelled]
 
 # 3. Tune the classifier on the few labels; the encoder is frozen.
 pipeline = make_pipeline(
-    FrozenEstimator(encoder), StandardScaler(), LogisticRegression(max_iter=1000)
+    FrozenEstimator(encoder),
+    StandardScaler(),
+    LogisticRegression(max_iter=1000),
 )
-search = GridSearchCV(pipeline, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}, cv=5)
+grid = {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}
+search = GridSearchCV(pipeline, grid, cv=5)
 search.fit(X_few, y_few)
 print(f"best C: {search.best_params_['logisticregression__C']}")
-print(f"cross-validated accuracy on {len(y_few)} labels: {search.best_score_:.3f}")
+n_labels, cv_score = len(y_few), search.best_score_
+print(f"cross-validated accuracy with {n_labels} labels: {cv_score:.3f}")
 print(f"test accuracy: {search.score(X_test, y_test):.3f}")
 
 # 4. The encoder was never retrained: same epochs, same weights.
-unchanged = all(
-    torch.equal(weights[k], v) for k, v in encoder.encoder_.state_dict().items()
-)
+after = encoder.encoder_.state_dict()
+unchanged = all(torch.equal(weights[k], v) for k, v in after.items())
 print(f"encoder epochs: {encoder.n_iter_}, weights unchanged: {unchanged}")

@@ -18,7 +18,8 @@ from skact import ACTEncoder
 X, y = load_digits(return_X_y=True)
 X, y = X[:600], y[:600]
 
-pipeline = make_pipeline(ACTEncoder(random_state=0), LogisticRegression(max_iter=1000))
+encoder = ACTEncoder(random_state=0)
+pipeline = make_pipeline(encoder, LogisticRegression(max_iter=1000))
 grid = {
     "actencoder__alpha": [0.01, 0.1],
     "actencoder__n_components": [16, 64],
@@ -26,11 +27,9 @@ grid = {
 search = GridSearchCV(pipeline, grid, cv=3, n_jobs=2).fit(X, y)
 
 print(f"{'alpha':>6} {'n_components':>13} {'accuracy':>9}")
-for rank in search.cv_results_["rank_test_score"].argsort():
-    params = search.cv_results_["params"][rank]
-    score = search.cv_results_["mean_test_score"][rank]
-    print(
-        f"{params['actencoder__alpha']:>6} {params['actencoder__n_components']:>13}"
-        f" {score:>9.3f}"
-    )
+results = search.cv_results_
+for i in results["rank_test_score"].argsort():
+    alpha = results["param_actencoder__alpha"][i]
+    width = results["param_actencoder__n_components"][i]
+    print(f"{alpha:>6} {width:>13} {results['mean_test_score'][i]:>9.3f}")
 print(f"best: {search.best_params_}")

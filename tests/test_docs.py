@@ -192,7 +192,9 @@ def test_normalise_headings_shifts_to_top_level_outside_code() -> None:
 
 
 def test_benchmark_results_without_results(tmp_path: Path) -> None:
-    page = _generate.write_benchmark_results(tmp_path / "missing", tmp_path / "gen")
+    page = _generate.write_benchmark_results(
+        tmp_path / "missing", tmp_path / "gen", page_dir=tmp_path
+    )
     assert "No benchmark results are saved" in page.read_text()
 
 
@@ -204,15 +206,19 @@ def test_benchmark_results_sections_order_figures_and_downloads(tmp_path: Path) 
     (results / "curve.png").write_bytes(b"\x89PNG")
     (results / "extra.svg").write_text("<svg/>")
     (results / "fewshot.json").write_text("{}")
-    page = _generate.write_benchmark_results(results, tmp_path / "gen")
+    page = _generate.write_benchmark_results(
+        results, tmp_path / "docs" / "gen", page_dir=tmp_path / "docs"
+    )
     text = page.read_text()
     # fewshot first; its heading lifted to the top level; a title added to the other.
     assert text.index("# Few-shot accuracy") < text.index("# Throughput")
-    assert "![curve](benchmarks/curve.png)" in text  # relinked to the copied figure
-    assert "{figure} benchmarks/extra.svg" in text  # unreferenced figure still shown
+    assert "![curve](gen/benchmarks/curve.png)" in text  # relinked to the copied figure
+    assert "{figure} gen/benchmarks/extra.svg" in text  # unreferenced figure still shown
     assert "curve.png`" not in text.split("# Figures")[1]  # not shown twice
-    assert "{download}`fewshot.json <../../benchmarks/results/fewshot.json>`" in text
-    assert (tmp_path / "gen" / "benchmarks" / "curve.png").read_bytes() == b"\x89PNG"
+    assert "{download}`fewshot.json <../results/fewshot.json>`" in text
+    assert (
+        tmp_path / "docs" / "gen" / "benchmarks" / "curve.png"
+    ).read_bytes() == b"\x89PNG"
 
 
 def test_example_pages(tmp_path: Path) -> None:
