@@ -1,7 +1,7 @@
 """The documentation: example scripts, the user guide's code, generated pages, the build.
 
-The example scripts and the user guide's code blocks run here with ``ACTEncoder``'s
-default ``max_iter`` lowered to 2 epochs, so that they stay fast; what they print and
+The example scripts and the user guide's code blocks run here with every
+``ACTEncoder.fit`` capped at 2 epochs, so that they stay fast; what they print and
 build is checked against what the pages say. The full Sphinx build with warnings as
 errors is marked ``slow`` (CI runs it as its own step).
 """
@@ -37,13 +37,18 @@ sys.path.remove(str(DOCS))
 
 @pytest.fixture
 def quick_fits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Make ``ACTEncoder()`` default to 2 epochs; explicit ``max_iter`` still wins.
+    """Cap every ``ACTEncoder.fit`` at 2 epochs, whatever ``max_iter`` the code asks for.
 
-    ``n_jobs`` runs in this process: starting worker processes (each importing torch)
-    would cost more than the fits. The thread rule under real ``n_jobs=2`` has its own
-    tests with the estimator.
+    ``n_jobs`` runs in this process (so the cap holds there too): starting worker
+    processes, each importing torch, would cost more than the fits. The thread rule
+    under a real ``n_jobs=2`` has its own tests with the estimator.
     """
-    monkeypatch.setitem(ACTEncoder.__init__.__kwdefaults__, "max_iter", 2)
+    fit = ACTEncoder.fit
+
+    def capped_fit(self: ACTEncoder, X: object, y: object = None) -> ACTEncoder:
+        return fit(self.set_params(max_iter=min(self.max_iter, 2)), X, y)
+
+    monkeypatch.setattr(ACTEncoder, "fit", capped_fit)
     with joblib.parallel_config(backend="sequential"):
         yield
 
