@@ -151,7 +151,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     categories_ : list of ndarray
         Categories of each categorical column, in column order, fixed in ``fit``
         (empty when no column is categorical).
-    is_categorical_ : ndarray of bool of shape (n_features_in_,) or None
+    is_categorical_ : ndarray of bool of shape (n_features,) or None
         Which columns were treated as categorical; None when none was.
     feature_names_in_ : ndarray of str
         Column names seen in ``fit`` (DataFrames with string column names only).
