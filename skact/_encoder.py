@@ -22,8 +22,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _training
+from . import _images, _training
 from ._inputs import InputAdapter, TabularAdapter
+from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
@@ -150,11 +151,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         "n_views": [Interval(Integral, 2, None, closed="left")],
         "adversary": [StrOptions({"ema", "previous", "batch"})],
         "adversary_momentum": [Interval(Real, 0, 1, closed="left")],
-        "encoder": [StrOptions({"auto", "mlp"}), nn.Module, callable],
+        "encoder": [StrOptions({"auto", "mlp", "convnet", "resnet18"}), nn.Module, callable],
         "hidden_layer_sizes": ["array-like"],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "corruption_rate": [Interval(Real, 0, 1, closed="both")],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
+        "augment": [ImageAugment, None],
+        "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
+        "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -183,6 +187,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         projection_dim: int | None = 64,
         corruption_rate: float = 0.4,
         noise_scale: float = 0.0,
+        augment: ImageAugment | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        image_layout: str = "auto",
         batch_size: int = 256,
         max_iter: int = 100,
         learning_rate: float = 1e-3,
@@ -207,6 +214,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.projection_dim = projection_dim
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
+        self.augment = augment
+        self.image_size = image_size
+        self.image_layout = image_layout
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -336,6 +346,18 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     # ------------------------------------------------------------------ internals
 
     def _validate_input(self, X: Any, reset: bool) -> Any:
+        fitted_kind = None if reset else getattr(getattr(self, "_adapter", None), "kind", None)
+        if _images.is_image_input(X):
+            if fitted_kind not in (None, "image"):
+                raise ValueError(f"ACTEncoder was fitted on {fitted_kind} data; got images")
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return _images.as_images(X, self.image_layout)
+        if fitted_kind == "image":
+            raise ValueError(
+                "ACTEncoder was fitted on images; transform needs images too (a 3-D or "
+                "4-D array, PIL images or file paths)"
+            )
         X = validate_data(
             self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
         )
@@ -352,7 +374,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         with _training.torch_threads():
             if reset:
                 self._initialize(X)
-            self._train(X, epochs, horizon)
+            with _images.cudnn_benchmark(self.device_):
+                self._train(X, epochs, horizon)
         return self
 
     def _initialize(self, X: Any) -> None:
@@ -370,6 +393,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 projector = ProjectionHead(width, 2 * width, self.projection_dim)
         self._n_components_out = width
         self.encoder_ = encoder.to(self.device_)
+        if self._adapter.kind == "image":
+            _images.prepare_network(self.encoder_, self.device_)
         self.projector_ = projector.to(self.device_) if projector is not None else None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
@@ -381,6 +406,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.validation_loss_curve_: list[float] = []
 
     def _make_adapter(self, X: Any) -> InputAdapter:
+        if isinstance(X, np.ndarray | _images.ImageFiles) and _images.is_image_input(X):
+            image_size = self.image_size
+            if isinstance(image_size, tuple) and len(image_size) != 2:
+                raise ValueError(f"image_size must be an int or (height, width); got {image_size}")
+            adapter = _images.ImageAdapter.fit(X, self.augment, image_size)
+            # The number of values the encoder reads per stored image.
+            self.n_features_in_ = adapter.channels * adapter.image_size[0] * adapter.image_size[1]
+            return adapter
         augment = TabularAugment(self.corruption_rate, self.noise_scale)
         return TabularAdapter.fit(X, augment)
 
@@ -389,7 +422,15 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         if isinstance(spec, nn.Module):
             encoder = copy.deepcopy(spec)
         elif isinstance(spec, str):
-            name = "mlp" if spec == "auto" else spec
+            image = len(input_shape) == 3
+            name = spec
+            if spec == "auto":
+                name = _images.default_encoder(input_shape) if image else "mlp"
+            elif image != (spec != "mlp"):
+                raise ValueError(
+                    f"encoder={spec!r} needs {'tabular' if spec == 'mlp' else 'image'} "
+                    f"input; got {'images' if image else 'a table'}"
+                )
             encoder = build_encoder(
                 name, input_shape, self.n_components, tuple(self.hidden_layer_sizes)
             )
@@ -413,9 +454,16 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         """Run ``epochs`` epochs on ``X`` from the stored training state."""
         adapter: InputAdapter = self._adapter
         device = self.device_
-        data = _training.to_device(adapter.to_storage(X), device)
+        # partial_fit on files streams them (a folder larger than memory); else the
+        # whole set is stored once, as uint8 for images.
+        stream = isinstance(X, _images.ImageFiles) and not horizon
+        data: Any = (
+            _images.StreamedImages(X, adapter, device)
+            if stream
+            else _training.to_device(adapter.to_storage(X), device)
+        )
         validation = None
-        if self.early_stopping:
+        if self.early_stopping and not stream:
             n_val = max(2, int(round(self.validation_fraction * data.shape[0])))
             if data.shape[0] - n_val < 2:
                 raise ValueError(
@@ -426,10 +474,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         trainer = self._make_trainer(data.shape[0], epochs if horizon else None)
 
         def take(idx: np.ndarray) -> Tensor:
-            return data[torch.from_numpy(idx).to(device)]
+            return data[idx if stream else torch.from_numpy(idx).to(device)]
 
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
-            return adapter.view(batch, data, generator)
+            return adapter.view(batch, batch if stream else data, generator)
 
         trainer.view_fn = view_fn
         best = (np.inf, None, 0)

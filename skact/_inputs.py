@@ -6,12 +6,16 @@ shapes) and then turns any batch of that kind into tensors:
 - ``input_shape``: the shape of one sample as the network sees it;
 - ``to_storage(X)``: the whole data set in its compact host form (float32 rows for tables);
 - ``to_model(batch)``: a stored batch, already on the device, as network input;
-- ``view(batch, pool, generator)``: one random augmented view of a stored batch.
+- ``view(batch, pool, generator)``: one random augmented view of a stored batch;
+- ``state_dict()`` / ``from_state_dict(d)``: the fitted state as JSON-able values and
+  arrays, and back (for weights-only saving).
+
+Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +41,33 @@ class InputAdapter(Protocol):
 
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:  # noqa: D102
         ...
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        ...
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> InputAdapter:  # noqa: D102
+        ...
+
+
+def adapter_from_state_dict(state: dict[str, Any]) -> InputAdapter:
+    """Rebuild a fitted adapter of any kind from its ``state_dict()``.
+
+    Parameters
+    ----------
+    state : dict
+        Output of an adapter's ``state_dict``; its ``"kind"`` picks the class.
+
+    Returns
+    -------
+    InputAdapter
+    """
+    from ._images import ImageAdapter
+
+    kinds: dict[str, Any] = {"tabular": TabularAdapter, "image": ImageAdapter}
+    if state.get("kind") not in kinds:
+        raise ValueError(f"unknown input adapter kind {state.get('kind')!r}")
+    return kinds[state["kind"]].from_state_dict(state)
 
 
 class TabularAdapter:
@@ -130,3 +161,38 @@ class TabularAdapter:
         Tensor of shape (n, d)
         """
         return self.augment(batch, pool, generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted statistics and augmentation settings.
+
+        Returns
+        -------
+        dict
+            JSON-able values and numpy arrays.
+        """
+        return {
+            "kind": self.kind,
+            "mean": self.mean.copy(),
+            "scale": self.scale.copy(),
+            "augment": {
+                "corruption_rate": float(self.augment.corruption_rate),
+                "noise_scale": float(self.augment.noise_scale),
+            },
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> TabularAdapter:
+        """Rebuild an adapter from :meth:`state_dict`'s output.
+
+        Parameters
+        ----------
+        state : dict
+
+        Returns
+        -------
+        TabularAdapter
+        """
+        return cls(
+            np.asarray(state["mean"]), np.asarray(state["scale"]),
+            TabularAugment(**state["augment"]),
+        )  # fmt: skip
