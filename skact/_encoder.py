@@ -47,6 +47,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     n_components : int or None, default=None
         Width of ``transform``'s output: the last layer of the encoder. None takes the
         encoder's natural width (64 for the MLP, 128 for the ConvNet, 512 for ResNet-18).
+        For the ConvNet it is the channel count of the last convolution (before global
+        pooling); for ResNet-18 a value other than 512 adds a linear layer after the
+        pooled 512 features.
     objective : {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"}, default="act"
         Training objective; the baselines share everything else, for comparisons.
     alpha : float, default=0.1
@@ -59,11 +62,16 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         choice of the authors' code). See :class:`skact.objectives.Adversary`.
     adversary_momentum : float, default=0.9
         Weight of the past in the ``"ema"`` adversary.
-    encoder : {"auto", "mlp"} or torch.nn.Module or callable, default="auto"
-        The representation network. ``"auto"`` is ``"mlp"`` for tables. A module is
-        copied and trained; a callable is called with the input shape (without the
-        batch axis) and must return a module. A user network's output width is the
-        representation width (``n_components`` must be None or equal to it).
+    encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \
+default="auto"
+        The representation network. ``"auto"`` is ``"mlp"`` for tables; for images it
+        is ``"convnet"`` (a 5-layer ConvNet) when the longer side of the network input
+        (``augment``'s output size) is under 32 pixels, else ``"resnet18"`` (the
+        paper's CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool). A module is copied
+        and trained; a callable is called with the input shape (without the batch
+        axis; ``(C, H, W)`` for images) and must return a module. A user network's
+        output width is the representation width (``n_components`` must be None or
+        equal to it).
     hidden_layer_sizes : tuple of int, default=(512, 512)
         Hidden widths of the MLP encoder.
     projection_dim : int or None, default=64
@@ -76,6 +84,21 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
         features.
+    augment : ImageAugment or None, default=None
+        Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
+        size the network sees, in training and in ``transform``. None: the ACT paper's
+        views for images of 32 pixels or more; for tiny images, 50-100% crops upsampled
+        1.5 times, brightness and contrast jitter, no flip (the user guide's page on
+        images gives the details).
+    image_size : int or tuple of (int, int) or None, default=None
+        Height and width images are stored at. Files and PIL images of another size
+        are resized with PIL's bilinear filter, arrays with an antialiased bilinear
+        resize. None keeps an array's size and takes the most common size among the
+        files or PIL images given to ``fit``.
+    image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
+        Where the channels of a 4-D image array are. ``"auto"``: an axis of size 1, 3
+        or 4 holds them; if both axis 1 and the last axis could, the smaller one does
+        (the last on a tie).
     batch_size : int, default=256
         Samples per optimisation step (smaller when the data is smaller).
     max_iter : int, default=100
@@ -112,7 +135,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     projector_ : torch.nn.Module or None
         The projection head used by the loss.
     n_features_in_ : int
-        Number of features seen in ``fit``.
+        Number of features seen in ``fit`` (for images: values per stored image,
+        ``C * H * W``).
     feature_names_in_ : ndarray of str
         Column names seen in ``fit`` (DataFrames with string column names only).
     n_iter_ : int
@@ -151,7 +175,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         "n_views": [Interval(Integral, 2, None, closed="left")],
         "adversary": [StrOptions({"ema", "previous", "batch"})],
         "adversary_momentum": [Interval(Real, 0, 1, closed="left")],
-        "encoder": [StrOptions({"auto", "mlp", "convnet", "resnet18"}), nn.Module, callable],
+        "encoder": [
+            StrOptions({"auto", "mlp", "convnet", "resnet18"}), nn.Module, callable
+        ],
         "hidden_layer_sizes": ["array-like"],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "corruption_rate": [Interval(Real, 0, 1, closed="both")],
@@ -238,8 +264,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or images
+            Training data: a table, or images (an array of shape ``(n, H, W)``,
+            ``(n, H, W, C)`` or ``(n, C, H, W)``, or a sequence of PIL images or file
+            paths), stored on the host as uint8.
         y : None
             Ignored; present for pipeline compatibility.
 
@@ -260,8 +288,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A chunk of training data.
+        X : array-like of shape (n_samples, n_features), or images
+            A chunk of training data. Image files are read batch by batch, so a
+            folder larger than memory can be passed whole; no validation data is held
+            out from them.
         y : None
             Ignored.
 
@@ -280,8 +310,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Data to encode.
+        X : array-like of shape (n_samples, n_features), or images
+            Data of the kind seen in ``fit``; images are read and encoded in batches.
 
         Returns
         -------
@@ -346,7 +376,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     # ------------------------------------------------------------------ internals
 
     def _validate_input(self, X: Any, reset: bool) -> Any:
-        fitted_kind = None if reset else getattr(getattr(self, "_adapter", None), "kind", None)
+        adapter = None if reset else getattr(self, "_adapter", None)
+        fitted_kind = getattr(adapter, "kind", None)
         if _images.is_image_input(X):
             if fitted_kind not in (None, "image"):
                 raise ValueError(f"ACTEncoder was fitted on {fitted_kind} data; got images")
@@ -407,12 +438,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
     def _make_adapter(self, X: Any) -> InputAdapter:
         if isinstance(X, np.ndarray | _images.ImageFiles) and _images.is_image_input(X):
-            image_size = self.image_size
-            if isinstance(image_size, tuple) and len(image_size) != 2:
-                raise ValueError(f"image_size must be an int or (height, width); got {image_size}")
-            adapter = _images.ImageAdapter.fit(X, self.augment, image_size)
+            size = self.image_size
+            if isinstance(size, tuple) and len(size) != 2:
+                raise ValueError(
+                    f"image_size must be an int or (height, width); got {size}"
+                )
+            adapter = _images.ImageAdapter.fit(X, self.augment, size)
             # The number of values the encoder reads per stored image.
-            self.n_features_in_ = adapter.channels * adapter.image_size[0] * adapter.image_size[1]
+            self.n_features_in_ = adapter.channels * int(np.prod(adapter.image_size))
             return adapter
         augment = TabularAugment(self.corruption_rate, self.noise_scale)
         return TabularAdapter.fit(X, augment)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._inputs import InputAdapter
 from .augment.image import ImageAugment
 
 __all__ = [
@@ -135,7 +136,8 @@ def channels_first(shape: tuple[int, ...], layout: str = "auto") -> bool:
         return False
     if layout != "auto":
         raise ValueError(
-            f"image_layout must be 'auto', 'channels_first' or 'channels_last'; got {layout!r}"
+            "image_layout must be 'auto', 'channels_first' or 'channels_last'; "
+            f"got {layout!r}"
         )
     first, last = shape[1], shape[-1]
     first_ok, last_ok = first in IMAGE_CHANNELS, last in IMAGE_CHANNELS
@@ -301,7 +303,7 @@ def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:
     """
     if max(image_size) >= TINY_IMAGE:
         return ImageAugment()
-    output = tuple(int(math.ceil(1.5 * s)) for s in image_size)
+    output = tuple(math.ceil(1.5 * s) for s in image_size)
     return ImageAugment(
         output_size=(output[0], output[1]),
         crop_scale=(0.5, 1.0),
@@ -371,7 +373,10 @@ class ImageAdapter:
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         self.augment = augment
-        self.input_shape = (self.channels, *augment.view_size(self.image_size))
+        self.input_shape: tuple[int, ...] = (
+            self.channels,
+            *augment.view_size(self.image_size),
+        )
         self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @classmethod
@@ -414,9 +419,13 @@ class ImageAdapter:
         if augment is None:
             augment = default_augment(channels, size)
         elif not isinstance(augment, ImageAugment):
-            raise TypeError(f"augment must be an ImageAugment; got {type(augment).__name__}")
+            raise TypeError(
+                f"augment must be an ImageAugment; got {type(augment).__name__}"
+            )
         augment.validate()
-        adapter = cls(channels, size, value_range, np.zeros(channels), np.ones(channels), augment)
+        adapter = cls(
+            channels, size, value_range, np.zeros(channels), np.ones(channels), augment
+        )
         step = max(1, len(X) // STATS_SAMPLE)
         sample = adapter.to_storage(X[::step][:STATS_SAMPLE]).double() / 255
         std = sample.std(dim=(0, 2, 3), unbiased=False).numpy()
@@ -551,7 +560,7 @@ class ImageAdapter:
         -------
         ImageAdapter
         """
-        params = {
+        params: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in state["augment"].items()
         }
         return cls(
@@ -563,7 +572,7 @@ class ImageAdapter:
             ImageAugment(**params),
         )
 
-    def __getstate__(self) -> dict[str, Any]:  # noqa: D105
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
         return state
@@ -639,7 +648,9 @@ class StreamedImages:
     device : torch.device
     """
 
-    def __init__(self, files: ImageFiles, adapter: ImageAdapter, device: torch.device) -> None:
+    def __init__(
+        self, files: ImageFiles, adapter: InputAdapter, device: torch.device
+    ) -> None:
         self.files = files
         self.adapter = adapter
         self.device = device

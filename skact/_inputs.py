@@ -15,7 +15,7 @@ Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class InputAdapter(Protocol):
         ...
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> InputAdapter:  # noqa: D102
+    def from_state_dict(cls, state: dict[str, Any]) -> Self:  # noqa: D102
         ...
 
 
@@ -87,7 +87,7 @@ class TabularAdapter:
         self.mean = mean.astype(np.float32)
         self.scale = scale.astype(np.float32)
         self.augment = augment
-        self.input_shape = (mean.shape[0],)
+        self.input_shape: tuple[int, ...] = (int(mean.shape[0]),)
 
     @classmethod
     def fit(cls, X: np.ndarray, augment: TabularAugment) -> TabularAdapter:

@@ -50,7 +50,9 @@ def test_crop_covers_the_requested_share_of_the_image():
     # width) sees a span of values of exactly 0.5, wherever it lies.
     x = _ramp(50, h=64, w=64)
     aug = ImageAugment(
-        **{**OFF, "crop_scale": (0.25, 0.25)}, crop_ratio=(1.0, 1.0), interpolation="bilinear"
+        **{**OFF, "crop_scale": (0.25, 0.25)},
+        crop_ratio=(1.0, 1.0),
+        interpolation="bilinear",
     )
     out = aug(x, _gen())
     span = out[:, 0, 0, -1] - out[:, 0, 0, 0]
@@ -88,7 +90,9 @@ def test_grayscale_happens_with_probability_p():
     n, p = 4000, 0.3
     x = torch.rand(n, 3, 4, 4)
     out = ImageAugment(**{**OFF, "grayscale_p": p})(x, _gen())
-    gray = (out[:, 0] == out[:, 1]).flatten(1).all(1) & (out[:, 1] == out[:, 2]).flatten(1).all(1)
+    gray = (out[:, 0] == out[:, 1]).flatten(1).all(1) & (out[:, 1] == out[:, 2]).flatten(
+        1
+    ).all(1)
     assert abs(gray.float().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
     luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
     torch.testing.assert_close(out[gray][:, 0], luma[gray])
@@ -174,7 +178,9 @@ def test_same_seed_same_views_other_seed_other_views():
     assert not torch.equal(aug(x, _gen(3)), aug(x, _gen(4)))
 
 
-@pytest.mark.parametrize("size, expected", [(None, (10, 14)), (6, (6, 6)), ((5, 7), (5, 7))])
+@pytest.mark.parametrize(
+    "size, expected", [(None, (10, 14)), (6, (6, 6)), ((5, 7), (5, 7))]
+)
 def test_output_size(size, expected):
     aug = ImageAugment(output_size=size)
     assert aug(torch.rand(3, 3, 10, 14), _gen()).shape == (3, 3, *expected)

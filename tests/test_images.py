@@ -125,13 +125,17 @@ def test_float_range_is_measured_and_mapped_to_uint8():
     assert adapter.value_range == (0.0, 16.0)
     stored = adapter.to_storage(digits)
     assert stored.dtype == torch.uint8 and stored.shape == (30, 1, 8, 8)
-    np.testing.assert_array_equal(stored.numpy(), np.rint(digits * 255 / 16).astype(np.uint8))
+    np.testing.assert_array_equal(
+        stored.numpy(), np.rint(digits * 255 / 16).astype(np.uint8)
+    )
     # Per-channel statistics of the stored images scaled to [0, 1].
     scaled = stored.numpy() / 255
     np.testing.assert_allclose(adapter.mean, [scaled.mean()], rtol=1e-5)
     np.testing.assert_allclose(adapter.std, [scaled.std()], rtol=1e-5)
     model = adapter.to_model(stored)
-    assert abs(model.mean().item()) < 1e-4 and abs(model.std(unbiased=False).item() - 1) < 1e-3
+    assert (
+        abs(model.mean().item()) < 1e-4 and abs(model.std(unbiased=False).item() - 1) < 1e-3
+    )
 
 
 def test_uint8_and_floats_in_any_range_give_the_same_storage():
@@ -140,7 +144,9 @@ def test_uint8_and_floats_in_any_range_give_the_same_storage():
         adapter = ImageAdapter.fit(X)
         np.testing.assert_array_equal(adapter.to_storage(X).numpy(), images)
     per_channel = images.transpose(1, 0, 2, 3).reshape(3, -1) / 255
-    np.testing.assert_allclose(ImageAdapter.fit(images).mean, per_channel.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(
+        ImageAdapter.fit(images).mean, per_channel.mean(1), rtol=1e-5
+    )
 
 
 def test_storage_refuses_other_channel_counts_and_resizes_other_sizes():
@@ -301,7 +307,9 @@ def test_files_of_several_sizes_give_the_features_of_the_resized_arrays(tmp_path
     # common size (the most common one, 8x8) with PIL's bilinear filter.
     arrays = np.stack(
         [
-            np.asarray(Image.open(p).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR))
+            np.asarray(
+                Image.open(p).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)
+            )
             for p in paths
         ]
     )
@@ -321,7 +329,10 @@ def test_files_take_image_size_and_grayscale_mode(tmp_path):
     enc = _small(image_size=(6, 5)).fit(paths)
     assert enc._adapter.channels == 1 and enc._adapter.image_size == (6, 5)
     loaded = ImageFiles(paths).load("L", (6, 5))
-    expected = [np.asarray(Image.fromarray(a).resize((5, 6), Image.Resampling.BILINEAR)) for a in base]
+    expected = [
+        np.asarray(Image.fromarray(a).resize((5, 6), Image.Resampling.BILINEAR))
+        for a in base
+    ]
     np.testing.assert_array_equal(loaded[:, 0], np.stack(expected))
 
 
@@ -334,7 +345,9 @@ def test_partial_fit_streams_files_like_arrays(tmp_path):
         in_memory.partial_fit(base)
     assert streamed.n_iter_ == 2
     np.testing.assert_allclose(streamed.loss_curve_, in_memory.loss_curve_, rtol=1e-5)
-    np.testing.assert_allclose(streamed.transform(paths), in_memory.transform(base), atol=1e-5)
+    np.testing.assert_allclose(
+        streamed.transform(paths), in_memory.transform(base), atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- devices

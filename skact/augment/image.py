@@ -143,11 +143,11 @@ class ImageAugment:
             )
         }  # fmt: skip
 
-    def __repr__(self) -> str:  # noqa: D105
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"ImageAugment({args})"
 
-    def __eq__(self, other: object) -> bool:  # noqa: D105
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageAugment):
             return NotImplemented
         return self.get_params() == other.get_params()
@@ -172,7 +172,9 @@ class ImageAugment:
         if self.crop_scale is not None:
             low, high = self.crop_scale
             if not 0 < low <= high <= 1:
-                raise ValueError("ImageAugment.crop_scale must satisfy 0 < low <= high <= 1")
+                raise ValueError(
+                    "ImageAugment.crop_scale must satisfy 0 < low <= high <= 1"
+                )
         low, high = self.crop_ratio
         if not 0 < low <= high:
             raise ValueError("ImageAugment.crop_ratio must satisfy 0 < low <= high")
@@ -232,7 +234,9 @@ class ImageAugment:
         if self.grayscale_p > 0 and x.shape[1] in (3, 4):
             gray = happens(self.grayscale_p).view(n, 1, 1, 1)
             rgb = x[:, :3]
-            x = torch.cat([torch.where(gray, _grayscale(rgb).expand_as(rgb), rgb), x[:, 3:]], 1)
+            x = torch.cat(
+                [torch.where(gray, _grayscale(rgb).expand_as(rgb), rgb), x[:, 3:]], 1
+            )
         if self.blur_p > 0:
             sigma = uniform(*self.blur_sigma)
             x = torch.where(happens(self.blur_p).view(n, 1, 1, 1), self._blur(x, sigma), x)
@@ -249,7 +253,9 @@ class ImageAugment:
         else:
             # Box sides as fractions of the image's: area share s, ratio r (pixels).
             area = uniform(*self.crop_scale, _CROP_TRIES)
-            log_r = uniform(math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), _CROP_TRIES)
+            log_r = uniform(
+                math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), _CROP_TRIES
+            )
             ratio = torch.exp(log_r)
             width = torch.sqrt(area * ratio * h / w)
             height = torch.sqrt(area / ratio * w / h)
@@ -270,11 +276,16 @@ class ImageAugment:
             return images
         zero = torch.zeros_like(width)
         theta = torch.stack(
-            [torch.stack([width * sign, zero, cx], 1), torch.stack([zero, height, cy], 1)], 1
+            [torch.stack([width * sign, zero, cx], 1), torch.stack([zero, height, cy], 1)],
+            1,
         )
         grid = F.affine_grid(theta, [n, c, out_h, out_w], align_corners=False)
         x = F.grid_sample(
-            images, grid, mode=self.interpolation, padding_mode="border", align_corners=False
+            images,
+            grid,
+            mode=self.interpolation,
+            padding_mode="border",
+            align_corners=False,
         )
         if self.interpolation == "bicubic":
             x = x.clamp_(0.0, 1.0)
@@ -299,7 +310,9 @@ class ImageAugment:
         if colour and self.saturation > 0:
             rgb = _blend(rgb, _grayscale(rgb), factor(self.saturation))
         if colour and self.hue > 0:
-            shift = torch.where(keep, torch.zeros(n, device=x.device), uniform(-self.hue, self.hue))
+            shift = torch.where(
+                keep, torch.zeros(n, device=x.device), uniform(-self.hue, self.hue)
+            )
             rgb = _shift_hue(rgb, shift.view(n, 1, 1))
         return torch.cat([rgb, rest], 1) if colour else rgb
 
