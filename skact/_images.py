@@ -398,13 +398,21 @@ class ImageAdapter:
             Size to store the images at. None keeps an array's size, and takes the
             most common size of files and PIL images (ties: the first seen).
 
+        Notes
+        -----
+        Files and PIL images are converted to ``"L"`` when all are single-band, else to
+        ``"RGB"``. That choice, the most common size and the per-channel statistics
+        are measured on at most :data:`STATS_SAMPLE` evenly spaced images (only their
+        headers for the first two), so fitting a huge folder stays cheap.
+
         Returns
         -------
         ImageAdapter
         """
         size = _pair(image_size) if image_size is not None else None
+        step = max(1, len(X) // STATS_SAMPLE)
         if isinstance(X, ImageFiles):
-            headers = X.headers()
+            headers = X[::step][:STATS_SAMPLE].headers()
             gray = all(mode in _GRAY_MODES for mode, _ in headers)
             channels = 1 if gray else 3
             if size is None:
@@ -426,7 +434,6 @@ class ImageAdapter:
         adapter = cls(
             channels, size, value_range, np.zeros(channels), np.ones(channels), augment
         )
-        step = max(1, len(X) // STATS_SAMPLE)
         sample = adapter.to_storage(X[::step][:STATS_SAMPLE]).double() / 255
         std = sample.std(dim=(0, 2, 3), unbiased=False).numpy()
         adapter.mean = sample.mean(dim=(0, 2, 3)).numpy().astype(np.float32)
@@ -465,6 +472,8 @@ class ImageAdapter:
                 pixels = torch.from_numpy(np.ascontiguousarray(chunk))
             else:
                 values = torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+                if not bool(torch.isfinite(values).all()):
+                    raise ValueError("image arrays must not contain NaN or infinite values")
                 pixels = ((values - low) * scale).round_().clamp_(0, 255).to(torch.uint8)
             if tuple(pixels.shape[2:]) != self.image_size:
                 resized = F.interpolate(
@@ -592,9 +601,10 @@ def _value_range(X: np.ndarray) -> tuple[float, float]:
     low, high = math.inf, -math.inf
     for start in range(0, X.shape[0], CHUNK_IMAGES):
         chunk = X[start : start + CHUNK_IMAGES]
-        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError("image arrays must not contain NaN or infinite values")
+        chunk_low, chunk_high = float(chunk.min()), float(chunk.max())
+        if not (math.isfinite(chunk_low) and math.isfinite(chunk_high)):
+            raise ValueError("image arrays must not contain NaN or infinite values")
+        low, high = min(low, chunk_low), max(high, chunk_high)
     return (low, high)
 
 

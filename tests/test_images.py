@@ -158,6 +158,16 @@ def test_storage_refuses_other_channel_counts_and_resizes_other_sizes():
     assert int(adapter.to_storage(big).min()) == 200
 
 
+def test_non_finite_pixels_are_refused():
+    X = np.zeros((3, 1, 4, 4))
+    X[1, 0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ImageAdapter.fit(X)
+    adapter = ImageAdapter.fit(np.zeros((3, 1, 4, 4)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        adapter.to_storage(X)
+
+
 def test_default_augment_and_encoder_rules():
     tiny = default_augment(1, (8, 8))
     assert tiny.view_size((8, 8)) == (12, 12)
@@ -256,6 +266,32 @@ def test_n_components_sizes_the_representation():
     tiny = _images(n=6, c=1)
     assert _small(n_components=None).fit(tiny).transform(tiny).shape == (6, 128)
     assert _small(n_components=20).fit(tiny).transform(tiny).shape == (6, 20)
+
+
+def test_auto_epochs_and_batch_size_depend_on_the_input_kind():
+    def tiny_net(shape):
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(int(np.prod(shape)), 4)
+        )
+
+    images = _images(n=64, c=1)
+    enc = ACTEncoder(encoder=tiny_net, projection_dim=None, random_state=0).fit(images)
+    # Images: 50 epochs of batches of max(32, 64 // 20) = 32, i.e. 2 steps each.
+    assert enc.n_iter_ == 50 and enc._step == 100
+    table = np.random.default_rng(0).normal(size=(64, 5))
+    enc = ACTEncoder(encoder=tiny_net, projection_dim=None, random_state=0).fit(table)
+    # Tables: 100 epochs of one batch of min(256, 64) rows.
+    assert enc.n_iter_ == 100 and enc._step == 100
+    enc = ACTEncoder(encoder=tiny_net, projection_dim=None, max_iter=2, batch_size=8)
+    assert enc.fit(images)._step == 16
+
+
+def test_resnet18_stem_follows_the_image_size():
+    from skact.networks import build_encoder
+
+    assert build_encoder("resnet18", (3, 64, 64), None).stem[0].kernel_size == (3, 3)
+    large = build_encoder("resnet18", (3, 96, 96), None)
+    assert large.stem[0].kernel_size == (7, 7) and large.out_features == 512
 
 
 def test_user_augment_and_image_size_are_used():
@@ -396,8 +432,21 @@ def test_cuda_path_uses_bf16_autocast_and_channels_last():
     assert enc._adapter.to_model(batch).is_contiguous(memory_format=torch.channels_last)
     features = enc.transform(X)
     assert features.shape == (64, 8) and np.isfinite(features).all()
-    cpu = pickle.loads(pickle.dumps(enc))
-    assert cpu.transform(X).shape == (64, 8)
+    enc.encoder_.layers[0]._forward_hooks.clear()  # the test's hook cannot be pickled
+    restored = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_allclose(restored.transform(X), features, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_resnet18_with_the_paper_views():
+    X = np.random.default_rng(0).integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
+    enc = ACTEncoder(max_iter=2, batch_size=256, random_state=0, device="cuda").fit(X)
+    assert isinstance(enc.encoder_, ResNet18)
+    assert enc._adapter.augment == ImageAugment()
+    assert np.isfinite(enc.loss_curve_).all()
+    features = enc.transform(X)
+    assert features.shape == (512, 512) and np.isfinite(features).all()
 
 
 # ---------------------------------------------------------------- quality
