@@ -6,12 +6,16 @@ shapes) and then turns any batch of that kind into tensors:
 - ``input_shape``: the shape of one sample as the network sees it;
 - ``to_storage(X)``: the whole data set in its compact host form (float32 rows for tables);
 - ``to_model(batch)``: a stored batch, already on the device, as network input;
-- ``view(batch, pool, generator)``: one random augmented view of a stored batch.
+- ``view(batch, pool, generator)``: one random augmented view of a stored batch;
+- ``state_dict()`` / ``from_state_dict(d)``: the fitted state as JSON-able values and
+  arrays, and back (for weights-only saving).
+
+Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import torch
@@ -40,6 +44,33 @@ class InputAdapter(Protocol):
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:  # noqa: D102
         ...
 
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        ...
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Self:  # noqa: D102
+        ...
+
+
+def adapter_from_state_dict(state: dict[str, Any]) -> InputAdapter:
+    """Rebuild a fitted adapter of any kind from its ``state_dict()``.
+
+    Parameters
+    ----------
+    state : dict
+        Output of an adapter's ``state_dict``; its ``"kind"`` picks the class.
+
+    Returns
+    -------
+    InputAdapter
+    """
+    from ._images import ImageAdapter
+
+    kinds: dict[str, Any] = {"tabular": TabularAdapter, "image": ImageAdapter}
+    if state.get("kind") not in kinds:
+        raise ValueError(f"unknown input adapter kind {state.get('kind')!r}")
+    return kinds[state["kind"]].from_state_dict(state)
+
 
 class TabularAdapter:
     """Standardised numeric tables, augmented by SCARF corruption.
@@ -58,7 +89,7 @@ class TabularAdapter:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment
-        self.input_shape = (mean.shape[0],)
+        self.input_shape: tuple[int, ...] = (int(mean.shape[0]),)
 
     @classmethod
     def fit(cls, X: np.ndarray, augment: TabularAugment) -> TabularAdapter:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from . import _training
 from ._inputs import TabularAdapter
+from ._images import ImageAdapter
 from ._tabular_mixed import MixedTableAdapter
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ _CONFIG = "skact.json"
 _TENSORS = "tensors.pt"
 
 #: Input adapters by ``kind``: each has ``state_dict()`` and ``from_state_dict(state)``.
-ADAPTERS: dict[str, Any] = {cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter)}
+ADAPTERS: dict[str, Any] = {
+    cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter, ImageAdapter)
+}
 
 #: Fitted state written to the file (the attributes ``fit`` sets).
 SAVED_ATTRIBUTES = frozenset(

@@ -316,6 +316,8 @@ def build_encoder(
         Architecture.
     input_shape : tuple of int
         ``(n_features,)`` for tables, ``(channels, height, width)`` for images.
+        ResNet-18 gets the CIFAR stem for images of at most 64 pixels a side, else
+        the ImageNet stem (7x7 stride-2 convolution and max-pool).
     n_components : int or None
         Width of the representation; None takes :data:`DEFAULT_COMPONENTS`.
     hidden_layer_sizes : sequence of int, default=(512, 512)
@@ -332,5 +334,6 @@ def build_encoder(
     if name == "convnet":
         return ConvNet(input_shape[0], width)
     if name == "resnet18":
-        return ResNet18(input_shape[0], width)
+        # The paper's CIFAR stem up to 64 pixels; larger images get the ImageNet stem.
+        return ResNet18(input_shape[0], width, cifar_stem=max(input_shape[1:]) <= 64)
     raise ValueError(f"unknown encoder {name!r}")
