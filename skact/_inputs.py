@@ -52,26 +52,6 @@ class InputAdapter(Protocol):
         ...
 
 
-def adapter_from_state_dict(state: dict[str, Any]) -> InputAdapter:
-    """Rebuild a fitted adapter of any kind from its ``state_dict()``.
-
-    Parameters
-    ----------
-    state : dict
-        Output of an adapter's ``state_dict``; its ``"kind"`` picks the class.
-
-    Returns
-    -------
-    InputAdapter
-    """
-    from ._images import ImageAdapter
-
-    kinds: dict[str, Any] = {"tabular": TabularAdapter, "image": ImageAdapter}
-    if state.get("kind") not in kinds:
-        raise ValueError(f"unknown input adapter kind {state.get('kind')!r}")
-    return kinds[state["kind"]].from_state_dict(state)
-
-
 class TabularAdapter:
     """Standardised numeric tables, augmented by SCARF corruption.
 
