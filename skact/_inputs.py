@@ -22,6 +22,9 @@ from .augment.tabular import TabularAugment
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
 
+#: Values per float64 chunk when measuring statistics (8 MiB, whatever the width).
+CHUNK_VALUES = 2**20
+
 
 class InputAdapter(Protocol):
     """What the estimator needs from the adapter of one kind of input."""
@@ -74,8 +77,9 @@ class TabularAdapter:
         """
         mean = np.zeros(X.shape[1])
         sq = np.zeros(X.shape[1])
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            chunk = np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64)
+        rows = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+        for start in range(0, X.shape[0], rows):
+            chunk = np.asarray(X[start : start + rows], dtype=np.float64)
             mean += chunk.sum(axis=0)
             sq += np.square(chunk).sum(axis=0)
         mean /= X.shape[0]
