@@ -540,8 +540,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
-        optimizer = torch.optim.Adam(
-            params, lr=self.learning_rate, weight_decay=self.weight_decay
+        optimizer = _training.make_adam(
+            params, self.learning_rate, self.weight_decay, self.device_
         )
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)

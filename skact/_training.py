@@ -193,6 +193,35 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def make_adam(
+    params: Sequence[nn.Parameter], lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Adam:
+    """Adam, with the fused kernel on CPU and CUDA.
+
+    The fused step updates all parameters in one kernel; on the CPU it is about four
+    times cheaper than the default per-tensor loop (a few percent of an MLP step).
+    Other devices, or a torch without the fused kernel for ``device``, get the default.
+
+    Parameters
+    ----------
+    params : sequence of Parameter
+    lr : float
+    weight_decay : float
+    device : torch.device
+        Where the parameters live.
+
+    Returns
+    -------
+    torch.optim.Adam
+    """
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # torch < 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
 
