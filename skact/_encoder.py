@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
@@ -22,9 +24,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _tabular_mixed, _training
+from . import _guards, _persistence, _tabular_mixed, _training
 from ._inputs import InputAdapter, TabularAdapter
 from ._tabular_mixed import MixedTable, MixedTableAdapter
+from ._training import NonFiniteLossError
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
@@ -261,6 +264,21 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     def fit(self, X: Any, y: None = None) -> ACTEncoder:
         """Train the encoder on unlabeled ``X`` for ``max_iter`` epochs.
 
+        When the fit fails, nothing trained is lost and nothing half-done is kept:
+
+        - bad input or parameters, or any other error: the estimator is left unfitted
+          (with ``warm_start``, as it was before the call);
+        - the loss turns NaN or infinite: the weights of the last finite epoch are kept
+          (``n_iter_`` counts the epochs they had) and :class:`NonFiniteLossError` is
+          raised; if no epoch finished, the estimator is left unfitted;
+        - Ctrl-C (KeyboardInterrupt): training stops at the end of the current step, the
+          model trained so far is kept and usable by ``transform`` (``n_iter_`` counts
+          the complete epochs), a warning says so, and the KeyboardInterrupt is raised
+          again, so that scripts stop as the user asked; catch it to go on. A second
+          Ctrl-C interrupts at once;
+        - CUDA out of memory: the epoch is retried with half the batch size (with a
+          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -282,6 +300,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Preprocessing statistics are measured on the first call and kept; the learning
         rate stays at its peak after the warm-up (there is no known end to decay to).
+        Failures are handled as in :meth:`fit`; a failed call after the first leaves
+        the estimator as it was.
 
         Parameters
         ----------
@@ -331,7 +351,28 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 ):
                     z = encoder(batch)
                 out[start : start + step] = z.float().cpu().numpy()
+        _guards.check_output(out, type(self).__name__)
         return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator to ``path`` in a format that cannot run code.
+
+        The file holds JSON (parameters, fitted attributes, preprocessing) and tensors
+        read back with ``torch.load(weights_only=True)``; load it with
+        :func:`skact.load`. A user-supplied ``encoder`` module's weights are saved, but
+        not its code: pass the same architecture to :func:`skact.load`. The optimiser
+        state is saved too, so ``warm_start`` continues where it stopped.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file (conventionally ``*.skact``); overwritten if it exists.
+
+        See Also
+        --------
+        skact.load : Load a saved estimator.
+        """
+        _persistence.save(self, path)
 
     @property
     def _n_features_out(self) -> int:
@@ -377,18 +418,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             table = _tabular_mixed.read_table(X, self.handle_missing)
             validate_data(self, X, reset=reset, skip_check_array=True)
             return table
-        try:
-            X = validate_data(
-                self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1
-            )
-        except ValueError as exc:
-            if "NaN" not in str(exc):
-                raise
-            raise ValueError(
-                f"{exc}\nACTEncoder can encode missing values itself: set "
-                "handle_missing='indicator'."
-            ) from exc
-        return X
+        return _guards.validate_table(self, X, reset=reset)
 
     def _is_mixed(self, X: Any, reset: bool) -> bool:
         """Whether ``X`` goes to the mixed-table adapter (decided in ``fit``)."""
@@ -401,17 +431,60 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         )
 
     def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
-        X = self._validate_input(X, reset=reset)
-        n_samples = _n_samples(X)
-        if n_samples < 2:
-            raise ValueError(
-                f"ACTEncoder needs at least 2 samples to fit (BatchNorm and the views' "
-                f"cross-correlation are undefined for 1 sample); got {n_samples} sample."
+        # The failure policy is documented in ``fit``.
+        rollback = _guards.FitRollback(self, keep=not reset)
+        started = False  # whether training began (the model is this fit's from then on)
+        try:
+            X = self._validate_input(X, reset=reset)
+            n_samples = _n_samples(X)
+            if n_samples < 2:
+                raise ValueError(
+                    f"ACTEncoder needs at least 2 samples to fit (BatchNorm and the views' "
+                    f"cross-correlation are undefined for 1 sample); got {n_samples} "
+                    "sample."
+                )
+            with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
+                if reset:
+                    self._initialize(X)
+                started = True
+                self._train(X, epochs, horizon, interrupted)
+                if interrupted():
+                    raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
+        except (KeyboardInterrupt, NonFiniteLossError) as exc:
+            trained = started and (not reset or self._step > 0)
+            if not trained:
+                rollback.restore()
+            else:
+                self.encoder_.eval()
+            if isinstance(exc, KeyboardInterrupt):
+                kept = (
+                    f"keeping the model trained so far ({self.n_iter_} complete epoch"
+                    f"{'' if self.n_iter_ == 1 else 's'}), usable by transform"
+                    if trained
+                    else "nothing was trained yet: the estimator is left unfitted"
+                )
+                warnings.warn(
+                    f"ACTEncoder.fit was interrupted; {kept}. The KeyboardInterrupt is "
+                    "raised again; catch it to continue your script.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                raise
+            n = self.n_iter_ if trained else 0
+            kept = (
+                f"the weights of the last finite epoch are kept ({n} epoch"
+                f"{'' if n == 1 else 's'} trained)"
+                if trained
+                else "no epoch finished: the estimator is left unfitted"
             )
-        with _training.torch_threads():
-            if reset:
-                self._initialize(X)
-            self._train(X, epochs, horizon)
+            raise NonFiniteLossError(
+                f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
+                f"{kept}. Try a lower learning_rate (now {self.learning_rate}) or alpha "
+                f"(now {self.alpha}), or look for extreme values in X."
+            ) from None
+        except BaseException:
+            rollback.restore()
+            raise
         return self
 
     def _initialize(self, X: Any) -> None:
@@ -420,17 +493,12 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         rng = check_random_state(self.random_state)
         init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
         self._adapter = self._make_adapter(X)
-        self.categories_ = list(getattr(self._adapter, "categories_", []))
-        self.is_categorical_ = getattr(self._adapter, "is_categorical_", None)
-        if self.is_categorical_ is not None and not self.is_categorical_.any():
-            self.is_categorical_ = None
+        self._expose_adapter_attributes()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
             width = _output_width(encoder, self._adapter.input_shape)
-            projector = None
-            if self.projection_dim is not None:
-                projector = ProjectionHead(width, 2 * width, self.projection_dim)
+            projector = self._make_projector(width)
         self._n_components_out = width
         self.encoder_ = encoder.to(self.device_)
         self.projector_ = projector.to(self.device_) if projector is not None else None
@@ -442,6 +510,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
         self.validation_loss_curve_: list[float] = []
+
+    def _expose_adapter_attributes(self) -> None:
+        """Mirror the adapter's fitted column information as public attributes."""
+        self.categories_ = list(getattr(self._adapter, "categories_", []))
+        is_categorical = getattr(self._adapter, "is_categorical_", None)
+        if is_categorical is not None and not is_categorical.any():
+            is_categorical = None
+        self.is_categorical_ = is_categorical
 
     def _make_adapter(self, X: Any) -> InputAdapter:
         augment = TabularAugment(self.corruption_rate, self.noise_scale)
@@ -482,8 +558,22 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             encoder = nn.Sequential(front, encoder)
         return encoder
 
-    def _train(self, X: Any, epochs: int, horizon: bool) -> None:
-        """Run ``epochs`` epochs on ``X`` from the stored training state."""
+    def _make_projector(self, width: int) -> nn.Module | None:
+        if self.projection_dim is None:
+            return None
+        return ProjectionHead(width, 2 * width, self.projection_dim)
+
+    def _train(
+        self,
+        X: Any,
+        epochs: int,
+        horizon: bool,
+        stop_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run ``epochs`` epochs on ``X`` from the stored training state.
+
+        ``stop_requested`` is polled after each step (Ctrl-C, see ``_guards``).
+        """
         adapter: InputAdapter = self._adapter
         device = self.device_
         data = _training.to_device(adapter.to_storage(X), device)
@@ -505,13 +595,14 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             return adapter.view(batch, data, generator)
 
         trainer.view_fn = view_fn
+        trainer.stop_requested = stop_requested
         best = (np.inf, None, 0)
         bar = tqdm(
             range(epochs), desc="ACTEncoder", unit="epoch", disable=not self.verbose, leave=False
         )
         try:
             for epoch in bar:
-                loss = trainer.run_epoch(data.shape[0], take)
+                loss = _guards.run_epoch_with_oom_retry(trainer, data.shape[0], take)
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
                 postfix = {"loss": f"{loss:.4f}"}
@@ -531,6 +622,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                     if best[1] is not None:
                         trainer._restore(best[1])
                     break
+                if stop_requested is not None and stop_requested():
+                    raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         finally:
             bar.close()
             self._save_trainer(trainer)

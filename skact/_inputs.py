@@ -19,11 +19,14 @@ from torch import Tensor
 
 from .augment.tabular import TabularAugment
 
-#: Rows converted at a time, so no float64 copy of a whole data set is ever made.
-CHUNK_ROWS = 65536
-
-#: Values per float64 chunk when measuring statistics (8 MiB, whatever the width).
+#: Values converted at a time (8 MiB in float64, whatever the width of the table), so no
+#: float64 copy of a whole data set is ever made.
 CHUNK_VALUES = 2**20
+
+
+def chunk_rows(n_features: int) -> int:
+    """Rows per chunk of a table ``n_features`` wide: :data:`CHUNK_VALUES` values."""
+    return max(1, CHUNK_VALUES // max(1, n_features))
 
 
 class InputAdapter(Protocol):
@@ -56,8 +59,8 @@ class TabularAdapter:
     kind = "tabular"
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment) -> None:
-        self.mean = mean.astype(np.float32)
-        self.scale = scale.astype(np.float32)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment
         self.input_shape = (mean.shape[0],)
 
@@ -75,17 +78,22 @@ class TabularAdapter:
         -------
         TabularAdapter
         """
+        # Two passes in float64: E[x^2] - E[x]^2 cancels catastrophically for columns
+        # with a large offset (timestamps), so the variance is taken about the mean.
+        rows = chunk_rows(X.shape[1])
         mean = np.zeros(X.shape[1])
+        for start in range(0, X.shape[0], rows):
+            mean += np.asarray(X[start : start + rows], dtype=np.float64).sum(axis=0)
+        mean /= X.shape[0]
         sq = np.zeros(X.shape[1])
-        rows = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+        magnitude = np.zeros(X.shape[1])
         for start in range(0, X.shape[0], rows):
             chunk = np.asarray(X[start : start + rows], dtype=np.float64)
-            mean += chunk.sum(axis=0)
-            sq += np.square(chunk).sum(axis=0)
-        mean /= X.shape[0]
-        var = np.maximum(sq / X.shape[0] - mean**2, 0.0)
-        scale = np.sqrt(var)
-        scale[scale < 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0
+            sq += np.square(chunk - mean).sum(axis=0)
+            magnitude = np.maximum(magnitude, np.abs(chunk).max(axis=0))
+        scale = np.sqrt(sq / X.shape[0])
+        # Constant up to rounding, relative to the column's own magnitude.
+        scale[scale <= 1e-12 * magnitude] = 1.0
         return cls(mean, scale, augment)
 
     def to_storage(self, X: object) -> Tensor:
@@ -101,10 +109,12 @@ class TabularAdapter:
         """
         X = np.asarray(X)
         out = np.empty(X.shape, dtype=np.float32)
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            stop = start + CHUNK_ROWS
-            np.subtract(X[start:stop], self.mean, out=out[start:stop], casting="unsafe")
-            out[start:stop] /= self.scale
+        rows = chunk_rows(X.shape[1])
+        for start in range(0, X.shape[0], rows):
+            # float64 arithmetic: X - mean may overflow float32 or lose its digits.
+            chunk = np.asarray(X[start : start + rows], dtype=np.float64)
+            with np.errstate(over="ignore"):  # inf is caught by the output check
+                out[start : start + rows] = (chunk - self.mean) / self.scale
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:
@@ -134,3 +144,37 @@ class TabularAdapter:
         Tensor of shape (n, d)
         """
         return self.augment(batch, pool, generator)
+
+    def state_dict(self) -> dict[str, object]:
+        """Return what :meth:`from_state_dict` needs: JSON-able values and arrays.
+
+        Returns
+        -------
+        dict
+            ``mean``, ``scale`` (float64 arrays), ``corruption_rate``, ``noise_scale``.
+        """
+        return {
+            "mean": self.mean,
+            "scale": self.scale,
+            "corruption_rate": float(self.augment.corruption_rate),
+            "noise_scale": float(self.augment.noise_scale),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, object]) -> TabularAdapter:
+        """Rebuild an adapter from :meth:`state_dict` (used by :func:`skact.load`).
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`state_dict`.
+
+        Returns
+        -------
+        TabularAdapter
+        """
+        augment = TabularAugment(
+            float(state["corruption_rate"]),  # type: ignore[arg-type]
+            float(state["noise_scale"]),  # type: ignore[arg-type]
+        )
+        return cls(np.asarray(state["mean"]), np.asarray(state["scale"]), augment)

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import math
 import os
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -256,6 +257,13 @@ class Trainer:
         Drives the batch order.
     step : int
         Optimiser steps taken so far (for the schedule).
+    total_steps : int or None
+        Steps of the whole run (the end of the cosine decay); None: no decay.
+    amp_dtype : torch.dtype or None
+        Mixed-precision dtype, None for float32.
+    stop_requested : callable or None
+        Polled after each step; when it returns True the epoch stops there and
+        KeyboardInterrupt is raised (see :func:`skact._guards.deferred_interrupt`).
     """
 
     encoder: nn.Module
@@ -273,6 +281,7 @@ class Trainer:
     step: int = 0
     total_steps: int | None = None
     amp_dtype: torch.dtype | None = field(default=None)
+    stop_requested: Callable[[], bool] | None = None
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
         """Split a random permutation of ``n_samples`` into near-equal batches.
@@ -325,8 +334,11 @@ class Trainer:
     def run_epoch(self, n_samples: int, take: Callable[[np.ndarray], Tensor]) -> float:
         """Train one pass over the data and return the mean loss.
 
-        The weights are snapshotted first; if the loss turns non-finite they are restored
-        and :class:`NonFiniteLossError` is raised.
+        The weights are snapshotted first; if the loss turns non-finite, or a step fails
+        with an exception, they are restored and the error is raised
+        (:class:`NonFiniteLossError` for the loss). When ``stop_requested`` turns True
+        the epoch ends after the current step, keeping its steps, and KeyboardInterrupt
+        is raised.
 
         Parameters
         ----------
@@ -340,20 +352,40 @@ class Trainer:
         float
         """
         snapshot = self._snapshot()
+        start_step = self.step
         self.encoder.train()
         if self.projector is not None:
             self.projector.train()
         total = torch.zeros((), device=self.device)
         batches = self.batches(n_samples)
-        for idx in batches:
-            total += self.training_step(take(idx))
-        mean = float(total) / len(batches)  # the epoch's one host sync
+        done = 0
+        try:
+            for idx in batches:
+                total += self.training_step(take(idx))
+                done += 1
+                if self.stop_requested is not None and self.stop_requested():
+                    break
+        except BaseException as exc:
+            # A step cut short (out of memory, a raw Ctrl-C) may leave the weights half
+            # updated: go back to the start of the epoch.
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                # The traceback's frames hold the failed step's activations: free them
+                # (and the gradients) before the restore allocates.
+                traceback.clear_frames(exc.__traceback__)
+                self.optimizer.zero_grad(set_to_none=True)
+            self._restore(snapshot)
+            self.step = start_step
+            raise
+        mean = float(total) / done  # the epoch's one host sync
         if not math.isfinite(mean):
+            failed_step, self.step = self.step, start_step
             self._restore(snapshot)
             raise NonFiniteLossError(
-                f"the training loss became {mean} at step {self.step}; the weights of the "
-                "last finite epoch were restored. Try a lower learning_rate or alpha."
+                f"the training loss became {mean} by step {failed_step}; the weights of "
+                "the last finite epoch were restored. Try a lower learning_rate or alpha."
             )
+        if done < len(batches):
+            raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
         return mean
 
     def _modules(self) -> list[nn.Module]:

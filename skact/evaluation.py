@@ -7,19 +7,28 @@ frozen features, averaged over many random draws of those samples.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import check_random_state
 
-__all__ = ["FewShotResult", "few_shot_score", "knn_probe", "linear_probe", "sample_k_shot"]
+__all__ = [
+    "FewShotResult",
+    "few_shot_score",
+    "knn_probe",
+    "linear_probe",
+    "pca_baseline",
+    "raw_baseline",
+    "results_table",
+    "sample_k_shot",
+]
 
 
 def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
@@ -44,19 +53,26 @@ def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
     >>> sample_k_shot([0, 0, 1, 1, 1], k=2, random_state=0).shape
     (4,)
     """
+    if k < 1:
+        raise ValueError(f"k must be a positive number of samples per class, got {k}")
     y = np.asarray(y)
     rng = check_random_state(random_state)
     picked = []
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         if members.size < k:
-            raise ValueError(f"class {label!r} has {members.size} samples, fewer than k={k}")
+            raise ValueError(
+                f"class {label.item()!r} has {members.size} samples, fewer than k={k}"
+            )
         picked.append(rng.choice(members, size=k, replace=False))
     return np.sort(np.concatenate(picked))
 
 
 def linear_probe(
-    train_features: np.ndarray, train_labels: Any, test_features: np.ndarray, test_labels: Any
+    train_features: np.ndarray,
+    train_labels: Any,
+    test_features: np.ndarray,
+    test_labels: Any,
 ) -> float:
     """Accuracy of a logistic regression on standardised frozen features.
 
@@ -137,6 +153,22 @@ class FewShotResult:
         """Standard deviation of the accuracy over the draws."""
         return float(np.std(self.scores))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form, for JSON.
+
+        Returns
+        -------
+        dict
+            ``k``, ``protocol``, ``mean``, ``std`` and the list of ``scores``.
+        """
+        return {
+            "k": self.k,
+            "protocol": self.protocol,
+            "mean": self.mean,
+            "std": self.std,
+            "scores": [float(v) for v in self.scores],
+        }
+
 
 _PROBES = {"linear": linear_probe, "knn": knn_probe}
 
@@ -170,7 +202,9 @@ def few_shot_score(
     n_draws : int, default=10
         Random draws of the labelled samples per ``k``.
     random_state : int, RandomState instance or None, default=0
-        Seeds the draws; the same seed gives the same labelled samples.
+        Seeds the draws. The same integer seed gives the same labelled samples for a
+        given ``k``, whatever the other ``k`` and the representation, so results of
+        several representations scored with one seed are paired draw by draw.
 
     Returns
     -------
@@ -187,23 +221,44 @@ def few_shot_score(
     >>> round(res[0].mean, 2)
     1.0
     """
-    if representation is None:
-        train_features, test_features = np.asarray(X_train), np.asarray(X_test)
+    if isinstance(k, int | np.integer):
+        ks = [int(k)]
     else:
-        if not isinstance(representation, TransformerMixin) and not hasattr(
-            representation, "transform"
-        ):
-            raise TypeError("representation must have a transform method, or be None")
-        train_features = representation.transform(X_train)
-        test_features = representation.transform(X_test)
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+        ks = [int(v) for v in k]
+    if not ks:
+        raise ValueError("k must name at least one number of labels per class")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be at least 1, got {n_draws}")
     unknown = set(protocols) - set(_PROBES)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; use 'linear' or 'knn'")
-    rng = check_random_state(random_state)
-    ks = [k] if isinstance(k, int) else list(k)
+    if representation is None:
+        train_features, test_features = np.asarray(X_train), np.asarray(X_test)
+        if train_features.ndim != 2 or test_features.ndim != 2:
+            raise ValueError(
+                "precomputed features must be 2-d arrays (n_samples, n_features); got "
+                f"shapes {train_features.shape} and {test_features.shape}"
+            )
+    else:
+        if not hasattr(representation, "transform"):
+            raise TypeError(
+                "representation must be a fitted transformer (with a transform method) "
+                f"or None for precomputed features, got {type(representation).__name__}"
+            )
+        train_features = np.asarray(representation.transform(X_train))
+        test_features = np.asarray(representation.transform(X_test))
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if len(train_features) != len(y_train) or len(test_features) != len(y_test):
+        raise ValueError(
+            f"features and labels differ in length: {len(train_features)} training rows "
+            f"for {len(y_train)} labels, {len(test_features)} test rows for "
+            f"{len(y_test)} labels"
+        )
+    # One stream per k, so the draws for a k do not depend on which other k are scored.
+    root = int(check_random_state(random_state).randint(2**31 - 1))
     results = []
     for k_shot in ks:
+        rng = np.random.RandomState([root, k_shot])
         draws = [sample_k_shot(y_train, k_shot, rng) for _ in range(n_draws)]
         for protocol in protocols:
             probe = _PROBES[protocol]
@@ -215,3 +270,109 @@ def few_shot_score(
             )
             results.append(FewShotResult(k_shot, protocol, scores))
     return results
+
+
+def results_table(results: Mapping[str, Sequence[FewShotResult]], digits: int = 3) -> str:
+    """Format few-shot results of several representations as a Markdown table.
+
+    One row per representation, one column per (protocol, k), each cell ``mean ± std``.
+
+    Parameters
+    ----------
+    results : mapping of str to sequence of FewShotResult
+        Representation name -> its results (as returned by :func:`few_shot_score`).
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        The table; a cell is empty where a representation lacks that (protocol, k).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = {"raw": [FewShotResult(1, "linear", np.array([0.5, 0.7]))]}
+    >>> print(results_table(res, digits=2))
+    | representation | linear k=1 |
+    |---|---|
+    | raw | 0.60 ± 0.10 |
+    """
+    columns: list[tuple[str, int]] = []
+    for rows in results.values():
+        for r in rows:
+            if (r.protocol, r.k) not in columns:
+                columns.append((r.protocol, r.k))
+    order = {"linear": 0, "knn": 1}
+    columns.sort(key=lambda c: (order.get(c[0], 2), c[0], c[1]))
+    lines = [
+        "| representation | " + " | ".join(f"{p} k={k}" for p, k in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name, rows in results.items():
+        cells = {
+            (r.protocol, r.k): f"{r.mean:.{digits}f} ± {r.std:.{digits}f}" for r in rows
+        }
+        lines.append(f"| {name} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _flatten(X: Any) -> np.ndarray:
+    X = np.asarray(X)
+    return X.reshape(len(X), -1)
+
+
+def raw_baseline(standardize: bool = True) -> Pipeline:
+    """The "raw features" baseline: flattened (and by default standardised) inputs.
+
+    Parameters
+    ----------
+    standardize : bool, default=True
+        Scale each feature to unit variance. Right for tables, whose columns have
+        different units; for pixels, which share one, k-NN is stronger without it (the
+        linear probe standardises its input either way).
+
+    Returns
+    -------
+    Pipeline
+        Unfitted; fit it on the unlabeled pool (images are flattened to pixel rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> raw_baseline().fit_transform(np.zeros((3, 2, 2))).shape
+    (3, 4)
+    """
+    steps: list[Any] = [FunctionTransformer(_flatten)]
+    if standardize:
+        steps.append(StandardScaler())
+    return make_pipeline(*steps)
+
+
+def pca_baseline(
+    n_components: float | int = 0.9, standardize: bool = True, random_state: Any = 0
+) -> Pipeline:
+    """The PCA baseline: flattened inputs projected on their principal components.
+
+    Parameters
+    ----------
+    n_components : float or int, default=0.9
+        Components kept: a number, or (below 1) the share of variance to explain.
+    standardize : bool, default=True
+        Standardise the features before PCA (right for tables; for pixels, which share
+        one unit, PCA of the raw intensities is the classic and stronger choice).
+    random_state : int, RandomState instance or None, default=0
+        Passed to :class:`~sklearn.decomposition.PCA`.
+
+    Returns
+    -------
+    Pipeline
+        Unfitted.
+    """
+    steps: list[Any] = [FunctionTransformer(_flatten)]
+    if standardize:
+        steps.append(StandardScaler())
+    steps.append(
+        PCA(n_components=n_components, svd_solver="full", random_state=random_state)
+    )
+    return make_pipeline(*steps)

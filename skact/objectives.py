@@ -111,7 +111,8 @@ def act_loss(z1: Tensor, z2: Tensor, adversary: Tensor, alpha: float) -> Tensor:
 def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
     """Barlow Twins loss (Zbontar et al., 2021).
 
-    Each feature is standardised over the batch; with ``c`` their cross-correlation,
+    Each feature is standardised over the batch (biased variance, as BatchNorm); with
+    ``c`` their cross-correlation,
     ``L = sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2``.
 
     Parameters
@@ -249,7 +250,9 @@ def multiview_loss(loss: Callable[[Tensor, Tensor], Tensor], views: Sequence[Ten
 
 
 def _standardize(z: Tensor, eps: float = 1e-5) -> Tensor:
-    return (z - z.mean(dim=0)) / (z.std(dim=0) + eps)
+    # Biased standard deviation, as BatchNorm in the Barlow Twins code: with the unbiased
+    # one identical views give c_ii = (n - 1) / n and the loss cannot reach zero.
+    return (z - z.mean(dim=0)) / (z.std(dim=0, correction=0) + eps)
 
 
 class Adversary:

@@ -1,0 +1,468 @@
+"""Few-shot accuracy of ACT against baselines on scikit-learn's bundled data sets.
+
+For each data set (70/30 stratified split, random_state=0) every representation is fitted
+on the unlabeled training part; a linear probe and k-NN are then trained on k labelled
+samples per class and scored on the test part, over many label draws and several training
+seeds. Rows: raw features, PCA, ACT with its defaults, ACT with each other adversary and
+a small sweep of alpha, and the baseline objectives with the same encoder and epochs.
+
+Prints a table per data set and writes ``fewshot.json`` and ``fewshot.md`` (with the
+command, machine, library versions and date) under ``benchmarks/results/``.
+
+    python benchmarks/bench_fewshot.py                      # everything (slow)
+    python benchmarks/bench_fewshot.py --datasets wine --merge
+    python benchmarks/bench_fewshot.py --rows raw pca 'act*' --merge
+    python benchmarks/bench_fewshot.py --list               # data sets and rows
+    python benchmarks/bench_fewshot.py --quick              # tiny smoke configuration
+
+``--merge`` keeps the results already in ``fewshot.json`` and replaces only the
+(data set, row) pairs it recomputes, so the full benchmark can be run in pieces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+from sklearn import datasets
+from sklearn.model_selection import train_test_split
+
+import skact
+from skact import ACTEncoder
+from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KS = (1, 5, 10)
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
+ADVERSARIES = ("ema", "previous", "batch")
+BASELINE_OBJECTIVES = ("barlow_twins", "vicreg", "spectral", "nt_xent")
+#: --quick: a small network, a few epochs, one seed, two draws, at most this many samples.
+QUICK_ENCODER = {"hidden_layer_sizes": (32,), "n_components": 16, "projection_dim": 16}
+QUICK_SAMPLES = 300
+
+
+@dataclass
+class Dataset:
+    """A labelled data set and how its baselines treat it."""
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]
+    #: Pixels share one unit, so their baselines skip standardisation (stronger k-NN).
+    standardize: bool
+    description: str
+
+
+def _digits_images() -> tuple[np.ndarray, np.ndarray]:
+    digits = datasets.load_digits()
+    return digits.images, digits.target
+
+
+DATASETS = {
+    d.name: d
+    for d in [
+        Dataset(
+            "digits_images",
+            _digits_images,
+            False,
+            "8x8 digit images (1797, 10 classes)",
+        ),
+        Dataset(
+            "digits_table",
+            lambda: datasets.load_digits(return_X_y=True),
+            False,
+            "digits as rows of 64 pixels",
+        ),
+        Dataset(
+            "breast_cancer",
+            lambda: datasets.load_breast_cancer(return_X_y=True),
+            True,
+            "30 features (569, 2 classes)",
+        ),
+        Dataset(
+            "wine",
+            lambda: datasets.load_wine(return_X_y=True),
+            True,
+            "13 features (178, 3 classes)",
+        ),
+    ]
+}
+
+
+def representation_rows() -> dict[str, dict[str, Any] | None]:
+    """Row name -> ACTEncoder parameters (over the defaults), or None for a baseline.
+
+    The default ACT configuration is the row ``act``; the adversary and alpha rows vary
+    one parameter from it, so the defaults themselves are not repeated.
+    """
+    defaults = ACTEncoder().get_params()
+    rows: dict[str, dict[str, Any] | None] = {"raw": None, "pca": None, "act": {}}
+    for adversary in ADVERSARIES:
+        if adversary != defaults["adversary"]:
+            rows[f"act:adversary={adversary}"] = {"adversary": adversary}
+    for alpha in ALPHAS:
+        if alpha != defaults["alpha"]:
+            rows[f"act:alpha={alpha:g}"] = {"alpha": alpha}
+    for objective in BASELINE_OBJECTIVES:
+        rows[objective] = {"objective": objective}
+    return rows
+
+
+def _select(names: Sequence[str], patterns: Sequence[str] | None, what: str) -> list[str]:
+    if not patterns:
+        return list(names)
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise SystemExit(
+            f"unknown {what}: {', '.join(unmatched)}; known: {', '.join(names)}"
+        )
+    return chosen
+
+
+def _image_support(X: np.ndarray, encoder_params: dict[str, Any]) -> str | None:
+    """None when ACTEncoder fits ``X``'s kind of input, else why not."""
+    if X.ndim == 2:
+        return None
+    probe = ACTEncoder(
+        **{**encoder_params, "max_iter": 1, "batch_size": 8, "random_state": 0}
+    )
+    try:
+        probe.fit(X[:16])
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _machine() -> dict[str, Any]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_available"] = len(os.sched_getaffinity(0))
+    return info
+
+
+def run_dataset(
+    dataset: Dataset,
+    rows: dict[str, dict[str, Any] | None],
+    encoder_params: dict[str, Any],
+    seeds: Sequence[int],
+    n_draws: int,
+    max_samples: int | None,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Score every row on one data set; one result dict per row."""
+    X, y = dataset.load()
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    if max_samples is not None:
+        X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
+        X_test, y_test = X_test[:max_samples], y_test[:max_samples]
+    # k at most half the smallest class, so that the draws still differ.
+    smallest = int(np.min(np.unique(y_pool, return_counts=True)[1]))
+    ks = [k for k in KS if k <= smallest // 2] or [1]
+    results = []
+    for row, params in rows.items():
+        per_seed: list[list[Any]] = []
+        fit_seconds = []
+        representation: Any = None
+        for seed in seeds:
+            # Baselines have no training randomness: fitted once, scored with every
+            # seed's label draws.
+            if params is not None or representation is None:
+                start = time.perf_counter()
+                if params is None:
+                    make = raw_baseline if row == "raw" else pca_baseline
+                    representation = make(standardize=dataset.standardize).fit(X_pool)
+                else:
+                    representation = ACTEncoder(
+                        **{**encoder_params, **params, "random_state": seed}
+                    ).fit(X_pool)
+                fit_seconds.append(time.perf_counter() - start)
+                log(f"  {dataset.name} | {row} | seed {seed}: fit {fit_seconds[-1]:.1f} s")
+            # random_state=seed: every row sees the same label draws for a given seed.
+            per_seed.append(
+                few_shot_score(
+                    representation, X_pool, y_pool, X_test, y_test, k=ks,
+                    n_draws=n_draws, random_state=seed,
+                )
+            )  # fmt: skip
+        scores = []
+        for i, first in enumerate(per_seed[0]):
+            by_seed = [res[i].scores for res in per_seed]
+            flat = np.concatenate(by_seed)
+            scores.append(
+                {
+                    "k": first.k,
+                    "protocol": first.protocol,
+                    "mean": float(flat.mean()),
+                    "std": float(flat.std()),
+                    "seed_means": [float(s.mean()) for s in by_seed],
+                    "scores": [[float(v) for v in s] for s in by_seed],
+                }
+            )
+        results.append(
+            {
+                "dataset": dataset.name,
+                "row": row,
+                "params": params,
+                "seeds": list(seeds),
+                "n_draws": n_draws,
+                "n_pool": len(y_pool),
+                "n_test": len(y_test),
+                "fit_seconds": fit_seconds,
+                "scores": scores,
+            }
+        )
+    return results
+
+
+def _cell(score: dict[str, Any], best: float) -> str:
+    text = f"{score['mean']:.3f} ± {score['std']:.3f}"
+    return f"**{text}**" if score["mean"] >= best - 1e-12 else text
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The Markdown report of a results dict (as saved in ``fewshot.json``)."""
+    lines = ["# Few-shot accuracy: ACT against baselines", ""]
+    lines += [
+        "Test accuracy (mean ± std over training seeds x label draws) of a linear probe",
+        "(logistic regression on standardised features) and k-NN (5 neighbours, fewer",
+        "when k < 5) trained on k labelled samples per class of the unlabeled training",
+        "part (70/30 stratified split, random_state=0). Best mean per column in bold.",
+        "`act` is ACTEncoder's default configuration; `act:x=v` changes one parameter.",
+        "Fit times are wall-clock seconds per fit on a shared machine: indicative only.",
+        "",
+        "## Runs",
+        "",
+    ]
+    for i, run in enumerate(report["runs"]):
+        machine = run["machine"]
+        versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
+        entry = [
+            f"{i}. `{run['command']}`",
+            f"   {run['date']}; {machine['platform']}, {machine['cpu_count']} CPUs"
+            + (f", {machine['cuda']}" if machine.get("cuda") else "")
+            + f"; {versions}",
+            f"   encoder: `{json.dumps(run['config']['encoder_params'])}`, seeds "
+            f"{run['config']['seeds']}, {run['config']['draws']} draws"
+            + (" (quick)" if run["config"]["quick"] else ""),
+        ]
+        entry += [
+            f"   skipped {name}: {why}" for name, why in run.get("skipped", {}).items()
+        ]
+        lines += [line + "  " for line in entry[:-1]] + entry[-1:]  # "  ": line breaks
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for result in report["results"]:
+        by_dataset.setdefault(result["dataset"], []).append(result)
+    for name in [d for d in DATASETS if d in by_dataset]:
+        results = by_dataset[name]
+        columns = []
+        for r in results:
+            for s in r["scores"]:
+                if (s["protocol"], s["k"]) not in columns:
+                    columns.append((s["protocol"], s["k"]))
+        columns.sort(key=lambda c: (c[0] != "linear", c[1]))
+        best = {
+            c: max(
+                s["mean"]
+                for r in results
+                for s in r["scores"]
+                if (s["protocol"], s["k"]) == c
+            )
+            for c in columns
+        }
+        lines += [
+            "",
+            f"## {name}: {DATASETS[name].description}",
+            "",
+            "| row | " + " | ".join(f"{p} k={k}" for p, k in columns) + " | fit s | run |",
+            "|---" * (len(columns) + 3) + "|",
+        ]
+        for r in results:
+            cells = {(s["protocol"], s["k"]): s for s in r["scores"]}
+            row = [_cell(cells[c], best[c]) if c in cells else "" for c in columns]
+            fit = f"{np.mean(r['fit_seconds']):.1f}"
+            lines.append(f"| {r['row']} | " + " | ".join(row) + f" | {fit} | {r['run']} |")
+        lines += _default_check(results)
+    return "\n".join(lines) + "\n"
+
+
+def _default_check(results: list[dict[str, Any]]) -> list[str]:
+    """Default ACT against every other SSL row at k=5 (or the largest k below it)."""
+    act = next((r for r in results if r["row"] == "act"), None)
+    others = [r for r in results if r["params"] is not None and r["row"] != "act"]
+    if act is None or not others:
+        return []
+    lines = ["", "Default `act` against the other self-supervised rows:", ""]
+    for protocol in ("linear", "knn"):
+        mine = [s for s in act["scores"] if s["protocol"] == protocol and s["k"] <= 5]
+        if not mine:
+            continue
+        ref = max(mine, key=lambda s: s["k"])
+        behind = []
+        for r in others:
+            s = next(
+                (s for s in r["scores"] if (s["protocol"], s["k"]) == (protocol, ref["k"])),
+                None,
+            )
+            if s is not None and s["mean"] > ref["mean"]:
+                within = s["mean"] - ref["mean"] <= max(s["std"], ref["std"])
+                behind.append(
+                    f"{r['row']} {s['mean']:.3f} (+{s['mean'] - ref['mean']:.3f}, "
+                    + ("within" if within else "beyond")
+                    + " one std)"
+                )
+        verdict = "best of all SSL rows" if not behind else "behind " + "; ".join(behind)
+        lines.append(f"- {protocol} k={ref['k']}: act {ref['mean']:.3f}, {verdict}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME",
+        help="data sets to run (names or shell patterns); default: all",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="NAME",
+        help="rows to run (names or shell patterns, e.g. 'act*'); default: all",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="training seeds (also seed the label draws)",
+    )
+    parser.add_argument("--draws", type=int, default=10, help="label draws per seed and k")
+    parser.add_argument(
+        "--epochs", type=int, help="max_iter of every encoder (default: ACTEncoder's)"
+    )
+    parser.add_argument("--device", default="auto", help="ACTEncoder device")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny configuration for "
+        f"smoke tests: {QUICK_ENCODER}, 2 epochs, seed 0, 2 draws, at most "
+        f"{QUICK_SAMPLES} samples",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where fewshot.json and fewshot.md go",
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep other results already in fewshot.json"
+    )
+    parser.add_argument("--list", action="store_true", help="list data sets and rows")
+    args = parser.parse_args(argv)
+
+    rows = representation_rows()
+    if args.list:
+        for d in DATASETS.values():
+            print(f"dataset {d.name}: {d.description}")
+        for name, params in rows.items():
+            print(f"row {name}: {params if params is not None else 'baseline'}")
+        return 0
+    dataset_names = _select(list(DATASETS), args.datasets, "data sets")
+    rows = {name: rows[name] for name in _select(list(rows), args.rows, "rows")}
+    encoder_params: dict[str, Any] = {"device": args.device}
+    seeds, draws, max_samples = args.seeds, args.draws, None
+    if args.quick:
+        encoder_params.update(QUICK_ENCODER, max_iter=2)
+        seeds, draws, max_samples = [0], 2, QUICK_SAMPLES
+    if args.epochs is not None:
+        encoder_params["max_iter"] = args.epochs
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    skipped: dict[str, str] = {}
+    run: dict[str, Any] = {
+        "command": shlex.join(
+            [
+                "python",
+                "benchmarks/bench_fewshot.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": {
+            "python": platform.python_version(),
+            "skact": skact.__version__,
+            "torch": torch.__version__,
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+        "config": {
+            "encoder_params": encoder_params,
+            "seeds": seeds,
+            "draws": draws,
+            "quick": args.quick,
+            "max_samples": max_samples,
+        },
+        "skipped": skipped,
+    }
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = args.output_dir / "fewshot.json", args.output_dir / "fewshot.md"
+    report: dict[str, Any] = {"runs": [], "results": []}
+    if args.merge and json_path.exists():
+        report = json.loads(json_path.read_text())
+    run_index = len(report["runs"])
+    report["runs"].append(run)
+
+    for name in dataset_names:
+        dataset = DATASETS[name]
+        X, _ = dataset.load()
+        why = _image_support(X, encoder_params)
+        if why is not None:
+            skipped[name] = f"ACTEncoder rejects its {X.ndim}-d input here: {why}"
+            log(f"note: skipping {name}: {skipped[name]}")
+            continue
+        log(f"{name}: {dataset.description}")
+        new = run_dataset(dataset, rows, encoder_params, seeds, draws, max_samples, log)
+        for result in new:
+            result["run"] = run_index
+        replaced = {(r["dataset"], r["row"]) for r in new}
+        report["results"] = [
+            r for r in report["results"] if (r["dataset"], r["row"]) not in replaced
+        ] + new
+        # Written after every data set, so an interrupted run keeps what it finished.
+        json_path.write_text(json.dumps(report, indent=1))
+        md_path.write_text(markdown(report))
+    json_path.write_text(json.dumps(report, indent=1))
+    md_path.write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Guards around ``fit``: clear input errors, rollback, Ctrl-C and CUDA out-of-memory.
+
+Each guard is a small function or context the estimator wraps around its work; none of
+them knows about networks or objectives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import validate_data
+from torch import Tensor
+
+from ._training import Trainer
+
+#: CUDA out of memory halves the batch size down to this floor, then gives up.
+OOM_MIN_BATCH_SIZE = 16
+
+#: Largest magnitude a feature may have: the network computes in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# ----------------------------------------------------------------------- input checks
+
+
+def validate_table(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
+    """``validate_data`` for numeric tables, with messages that name the fix.
+
+    sklearn's checks (dimensions, sample and feature counts, sparse input, feature
+    names) are kept; non-numeric, complex, non-finite and float32-overflowing values
+    get skact's own messages.
+
+    Parameters
+    ----------
+    estimator : ACTEncoder
+        The estimator (for ``n_features_in_`` and ``feature_names_in_``).
+    X : array-like of shape (n_samples, n_features)
+        User data.
+    reset : bool
+        True in ``fit`` (record the features), False in ``transform``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float32 or float64
+    """
+    name = type(estimator).__name__
+    try:
+        X_checked = validate_data(
+            estimator,
+            X,
+            reset=reset,
+            dtype=(np.float32, np.float64),
+            ensure_all_finite=False,
+            ensure_min_samples=1,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("could not convert string to float"):
+            raise ValueError(
+                f"{name} needs numeric input, but X contains strings ({message}). Encode "
+                "text or categorical columns first, e.g. with OneHotEncoder in a "
+                "ColumnTransformer."
+            ) from None
+        if message.startswith("Complex data not supported"):
+            raise ValueError(
+                f"Complex data not supported: {name} needs real numbers. Pass the real "
+                "and imaginary parts as separate columns, np.hstack([X.real, X.imag]), "
+                "or np.abs(X)."
+            ) from None
+        raise
+    check_values(X_checked, name, columns=getattr(X, "columns", None))
+    return X_checked
+
+
+def check_values(X: np.ndarray, name: str = "ACTEncoder", columns: Any = None) -> None:
+    """Raise a ValueError naming the columns if ``X`` holds NaN, inf or huge values.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float
+        Validated data.
+    name : str, default="ACTEncoder"
+        Estimator name for the messages.
+    columns : sequence or None
+        Column names (a DataFrame's), used in the messages instead of indices.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.sum(X, dtype=np.float64))  # sklearn's fast path
+    if not finite:
+        bad = np.isnan(X).any(axis=0)
+        if bad.any():
+            raise ValueError(
+                f"Input X contains NaN (in column(s) {_columns(bad, columns)}). {name} "
+                "encodes missing values itself with handle_missing='indicator'; or impute "
+                f"them first, e.g. make_pipeline(SimpleImputer(), {name}())."
+            )
+        bad = np.isinf(X).any(axis=0)
+        if bad.any():
+            raise ValueError(
+                f"Input X contains infinity (in column(s) {_columns(bad, columns)}). "
+                f"{name} needs finite values: clip them, or set them to NaN and impute "
+                "them (SimpleImputer)."
+            )
+    if X.dtype == np.float64:
+        bad = (X.max(axis=0) > FLOAT32_MAX) | (X.min(axis=0) < -FLOAT32_MAX)
+        if bad.any():
+            raise ValueError(
+                f"Input X has values beyond float32's range (|x| > {FLOAT32_MAX:.3g}) in "
+                f"column(s) {_columns(bad, columns)}; {name} computes in float32. Rescale "
+                "those columns first (e.g. a log transform or StandardScaler)."
+            )
+
+
+def check_output(features: np.ndarray, name: str = "ACTEncoder") -> None:
+    """Raise a ValueError if ``transform`` produced NaN or infinite features.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_components)
+        ``transform``'s output.
+    name : str, default="ACTEncoder"
+        Estimator name for the message.
+    """
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        rows = _columns(bad, None)
+        raise ValueError(
+            f"{name}.transform produced non-finite features for {int(bad.sum())} of "
+            f"{len(features)} samples (rows {rows}): their values are probably far "
+            "outside the range seen in fit. Check those rows, or clip X to that range."
+        )
+
+
+def _columns(mask: np.ndarray, names: Any, limit: int = 5) -> str:
+    """The first ``limit`` flagged columns, by name when there are names."""
+    index = np.flatnonzero(mask)
+    labels = [str(names[i]) if names is not None else str(i) for i in index[:limit]]
+    more = f" and {len(index) - limit} more" if len(index) > limit else ""
+    return ", ".join(labels) + more
+
+
+# --------------------------------------------------------------------------- rollback
+
+#: Instance attributes that are configuration, not fitted state.
+_CONFIGURATION = ("_sklearn_output_config", "_metadata_request")
+
+
+def fitted_state(estimator: Any) -> dict[str, Any]:
+    """Every instance attribute that is not a parameter or configuration.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+
+    Returns
+    -------
+    dict
+        Attribute name -> value (the objects themselves, not copies).
+    """
+    params = estimator.get_params(deep=False)
+    return {
+        k: v
+        for k, v in vars(estimator).items()
+        if k not in params and k not in _CONFIGURATION and not k.startswith("_sklearn")
+    }
+
+
+class FitRollback:
+    """The fitted state before a fit, to put back if the fit fails.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        The estimator about to be fitted.
+    keep : bool
+        True when the fit continues the current model (``warm_start``,
+        ``partial_fit``): the state is deep-copied and restored on failure. False:
+        a failure leaves the estimator unfitted, and nothing is copied.
+    """
+
+    def __init__(self, estimator: Any, keep: bool) -> None:
+        self.estimator = estimator
+        self.saved = copy.deepcopy(fitted_state(estimator)) if keep else {}
+
+    def restore(self) -> None:
+        """Remove the state the failed fit left and put the saved state back."""
+        for name in fitted_state(self.estimator):
+            delattr(self.estimator, name)
+        for name, value in self.saved.items():
+            setattr(self.estimator, name, value)
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C inside the block into a request the training loop polls.
+
+    The loop stops at the end of the current step, so no step is cut in half. A second
+    Ctrl-C raises KeyboardInterrupt at once (for a step that hangs). Outside the main
+    thread, or when someone else handles SIGINT, nothing is installed and the block
+    changes nothing.
+
+    Yields
+    ------
+    callable
+        ``requested() -> bool``: whether Ctrl-C was pressed.
+    """
+    requested = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# ------------------------------------------------------------------------- CUDA memory
+
+
+def run_epoch_with_oom_retry(
+    trainer: Trainer, n_samples: int, take: Callable[[np.ndarray], Tensor]
+) -> float:
+    """Run one epoch; on CUDA out of memory, halve the batch size and run it again.
+
+    The failed epoch's steps are undone by :meth:`Trainer.run_epoch`. The smaller batch
+    size holds for the rest of the trainer's run (a warning says so) and the schedule's
+    end is moved so the decay still spans the remaining epochs. Below
+    :data:`OOM_MIN_BATCH_SIZE` a ``torch.cuda.OutOfMemoryError`` with advice is raised.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    n_samples : int
+        Size of the data.
+    take : callable
+        ``take(indices) -> batch`` on the device.
+
+    Returns
+    -------
+    float
+        The epoch's mean loss.
+    """
+    while True:
+        try:
+            return trainer.run_epoch(n_samples, take)
+        except torch.cuda.OutOfMemoryError as exc:
+            failed = trainer.batch_size
+            if failed // 2 < OOM_MIN_BATCH_SIZE:
+                raise torch.cuda.OutOfMemoryError(
+                    f"CUDA ran out of memory even with batch_size={failed} (the retries "
+                    f"halve it down to {OOM_MIN_BATCH_SIZE}). Free GPU memory held by "
+                    "other processes or tensors, use a smaller encoder or smaller "
+                    "inputs, or fit with device='cpu'."
+                ) from exc
+        # Retry outside the except block, so the traceback's tensors can be freed.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        trainer.batch_size = failed // 2
+        if trainer.total_steps is not None:
+            remaining = trainer.total_steps - trainer.step
+            ratio = max(1, n_samples // trainer.batch_size) / max(1, n_samples // failed)
+            trainer.total_steps = trainer.step + round(remaining * ratio)
+        warnings.warn(
+            f"CUDA ran out of memory with batch_size={failed}; retrying the epoch with "
+            f"batch_size={trainer.batch_size} for the rest of this fit.",
+            UserWarning,
+            stacklevel=2,
+        )

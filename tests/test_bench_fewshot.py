@@ -1,0 +1,125 @@
+"""The few-shot benchmark script, in its --quick configuration."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+from sklearn.model_selection import train_test_split
+
+from skact import ACTEncoder
+from skact.evaluation import few_shot_score, raw_baseline
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fewshot.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_fewshot", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_rows_cover_baselines_objectives_adversaries_and_alphas(bench):
+    rows = bench.representation_rows()
+    defaults = ACTEncoder().get_params()
+    assert rows["raw"] is None and rows["pca"] is None and rows["act"] == {}
+    objectives = {p["objective"] for p in rows.values() if p and "objective" in p}
+    assert objectives == {"barlow_twins", "vicreg", "spectral", "nt_xent"}
+    adversaries = {p["adversary"] for p in rows.values() if p and "adversary" in p}
+    assert adversaries | {defaults["adversary"]} == {"ema", "previous", "batch"}
+    assert defaults["adversary"] not in adversaries  # the default row is not repeated
+    alphas = {p["alpha"] for p in rows.values() if p and "alpha" in p}
+    assert len(alphas | {defaults["alpha"]}) >= 4
+
+
+def test_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
+    argv = [
+        "--quick", "--datasets", "wine", "digits_images",
+        "--rows", "raw", "act", "act:adversary=batch", "vicreg",
+        "--output-dir", str(tmp_path),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "fewshot.json").read_text())
+    (run,) = report["runs"]
+    assert run["command"] == "python benchmarks/bench_fewshot.py " + " ".join(argv)
+    assert run["machine"]["cpu_count"] >= 1 and run["machine"]["platform"]
+    assert {"torch", "sklearn"} <= set(run["versions"])
+    assert run["date"][:2] == "20"
+
+    # digits_images runs where ACTEncoder takes images, and is skipped with a note before.
+    datasets = {r["dataset"] for r in report["results"]}
+    if "digits_images" in run["skipped"]:
+        assert "note: skipping digits_images" in out
+        assert datasets == {"wine"}
+    else:
+        assert datasets == {"wine", "digits_images"}
+
+    wine = {r["row"]: r for r in report["results"] if r["dataset"] == "wine"}
+    assert list(wine) == ["raw", "act", "act:adversary=batch", "vicreg"]
+    assert wine["act:adversary=batch"]["params"] == {"adversary": "batch"}
+    for result in wine.values():
+        assert [(s["protocol"], s["k"]) for s in result["scores"]] == [
+            (p, k) for k in (1, 5, 10) for p in ("linear", "knn")
+        ]
+        for s in result["scores"]:
+            flat = np.concatenate(s["scores"])
+            assert flat.shape == (2,)  # quick: one seed, two draws
+            assert s["mean"] == pytest.approx(flat.mean()) and s["std"] == pytest.approx(
+                flat.std()
+            )
+
+    # The raw row is the documented protocol: standardised wine, draws seeded by the seed.
+    X, y = load_wine(return_X_y=True)
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    expected = few_shot_score(
+        raw_baseline().fit(X_pool), X_pool, y_pool, X_test, y_test, k=[1, 5, 10],
+        n_draws=2, random_state=0,
+    )  # fmt: skip
+    for got, want in zip(wine["raw"]["scores"], expected, strict=True):
+        np.testing.assert_allclose(got["scores"][0], want.scores)
+
+    md = (tmp_path / "fewshot.md").read_text()
+    assert run["command"] in md and "## wine" in md
+    for row in wine:
+        assert f"| {row} |" in md
+    assert "Default `act` against the other self-supervised rows" in md
+
+
+def test_merge_replaces_only_recomputed_rows(bench, tmp_path, capsys):
+    common = ["--quick", "--datasets", "wine", "--output-dir", str(tmp_path)]
+    assert bench.main([*common, "--rows", "raw", "pca"]) == 0
+    first = json.loads((tmp_path / "fewshot.json").read_text())
+    assert bench.main([*common, "--rows", "pca", "spectral", "--merge"]) == 0
+    merged = json.loads((tmp_path / "fewshot.json").read_text())
+    assert len(merged["runs"]) == 2
+    rows = {r["row"]: r for r in merged["results"]}
+    assert set(rows) == {"raw", "pca", "spectral"}
+    assert (
+        rows["raw"]["run"] == 0 and rows["pca"]["run"] == 1 and rows["spectral"]["run"] == 1
+    )
+    assert rows["raw"] == first["results"][0]
+    # Without --merge the file starts afresh.
+    assert bench.main([*common, "--rows", "raw"]) == 0
+    fresh = json.loads((tmp_path / "fewshot.json").read_text())
+    assert len(fresh["runs"]) == 1 and [r["row"] for r in fresh["results"]] == ["raw"]
+    capsys.readouterr()
+
+
+def test_selection_errors_and_listing(bench, capsys):
+    with pytest.raises(SystemExit, match="unknown rows: nope"):
+        bench.main(["--rows", "nope"])
+    with pytest.raises(SystemExit, match="unknown data sets: mnist"):
+        bench.main(["--datasets", "mnist"])
+    assert bench.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset digits_images" in out and "row act:adversary=batch" in out

@@ -1,0 +1,406 @@
+"""The ``skact`` command, run in-process on tiny data."""
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from skact import ACTEncoder
+from skact.cli import UsageError, build_parser, list_images, main, read_data
+from skact.evaluation import few_shot_score, raw_baseline, results_table
+
+TINY = [
+    "--epochs", "1", "--hidden-layer-sizes", "8", "--n-components", "3",
+    "--projection-dim", "4", "--batch-size", "16", "--device", "cpu", "--seed", "0", "-q",
+]  # fmt: skip
+
+
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, size=(3, 5))
+    X = np.concatenate([c + rng.normal(size=(20, 5)) for c in centres])
+    y = np.repeat(np.array(["a", "b", "c"]), 20)
+    return X, y
+
+
+def _write_csv(path, X, y=None, header=True):
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        if header:
+            writer.writerow(
+                [f"f{i}" for i in range(X.shape[1])] + (["label"] if y is not None else [])
+            )
+        for i, row in enumerate(X):
+            writer.writerow(
+                [repr(float(v)) for v in row] + ([y[i]] if y is not None else [])
+            )
+
+
+def _read_csv(path):
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Tiny labelled data as CSV and .npy, and a model fitted on it by the command."""
+    d = tmp_path_factory.mktemp("cli")
+    X, y = _blobs()
+    _write_csv(d / "data.csv", X, y)
+    np.save(d / "X.npy", X)
+    np.save(d / "y.npy", y)
+    assert (
+        main(
+            [
+                "fit",
+                str(d / "data.csv"),
+                "--label",
+                "label",
+                "-o",
+                str(d / "model.skact"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    return d, X, y
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+def test_fit_saves_a_model_with_the_options_given(files):
+    d, X, _ = files
+    import skact
+
+    model = skact.load(d / "model.skact")
+    assert isinstance(model, ACTEncoder)
+    assert model.n_features_in_ == 5  # the label column was dropped
+    params = model.get_params()
+    assert (params["max_iter"], params["n_components"], params["random_state"]) == (1, 3, 0)
+    assert tuple(params["hidden_layer_sizes"]) == (8,)
+    assert params["verbose"] == 0
+    assert model.transform(X).shape == (60, 3)
+
+
+def test_csv_round_trip_fit_transform_evaluate(files, capsys):
+    d, X, y = files
+    import skact
+
+    model = skact.load(d / "model.skact")
+    code, out, _ = run(
+        [
+            "transform",
+            d / "model.skact",
+            d / "data.csv",
+            "--label",
+            "label",
+            "-o",
+            d / "f.csv",
+        ],
+        capsys,
+    )
+    assert code == 0 and "wrote 60 x 3 features" in out
+    header, rows = _read_csv(d / "f.csv")
+    assert header == ["actencoder0", "actencoder1", "actencoder2", "label"]
+    features = np.array([[float(v) for v in r[:3]] for r in rows])
+    np.testing.assert_allclose(features, model.transform(X), rtol=1e-6, atol=1e-6)
+    assert [r[3] for r in rows] == y.tolist()
+
+    code, out, _ = run(
+        [
+            "evaluate",
+            d / "f.csv",
+            "--label",
+            "label",
+            "--k",
+            1,
+            2,
+            "--draws",
+            3,
+            "-o",
+            d / "r.json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    # The command is the documented protocol: a stratified 70/30 split (seed 0), then
+    # few_shot_score with the same seed.
+    F_pool, F_test, y_pool, y_test = train_test_split(
+        features, y, test_size=0.3, stratify=y, random_state=0
+    )
+    expected = few_shot_score(None, F_pool, y_pool, F_test, y_test, k=[1, 2], n_draws=3)
+    saved = json.loads((d / "r.json").read_text())
+    assert list(saved) == ["features"]
+    assert [(r["k"], r["protocol"]) for r in saved["features"]] == [
+        (1, "linear"), (1, "knn"), (2, "linear"), (2, "knn"),
+    ]  # fmt: skip
+    for got, want in zip(saved["features"], expected, strict=True):
+        np.testing.assert_allclose(got["scores"], want.scores)
+    assert results_table({"features": expected}) in out
+
+
+def test_npy_round_trip_and_evaluate_through_the_model(files, capsys):
+    d, X, _ = files
+    import skact
+
+    model = skact.load(d / "model.skact")
+    code, _, _ = run(
+        ["transform", d / "model.skact", d / "X.npy", "-o", d / "f.npy"], capsys
+    )
+    assert code == 0
+    features = np.load(d / "f.npy")
+    assert features.dtype == np.float32
+    np.testing.assert_array_equal(features, model.transform(X))
+
+    code, out_features, _ = run(
+        ["evaluate", d / "f.npy", "--labels", d / "y.npy", "--draws", 2, "--k", 2], capsys
+    )
+    assert code == 0
+    code, out_model, _ = run(
+        [
+            "evaluate", d / "X.npy", "--labels", d / "y.npy", "--model", d / "model.skact",
+            "--baselines", "--draws", 2, "--k", 2, "-o", d / "r.md",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    table = (d / "r.md").read_text()
+    assert table.strip() in out_model
+    rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
+    assert rows == {"raw (standardised)", "PCA (standardised, 90% variance)", "ACTEncoder"}
+    # Scoring the model's features or the model on raw data is the same computation.
+    feature_row = out_features.strip().splitlines()[-1].split(" | ", 1)[1]
+    model_row = next(r for r in table.splitlines() if r.startswith("| ACTEncoder"))
+    assert model_row.split(" | ", 1)[1] == feature_row
+
+
+def test_parquet_table(files, tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    d, X, y = files
+    table = pa.table({**{f"f{i}": X[:, i] for i in range(5)}, "label": y})
+    pq.write_table(table, tmp_path / "data.parquet")
+    features, labels = read_data(tmp_path / "data.parquet", "label")
+    np.testing.assert_array_equal(features, X)
+    assert labels.tolist() == y.tolist()
+    code, _, _ = run(
+        [
+            "transform", d / "model.skact", tmp_path / "data.parquet", "--label", "label",
+            "-o", tmp_path / "f.npy",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), np.load(d / "f.npy"))
+
+
+def test_csv_without_header_and_label_by_position(tmp_path):
+    X, _ = _blobs()
+    _write_csv(tmp_path / "plain.csv", X, header=False)
+    features, labels = read_data(tmp_path / "plain.csv")
+    np.testing.assert_array_equal(features, X)
+    assert labels is None
+    features, labels = read_data(tmp_path / "plain.csv", "-1")
+    np.testing.assert_array_equal(features, X[:, :4])
+    assert labels.tolist() == [repr(float(v)) for v in X[:, 4]]
+
+
+def test_fit_options_reach_the_estimator(tmp_path, capsys):
+    X, _ = _blobs()
+    np.save(tmp_path / "X.npy", X)
+    argv = [
+        "fit", tmp_path / "X.npy", "-o", tmp_path / "m.skact", *TINY, "--alpha", "0.3",
+        "--adversary", "batch", "--n-views", "3", "--learning-rate", "0.01",
+        "--corruption-rate", "0.2", "--noise-scale", "0.1", "--projection-dim", "none",
+    ]  # fmt: skip
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and "fitted ACTEncoder on 60 samples (1 epochs" in out
+    import skact
+
+    params = skact.load(tmp_path / "m.skact").get_params()
+    assert params["alpha"] == 0.3 and params["adversary"] == "batch"
+    assert params["n_views"] == 3 and params["learning_rate"] == 0.01
+    assert params["corruption_rate"] == 0.2 and params["noise_scale"] == 0.1
+    assert params["projection_dim"] is None
+    # Options not given keep ACTEncoder's defaults.
+    assert params["objective"] == ACTEncoder().objective
+
+
+# ---------------------------------------------------------------------------- image folders
+
+
+def test_list_images_uses_subfolders_as_labels(tmp_path):
+    from PIL import Image
+
+    for rel in ["cat/1.png", "cat/2.JPG", "dog/a.png", "dog/deeper/b.bmp", ".cache/x.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (4, 4)).save(tmp_path / rel, format="PNG")
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    paths, labels = list_images(tmp_path)
+    assert [p[len(str(tmp_path)) + 1 :] for p in paths] == [
+        "cat/1.png", "cat/2.JPG", "dog/a.png", "dog/deeper/b.bmp",
+    ]  # fmt: skip
+    assert labels.tolist() == ["cat", "cat", "dog", "dog"]
+    X, y = read_data(tmp_path)
+    assert X == paths and y.tolist() == labels.tolist()
+
+
+def test_list_images_without_class_folders_has_no_labels(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "top.png").write_bytes(b"")
+    (tmp_path / "sub" / "low.png").write_bytes(b"")
+    paths, labels = list_images(tmp_path)
+    assert len(paths) == 2 and labels is None
+
+
+def test_image_folder_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no image files"):
+        list_images(tmp_path / "empty")
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"")
+    with pytest.raises(UsageError, match="--label is for tables"):
+        read_data(tmp_path / "imgs", "label")
+    code, _, err = run(["evaluate", tmp_path / "imgs"], capsys)
+    assert code == 2 and "only be evaluated through a model (--model)" in err
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (
+            ["fit", "{d}/missing.csv", "-o", "{d}/m"],
+            2,
+            "DATA '{d}/missing.csv' does not exist",
+        ),
+        (["fit", "{d}/data.txt", "-o", "{d}/m"], 2, "unknown format '.txt'"),
+        (["fit", "{d}/data.csv", "-o", "{d}/m"], 2, "column 'label' is not numeric"),
+        (["fit", "{d}/data.csv", "--label", "y", "-o", "{d}/m"], 2, "no column 'y'"),
+        (["fit", "{d}/X.npy", "-o", "{d}/nofolder/m"], 2, "folder '{d}/nofolder' does not"),
+        (["fit", "{d}/X.npy", "-o", "{d}/m", "--alpha", "-1"], 2, "--alpha option"),
+        (
+            ["fit", "{d}/X.npy", "-o", "{d}/m", "--epochs", "0"],
+            2,
+            "must be a positive integer",
+        ),
+        (["fit", "{d}/X.npy", "-o", "{d}/m", "--adversary", "future"], 2, "invalid choice"),
+        (["fit", "{d}/X.npy"], 2, "the following arguments are required: -o/--output"),
+        (
+            ["transform", "{d}/model.skact", "{d}/X.npy", "-o", "{d}/f.txt"],
+            2,
+            "unknown format",
+        ),
+        (
+            ["transform", "{d}/data.csv", "{d}/X.npy", "-o", "{d}/f.npy"],
+            2,
+            "not a model file",
+        ),
+        (
+            ["transform", "{d}/model.skact", "{d}/X4.npy", "-o", "{d}/f.npy"],
+            1,
+            "X has 4 feat",
+        ),
+        (["evaluate", "{d}/X.npy"], 2, "no labels; name the label column with --label"),
+        (
+            ["evaluate", "{d}/X.npy", "--labels", "{d}/y.npy", "--k", "30"],
+            1,
+            "fewer than k=30",
+        ),
+        (["evaluate", "{d}/X.npy", "--label", "0", "--labels", "{d}/y.npy"], 2, "not both"),
+        (["evaluate", "{d}/X.npy", "--labels", "{d}/y9.npy"], 2, "60 samples but 9 labels"),
+        (["bogus"], 2, "invalid choice: 'bogus'"),
+        ([], 2, "the following arguments are required: COMMAND"),
+    ],
+)
+def test_errors_exit_non_zero_with_a_message(files, capsys, argv, code, message):
+    d, X, _ = files
+    np.save(d / "X4.npy", X[:, :4])
+    np.save(d / "y9.npy", np.arange(9))
+    (d / "data.txt").write_text("1,2\n")
+    got, _, err = run([a.format(d=d) for a in argv], capsys)
+    assert got == code
+    assert message.format(d=d) in err
+    assert "Traceback" not in err
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(files, monkeypatch, capsys):
+    d, _, _ = files
+    (d / "t.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    code, _, err = run(["fit", d / "t.parquet", "-o", d / "m"], capsys)
+    assert code == 2 and "reading Parquet needs pyarrow (pip install pyarrow)" in err
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run(["demo", "--data", "table", "--plot", tmp_path / "p.png"], capsys)
+    assert code == 2 and "--plot needs matplotlib" in err
+    assert out == ""  # nothing was trained
+
+
+# ---------------------------------------------------------------------------- help
+
+
+def test_help_explains_every_option(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in ("demo", "fit", "transform", "evaluate"):
+        assert command in out
+    code, out, _ = run(["fit", "--help"], capsys)
+    assert code == 0 and "the paper's lambda" in out and "--epochs" in out
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            assert action.help, f"skact {name} {action.option_strings or action.dest}"
+
+
+def test_version(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("skact ")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def test_demo_prints_the_table_and_saves_a_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    argv = [
+        "demo", "--data", "table", "--epochs", "1", "--hidden-layer-sizes", "16",
+        "--draws", "2", "--k", "1", "5", "-q", "--plot", tmp_path / "demo.png",
+    ]  # fmt: skip
+    code, out, _ = run(argv, capsys)
+    assert code == 0
+    assert "fitting ACTEncoder on 1257 unlabeled training rows of 64 pixels" in out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("| representation"))
+    assert header == "| representation | linear k=1 | linear k=5 | knn k=1 | knn k=5 |"
+    rows = [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ")][1:]
+    assert rows == ["raw pixels", "PCA (90% variance)", "ACT"]
+    # The raw-pixel row is the documented protocol on the documented split.
+    digits = load_digits()
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        digits.data, digits.target, test_size=0.3, stratify=digits.target, random_state=0
+    )
+    raw = raw_baseline(standardize=False).fit(X_pool)
+    expected = few_shot_score(raw, X_pool, y_pool, X_test, y_test, k=[1, 5], n_draws=2)
+    expected_row = results_table({"raw pixels": expected}).splitlines()[-1]
+    assert expected_row in lines
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,719 @@
+"""Bad input, failing fits, Ctrl-C and CUDA out of memory (skact._guards).
+
+The catalogue ``CASES`` is also the source of the table in
+docs/user_guide/troubleshooting.rst: run ``python tests/test_errors.py`` to regenerate it
+after changing a message (``test_troubleshooting_table_is_current`` checks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import pickle
+import re
+import signal
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+import skact
+from skact import ACTEncoder, NonFiniteLossError, _guards
+from skact._training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "user_guide" / "troubleshooting.rst"
+BEGIN, END = ".. begin-generated-table", ".. end-generated-table"
+
+X = np.random.default_rng(0).normal(size=(64, 3))
+
+
+def small(**params: Any) -> ACTEncoder:
+    """A tiny, fast, deterministic estimator."""
+    defaults: dict[str, Any] = dict(
+        n_components=2,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
+    )
+    return ACTEncoder(**{**defaults, **params})
+
+
+@contextlib.contextmanager
+def patched_step(
+    fn: Callable[[Trainer, torch.Tensor, Callable], torch.Tensor],
+) -> Iterator[None]:
+    """Replace ``Trainer.training_step`` by ``fn(trainer, batch, original)``."""
+    original = Trainer.training_step
+
+    def step(self: Trainer, batch: torch.Tensor) -> torch.Tensor:
+        return fn(self, batch, original)
+
+    with mock.patch.object(Trainer, "training_step", step):
+        yield
+
+
+def nan_at(step: int) -> Callable:
+    """A step function that poisons the weights (as a divergence would) at ``step``."""
+
+    def fn(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+        if trainer.step == step:
+            with torch.no_grad():
+                next(trainer.encoder.parameters()).fill_(float("nan"))
+        return original(trainer, batch)
+
+    return fn
+
+
+def oom_above(rows: int) -> Callable:
+    """A step function that runs out of CUDA memory for batches larger than ``rows``."""
+
+    def fn(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+        if batch.shape[0] > rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return original(trainer, batch)
+
+    return fn
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+class Case(NamedTuple):
+    problem: str
+    code: str  # what the user did, as shown in the docs
+    run: Callable[[], Any]
+    error: type[BaseException]
+    source: str  # "skact": the message is ours; "sklearn": its text may vary by version
+
+
+def _with(value: float) -> np.ndarray:
+    Z = X.copy()
+    Z[3, 1] = value
+    return Z
+
+
+def _fitted() -> ACTEncoder:
+    return small(max_iter=1).fit(X)
+
+
+def _pickle_file() -> None:
+    with open("model.skact", "wb") as f:
+        pickle.dump(_fitted(), f)
+    skact.load("model.skact")
+
+
+def _newer_file() -> None:
+    _fitted().save("model.skact")
+    with zipfile.ZipFile("model.skact") as z:
+        config = json.loads(z.read("skact.json"))
+        tensors = z.read("tensors.pt")
+    config["format_version"] += 1
+    with zipfile.ZipFile("model.skact", "w") as z:
+        z.writestr("skact.json", json.dumps(config))
+        z.writestr("tensors.pt", tensors)
+    skact.load("model.skact")
+
+
+def _payload_file() -> None:
+    _fitted().save("model.skact")
+    with zipfile.ZipFile("model.skact") as z:
+        config = z.read("skact.json")
+    buffer = io.BytesIO()
+    torch.save({"encoder": Payload("pwned.txt")}, buffer)
+    with zipfile.ZipFile("model.skact", "w") as z:
+        z.writestr("skact.json", config)
+        z.writestr("tensors.pt", buffer.getvalue())
+    skact.load("model.skact")
+
+
+def _custom_encoder_file() -> None:
+    small(max_iter=1, encoder=torch.nn.Linear(3, 2)).fit(X).save("model.skact")
+    skact.load("model.skact")
+
+
+class Payload:
+    """Pickles to a call that writes ``path``: what a malicious model file would do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (Path(self.path), "this ran"))
+
+
+CASES = [
+    Case(
+        "NaN values",
+        "fit(X) with X[3, 1] = np.nan",
+        lambda: small().fit(_with(np.nan)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Infinite values",
+        "fit(X) with X[3, 1] = np.inf",
+        lambda: small().fit(_with(np.inf)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Values beyond float32",
+        "fit(X) with X[3, 1] = 1e300",
+        lambda: small().fit(_with(1e300)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Column mixing strings and numbers",
+        "fit(pd.DataFrame({'a': [1.0, 2.0], 'b': ['x', 3]}))",
+        lambda: small().fit(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", 3]})),
+        TypeError,
+        "skact",
+    ),
+    Case(
+        "Complex numbers",
+        "fit(X.astype(complex))",
+        lambda: small().fit(X.astype(complex)),
+        ValueError,
+        "skact",
+    ),
+    Case("One sample", "fit(X[:1])", lambda: small().fit(X[:1]), ValueError, "skact"),
+    Case("Zero samples", "fit(X[:0])", lambda: small().fit(X[:0]), ValueError, "sklearn"),
+    Case(
+        "Zero features",
+        "fit(X[:, :0])",
+        lambda: small().fit(X[:, :0]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "One dimension",
+        "fit(X[:5, 0])",
+        lambda: small().fit(X[:5, 0]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Three dimensions",
+        "fit(X.reshape(64, 3, 1))",
+        lambda: small().fit(X.reshape(64, 3, 1)),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Sparse matrix",
+        "fit(scipy.sparse.csr_matrix(X))",
+        lambda: small().fit(sp.csr_matrix(X)),
+        TypeError,
+        "sklearn",
+    ),
+    Case(
+        "Objects that are not numbers",
+        "fit(X.astype(object)) with X[0, 0] = {}",
+        lambda: small().fit(np.array([[{}, 1.0], [2.0, 3.0]], dtype=object)),
+        TypeError,
+        "sklearn",
+    ),
+    Case(
+        "Other number of features in transform",
+        "fit(X).transform(X[:, :2])",
+        lambda: _fitted().transform(X[:, :2]),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Transform before fit",
+        "ACTEncoder().transform(X)",
+        lambda: small().transform(X),
+        NotFittedError,
+        "sklearn",
+    ),
+    Case(
+        "Values far outside the fitted range",
+        "fit(X * 1e-20).transform(X * 1e20)",
+        lambda: small(max_iter=1).fit(X * 1e-20).transform(X * 1e20),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Negative alpha",
+        "ACTEncoder(alpha=-1).fit(X)",
+        lambda: small(alpha=-1).fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Zero batch_size",
+        "ACTEncoder(batch_size=0).fit(X)",
+        lambda: small(batch_size=0).fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Unknown encoder name",
+        "ACTEncoder(encoder='transformer').fit(X)",
+        lambda: small(encoder="transformer").fit(X),
+        ValueError,
+        "sklearn",
+    ),
+    Case(
+        "Too few samples for early stopping",
+        "ACTEncoder(early_stopping=True).fit(X[:3])",
+        lambda: small(early_stopping=True).fit(X[:3]),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Loss turns NaN (diverging training)",
+        "fit(X) diverging in epoch 2",
+        lambda: _run_patched(nan_at(5), lambda: small().fit(X)),
+        NonFiniteLossError,
+        "skact",
+    ),
+    Case(
+        "CUDA out of memory at every batch size",
+        "fit(X) on a GPU that is too small",
+        lambda: _run_patched(oom_above(0), lambda: small(batch_size=64).fit(X)),
+        torch.cuda.OutOfMemoryError,
+        "skact",
+    ),
+    Case(
+        "Missing model file",
+        "skact.load('model.skact')",
+        lambda: skact.load("model.skact"),
+        FileNotFoundError,
+        "python",
+    ),
+    Case(
+        "A pickle or joblib file",
+        "pickle.dump(model, f); skact.load('model.skact')",
+        _pickle_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model file from a newer skact",
+        "skact.load('model.skact')",
+        _newer_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model file carrying a pickle payload",
+        "skact.load('model.skact')",
+        _payload_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A model with a user encoder, loaded without it",
+        "ACTEncoder(encoder=nn.Linear(3, 2)).fit(X).save(path); skact.load(path)",
+        _custom_encoder_file,
+        ValueError,
+        "skact",
+    ),
+]
+
+
+def _run_patched(step_fn: Callable, call: Callable[[], Any]) -> Any:
+    with patched_step(step_fn), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return call()
+
+
+def case_message(case: Case) -> str:
+    """Run ``case`` in a scratch directory and return its one-line error message."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        try:
+            case.run()
+        except case.error as exc:
+            return " ".join(str(exc).split())
+    raise AssertionError(f"{case.problem}: no {case.error.__name__} raised")
+
+
+# ------------------------------------------------------------------------ the cases
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.problem for c in CASES])
+def test_bad_input_raises_documented_error(case: Case) -> None:
+    message = case_message(case)
+    assert message
+    if case.source == "skact":
+        # Every message of ours says what to do, not only what went wrong.
+        assert re.search(
+            r"first|Pass|try|Try|convert|Upgrade|Encode|use|needs|never|Check|Free|Rescale", message
+        ), message
+
+
+def test_messages_name_the_problem_and_fix() -> None:
+    messages = {c.problem: case_message(c) for c in CASES}
+    assert "SimpleImputer" in messages["NaN values"]
+    assert "handle_missing='indicator'" in messages["NaN values"]
+    assert "column(s) 1" in messages["NaN values"]
+    assert "infinity" in messages["Infinite values"]
+    assert "2 samples" in messages["One sample"] and "BatchNorm" in messages["One sample"]
+    assert "mixes strings and numbers" in messages["Column mixing strings and numbers"]
+    assert messages["Complex numbers"].startswith("Complex data not supported")
+    assert ".toarray()" in messages["Sparse matrix"]
+    assert (
+        "X has 2 features, but ACTEncoder is expecting 3"
+        in messages["Other number of features in transform"]
+    )
+    assert "'alpha' parameter" in messages["Negative alpha"]
+    assert "'batch_size' parameter" in messages["Zero batch_size"]
+    assert "'encoder' parameter" in messages["Unknown encoder name"]
+    assert "learning_rate" in messages["Loss turns NaN (diverging training)"]
+    assert "batch_size=16" in messages["CUDA out of memory at every batch size"]
+    assert "format version 2" in messages["A model file from a newer skact"]
+    assert "pickle payload" in messages["A model file carrying a pickle payload"]
+    assert "encoder=" in messages["A model with a user encoder, loaded without it"]
+
+
+def test_nan_message_names_dataframe_columns() -> None:
+    df = pd.DataFrame(X, columns=["age", "income", "height"])
+    df.loc[2, "income"] = np.nan
+    with pytest.raises(ValueError, match=r"column\(s\) income\)"):
+        small().fit(df)
+
+
+def test_inf_in_transform_is_rejected_too() -> None:
+    enc = _fitted()
+    with pytest.raises(ValueError, match="infinity"):
+        enc.transform(_with(-np.inf))
+
+
+def test_troubleshooting_table_is_current() -> None:
+    text = DOC.read_text()
+    assert BEGIN in text and END in text
+    for case in CASES:
+        assert _rst_escape(case.problem) in text
+        if case.source == "skact":
+            assert _rst_escape(case_message(case)) in text, (
+                f"{case.problem}: the message changed; run python tests/test_errors.py"
+            )
+
+
+# ---------------------------------------------------------------- failed fits roll back
+
+
+def test_failed_fit_leaves_estimator_unfitted() -> None:
+    enc = small().fit(X)
+    with pytest.raises(ValueError, match="NaN"):
+        enc.fit(_with(np.nan))
+    with pytest.raises(NotFittedError):
+        check_is_fitted(enc)
+    assert not hasattr(enc, "n_features_in_") and not hasattr(enc, "_adapter")
+
+
+def test_failure_inside_training_leaves_estimator_unfitted() -> None:
+    def boom(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+        if trainer.step == 5:
+            raise RuntimeError("device lost")
+        return original(trainer, batch)
+
+    enc = small()
+    with patched_step(boom), pytest.raises(RuntimeError, match="device lost"):
+        enc.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(enc)
+    # The configuration survives the rollback.
+    enc.set_output(transform="pandas")
+    assert isinstance(enc.fit(X).transform(X), pd.DataFrame)
+
+
+@pytest.mark.parametrize("failure", ["bad input", "in training"])
+def test_failed_warm_start_leaves_estimator_as_before(failure: str) -> None:
+    enc = small(warm_start=True).fit(X)
+    before_out, before = enc.transform(X), copy.deepcopy(_guards.fitted_state(enc))
+
+    def boom(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+        if trainer.step == before["_step"] + 3:
+            raise RuntimeError("device lost")
+        return original(trainer, batch)
+
+    with pytest.raises((ValueError, RuntimeError)):
+        if failure == "bad input":
+            enc.fit(X[:, :2])
+        else:
+            with patched_step(boom):
+                enc.fit(X)
+    np.testing.assert_array_equal(enc.transform(X), before_out)
+    assert enc.n_iter_ == before["n_iter_"] and enc._step == before["_step"]
+    assert enc.loss_curve_ == before["loss_curve_"]
+    # Training goes on exactly as if the failed call had not happened.
+    reference = copy.deepcopy(enc)
+    np.testing.assert_array_equal(enc.fit(X).transform(X), reference.fit(X).transform(X))
+
+
+def test_failed_partial_fit_leaves_estimator_as_before() -> None:
+    enc = small().partial_fit(X)
+    out = enc.transform(X)
+    with pytest.raises(ValueError, match="features"):
+        enc.partial_fit(X[:, :2])
+    np.testing.assert_array_equal(enc.transform(X), out)
+    assert enc.n_iter_ == 1
+
+
+def test_batch_size_larger_than_the_data() -> None:
+    enc = small(batch_size=1000, max_iter=3).fit(X[:10])
+    assert enc.n_iter_ == 3
+    assert enc._step == 3  # one batch of all 10 samples per epoch
+    assert np.isfinite(enc.transform(X[:10])).all()
+
+
+def test_transform_of_one_sample() -> None:
+    enc = _fitted()
+    np.testing.assert_array_equal(enc.transform(X[:1]), enc.transform(X)[:1])
+
+
+def test_float64_precision_of_standardisation() -> None:
+    # A timestamp-like offset made E[x^2] - E[x]^2 cancel; tiny scales were "constant".
+    rng = np.random.default_rng(0)
+    Z = np.c_[1.7e9 + 0.5 * rng.normal(size=500), 1e-30 * rng.normal(size=500)]
+    enc = small(max_iter=1).fit(Z)
+    stored = enc._adapter.to_storage(Z).numpy()
+    np.testing.assert_allclose(stored.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(stored.std(axis=0), 1, atol=1e-4)
+
+
+# ----------------------------------------------------------------------- non-finite loss
+
+
+def _record_epochs() -> tuple[list[dict[str, torch.Tensor]], Any]:
+    """Record the encoder weights after each finished epoch."""
+    states: list[dict[str, torch.Tensor]] = []
+    original = Trainer.run_epoch
+
+    def run_epoch(self: Trainer, n: int, take: Callable) -> float:
+        loss = original(self, n, take)
+        states.append(copy.deepcopy(self.encoder.state_dict()))
+        return loss
+
+    return states, mock.patch.object(Trainer, "run_epoch", run_epoch)
+
+
+def test_non_finite_loss_keeps_last_finite_epoch() -> None:
+    states, recording = _record_epochs()
+    enc = small(max_iter=5)
+    # 64 samples in batches of 16: 4 steps an epoch, so step 9 is in the third epoch.
+    with recording, patched_step(nan_at(9)), pytest.raises(NonFiniteLossError) as info:
+        enc.fit(X)
+    message = str(info.value)
+    assert "learning_rate (now 0.001)" in message and "alpha (now 0.1)" in message
+    assert "in epoch 3" in message
+    assert "2 epochs trained" in message
+    assert enc.n_iter_ == 2 and len(enc.loss_curve_) == 2 and enc._step == 8
+    assert len(states) == 2
+    for name, value in enc.encoder_.state_dict().items():
+        torch.testing.assert_close(value, states[-1][name], rtol=0, atol=0)
+    assert np.isfinite(enc.transform(X)).all()
+    assert not enc.encoder_.training
+
+
+def test_non_finite_loss_in_first_epoch_leaves_estimator_unfitted() -> None:
+    enc = small()
+    with patched_step(nan_at(1)), pytest.raises(NonFiniteLossError, match="unfitted"):
+        enc.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(enc)
+
+
+def test_non_finite_loss_is_a_floating_point_error() -> None:
+    assert issubclass(NonFiniteLossError, FloatingPointError)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def sigint_at(step: int) -> Callable:
+    def fn(trainer: Trainer, batch: torch.Tensor, original: Callable) -> torch.Tensor:
+        if trainer.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(trainer, batch)
+
+    return fn
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+def test_ctrl_c_stops_after_the_step_and_keeps_the_model() -> None:
+    enc = small(max_iter=5)
+    with (
+        patched_step(sigint_at(5)),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning, match="keeping the model trained so far"),
+    ):
+        enc.fit(X)
+    # Step 5 (the second of epoch 2) finished; then training stopped.
+    assert enc._step == 6 and enc.n_iter_ == 1 and len(enc.loss_curve_) == 1
+    assert np.isfinite(enc.transform(X)).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The interrupted model goes on training with warm_start.
+    enc.set_params(warm_start=True, max_iter=1).fit(X)
+    assert enc.n_iter_ == 2
+
+
+def test_raw_keyboard_interrupt_goes_back_to_the_epoch_start() -> None:
+    """Without our handler (another thread, another SIGINT handler), a KeyboardInterrupt
+    cuts a step: the weights go back to the end of the last full epoch."""
+
+    def interrupt(
+        trainer: Trainer, batch: torch.Tensor, original: Callable
+    ) -> torch.Tensor:
+        if trainer.step == 6:
+            raise KeyboardInterrupt
+        return original(trainer, batch)
+
+    states, recording = _record_epochs()
+    enc = small(max_iter=5)
+    with (
+        recording,
+        patched_step(interrupt),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning),
+    ):
+        enc.fit(X)
+    assert enc.n_iter_ == 1 and enc._step == 4
+    for name, value in enc.encoder_.state_dict().items():
+        torch.testing.assert_close(value, states[0][name], rtol=0, atol=0)
+
+
+def test_ctrl_c_before_any_step_leaves_estimator_unfitted() -> None:
+    def interrupt(
+        trainer: Trainer, batch: torch.Tensor, original: Callable
+    ) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    enc = small()
+    with (
+        patched_step(interrupt),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning, match="left unfitted"),
+    ):
+        enc.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(enc)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+def test_second_ctrl_c_interrupts_at_once() -> None:
+    with _guards.deferred_interrupt() as requested:
+        assert not requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the default handler raises as soon as the signal arrives
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ------------------------------------------------------------------ CUDA out of memory
+
+
+def test_cuda_oom_halves_the_batch_size() -> None:
+    enc = small(batch_size=64, max_iter=3)
+    with patched_step(oom_above(16)), pytest.warns(UserWarning) as record:
+        enc.fit(X)
+    messages = [str(w.message) for w in record if "out of memory" in str(w.message)]
+    assert messages == [
+        "CUDA ran out of memory with batch_size=64; retrying the epoch with "
+        "batch_size=32 for the rest of this fit.",
+        "CUDA ran out of memory with batch_size=32; retrying the epoch with "
+        "batch_size=16 for the rest of this fit.",
+    ]
+    assert enc.n_iter_ == 3 and len(enc.loss_curve_) == 3
+    assert enc._step == 3 * 4  # 64 samples in batches of 16; failed epochs undone
+    assert np.isfinite(enc.transform(X)).all()
+
+
+def test_cuda_oom_moves_the_end_of_the_schedule() -> None:
+    trainers: list[Trainer] = []
+    original = Trainer.run_epoch
+
+    def run_epoch(self: Trainer, n: int, take: Callable) -> float:
+        trainers.append(self)
+        return original(self, n, take)
+
+    with mock.patch.object(Trainer, "run_epoch", run_epoch), patched_step(oom_above(16)):
+        with pytest.warns(UserWarning):
+            small(batch_size=32, max_iter=3).fit(X)
+    # 2 steps an epoch became 4: the cosine now ends after 3 epochs of 4 steps.
+    assert trainers[-1].total_steps == 12
+
+
+def test_cuda_oom_below_the_floor_raises_and_leaves_estimator_unfitted() -> None:
+    enc = small(batch_size=64)
+    with (
+        patched_step(oom_above(0)),
+        pytest.warns(UserWarning),
+        pytest.raises(torch.cuda.OutOfMemoryError, match="device='cpu'") as info,
+    ):
+        enc.fit(X)
+    assert "batch_size=16" in str(info.value)
+    assert isinstance(info.value.__cause__, torch.cuda.OutOfMemoryError)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(enc)
+
+
+# ------------------------------------------------------------------ the docs table
+
+
+def _rst_escape(text: str) -> str:
+    return re.sub(r"([\\`*_|])", r"\\\1", text)
+
+
+def render_table() -> str:
+    """The troubleshooting table, as reStructuredText."""
+    lines = [
+        BEGIN,
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 20 25 15 40",
+        "",
+        "   * - Problem",
+        "     - What was called",
+        "     - Exception",
+        "     - Message",
+    ]
+    for case in CASES:
+        lines += [
+            f"   * - {_rst_escape(case.problem)}",
+            f"     - ``{case.code}``",
+            f"     - ``{case.error.__name__}``",
+            f"     - {_rst_escape(case_message(case))}",
+        ]
+    return "\n".join([*lines, "", END])
+
+
+def write_table() -> None:
+    """Replace the generated block of the troubleshooting page."""
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(head + render_table() + tail)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    write_table()
+    print(f"wrote {DOC}")

@@ -1,0 +1,227 @@
+"""Few-shot protocol: k-shot draws, probes, scoring of representations, tables."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from skact import ACTEncoder
+from skact.evaluation import (
+    FewShotResult,
+    few_shot_score,
+    knn_probe,
+    linear_probe,
+    pca_baseline,
+    raw_baseline,
+    results_table,
+    sample_k_shot,
+)
+
+
+def _blobs(n_per_class=30, n_classes=3, n_features=4, spread=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, size=(n_classes, n_features))
+    X = np.concatenate(
+        [c + spread * rng.normal(size=(n_per_class, n_features)) for c in centres]
+    )
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    return X, y
+
+
+# ---------------------------------------------------------------------------- draws
+
+
+def test_sample_k_shot_takes_k_distinct_samples_of_each_class():
+    y = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 4)
+    idx = sample_k_shot(y, k=3, random_state=0)
+    assert len(set(idx.tolist())) == 9
+    assert np.all(np.diff(idx) > 0)  # sorted, no repeats
+    labels, counts = np.unique(y[idx], return_counts=True)
+    assert labels.tolist() == ["a", "b", "c"] and counts.tolist() == [3, 3, 3]
+
+
+def test_sample_k_shot_is_reproducible_and_seed_dependent():
+    y = np.repeat(np.arange(4), 50)
+    first = sample_k_shot(y, 5, random_state=7)
+    np.testing.assert_array_equal(first, sample_k_shot(y, 5, random_state=7))
+    assert not np.array_equal(first, sample_k_shot(y, 5, random_state=8))
+
+
+def test_sample_k_shot_errors():
+    with pytest.raises(ValueError, match="class 1 has 2 samples, fewer than k=3"):
+        sample_k_shot([0, 0, 0, 1, 1], k=3)
+    with pytest.raises(ValueError, match="k must be a positive"):
+        sample_k_shot([0, 1], k=0)
+
+
+# ---------------------------------------------------------------------------- probes
+
+
+def test_knn_probe_falls_back_to_fewer_neighbours():
+    # Test point 2.07 (class 0): its nearest neighbour 2.1 is class 1, but two of its three
+    # nearest neighbours (2.1, 2.0, 1.0) are class 0.
+    train = np.array([[0.0], [1.0], [2.0], [2.1], [10.0], [11.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    test, test_labels = np.array([[2.07]]), np.array([0])
+    assert knn_probe(train, labels, test, test_labels, n_neighbors=1) == 0.0
+    # 5 neighbours requested, 3 labels per class: a 3-NN vote.
+    assert knn_probe(train, labels, test, test_labels) == 1.0
+
+
+def test_knn_probe_one_label_per_class_is_nearest_neighbour():
+    train, labels = np.array([[0.0], [10.0]]), np.array([0, 1])
+    test = np.array([[1.0], [4.0], [6.0], [12.0]])
+    assert knn_probe(train, labels, test, np.array([0, 0, 1, 0])) == 0.75
+
+
+def test_linear_probe_standardises_features():
+    X, y = _blobs(n_per_class=20, n_classes=2, spread=0.3)
+    base = linear_probe(X[::2], y[::2], X[1::2], y[1::2])
+    assert base == 1.0
+    X_scaled = X * np.array([1e4, 1e-4, 1.0, 3.0])
+    assert linear_probe(X_scaled[::2], y[::2], X_scaled[1::2], y[1::2]) == base
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def test_few_shot_score_is_reproducible_and_ordered():
+    X, y = _blobs(spread=3.0)
+    kwargs = {"k": [1, 3], "n_draws": 4, "random_state": 0}
+    first = few_shot_score(None, X, y, X, y, **kwargs)
+    assert [(r.k, r.protocol) for r in first] == [
+        (1, "linear"),
+        (1, "knn"),
+        (3, "linear"),
+        (3, "knn"),
+    ]
+    again = few_shot_score(None, X, y, X, y, **kwargs)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.scores, b.scores)
+    other = few_shot_score(None, X, y, X, y, **{**kwargs, "random_state": 1})
+    assert any(not np.array_equal(a.scores, b.scores) for a, b in zip(first, other))
+    assert all(
+        r.scores.shape == (4,) and np.all((r.scores >= 0) & (r.scores <= 1)) for r in first
+    )
+
+
+def test_draws_for_a_k_do_not_depend_on_the_other_ks():
+    X, y = _blobs(spread=3.0)
+    alone = few_shot_score(None, X, y, X, y, k=3, protocols=["knn"], n_draws=5)
+    together = few_shot_score(None, X, y, X, y, k=[1, 3], protocols=["knn"], n_draws=5)
+    np.testing.assert_array_equal(alone[0].scores, together[1].scores)
+
+
+def test_transformer_and_precomputed_features_give_identical_scores():
+    X, y = _blobs(n_features=6, spread=3.0)
+    pca = PCA(n_components=2).fit(X)
+    with_model = few_shot_score(pca, X[:60], y[:60], X[60:], y[60:], k=2, n_draws=3)
+    precomputed = few_shot_score(
+        None, pca.transform(X[:60]), y[:60], pca.transform(X[60:]), y[60:], k=2, n_draws=3
+    )
+    for a, b in zip(with_model, precomputed, strict=True):
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_few_shot_score_uses_a_fitted_act_encoder_without_refitting():
+    X, y = _blobs(n_per_class=20, n_features=5)
+    enc = ACTEncoder(
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=1,
+        batch_size=16,
+        random_state=0,
+        device="cpu",
+    ).fit(X)
+    before = (enc.n_iter_, [p.detach().clone() for p in enc.encoder_.parameters()])
+    result = few_shot_score(enc, X, y, X, y, k=2, protocols=["knn"], n_draws=3)
+    expected = few_shot_score(
+        None, enc.transform(X), y, enc.transform(X), y, k=2, protocols=["knn"], n_draws=3
+    )
+    np.testing.assert_array_equal(result[0].scores, expected[0].scores)
+    assert enc.n_iter_ == before[0]
+    for p, q in zip(enc.encoder_.parameters(), before[1], strict=True):
+        assert p.detach().equal(q)
+
+
+def test_few_shot_score_errors():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match=r"unknown protocol\(s\) \['svm'\]"):
+        few_shot_score(None, X, y, X, y, protocols=["svm"])
+    with pytest.raises(ValueError, match="n_draws must be at least 1"):
+        few_shot_score(None, X, y, X, y, n_draws=0)
+    with pytest.raises(ValueError, match="fewer than k=50"):
+        few_shot_score(None, X, y, X, y, k=50)
+    with pytest.raises(ValueError, match="k must name at least one"):
+        few_shot_score(None, X, y, X, y, k=[])
+    with pytest.raises(TypeError, match="representation must be a fitted transformer"):
+        few_shot_score(object(), X, y, X, y)
+    with pytest.raises(ValueError, match="precomputed features must be 2-d"):
+        few_shot_score(None, X.reshape(len(X), 2, 2), y, X, y)
+    with pytest.raises(ValueError, match="90 training rows for 89 labels"):
+        few_shot_score(None, X, y[:-1], X, y)
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def test_few_shot_result_summary_and_dict():
+    r = FewShotResult(5, "knn", np.array([0.5, 0.75, 1.0]))
+    assert r.mean == pytest.approx(0.75)
+    assert r.std == pytest.approx(np.sqrt(((0.25**2) * 2) / 3))
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d == {
+        "k": 5,
+        "protocol": "knn",
+        "mean": 0.75,
+        "std": r.std,
+        "scores": [0.5, 0.75, 1.0],
+    }
+
+
+def test_results_table_layout():
+    results = {
+        "raw": [
+            FewShotResult(5, "knn", np.array([0.5, 0.7])),
+            FewShotResult(1, "linear", np.array([0.25, 0.25])),
+            FewShotResult(5, "linear", np.array([0.9, 0.9])),
+        ],
+        "act": [FewShotResult(1, "linear", np.array([0.4, 0.6]))],
+    }
+    assert results_table(results, digits=2).splitlines() == [
+        "| representation | linear k=1 | linear k=5 | knn k=5 |",
+        "|---|---|---|---|",
+        "| raw | 0.25 ± 0.00 | 0.90 ± 0.00 | 0.60 ± 0.10 |",
+        "| act | 0.50 ± 0.10 |  |  |",
+    ]
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def test_raw_baseline_flattens_and_standardises():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 16, size=(50, 3, 3))
+    out = raw_baseline().fit_transform(images)
+    assert out.shape == (50, 9)
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-12)
+    np.testing.assert_array_equal(
+        raw_baseline(standardize=False).fit_transform(images), images.reshape(50, 9)
+    )
+
+
+def test_pca_baseline_keeps_the_requested_share_of_variance():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(200, 2))
+    X = latent @ rng.normal(size=(2, 10)) + 0.05 * rng.normal(size=(200, 10))
+    pipe = pca_baseline(0.9).fit(X)
+    pca = pipe[-1]
+    assert pca.n_components_ == 2
+    assert pca.explained_variance_ratio_.sum() >= 0.9
+    assert pipe.transform(X).shape == (200, 2)
+    # Without standardisation a feature with a large scale dominates the components.
+    X[:, 0] *= 1000
+    assert pca_baseline(0.9, standardize=False).fit(X)[-1].n_components_ == 1

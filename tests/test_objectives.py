@@ -1,0 +1,377 @@
+"""Objectives against hand computations, and the two facts about ACT's adversary.
+
+Every expected value here is computed independently of ``skact.objectives``: literal
+numbers worked out by hand for ACT, and straight numpy transcriptions of each paper's
+formula (with explicit loops where that makes the formula plainer) for the baselines.
+"""
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+
+from skact.objectives import (
+    OBJECTIVES,
+    ACTCriterion,
+    Adversary,
+    act_loss,
+    barlow_twins_loss,
+    cross_correlation,
+    multiview_loss,
+    nt_xent_loss,
+    scale_to_sqrt_dim,
+    spectral_contrastive_loss,
+    vicreg_loss,
+)
+
+# A 3x2 example chosen so that every row rescales to rational numbers: in d = 2 the rows
+# get norm sqrt(2), and (2, 2) -> (1, 1), (7, 1) -> (1.4, 0.2), (-3, 3) -> (-1, 1).
+Z1 = [[2.0, 2.0], [7.0, 1.0], [-3.0, 3.0]]
+Z2 = [[1.0, 1.0], [1.0, 7.0], [1.0, -1.0]]
+# Rescaled rows: z1 = (1, 1), (1.4, 0.2), (-1, 1); z2 = (1, 1), (0.2, 1.4), (1, -1).
+# Alignment: row 1: 0; row 2: 1.2^2 + 1.2^2 = 2.88; row 3: 2^2 + 2^2 = 8.
+ALIGNMENT = (0 + 2.88 + 8) / 3
+# C_hat = (1/3) sum_i z1_i z2_i^T
+#       = (1/3) ([[1, 1], [1, 1]] + [[0.28, 1.96], [0.04, 0.28]] + [[-1, 1], [1, -1]])
+#       = (1/3) [[0.28, 3.96], [2.04, 0.28]].
+C_HAT = [[0.28 / 3, 1.32], [0.68, 0.28 / 3]]
+G = [[1.0, 2.0], [0.0, -1.0]]
+# <C_hat - I, G> = (0.28/3 - 1) * 1 + 1.32 * 2 + 0.68 * 0 + (0.28/3 - 1) * (-1) = 2.64.
+DUAL = 2.64
+# ||C_hat - I||^2 = 2 (1 - 0.28/3)^2 + 1.32^2 + 0.68^2.
+SQUARED = 2 * (1 - 0.28 / 3) ** 2 + 1.32**2 + 0.68**2
+
+
+def t(a):
+    return torch.tensor(a, dtype=torch.float64)
+
+
+# ACTCriterion computes in float32 (it upcasts bf16 embeddings under autocast).
+F32 = {"rel": 1e-6, "abs": 1e-6}
+
+# ---------------------------------------------------------------------------- ACT
+
+
+def test_scale_to_sqrt_dim_on_the_example():
+    expected = [[1.0, 1.0], [1.4, 0.2], [-1.0, 1.0]]
+    np.testing.assert_allclose(scale_to_sqrt_dim(t(Z1)).numpy(), expected, atol=1e-12)
+
+
+def test_cross_correlation_on_the_example():
+    z1, z2 = scale_to_sqrt_dim(t(Z1)), scale_to_sqrt_dim(t(Z2))
+    np.testing.assert_allclose(cross_correlation(z1, z2).numpy(), C_HAT, atol=1e-12)
+
+
+def test_act_loss_matches_hand_computation():
+    loss = act_loss(t(Z1), t(Z2), t(G), alpha=0.5)
+    assert float(loss) == pytest.approx(ALIGNMENT + 0.5 * DUAL, abs=1e-12)
+    assert float(loss) == pytest.approx(4.946666666666667, abs=1e-12)
+
+
+def test_act_loss_with_g_at_its_optimum_is_the_squared_regulariser():
+    g = t(C_HAT) - torch.eye(2, dtype=torch.float64)
+    loss = act_loss(t(Z1), t(Z2), g, alpha=0.1)
+    assert float(loss) == pytest.approx(ALIGNMENT + 0.1 * SQUARED, abs=1e-12)
+
+
+def test_act_loss_does_not_differentiate_through_g():
+    g = t(G).requires_grad_()
+    z1 = t(Z1).requires_grad_()
+    act_loss(z1, t(Z2), g, alpha=0.5).backward()
+    assert g.grad is None
+    assert z1.grad is not None
+
+
+def test_act_loss_is_invariant_to_row_scale():
+    scaled = [[10 * v for v in row] for row in Z1]
+    assert float(act_loss(t(scaled), t(Z2), t(G), 0.5)) == pytest.approx(
+        float(act_loss(t(Z1), t(Z2), t(G), 0.5)), abs=1e-12
+    )
+
+
+def test_act_criterion_two_views_batch_mode_matches_hand_computation():
+    criterion = ACTCriterion(0.1, Adversary("batch"))
+    loss = criterion([t(Z1), t(Z2)])
+    assert float(loss) == pytest.approx(ALIGNMENT + 0.1 * SQUARED, **F32)
+    assert criterion.adversary.state is None  # "batch" keeps no state
+
+
+def test_act_criterion_three_views_averages_pairs_with_shared_g():
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(5, 3)) for _ in range(3)]
+    alpha = 0.3
+    scaled = [math.sqrt(3) * v / np.linalg.norm(v, axis=1, keepdims=True) for v in views]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    cs = {p: scaled[p[0]].T @ scaled[p[1]] / 5 for p in pairs}
+    g = sum(cs.values()) / 3 - np.eye(3)
+    per_pair = [
+        np.mean(np.sum((scaled[i] - scaled[j]) ** 2, axis=1))
+        + alpha * np.sum((cs[(i, j)] - np.eye(3)) * g)
+        for i, j in pairs
+    ]
+    loss = ACTCriterion(alpha, Adversary("batch"))([t(v) for v in views])
+    assert float(loss) == pytest.approx(np.mean(per_pair), **F32)
+
+
+def test_act_criterion_previous_uses_last_steps_correlation():
+    criterion = ACTCriterion(0.5, Adversary("previous"))
+    criterion([t(Z1), t(Z2)])  # first step: G from the batch itself
+    np.testing.assert_allclose(
+        criterion.adversary.state.numpy(), np.array(C_HAT) - np.eye(2), atol=1e-6
+    )
+    # Second step on a batch with identical views: alignment 0, C_hat = (1/3) sum z z^T.
+    loss = criterion([t(Z2), t(Z2)])
+    c2 = (
+        np.array([[1, 1], [1, 1]])
+        + np.array([[0.04, 0.28], [0.28, 1.96]])
+        + [[1, -1], [-1, 1]]
+    ) / 3
+    expected = 0.5 * np.sum((c2 - np.eye(2)) * (np.array(C_HAT) - np.eye(2)))
+    assert float(loss) == pytest.approx(expected, **F32)
+    np.testing.assert_allclose(criterion.adversary.state.numpy(), c2 - np.eye(2), atol=1e-6)
+
+
+def test_adversary_ema_update_rule():
+    adv = Adversary("ema", momentum=0.75)
+    c1, c2, c3 = t([[2.0, 0.0], [0.0, 2.0]]), t([[1.0, 4.0], [0.0, 1.0]]), t([[0.0]] * 2)
+    np.testing.assert_allclose(adv.get(c1).numpy(), np.eye(2))  # no past yet
+    adv.update(c1)
+    np.testing.assert_allclose(adv.state.numpy(), np.eye(2))  # first update: no blend
+    adv.update(c2)
+    np.testing.assert_allclose(
+        adv.state.numpy(), 0.75 * np.eye(2) + 0.25 * np.array([[0.0, 4.0], [0.0, 0.0]])
+    )
+    # get ignores the current batch once there is a past.
+    np.testing.assert_allclose(adv.get(c3).numpy(), adv.state.numpy())
+
+
+def test_adversary_batch_mode_always_uses_current_batch():
+    adv = Adversary("batch")
+    adv.update(t([[5.0, 0.0], [0.0, 5.0]]))
+    assert adv.state is None
+    np.testing.assert_allclose(adv.get(t(C_HAT)).numpy(), np.array(C_HAT) - np.eye(2))
+
+
+def test_adversary_get_is_detached():
+    c = t(C_HAT).requires_grad_()
+    assert not Adversary("batch").get(c).requires_grad
+
+
+def test_adversary_state_dict_round_trip():
+    adv = Adversary("ema", momentum=0.5)
+    adv.update(t(C_HAT))
+    other = Adversary("batch")
+    other.load_state_dict(adv.state_dict())
+    assert (other.mode, other.momentum) == ("ema", 0.5)
+    np.testing.assert_allclose(other.state.numpy(), adv.state.numpy())
+
+
+def test_adversary_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="adversary must be one of"):
+        Adversary("future")
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def test_barlow_twins_matches_numpy_transcription():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    an = (a - a.mean(0)) / a.std(0)  # batch standardisation as BatchNorm does it
+    bn = (b - b.mean(0)) / b.std(0)
+    c = an.T @ bn / 6
+    on = sum((1 - c[i, i]) ** 2 for i in range(3))
+    off = sum(c[i, j] ** 2 for i in range(3) for j in range(3) if i != j)
+    assert float(barlow_twins_loss(t(a), t(b), lambd=0.1)) == pytest.approx(
+        on + 0.1 * off, rel=1e-4
+    )
+
+
+def test_barlow_twins_is_zero_for_identical_decorrelated_views():
+    # Columns with zero mean, equal variance and no correlation: c = I exactly.
+    z = t([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    assert float(barlow_twins_loss(z, z)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_vicreg_matches_numpy_transcription():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(5, 3)), 0.3 * rng.normal(size=(5, 3))  # b: low variance
+    d = a.shape[1]
+    invariance = np.mean((a - b) ** 2)
+
+    def variance(z):
+        return np.mean(np.maximum(0, 1 - np.sqrt(z.var(axis=0, ddof=1) + 1e-4)))
+
+    def covariance(z):
+        cov = np.cov(z, rowvar=False)  # divides by n - 1
+        return sum(cov[i, j] ** 2 for i in range(d) for j in range(d) if i != j) / d
+
+    expected = (
+        25 * invariance
+        + 25 * (variance(a) + variance(b))
+        + 1 * (covariance(a) + covariance(b))
+    )
+    assert variance(b) > 0  # the example exercises the hinge
+    assert float(vicreg_loss(t(a), t(b))) == pytest.approx(expected, rel=1e-10)
+
+
+def test_spectral_contrastive_matches_numpy_transcription():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    n = 4
+    positive = sum(a[i] @ b[i] for i in range(n)) / n
+    negative = sum((a[i] @ b[j]) ** 2 for i in range(n) for j in range(n) if i != j)
+    expected = -2 * positive + negative / (n * (n - 1))
+    assert float(spectral_contrastive_loss(t(a), t(b))) == pytest.approx(
+        expected, rel=1e-10
+    )
+
+
+def test_nt_xent_matches_explicit_softmax():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    z = np.concatenate([a, b])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n2, tau = 6, 0.5
+    total = 0.0
+    for i in range(n2):
+        partner = (i + 3) % n2
+        denominator = sum(math.exp(z[i] @ z[j] / tau) for j in range(n2) if j != i)
+        total += -math.log(math.exp(z[i] @ z[partner] / tau) / denominator)
+    assert float(nt_xent_loss(t(a), t(b), temperature=tau)) == pytest.approx(
+        total / n2, rel=1e-10
+    )
+
+
+def test_multiview_loss_averages_all_unordered_pairs():
+    views = [t([[1.0]]), t([[2.0]]), t([[4.0]])]
+
+    def diff(a, b):
+        return (b - a).sum()
+
+    # pairs (0,1), (0,2), (1,2): 1 + 3 + 2 = 6, mean 2
+    assert float(multiview_loss(diff, views)) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "two_view"),
+    [
+        ("barlow_twins", barlow_twins_loss),
+        ("vicreg", vicreg_loss),
+        ("spectral", spectral_contrastive_loss),
+        ("nt_xent", nt_xent_loss),
+    ],
+)
+def test_registry_baselines_average_the_pairwise_loss(name, two_view):
+    rng = np.random.default_rng(5)
+    views = [t(rng.normal(size=(8, 4))) for _ in range(3)]
+    loss = OBJECTIVES[name](0.2, "batch", 0.9)(views)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = np.mean([float(two_view(views[i], views[j])) for i, j in pairs])
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_registry_act_builds_criterion_with_requested_adversary():
+    criterion = OBJECTIVES["act"](0.25, "ema", 0.8)
+    assert isinstance(criterion, ACTCriterion)
+    assert (criterion.alpha, criterion.adversary.mode, criterion.adversary.momentum) == (
+        0.25,
+        "ema",
+        0.8,
+    )
+    assert set(OBJECTIVES) == {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"}
+
+
+# ------------------------------------------------ the two facts about where G comes from
+
+
+def _pairs_of_views(seed, n=6, p=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p))
+    # Two "views": fixed perturbations of the same samples.
+    return t(x + 0.3 * rng.normal(size=(n, p))), t(x + 0.3 * rng.normal(size=(n, p)))
+
+
+def _grad(loss_fn, w):
+    w = w.clone().requires_grad_()
+    loss_fn(w).backward()
+    return w.grad.detach()
+
+
+def test_batch_adversary_gradient_is_half_the_squared_regulariser_gradient():
+    x1, x2 = _pairs_of_views(0)
+    w0 = t(np.random.default_rng(1).normal(size=(3, 2)))
+    alpha = 0.7
+
+    def act_batch(w):
+        return ACTCriterion(alpha, Adversary("batch"))([x1 @ w, x2 @ w])
+
+    def alignment(w):
+        z1, z2 = scale_to_sqrt_dim(x1 @ w), scale_to_sqrt_dim(x2 @ w)
+        return (z1 - z2).pow(2).sum(1).mean()
+
+    def squared(w):
+        z1, z2 = scale_to_sqrt_dim(x1 @ w), scale_to_sqrt_dim(x2 @ w)
+        return alpha * (z1.T @ z2 / z1.shape[0] - torch.eye(2, dtype=z1.dtype)).pow(2).sum()
+
+    regulariser_grad = _grad(act_batch, w0) - _grad(alignment, w0)
+    assert torch.linalg.norm(regulariser_grad) > 1e-3
+    torch.testing.assert_close(
+        regulariser_grad, 0.5 * _grad(squared, w0), rtol=1e-5, atol=1e-6
+    )
+
+
+def _all_minibatches(n, m):
+    return [list(c) for c in combinations(range(n), m)]
+
+
+def test_fixed_independent_g_minibatch_gradients_average_to_population_gradient():
+    # f(x) = x W on a population of 6 pairs of views; mini-batches of 3 (all 20 of them).
+    x1, x2 = _pairs_of_views(2)
+    w0 = t(np.random.default_rng(3).normal(size=(3, 2)))
+    g = t([[0.3, -1.2], [0.5, 0.8]])  # fixed, independent of every batch
+    alpha = 0.4
+    population = _grad(lambda w: act_loss(x1 @ w, x2 @ w, g, alpha), w0)
+    batches = _all_minibatches(6, 3)
+    average = sum(
+        _grad(lambda w, b=b: act_loss(x1[b] @ w, x2[b] @ w, g, alpha), w0) for b in batches
+    ) / len(batches)
+    torch.testing.assert_close(average, population, atol=1e-12, rtol=1e-10)
+
+
+def test_batch_adversary_is_biased_for_the_population_objective():
+    # Population objective: mean alignment + (alpha / 2) ||C_pop - I||^2, whose gradient is
+    # what "batch" claims to follow. Its mini-batch gradients do not average to it; a
+    # fixed G equal to the population's C_pop - I does (the unbiased choice at G's optimum).
+    x1, x2 = _pairs_of_views(4)
+    w0 = t(np.random.default_rng(5).normal(size=(3, 2)))
+    alpha = 1.0
+
+    def population_objective(w):
+        z1, z2 = scale_to_sqrt_dim(x1 @ w), scale_to_sqrt_dim(x2 @ w)
+        c = z1.T @ z2 / z1.shape[0]
+        eye = torch.eye(2, dtype=z1.dtype)
+        return (z1 - z2).pow(2).sum(1).mean() + alpha / 2 * (c - eye).pow(2).sum()
+
+    target = _grad(population_objective, w0)
+    batches = _all_minibatches(6, 3)
+
+    def batch_grad(b):
+        return _grad(
+            lambda w: ACTCriterion(alpha, Adversary("batch"))([x1[b] @ w, x2[b] @ w]), w0
+        )
+
+    batch_average = sum(batch_grad(b) for b in batches) / len(batches)
+    bias = torch.linalg.norm(batch_average - target) / torch.linalg.norm(target)
+    assert bias > 0.01
+
+    with torch.no_grad():
+        z1, z2 = scale_to_sqrt_dim(x1 @ w0), scale_to_sqrt_dim(x2 @ w0)
+        g_star = z1.T @ z2 / 6 - torch.eye(2, dtype=z1.dtype)
+    fixed_average = sum(
+        _grad(lambda w, b=b: act_loss(x1[b] @ w, x2[b] @ w, g_star, alpha), w0)
+        for b in batches
+    ) / len(batches)
+    torch.testing.assert_close(fixed_average, target, atol=1e-12, rtol=1e-10)

@@ -1,0 +1,305 @@
+"""ACTEncoder.save and skact.load: round trips, refusal of code, versions, devices."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+import skact
+from skact import ACTEncoder, _guards, _persistence
+
+X = np.random.default_rng(0).normal(size=(64, 5))
+
+
+def small(**params: Any) -> ACTEncoder:
+    defaults: dict[str, Any] = dict(
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
+    )
+    return ACTEncoder(**{**defaults, **params})
+
+
+def rewrite(path: Path, config: dict[str, Any] | None = None, tensors: bytes | None = None):
+    """Replace members of a saved file (what a tampered or future file looks like)."""
+    with zipfile.ZipFile(path) as z:
+        old_config, old_tensors = json.loads(z.read("skact.json")), z.read("tensors.pt")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("skact.json", json.dumps(config if config is not None else old_config))
+        z.writestr("tensors.pt", tensors if tensors is not None else old_tensors)
+    return old_config
+
+
+class Payload:
+    """Unpickles into a call that writes a file: a stand-in for malicious code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (self.path, "this ran"))
+
+
+# ------------------------------------------------------------------------- round trips
+
+
+def test_round_trip_gives_identical_transform(tmp_path: Path) -> None:
+    enc = small().fit(X)
+    enc.save(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact")
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    assert loaded.get_params() == enc.get_params()
+    assert loaded.n_iter_ == 2 and loaded.loss_curve_ == enc.loss_curve_
+    assert loaded.n_features_in_ == 5 and loaded.device_ == torch.device("cpu")
+    assert list(loaded.get_feature_names_out()) == list(enc.get_feature_names_out())
+    assert not loaded.encoder_.training
+
+
+def test_round_trip_keeps_feature_names_and_output_container(tmp_path: Path) -> None:
+    df = pd.DataFrame(X, columns=list("abcde"))
+    enc = small(projection_dim=None).set_output(transform="pandas").fit(df)
+    enc.save(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact")
+    assert list(loaded.feature_names_in_) == list("abcde")
+    out = loaded.transform(df)
+    assert isinstance(out, pd.DataFrame)
+    pd.testing.assert_frame_equal(out, enc.transform(df))
+    assert loaded.projector_ is None
+    with pytest.warns(UserWarning, match="feature names"):
+        loaded.transform(X)  # names are checked as for the original
+
+
+def test_warm_start_after_load_continues_exactly(tmp_path: Path) -> None:
+    """Optimiser moments, adversary, random streams and schedule step are all saved."""
+    enc = small(warm_start=True, adversary="ema").fit(X)
+    enc.save(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact")
+    np.testing.assert_array_equal(loaded.fit(X).transform(X), enc.fit(X).transform(X))
+    assert loaded.loss_curve_ == enc.loss_curve_ and loaded._step == enc._step
+    np.testing.assert_array_equal(
+        loaded.partial_fit(X).transform(X), enc.partial_fit(X).transform(X)
+    )
+
+
+def test_saved_attributes_cover_the_fitted_state() -> None:
+    """A new fitted attribute must be saved (or knowingly left out) in _persistence."""
+    for enc in (small().fit(X), small(early_stopping=True).fit(X)):
+        assert set(_guards.fitted_state(enc)) <= _persistence.SAVED_ATTRIBUTES
+
+
+def test_file_holds_readable_json_and_only_tensors(tmp_path: Path) -> None:
+    small().fit(X).save(tmp_path / "enc.skact")
+    with zipfile.ZipFile(tmp_path / "enc.skact") as z:
+        assert sorted(z.namelist()) == ["skact.json", "tensors.pt"]
+        config = json.loads(z.read("skact.json"))
+        tensors = torch.load(io.BytesIO(z.read("tensors.pt")), weights_only=True)
+    assert config["format"] == "skact.ACTEncoder"
+    assert config["format_version"] == _persistence.FORMAT_VERSION
+    assert config["params"]["hidden_layer_sizes"] == [8]
+    assert config["adapter"]["kind"] == "tabular"
+    np.testing.assert_array_equal(tensors["arrays"]["adapter.mean"].numpy(), X.mean(axis=0))
+
+
+def test_save_before_fit_raises() -> None:
+    with pytest.raises(NotFittedError):
+        small().save("never.skact")
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    before = path.read_bytes()
+    with mock.patch.object(zipfile.ZipFile, "writestr", side_effect=OSError("disk full")):
+        with pytest.raises(OSError, match="disk full"):
+            small(random_state=1).fit(X).save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.skact"]
+
+
+def test_random_state_instance_is_not_saved(tmp_path: Path) -> None:
+    enc = small(random_state=np.random.RandomState(0)).fit(X)
+    with pytest.warns(UserWarning, match="RandomState"):
+        enc.save(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact")
+    assert loaded.random_state is None
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+# ------------------------------------------------------------------ user encoders
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self, d: int = 5) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_user_encoder_weights_are_saved_but_not_its_code(tmp_path: Path) -> None:
+    enc = small(n_components=None, encoder=TwoLayer()).fit(X)
+    enc.save(tmp_path / "enc.skact")
+    config = json.loads(zipfile.ZipFile(tmp_path / "enc.skact").read("skact.json"))
+    assert config["custom_encoder"].endswith("TwoLayer")
+    with pytest.raises(ValueError, match="encoder=<module or callable>"):
+        skact.load(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact", encoder=TwoLayer())
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    # A callable building the architecture works as well.
+    loaded = skact.load(tmp_path / "enc.skact", encoder=lambda shape: TwoLayer(shape[0]))
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+def test_user_encoder_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    small(n_components=None, encoder=TwoLayer()).fit(X).save(tmp_path / "enc.skact")
+    with pytest.raises(ValueError, match="do not fit the network"):
+        skact.load(tmp_path / "enc.skact", encoder=torch.nn.Linear(5, 3))
+
+
+def test_encoder_argument_for_a_builtin_encoder_is_refused(tmp_path: Path) -> None:
+    small().fit(X).save(tmp_path / "enc.skact")
+    with pytest.raises(ValueError, match="only for models fitted with a user-supplied"):
+        skact.load(tmp_path / "enc.skact", encoder=TwoLayer())
+
+
+# ----------------------------------------------------------------- refusing bad files
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    path, marker = tmp_path / "enc.skact", tmp_path / "pwned.txt"
+    small().fit(X).save(path)
+    buffer = io.BytesIO()
+    torch.save({"encoder": Payload(marker)}, buffer)
+    rewrite(path, tensors=buffer.getvalue())
+    with pytest.raises(ValueError, match="pickle payload") as info:
+        skact.load(path)
+    assert "Re-running" not in str(info.value)  # torch's advice to load it unsafely
+    assert not marker.exists()
+    # The payload is real: an unsafe load would have run it.
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert marker.read_text() == "this ran"
+
+
+def test_plain_pickle_payload_in_the_archive_is_refused(tmp_path: Path) -> None:
+    path, marker = tmp_path / "enc.skact", tmp_path / "pwned.txt"
+    small().fit(X).save(path)
+    rewrite(path, tensors=pickle.dumps({"encoder": Payload(marker)}))
+    with pytest.raises(ValueError, match="refusing to load"):
+        skact.load(path)
+    assert not marker.exists()
+
+
+def test_pickle_file_is_not_loaded(tmp_path: Path) -> None:
+    path, marker = tmp_path / "enc.pkl", tmp_path / "pwned.txt"
+    path.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ValueError, match=r"not a model saved by ACTEncoder\.save"):
+        skact.load(path)
+    assert not marker.exists()
+
+
+def test_newer_format_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    config = rewrite(path)
+    config["format_version"] = _persistence.FORMAT_VERSION + 1
+    config["skact_version"] = "9.0"
+    rewrite(path, config=config)
+    with pytest.raises(ValueError, match=r"skact 9\.0 in format version 2.*Upgrade skact"):
+        skact.load(path)
+
+
+def test_other_json_and_missing_members_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("skact.json", json.dumps({"format": "something else"}))
+        z.writestr("tensors.pt", b"")
+    with pytest.raises(ValueError, match="names another format"):
+        skact.load(path)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("skact.json", "{}")
+    with pytest.raises(ValueError, match="lacks"):
+        skact.load(path)
+
+
+def test_incomplete_config_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    config = rewrite(path)
+    del config["fitted"]
+    rewrite(path, config=config)
+    with pytest.raises(ValueError, match="incomplete or corrupt"):
+        skact.load(path)
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        skact.load(tmp_path / "nothing.skact")
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def test_model_saved_on_cuda_loads_on_cpu(tmp_path: Path) -> None:
+    """A file written on a GPU machine: device "cuda:0" and a CUDA generator state."""
+    path = tmp_path / "enc.skact"
+    enc = small(warm_start=True, device="auto").fit(X)
+    enc.save(path)
+    config = rewrite(path)
+    config["fitted"]["device"] = "cuda:0"
+    config["params"]["device"] = "cuda"
+    with zipfile.ZipFile(path) as z:
+        tensors = torch.load(io.BytesIO(z.read("tensors.pt")), weights_only=True)
+    tensors["generator"] = torch.zeros(16, dtype=torch.uint8)  # Philox state, CUDA's form
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    rewrite(path, config=config, tensors=buffer.getvalue())
+
+    with mock.patch.object(torch.cuda, "is_available", return_value=False):
+        loaded = skact.load(path)
+        assert loaded.device_ == torch.device("cpu")
+        assert loaded.device == "cuda"  # the parameter is kept; device= overrides it
+        np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+        moved = skact.load(path, device="cpu")
+        assert moved.device == "cpu"
+        # The generator was reseeded for the CPU, so training goes on.
+        moved.fit(X)
+        assert moved.n_iter_ == 4 and np.isfinite(moved.transform(X)).all()
+
+
+def test_loaded_tensors_are_mapped_to_the_cpu(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    with mock.patch.object(torch, "load", wraps=torch.load) as load:
+        skact.load(path)
+    assert load.call_args.kwargs == {"map_location": "cpu", "weights_only": True}
+
+
+@pytest.mark.gpu
+def test_cuda_round_trip(tmp_path: Path) -> None:
+    enc = small(device="cuda").fit(X)
+    enc.save(tmp_path / "enc.skact")
+    on_cpu = skact.load(tmp_path / "enc.skact", device="cpu")
+    np.testing.assert_allclose(
+        on_cpu.transform(X), enc.transform(X), atol=5e-2
+    )  # bf16 autocast on CUDA
+    on_gpu = skact.load(tmp_path / "enc.skact")
+    assert on_gpu.device_.type == "cuda"
+    np.testing.assert_array_equal(on_gpu.transform(X), enc.transform(X))
