@@ -338,7 +338,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
-        step = max(self.batch_size, 1024)
+        step = _training.transform_batch_size(self.batch_size, adapter.input_shape, device)
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):

@@ -110,11 +110,14 @@ class TabularAdapter:
         X = np.asarray(X)
         out = np.empty(X.shape, dtype=np.float32)
         rows = chunk_rows(X.shape[1])
+        # float64 arithmetic (X - mean may overflow float32 or lose its digits) in one
+        # reused chunk-sized buffer.
+        buffer = np.empty((min(rows, X.shape[0]), X.shape[1]))
         for start in range(0, X.shape[0], rows):
-            # float64 arithmetic: X - mean may overflow float32 or lose its digits.
-            chunk = np.asarray(X[start : start + rows], dtype=np.float64)
+            stop = min(start + rows, X.shape[0])
+            chunk = np.subtract(X[start:stop], self.mean, out=buffer[: stop - start])
             with np.errstate(over="ignore"):  # inf is caught by the output check
-                out[start : start + rows] = (chunk - self.mean) / self.scale
+                out[start:stop] = np.divide(chunk, self.scale, out=chunk)
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:
