@@ -567,31 +567,60 @@ def measure_scaling(case: Case) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------------- memory
 
 
-def current_rss() -> int:
-    """Resident set size now, in bytes (Linux /proc; else the peak so far)."""
+def _proc_status(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes (None off Linux)."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
     except OSError:
-        return peak_rss()
+        pass
+    return None
+
+
+def current_rss() -> int:
+    """Resident set size now, in bytes (off Linux: the peak so far)."""
+    rss = _proc_status("VmRSS")
+    return rss if rss is not None else peak_rss()
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak RSS from the current RSS (Linux; elsewhere a no-op).
+
+    Needed because ``ru_maxrss`` survives ``fork`` + ``exec``: a child's peak starts at
+    its parent's RSS at the fork, so a fresh subprocess alone does not give a clean
+    peak.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes."""
+    """Peak resident set size since the last :func:`reset_peak_rss`, in bytes."""
+    peak = _proc_status("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
 
 def probe_memory(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run in a fresh process: peak RSS rise of ``transform`` or ``fit`` over the RSS
-    after the data is made (and after a small warm-up call that loads torch's kernels).
+    """Peak RSS rise of ``transform`` or ``fit`` over the RSS after the data is made.
+
+    Runs in a fresh process (``--probe``), after a small warm-up call that loads torch's
+    lazy modules and kernels, with the peak reset just before the measured call.
     """
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     X = make_data(spec["kind"], spec["n"], tuple(spec["sample_shape"]), seed=7)
     if spec["what"] == "transform":
         encoder = torch.load(spec["model"], weights_only=False)
-        encoder.transform(X[:2048])  # allocator and kernels warmed up on full batches
+        encoder.transform(X[:1024])
         before = current_rss()
+        reset_peak_rss()
         out = encoder.transform(X)
         rise = peak_rss() - before
         return {"rss_rise_bytes": rise, "output_bytes": out.nbytes, "input_bytes": X.nbytes}
@@ -602,8 +631,9 @@ def probe_memory(spec: dict[str, Any]) -> dict[str, Any]:
         flat = int(np.prod(spec["sample_shape"]))
         params.update(encoder=nn.Sequential(nn.Flatten(), nn.Linear(flat, 16)))
         params.update(projection_dim=16)
-    ACTEncoder(**params).fit(X[:4096])  # torch's lazy imports happen here
+    ACTEncoder(**params).fit(X[:512])
     before = current_rss()
+    reset_peak_rss()
     ACTEncoder(**params).fit(X)
     rise = peak_rss() - before
     return {
