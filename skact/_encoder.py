@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _guards, _persistence, _tabular_mixed, _training
+from . import _guards, _persistence, _tabular_mixed, _training, distributed
 from ._inputs import InputAdapter, TabularAdapter
 from ._tabular_mixed import MixedTable, MixedTableAdapter
 from ._training import NonFiniteLossError
@@ -81,7 +81,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         Output width of the projection head used only in the loss (Linear, BatchNorm,
         ReLU, Linear with a hidden layer twice the representation width). None trains
         the loss on the representation itself.
-    corruption_rate : float, default=0.4
+    corruption_rate : float, default=0.2
         Tabular views: probability that a cell is replaced by the same feature's value
         in another row (SCARF).
     noise_scale : float, default=0.0
@@ -124,9 +124,18 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         Continue training the fitted network (and optimiser) instead of starting anew.
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else MPS, else CPU.
+    distributed : bool or "auto", default="auto"
+        Data-parallel training with :mod:`torch.distributed` (see
+        :mod:`skact.distributed`). ``"auto"``: when a process group is initialised with
+        more than one rank, every rank must call ``fit`` with the same data; each trains
+        on its shard, ``batch_size`` is the global batch and the loss is that of the
+        global batch. True: the same, and the process group is first initialised from
+        torchrun's environment if needed (NCCL on CUDA, gloo otherwise). False: train
+        in this process alone, even inside a process group.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, augmentation and batch order. On the CPU a fixed
-        seed gives identical results.
+        seed gives identical results. Under ``distributed`` training the weights start
+        from rank 0's and the views differ between ranks.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar with the running loss; 2 also prints each
         epoch's loss.
@@ -142,7 +151,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     categories_ : list of ndarray
         Categories of each categorical column, in column order, fixed in ``fit``
         (empty when no column is categorical).
-    is_categorical_ : ndarray of bool of shape (n_features_in_,) or None
+    is_categorical_ : ndarray of bool of shape (n_features,) or None
         Which columns were treated as categorical; None when none was.
     feature_names_in_ : ndarray of str
         Column names seen in ``fit`` (DataFrames with string column names only).
@@ -199,6 +208,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
+        "distributed": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -215,7 +225,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         encoder: str | nn.Module | Callable[..., nn.Module] = "auto",
         hidden_layer_sizes: tuple[int, ...] = (512, 512),
         projection_dim: int | None = 64,
-        corruption_rate: float = 0.4,
+        corruption_rate: float = 0.2,
         noise_scale: float = 0.0,
         categorical_features: Any = "from_dtype",
         handle_missing: str = "error",
@@ -229,6 +239,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         n_iter_no_change: int = 10,
         warm_start: bool = False,
         device: str | torch.device = "auto",
+        distributed: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
@@ -255,6 +266,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
         self.device = device
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
 
@@ -443,6 +455,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                     f"cross-correlation are undefined for 1 sample); got {n_samples} "
                     "sample."
                 )
+            distributed.setup(self.distributed, self.device)
             with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
                     self._initialize(X)
@@ -492,6 +505,11 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.device_ = _training.resolve_device(self.device)
         rng = check_random_state(self.random_state)
         init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
+        world = distributed.current(self.distributed)
+        if world is not None:
+            # Weights come from rank 0 (DDP broadcasts them); views differ per rank.
+            self.device_ = world.place(self.device_)
+            aug_seed += world.rank
         self._adapter = self._make_adapter(X)
         self._expose_adapter_attributes()
         with torch.random.fork_rng(devices=[]):
@@ -576,6 +594,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         """
         adapter: InputAdapter = self._adapter
         device = self.device_
+        world = distributed.current(self.distributed)
+        if world is not None:
+            X = world.shard(X)
         data = _training.to_device(adapter.to_storage(X), device)
         validation = None
         if self.early_stopping:
@@ -586,7 +607,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 )
             order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
             validation, data = data[order[:n_val].to(device)], data[order[n_val:].to(device)]
-        trainer = self._make_trainer(data.shape[0], epochs if horizon else None)
+        n_train = data.shape[0] if world is None else int(world.sum(data.shape[0]))
+        trainer = self._make_trainer(n_train, epochs if horizon else None)
 
         def take(idx: np.ndarray) -> Tensor:
             return data[torch.from_numpy(idx).to(device)]
@@ -598,7 +620,11 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         trainer.stop_requested = stop_requested
         best = (np.inf, None, 0)
         bar = tqdm(
-            range(epochs), desc="ACTEncoder", unit="epoch", disable=not self.verbose, leave=False
+            range(epochs),
+            desc="ACTEncoder",
+            unit="epoch",
+            disable=not self.verbose or (world is not None and world.rank > 0),
+            leave=False,
         )
         try:
             for epoch in bar:
@@ -608,6 +634,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 postfix = {"loss": f"{loss:.4f}"}
                 if validation is not None:
                     val_loss = self._validation_loss(validation, adapter, trainer.generator)
+                    if world is not None:
+                        val_loss = world.mean(val_loss)
                     self.validation_loss_curve_.append(val_loss)
                     postfix["val"] = f"{val_loss:.4f}"
                     if val_loss < best[0] - self.tol:
@@ -627,6 +655,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         finally:
             bar.close()
             self._save_trainer(trainer)
+            distributed.unwrap(trainer)
+        if world is not None:
+            distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
 
     def _make_trainer(self, n_samples: int, epochs: int | None) -> _training.Trainer:
@@ -649,7 +680,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         total = None if epochs is None else self._step + epochs * steps_per_epoch
         generator = _training.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
-        return _training.Trainer(
+        trainer = _training.Trainer(
             encoder=self.encoder_,
             projector=self.projector_,
             criterion=criterion,
@@ -666,6 +697,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             total_steps=total,
             amp_dtype=_training.autocast_dtype(self.device_),
         )
+        world = distributed.current(self.distributed)
+        if world is not None:
+            return distributed.wrap(trainer, world, n_batches=steps_per_epoch)
+        return trainer
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
         self._optimizer_state = trainer.optimizer.state_dict()

@@ -19,14 +19,13 @@ from torch import Tensor
 
 from .augment.tabular import TabularAugment
 
-#: Values converted at a time (8 MiB in float64, whatever the width of the table), so no
-#: float64 copy of a whole data set is ever made.
-CHUNK_VALUES = 2**20
-
-
-def chunk_rows(n_features: int) -> int:
-    """Rows per chunk of a table ``n_features`` wide: :data:`CHUNK_VALUES` values."""
-    return max(1, CHUNK_VALUES // max(1, n_features))
+#: Rows converted at a time, so no float64 copy of a whole data set is ever made.
+CHUNK_ROWS = 65536
+#: Elements converted at a time by ``to_storage`` (128 KiB of float64 scratch).
+CHUNK_ELEMENTS = 16384
+#: Elements per chunk when ``fit`` measures statistics (8 MiB of float64 per temporary,
+#: whatever the width of the table: 65536 rows of 1,000 features would be 500 MiB).
+STATS_CHUNK_ELEMENTS = 2**20
 
 
 class InputAdapter(Protocol):
@@ -80,7 +79,7 @@ class TabularAdapter:
         """
         # Two passes in float64: E[x^2] - E[x]^2 cancels catastrophically for columns
         # with a large offset (timestamps), so the variance is taken about the mean.
-        rows = chunk_rows(X.shape[1])
+        rows = max(1, min(CHUNK_ROWS, STATS_CHUNK_ELEMENTS // max(1, X.shape[1])))
         mean = np.zeros(X.shape[1])
         for start in range(0, X.shape[0], rows):
             mean += np.asarray(X[start : start + rows], dtype=np.float64).sum(axis=0)
@@ -109,15 +108,14 @@ class TabularAdapter:
         """
         X = np.asarray(X)
         out = np.empty(X.shape, dtype=np.float32)
-        rows = chunk_rows(X.shape[1])
-        # float64 arithmetic (X - mean may overflow float32 or lose its digits) in one
-        # reused chunk-sized buffer.
-        buffer = np.empty((min(rows, X.shape[0]), X.shape[1]))
+        rows = max(1, CHUNK_ELEMENTS // max(1, X.shape[1]))
         for start in range(0, X.shape[0], rows):
-            stop = min(start + rows, X.shape[0])
-            chunk = np.subtract(X[start:stop], self.mean, out=buffer[: stop - start])
+            # float64 arithmetic: X - mean may overflow float32 or lose its digits.
+            chunk = np.array(X[start : start + rows], dtype=np.float64)
             with np.errstate(over="ignore"):  # inf is caught by the output check
-                out[start:stop] = np.divide(chunk, self.scale, out=chunk)
+                chunk -= self.mean
+                chunk /= self.scale
+            out[start : start + rows] = chunk
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:

@@ -303,6 +303,9 @@ class Trainer:
     stop_requested : callable or None
         Polled after each step; when it returns True the epoch stops there and
         KeyboardInterrupt is raised (see :func:`skact._guards.deferred_interrupt`).
+    n_batches : int or None
+        Batches per epoch. None derives it from ``batch_size``; data-parallel training
+        sets it so that every process takes the same number of steps on its shard.
     """
 
     encoder: nn.Module
@@ -321,6 +324,7 @@ class Trainer:
     total_steps: int | None = None
     amp_dtype: torch.dtype | None = field(default=None)
     stop_requested: Callable[[], bool] | None = None
+    n_batches: int | None = None
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
         """Split a random permutation of ``n_samples`` into near-equal batches.
@@ -336,7 +340,7 @@ class Trainer:
             is smaller.
         """
         order = self.shuffle_rng.permutation(n_samples)
-        n_batches = max(1, n_samples // self.batch_size)
+        n_batches = self.n_batches or max(1, n_samples // self.batch_size)
         return np.array_split(order, n_batches)
 
     def training_step(self, batch: Tensor) -> Tensor:

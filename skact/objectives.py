@@ -378,11 +378,23 @@ class ACTCriterion:
         Weight of the regulariser.
     adversary : Adversary
         Source of ``G``.
+    reduce : callable or None, default=None
+        When the batch is split over several processes, a function that sums a tensor
+        over all of them and passes gradients back through the sum (for example
+        :func:`skact.distributed.all_reduce_sum`). The alignment term and ``C_hat`` are
+        then those of the global batch, so every process returns the same, global loss.
+        None: the batch given is the whole batch.
     """
 
-    def __init__(self, alpha: float, adversary: Adversary) -> None:
+    def __init__(
+        self,
+        alpha: float,
+        adversary: Adversary,
+        reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         self.alpha = alpha
         self.adversary = adversary
+        self.reduce = reduce
 
     def __call__(self, views: Sequence[Tensor]) -> Tensor:
         # The same value as multiview_loss over act_loss, computed once per pair: each
@@ -391,6 +403,8 @@ class ACTCriterion:
         # loss is overhead-bound at small d, so this makes it cheaper than Barlow Twins.
         scaled = [scale_to_sqrt_dim(z.float()) for z in views]
         pairs = list(combinations(range(len(scaled)), 2))
+        if self.reduce is not None:
+            return self._global_loss(scaled, pairs, self.reduce)
         correlations = [cross_correlation(scaled[i], scaled[j]) for i, j in pairs]
         correlation = (
             correlations[0].detach()
@@ -407,6 +421,40 @@ class ACTCriterion:
         loss = terms[0] if len(terms) == 1 else torch.stack(terms).mean()
         self.adversary.update(correlation)
         return loss
+
+    def _global_loss(
+        self,
+        scaled: list[Tensor],
+        pairs: list[tuple[int, int]],
+        reduce: Callable[[Tensor], Tensor],
+    ) -> Tensor:
+        """The loss of the batch summed by ``reduce`` (one all-reduce each way per step).
+
+        Each pair's squared distances and ``z_i^T z_j`` are summed over the local rows,
+        packed with the row count into one tensor and reduced; dividing by the global row
+        count gives the global alignment and ``C_hat``.
+        """
+        d = scaled[0].shape[1]
+        sums = [
+            torch.cat(
+                [
+                    (scaled[i] - scaled[j]).pow(2).sum().reshape(1),
+                    (scaled[i].T @ scaled[j]).reshape(-1),
+                ]
+            )
+            for i, j in pairs
+        ]
+        count = scaled[0].new_full((1,), float(scaled[0].shape[0]))
+        total = reduce(torch.cat([*sums, count]))
+        per_pair = total[:-1].reshape(len(pairs), 1 + d * d) / total[-1]
+        alignment = per_pair[:, 0]
+        correlations = per_pair[:, 1:].reshape(len(pairs), d, d)
+        correlation = correlations.detach().mean(dim=0)
+        g = self.adversary.get(correlation)
+        eye = torch.eye(d, device=g.device, dtype=g.dtype)
+        dual = ((correlations - eye) * g).sum(dim=(1, 2))
+        self.adversary.update(correlation)
+        return (alignment + self.alpha * dual).mean()
 
 
 def _pairwise(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Tensor]], Tensor]:

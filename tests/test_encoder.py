@@ -218,29 +218,6 @@ def test_grid_search_in_pipeline_with_two_jobs(table):
     ]
 
 
-class ThreadRecordingEncoder(ACTEncoder):
-    """Records torch's thread count while training."""
-
-    def _train(self, X, epochs, horizon):
-        self.threads_seen_ = torch.get_num_threads()
-        return super()._train(X, epochs, horizon)
-
-
-def test_threads_limited_in_parallel_workers_and_restored(table):
-    from sklearn.model_selection import cross_validate
-
-    X, y = table
-    before = torch.get_num_threads()
-    enc = ThreadRecordingEncoder(max_iter=1, hidden_layer_sizes=(8,), random_state=0)
-    result = cross_validate(
-        make_pipeline(enc, LogisticRegression()), X, y, cv=2, n_jobs=2, return_estimator=True
-    )
-    cores = joblib.cpu_count()
-    for fitted in result["estimator"]:
-        assert fitted[0].threads_seen_ <= max(1, cores // 2)
-    assert torch.get_num_threads() == before
-
-
 def test_frozen_encoder_few_shot_pipeline_does_not_refit(table):
     X, y = table
     enc = small().fit(X)

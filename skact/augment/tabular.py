@@ -19,7 +19,7 @@ class TabularAugment:
 
     Parameters
     ----------
-    corruption_rate : float, default=0.4
+    corruption_rate : float, default=0.2
         Probability that a cell is replaced.
     noise_scale : float, default=0.0
         Standard deviation of the additive noise (features are standardised first).
@@ -33,7 +33,7 @@ class TabularAugment:
     True
     """
 
-    def __init__(self, corruption_rate: float = 0.4, noise_scale: float = 0.0) -> None:
+    def __init__(self, corruption_rate: float = 0.2, noise_scale: float = 0.0) -> None:
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
 

@@ -1,0 +1,187 @@
+"""Pages generated at build time from files outside ``docs/`` (called by ``conf.py``).
+
+Each writer is robust to what exists: a results file or an example script that appears
+later is picked up by the next build with no index to edit, and a missing one is simply
+absent from the site.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+from pathlib import Path
+
+#: Results pages shown first, in this order; any other saved results follow by name.
+RESULTS_ORDER = ("fewshot", "throughput", "distributed")
+FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
+_HEADING = re.compile(r"^(#{1,6})(\s)", re.MULTILINE)
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+_IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)")
+
+
+def _results_key(path: Path) -> tuple[int, str]:
+    stem = path.stem
+    rank = RESULTS_ORDER.index(stem) if stem in RESULTS_ORDER else len(RESULTS_ORDER)
+    return rank, stem
+
+
+def _title_of(stem: str) -> str:
+    return stem.replace("_", " ").replace("-", " ").capitalize()
+
+
+def _normalise_headings(text: str, top: int) -> str:
+    """Shift Markdown headings (outside code fences) so the highest one is ``#`` * top."""
+    fences = [m.span() for m in _FENCE.finditer(text)]
+
+    def outside(pos: int) -> bool:
+        return not any(a <= pos < b for a, b in fences)
+
+    levels = [len(m.group(1)) for m in _HEADING.finditer(text) if outside(m.start())]
+    if not levels:
+        return text
+    shift = top - min(levels)
+
+    def repl(m: re.Match[str]) -> str:
+        if not outside(m.start()):
+            return m.group(0)
+        level = min(6, max(1, len(m.group(1)) + shift))
+        return "#" * level + m.group(2)
+
+    return _HEADING.sub(repl, text)
+
+
+def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> Path:
+    """Write ``generated/benchmark_results.inc.md`` from ``benchmarks/results/``.
+
+    Every ``*.md`` there becomes a section (its first heading is the title, else the
+    file name); figures not shown by a Markdown file get a section of their own; every
+    other file (JSON, CSV) is offered as a download. Figures are copied into the
+    documentation sources, since Sphinx only reads images from there.
+
+    Parameters
+    ----------
+    results : Path
+        The ``benchmarks/results`` folder (it may be missing).
+    generated : Path
+        Output folder inside the documentation sources.
+    page_dir : Path
+        Folder of the page that includes the file: links are relative to it.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    out_dir = generated / "benchmarks"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    files = sorted(p for p in results.glob("*") if p.is_file()) if results.is_dir() else []
+    tables = sorted((p for p in files if p.suffix == ".md"), key=_results_key)
+    figures = [p for p in files if p.suffix.lower() in FIGURE_SUFFIXES]
+    raw = [p for p in files if p not in tables and p not in figures]
+    for fig in figures:
+        shutil.copy2(fig, out_dir / fig.name)
+    fig_link = Path(os.path.relpath(out_dir, page_dir)).as_posix()
+    raw_link = Path(os.path.relpath(results, page_dir)).as_posix()
+
+    parts: list[str] = []
+    shown: set[str] = set()
+    for table in tables:
+        text = table.read_text(encoding="utf-8").strip()
+        if not _HEADING.search(text):
+            text = f"# {_title_of(table.stem)}\n\n{text}"
+        text = _normalise_headings(text, top=1)
+
+        def relink(m: re.Match[str]) -> str:
+            target = m.group(2)
+            if "://" in target:
+                return m.group(0)
+            shown.add(Path(target).name)
+            return f"{m.group(1)}{fig_link}/{Path(target).name}"
+
+        parts.append(_IMAGE.sub(relink, text))
+    extra = [fig for fig in figures if fig.name not in shown]
+    if extra:
+        parts.append("# Figures")
+        for fig in extra:
+            parts.append(
+                f"```{{figure}} {fig_link}/{fig.name}\n:width: 90%\n\n"
+                f"{_title_of(fig.stem)} (`benchmarks/results/{fig.name}`)\n```"
+            )
+    if raw:
+        parts.append("# Raw results")
+        parts.append(
+            "The numbers above as the benchmark scripts saved them:\n\n"
+            + "\n".join(f"- {{download}}`{p.name} <{raw_link}/{p.name}>`" for p in raw)
+        )
+    if not parts:
+        parts.append(
+            "No benchmark results are saved in this checkout yet. Each script in "
+            "`benchmarks/` writes its tables to `benchmarks/results/`, and the next "
+            "documentation build shows them here."
+        )
+    target = generated / "benchmark_results.inc.md"
+    target.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return target
+
+
+def write_example_pages(examples: Path, out_dir: Path) -> list[Path]:
+    """Write one page per ``examples/*.py``: its docstring, then its code.
+
+    Parameters
+    ----------
+    examples : Path
+        The ``examples`` folder.
+    out_dir : Path
+        Where the pages go (``docs/generated/examples``).
+
+    Returns
+    -------
+    list of Path
+        The pages written, by script name.
+    """
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    pages = []
+    for script in sorted(examples.glob("*.py")):
+        source = script.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(source)) or _title_of(script.stem)
+        title, _, body = doc.partition("\n")
+        rel = Path("..", "..", "..", "examples", script.name).as_posix()
+        page = [
+            title,
+            "=" * len(title),
+            "",
+            body.strip(),
+            "",
+            f"Run it with ``python examples/{script.name}``"
+            f" (:download:`download <{rel}>`).",
+            "",
+            f".. literalinclude:: {rel}",
+            "   :language: python",
+            f"   :lines: {_first_code_line(source)}-",
+            "",
+        ]
+        path = out_dir / f"{script.stem}.rst"
+        path.write_text("\n".join(page), encoding="utf-8")
+        pages.append(path)
+    return pages
+
+
+def _first_code_line(source: str) -> int:
+    """1-based line just after the module docstring (and blank lines after it)."""
+    tree = ast.parse(source)
+    first = tree.body[0] if tree.body else None
+    line = 1
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        line = (first.end_lineno or 0) + 1
+    lines = source.splitlines()
+    while line <= len(lines) and not lines[line - 1].strip():
+        line += 1
+    return line
