@@ -394,7 +394,11 @@ default="auto"
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
-        step = max(self.batch_size, 1024) if isinstance(self.batch_size, int) else 1024
+        step = _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else 256,
+            adapter.input_shape,
+            device,
+        )
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):
@@ -754,8 +758,8 @@ default="auto"
         learning_rate = self.learning_rate
         if isinstance(learning_rate, str):
             learning_rate = _AUTO_LEARNING_RATE.get(self._adapter.kind, 1e-3)
-        optimizer = torch.optim.Adam(
-            params, lr=learning_rate, weight_decay=self.weight_decay
+        optimizer = _training.make_adam(
+            params, learning_rate, self.weight_decay, self.device_
         )
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)

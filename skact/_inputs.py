@@ -27,6 +27,9 @@ from .augment.tabular import TabularAugment
 CHUNK_ROWS = 65536
 #: Elements converted at a time by ``to_storage`` (128 KiB of float64 scratch).
 CHUNK_ELEMENTS = 16384
+#: Elements per chunk when ``fit`` measures statistics (8 MiB of float64 per temporary,
+#: whatever the width of the table: 65536 rows of 1,000 features would be 500 MiB).
+STATS_CHUNK_ELEMENTS = 2**20
 
 
 class InputAdapter(Protocol):
@@ -87,14 +90,15 @@ class TabularAdapter:
         """
         # Two passes in float64: E[x^2] - E[x]^2 cancels catastrophically for columns
         # with a large offset (timestamps), so the variance is taken about the mean.
+        rows = max(1, min(CHUNK_ROWS, STATS_CHUNK_ELEMENTS // max(1, X.shape[1])))
         mean = np.zeros(X.shape[1])
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            mean += np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64).sum(axis=0)
+        for start in range(0, X.shape[0], rows):
+            mean += np.asarray(X[start : start + rows], dtype=np.float64).sum(axis=0)
         mean /= X.shape[0]
         sq = np.zeros(X.shape[1])
         magnitude = np.zeros(X.shape[1])
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            chunk = np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64)
+        for start in range(0, X.shape[0], rows):
+            chunk = np.asarray(X[start : start + rows], dtype=np.float64)
             sq += np.square(chunk - mean).sum(axis=0)
             magnitude = np.maximum(magnitude, np.abs(chunk).max(axis=0))
         scale = np.sqrt(sq / X.shape[0])

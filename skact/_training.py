@@ -194,6 +194,74 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+#: Input values per ``transform`` batch on the CPU (256 KiB of float32): the network's
+#: activations then stay small next to the output, whatever the input size.
+TRANSFORM_VALUES = 2**16
+
+
+def transform_batch_size(
+    batch_size: int, input_shape: Sequence[int], device: torch.device
+) -> int:
+    """Samples per ``transform`` batch.
+
+    On an accelerator, large batches (device memory is not the host's RSS). On the CPU,
+    at most :data:`TRANSFORM_VALUES` input values per batch: a 32x32 RGB image batch of
+    1024 would hold ~0.5 GB of ConvNet activations, ten times the output of 50,000
+    images; 21 images hold ~10 MB and run as fast per image.
+
+    Parameters
+    ----------
+    batch_size : int
+        The estimator's training batch size.
+    input_shape : sequence of int
+        Shape of one network input.
+    device : torch.device
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> cpu = torch.device("cpu")
+    >>> transform_batch_size(256, (64,), cpu), transform_batch_size(256, (3, 32, 32), cpu)
+    (1024, 21)
+    """
+    largest = max(batch_size, 1024)
+    if device.type != "cpu":
+        return largest
+    return max(1, min(largest, TRANSFORM_VALUES // max(1, math.prod(input_shape))))
+
+
+def make_adam(
+    params: Sequence[nn.Parameter], lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Adam:
+    """Adam, with the fused kernel on CPU and CUDA.
+
+    The fused step updates all parameters in one kernel; on the CPU it is about four
+    times cheaper than the default per-tensor loop (a few percent of an MLP step).
+    Other devices, or a torch without the fused kernel for ``device``, get the default.
+
+    Parameters
+    ----------
+    params : sequence of Parameter
+    lr : float
+    weight_decay : float
+    device : torch.device
+        Where the parameters live.
+
+    Returns
+    -------
+    torch.optim.Adam
+    """
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # torch < 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
 
