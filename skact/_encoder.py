@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -213,7 +213,7 @@ default="auto"
     (300, 16)
     """
 
-    _parameter_constraints: dict[str, list[Any]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "objective": [StrOptions(set(OBJECTIVES))],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -221,7 +221,9 @@ default="auto"
         "adversary": [StrOptions({"ema", "previous", "batch"})],
         "adversary_momentum": [Interval(Real, 0, 1, closed="left")],
         "encoder": [
-            StrOptions({"auto", "mlp", "convnet", "resnet18"}), nn.Module, callable
+            StrOptions({"auto", "mlp", "convnet", "resnet18"}),
+            nn.Module,
+            callable,
         ],
         "hidden_layer_sizes": ["array-like"],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
@@ -439,7 +441,7 @@ default="auto"
         """Width of the representation (used by ``get_feature_names_out``)."""
         return int(self._n_components_out)
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]  # noqa: D105
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
@@ -449,7 +451,7 @@ default="auto"
 
     # ------------------------------------------------------------------ persistence
 
-    def __getstate__(self) -> dict[str, Any]:  # noqa: D105
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         tensors = {name: state.pop(name) for name in _TORCH_ATTRS if name in state}
         if tensors:
@@ -458,7 +460,7 @@ default="auto"
             state["_torch_payload"] = buffer.getvalue()
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:  # noqa: D105
+    def __setstate__(self, state: dict[str, Any]) -> None:
         payload = state.pop("_torch_payload", None)
         if payload is not None:
             device = state.get("device_", torch.device("cpu"))
@@ -467,7 +469,9 @@ default="auto"
             elif device.type == "mps" and not _training._mps_available():
                 device = torch.device("cpu")
             state["device_"] = device
-            tensors = torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+            tensors = torch.load(
+                io.BytesIO(payload), map_location=device, weights_only=False
+            )
             state.update(tensors)
         super().__setstate__(state)
 
@@ -691,13 +695,16 @@ default="auto"
         )
         validation = None
         if self.early_stopping and not stream:
-            n_val = max(2, int(round(self.validation_fraction * data.shape[0])))
+            n_val = max(2, round(self.validation_fraction * data.shape[0]))
             if data.shape[0] - n_val < 2:
                 raise ValueError(
                     f"early_stopping needs at least 4 samples; got {data.shape[0]}."
                 )
             order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
-            validation, data = data[order[:n_val].to(device)], data[order[n_val:].to(device)]
+            validation, data = (
+                data[order[:n_val].to(device)],
+                data[order[n_val:].to(device)],
+            )
         n_train = data.shape[0] if world is None else int(world.sum(data.shape[0]))
         trainer = self._make_trainer(n_train, epochs if horizon else None)
 
@@ -709,7 +716,7 @@ default="auto"
 
         trainer.view_fn = view_fn
         trainer.stop_requested = stop_requested
-        best = (np.inf, None, 0)
+        best: tuple[float, Any, int] = (np.inf, None, 0)
         bar = tqdm(
             range(epochs),
             desc="ACTEncoder",
@@ -718,7 +725,7 @@ default="auto"
             leave=False,
         )
         try:
-            for epoch in bar:
+            for _ in bar:
                 loss = _guards.run_epoch_with_oom_retry(trainer, data.shape[0], take)
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
@@ -735,8 +742,10 @@ default="auto"
                         best = (best[0], best[1], best[2] + 1)
                 bar.set_postfix(postfix)
                 if self.verbose > 1:
-                    tqdm.write(f"epoch {self.n_iter_}: " + ", ".join(
-                        f"{k} {v}" for k, v in postfix.items()))
+                    tqdm.write(
+                        f"epoch {self.n_iter_}: "
+                        + ", ".join(f"{k} {v}" for k, v in postfix.items())
+                    )
                 if validation is not None and best[2] >= self.n_iter_no_change:
                     if best[1] is not None:
                         trainer._restore(best[1])
@@ -856,4 +865,3 @@ def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:
             f"{tuple(out.shape)}"
         )
     return int(out.shape[1])
-

@@ -38,21 +38,16 @@ class InputAdapter(Protocol):
     kind: str
     input_shape: tuple[int, ...]
 
-    def to_storage(self, X: object) -> Tensor:  # noqa: D102
-        ...
+    def to_storage(self, X: object) -> Tensor: ...
 
-    def to_model(self, batch: Tensor) -> Tensor:  # noqa: D102
-        ...
+    def to_model(self, batch: Tensor) -> Tensor: ...
 
-    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:  # noqa: D102
-        ...
+    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor: ...
 
-    def state_dict(self) -> dict[str, Any]:  # noqa: D102
-        ...
+    def state_dict(self) -> dict[str, Any]: ...
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> Self:  # noqa: D102
-        ...
+    def from_state_dict(cls, state: dict[str, Any]) -> Self: ...
 
 
 class TabularAdapter:
@@ -68,7 +63,9 @@ class TabularAdapter:
 
     kind = "tabular"
 
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment) -> None:
+    def __init__(
+        self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment
+    ) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment

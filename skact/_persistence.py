@@ -36,8 +36,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _training
-from ._inputs import TabularAdapter
 from ._images import ImageAdapter
+from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
@@ -103,7 +103,7 @@ class ConvNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
@@ -130,7 +130,7 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
             )
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
@@ -182,7 +182,7 @@ class ResNet18(nn.Module):
             self.fc = nn.Linear(512, out_features)
             self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.stages(self.stem(x))))
 
 
@@ -215,7 +215,7 @@ class ProjectionHead(nn.Module):
         )
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 

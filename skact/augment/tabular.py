@@ -56,8 +56,13 @@ class TabularAugment:
         n, d = x.shape
         view = x
         if self.corruption_rate > 0:
-            mask = torch.rand(n, d, generator=generator, device=x.device) < self.corruption_rate
-            rows = torch.randint(0, pool.shape[0], (n, d), generator=generator, device=x.device)
+            mask = (
+                torch.rand(n, d, generator=generator, device=x.device)
+                < self.corruption_rate
+            )
+            rows = torch.randint(
+                0, pool.shape[0], (n, d), generator=generator, device=x.device
+            )
             # donors[i, j] = pool[rows[i, j], j]; gather is ~5x faster than pool[rows, cols]
             view = torch.where(mask, pool.gather(0, rows), x)
         if self.noise_scale > 0:
