@@ -14,6 +14,7 @@ import collections
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -277,8 +278,29 @@ def _opened(item: Any) -> Iterator[Any]:
     if isinstance(item, Image.Image):
         yield item
         return
-    with Image.open(item) as image:
-        yield image
+    try:
+        with warnings.catch_warnings():
+            # Over pillow's limit is an error here, not a warning: the file may be a bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(item)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {os.fspath(item)!r}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ValueError(
+            f"{os.fspath(item)!r} is over pillow's decompression-bomb limit ({exc}). If "
+            "you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
+        ) from None
+    except OSError as exc:  # UnidentifiedImageError: not an image, or corrupt
+        raise ValueError(
+            f"cannot read {os.fspath(item)!r} as an image ({exc}); remove it from the "
+            "input or convert it to PNG or JPEG."
+        ) from None
+    with image:
+        try:
+            yield image
+        except OSError as exc:  # truncated or corrupt pixel data, found when decoding
+            name = os.fspath(item)
+            raise ValueError(f"cannot decode the image {name!r}: {exc}") from None
 
 
 def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:

@@ -474,3 +474,29 @@ def test_digit_images_meet_the_few_shot_bar():
     assert five.mean >= 0.93
     assert ten.mean >= 0.95
     assert fit_seconds <= 90
+
+
+# ---------------------------------------------------------------- bad image files
+
+
+def test_bad_image_files_raise_errors_that_name_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    good = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
+        good.append(str(path))
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    enc = ACTEncoder(max_iter=1, random_state=0)
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
+        enc.fit([*good, str(tmp_path / "missing.png")])
+    with pytest.raises(ValueError, match=r"notes\.txt.*as an image"):
+        enc.fit([*good, str(tmp_path / "notes.txt")])
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        enc.fit([*good, str(tmp_path / "broken.png")])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 32)  # 8x8 = 64 pixels is over it
+    with pytest.raises(ValueError, match=r"decompression-bomb limit.*MAX_IMAGE_PIXELS"):
+        enc.fit(good)
+    assert not hasattr(enc, "encoder_")  # every failed fit left it unfitted
