@@ -215,12 +215,12 @@ class ImageFiles:
         index = np.asarray(index)
         return ImageFiles([self.items[i] for i in index.tolist()], self.n_jobs)
 
-    def _map(self, fn: Any, items: Sequence[Any]) -> Iterator[Any]:
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        # PIL releases the GIL while decoding and resizing, so threads run in parallel.
         if self.n_jobs == 1 or len(items) < 2:
-            return map(fn, items)
-        pool = ThreadPoolExecutor(max_workers=self.n_jobs)
-        with pool:
-            return iter(list(pool.map(fn, items)))
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
+            return list(pool.map(fn, items))
 
     def headers(self) -> list[tuple[str, tuple[int, int]]]:
         """PIL mode and (height, width) of each image, read without decoding pixels.
@@ -234,7 +234,7 @@ class ImageFiles:
             with _opened(item) as image:
                 return image.mode, (image.height, image.width)
 
-        return list(self._map(header, self.items))
+        return self._map(header, self.items)
 
     def load(self, mode: str, size: tuple[int, int]) -> np.ndarray:
         """Decode, convert to ``mode`` and resize to ``size``, in parallel.
@@ -264,8 +264,7 @@ class ImageFiles:
                 pixels = np.asarray(image, dtype=np.uint8)
             out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
-        for _ in self._map(read, range(len(self.items))):
-            pass
+        self._map(read, range(len(self.items)))
         return out
 
 
