@@ -399,16 +399,25 @@ def test_device_selection_falls_back_to_cpu_without_cuda(monkeypatch):
     assert enc.device_ == torch.device("cpu")
 
 
-def test_cuda_only_settings_are_left_alone_on_cpu():
+def test_cpu_uses_channels_last_and_leaves_cudnn_alone():
     cpu = torch.device("cpu")
     net = prepare_network(ConvNet(3, 8), cpu)
-    assert net.layers[0].weight.is_contiguous()
+    assert net.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
     before = torch.backends.cudnn.benchmark
     with cudnn_benchmark(cpu):
         assert torch.backends.cudnn.benchmark == before
-    adapter = ImageAdapter.fit(as_images(_images(c=3)))
-    batch = adapter.to_storage(as_images(_images(c=3)))
-    assert adapter.to_model(batch).is_contiguous()
+    X = as_images(_images(c=3))
+    adapter = ImageAdapter.fit(X)
+    batch = adapter.to_storage(X)
+    assert adapter.to_model(batch).is_contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    assert adapter.view(batch, batch, gen).is_contiguous(memory_format=torch.channels_last)
+    assert (
+        _small()
+        .fit(X)
+        .encoder_.layers[0]
+        .weight.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 @pytest.mark.gpu
