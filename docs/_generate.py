@@ -185,3 +185,48 @@ def _first_code_line(source: str) -> int:
     while line <= len(lines) and not lines[line - 1].strip():
         line += 1
     return line
+
+
+def write_augmentation_figure(generated: Path) -> Path:
+    """Draw augmented views of digits and of a colour image to ``augmented_views.png``.
+
+    Row 1: digits with the default views for tiny images; row 2: a synthetic 32x32
+    colour image with the ACT paper's views. Each row starts with the original.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    from skact._images import default_augment
+
+    generator = torch.Generator().manual_seed(0)
+    digit = torch.tensor(load_digits().images[0] / 16.0, dtype=torch.float32)[None, None]
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    colour = np.stack([xx, yy, 1 - xx * yy], axis=0)
+    colour[:, 8:20, 10:24] = [[[0.9]], [[0.2]], [[0.1]]]
+    colour_t = torch.tensor(colour, dtype=torch.float32)[None]
+    rows = [
+        (digit, default_augment(1, (8, 8))),
+        (colour_t, default_augment(3, (32, 32))),
+    ]
+    n_views = 7
+    fig, axes = plt.subplots(2, n_views + 1, figsize=(1.3 * (n_views + 1), 2.8))
+    for row, (image, augment) in enumerate(rows):
+        views = augment(image.expand(n_views, -1, -1, -1).contiguous(), generator)
+        pictures = [image[0], *views]
+        for col, picture in enumerate(pictures):
+            array = picture.clamp(0, 1).permute(1, 2, 0).numpy()
+            ax = axes[row, col]
+            ax.imshow(array[..., 0] if array.shape[2] == 1 else array, cmap="gray")
+            ax.set_axis_off()
+            ax.set_title("original" if col == 0 else f"view {col}", fontsize=8)
+    fig.tight_layout()
+    generated.mkdir(parents=True, exist_ok=True)
+    target = generated / "augmented_views.png"
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target

@@ -21,7 +21,11 @@ sys.path.insert(0, str(ROOT))  # the checkout's skact wins over an installed one
 import skact  # noqa: E402
 
 sys.path.insert(0, str(DOCS))
-from _generate import write_benchmark_results, write_example_pages  # noqa: E402
+from _generate import (  # noqa: E402
+    write_augmentation_figure,
+    write_benchmark_results,
+    write_example_pages,
+)
 
 project = "skact"
 author = "skact developers"
@@ -146,3 +150,4 @@ def setup(app):  # type: ignore[no-untyped-def]
 GENERATED.mkdir(exist_ok=True)
 write_example_pages(ROOT / "examples", GENERATED / "examples")
 write_benchmark_results(ROOT / "benchmarks" / "results", GENERATED, page_dir=DOCS)
+write_augmentation_figure(GENERATED)

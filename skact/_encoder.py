@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,10 +24,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import _guards, _persistence, _tabular_mixed, _training, distributed
+from . import _guards, _images, _persistence, _tabular_mixed, _training, distributed
 from ._inputs import InputAdapter, TabularAdapter
 from ._tabular_mixed import MixedTable, MixedTableAdapter
 from ._training import NonFiniteLossError
+from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
@@ -56,6 +57,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     n_components : int or None, default=None
         Width of ``transform``'s output: the last layer of the encoder. None takes the
         encoder's natural width (64 for the MLP, 128 for the ConvNet, 512 for ResNet-18).
+        For the ConvNet it is the channel count of the last convolution (before global
+        pooling); for ResNet-18 a value other than 512 adds a linear layer after the
+        pooled 512 features.
     objective : {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"}, default="act"
         Training objective; the baselines share everything else, for comparisons.
     alpha : float, default=0.1
@@ -68,13 +72,18 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         choice of the authors' code). See :class:`skact.objectives.Adversary`.
     adversary_momentum : float, default=0.9
         Weight of the past in the ``"ema"`` adversary.
-    encoder : {"auto", "mlp"} or torch.nn.Module or callable, default="auto"
-        The representation network. ``"auto"`` is ``"mlp"`` for tables. A module is
-        copied and trained; a callable is called with the input shape (without the
-        batch axis) and must return a module. A user network's output width is the
-        representation width (``n_components`` must be None or equal to it). On a
-        mixed table the network follows a :class:`~skact.networks.TabularEmbedding`
-        layer, so a user network receives the embedded row.
+    encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \
+default="auto"
+        The representation network. ``"auto"`` is ``"mlp"`` for tables; for images it
+        is ``"convnet"`` (a 5-layer ConvNet) when the longer side of the network input
+        (``augment``'s output size) is under 32 pixels, else ``"resnet18"`` (the
+        paper's CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool). A module is copied
+        and trained; a callable is called with the input shape (without the batch
+        axis; ``(C, H, W)`` for images) and must return a module. A user network's
+        output width is the representation width (``n_components`` must be None or
+        equal to it). On a mixed table the network follows a
+        :class:`~skact.networks.TabularEmbedding` layer, so a user network receives
+        the embedded row.
     hidden_layer_sizes : tuple of int, default=(512, 512)
         Hidden widths of the MLP encoder.
     projection_dim : int or None, default=64
@@ -102,13 +111,32 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         a missing numeric value becomes the column mean plus a missing indicator
         input; a missing categorical value is a category of its own (NaN, last in
         ``categories_``) with a learned embedding.
-    batch_size : int, default=256
-        Samples per optimisation step (smaller when the data is smaller).
-    max_iter : int, default=100
-        Training epochs of ``fit``.
-    learning_rate : float, default=1e-3
+    augment : ImageAugment or None, default=None
+        Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
+        size the network sees, in training and in ``transform``. None: the ACT paper's
+        views for images of 32 pixels or more; for tiny images, 50-100% crops upsampled
+        1.5 times, brightness and contrast jitter, no flip (the user guide's page on
+        images gives the details).
+    image_size : int or tuple of (int, int) or None, default=None
+        Height and width images are stored at. Files and PIL images of another size
+        are resized with PIL's bilinear filter, arrays with an antialiased bilinear
+        resize. None keeps an array's size and takes the most common size among the
+        files or PIL images given to ``fit``.
+    image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
+        Where the channels of a 4-D image array are. ``"auto"``: an axis of size 1, 3
+        or 4 holds them; if both axis 1 and the last axis could, the smaller one does
+        (the last on a tie).
+    batch_size : int or "auto", default="auto"
+        Samples per optimisation step (smaller when the data is smaller). ``"auto"``:
+        256 for tables; for images ``min(256, max(32, n_samples // 20))``, so that
+        small image sets still get about 20 steps per epoch (on 1,257 digits, 62).
+    max_iter : int or "auto", default="auto"
+        Training epochs of ``fit``. ``"auto"``: 100 for tables, 50 for images (the
+        paper trains 1000 epochs on CIFAR; raise it for large image sets).
+    learning_rate : float or "auto", default="auto"
         Peak learning rate of Adam, reached after a linear warm-up and then decayed on
-        a cosine to 5% by the end of ``fit``.
+        a cosine to 5% by the end of ``fit``. ``"auto"``: 1e-3 for tables, 2e-3 for
+        images.
     weight_decay : float, default=1e-6
         Adam's weight decay.
     early_stopping : bool, default=False
@@ -147,7 +175,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     projector_ : torch.nn.Module or None
         The projection head used by the loss.
     n_features_in_ : int
-        Number of features seen in ``fit``.
+        Number of features seen in ``fit`` (for images: values per stored image,
+        ``C * H * W``).
     categories_ : list of ndarray
         Categories of each categorical column, in column order, fixed in ``fit``
         (empty when no column is categorical).
@@ -184,23 +213,30 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     (300, 16)
     """
 
-    _parameter_constraints: dict[str, list[Any]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "objective": [StrOptions(set(OBJECTIVES))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_views": [Interval(Integral, 2, None, closed="left")],
         "adversary": [StrOptions({"ema", "previous", "batch"})],
         "adversary_momentum": [Interval(Real, 0, 1, closed="left")],
-        "encoder": [StrOptions({"auto", "mlp"}), nn.Module, callable],
+        "encoder": [
+            StrOptions({"auto", "mlp", "convnet", "resnet18"}),
+            nn.Module,
+            callable,
+        ],
         "hidden_layer_sizes": ["array-like"],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "corruption_rate": [Interval(Real, 0, 1, closed="both")],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"})],
         "handle_missing": [StrOptions({"error", "indicator"})],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "augment": [ImageAugment, None],
+        "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
+        "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
+        "batch_size": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -229,9 +265,12 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         noise_scale: float = 0.0,
         categorical_features: Any = "from_dtype",
         handle_missing: str = "error",
-        batch_size: int = 256,
-        max_iter: int = 100,
-        learning_rate: float = 1e-3,
+        augment: ImageAugment | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        image_layout: str = "auto",
+        batch_size: int | str = "auto",
+        max_iter: int | str = "auto",
+        learning_rate: float | str = "auto",
         weight_decay: float = 1e-6,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
@@ -256,6 +295,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.noise_scale = noise_scale
         self.categorical_features = categorical_features
         self.handle_missing = handle_missing
+        self.augment = augment
+        self.image_size = image_size
+        self.image_layout = image_layout
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -293,8 +335,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or images
+            Training data: a table, or images (an array of shape ``(n, H, W)``,
+            ``(n, H, W, C)`` or ``(n, C, H, W)``, or a sequence of PIL images or file
+            paths), stored on the host as uint8.
         y : None
             Ignored; present for pipeline compatibility.
 
@@ -317,8 +361,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A chunk of training data.
+        X : array-like of shape (n_samples, n_features), or images
+            A chunk of training data. Image files are read batch by batch, so a
+            folder larger than memory can be passed whole; no validation data is held
+            out from them.
         y : None
             Ignored.
 
@@ -337,8 +383,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Data to encode.
+        X : array-like of shape (n_samples, n_features), or images
+            Data of the kind seen in ``fit``; images are read and encoded in batches.
 
         Returns
         -------
@@ -350,7 +396,11 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
-        step = _training.transform_batch_size(self.batch_size, adapter.input_shape, device)
+        step = _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else 256,
+            adapter.input_shape,
+            device,
+        )
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):
@@ -391,7 +441,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         """Width of the representation (used by ``get_feature_names_out``)."""
         return int(self._n_components_out)
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]  # noqa: D105
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
@@ -401,7 +451,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
     # ------------------------------------------------------------------ persistence
 
-    def __getstate__(self) -> dict[str, Any]:  # noqa: D105
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         tensors = {name: state.pop(name) for name in _TORCH_ATTRS if name in state}
         if tensors:
@@ -410,7 +460,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             state["_torch_payload"] = buffer.getvalue()
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:  # noqa: D105
+    def __setstate__(self, state: dict[str, Any]) -> None:
         payload = state.pop("_torch_payload", None)
         if payload is not None:
             device = state.get("device_", torch.device("cpu"))
@@ -419,13 +469,28 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             elif device.type == "mps" and not _training._mps_available():
                 device = torch.device("cpu")
             state["device_"] = device
-            tensors = torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+            tensors = torch.load(
+                io.BytesIO(payload), map_location=device, weights_only=False
+            )
             state.update(tensors)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ internals
 
     def _validate_input(self, X: Any, reset: bool) -> Any:
+        adapter = None if reset else getattr(self, "_adapter", None)
+        fitted_kind = getattr(adapter, "kind", None)
+        if _images.is_image_input(X):
+            if fitted_kind not in (None, "image"):
+                raise ValueError(f"ACTEncoder was fitted on {fitted_kind} data; got images")
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return _images.as_images(X, self.image_layout)
+        if fitted_kind == "image":
+            raise ValueError(
+                "ACTEncoder was fitted on images; transform needs images too (a 3-D or "
+                "4-D array, PIL images or file paths)"
+            )
         if self._is_mixed(X, reset):
             table = _tabular_mixed.read_table(X, self.handle_missing)
             validate_data(self, X, reset=reset, skip_check_array=True)
@@ -442,7 +507,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             or _tabular_mixed.is_mixed_input(X)
         )
 
-    def _fit(self, X: Any, epochs: int, reset: bool, horizon: bool) -> ACTEncoder:
+    def _fit(self, X: Any, epochs: int | str, reset: bool, horizon: bool) -> ACTEncoder:
         # The failure policy is documented in ``fit``.
         rollback = _guards.FitRollback(self, keep=not reset)
         started = False  # whether training began (the model is this fit's from then on)
@@ -460,7 +525,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 if reset:
                     self._initialize(X)
                 started = True
-                self._train(X, epochs, horizon, interrupted)
+                if isinstance(epochs, str):  # max_iter="auto"
+                    epochs = _AUTO_MAX_ITER.get(self._adapter.kind, 100)
+                with _images.cudnn_benchmark(self.device_):
+                    self._train(X, epochs, horizon, interrupted)
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
@@ -519,6 +587,8 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             projector = self._make_projector(width)
         self._n_components_out = width
         self.encoder_ = encoder.to(self.device_)
+        if self._adapter.kind == "image":
+            _images.prepare_network(self.encoder_, self.device_)
         self.projector_ = projector.to(self.device_) if projector is not None else None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
@@ -538,6 +608,16 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.is_categorical_ = is_categorical
 
     def _make_adapter(self, X: Any) -> InputAdapter:
+        if isinstance(X, np.ndarray | _images.ImageFiles) and _images.is_image_input(X):
+            size = self.image_size
+            if isinstance(size, tuple) and len(size) != 2:
+                raise ValueError(
+                    f"image_size must be an int or (height, width); got {size}"
+                )
+            adapter = _images.ImageAdapter.fit(X, self.augment, size)
+            # The number of values the encoder reads per stored image.
+            self.n_features_in_ = adapter.channels * int(np.prod(adapter.image_size))
+            return adapter
         augment = TabularAugment(self.corruption_rate, self.noise_scale)
         if isinstance(X, MixedTable):
             names = getattr(self, "feature_names_in_", None)
@@ -554,7 +634,15 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         if isinstance(spec, nn.Module):
             encoder = copy.deepcopy(spec)
         elif isinstance(spec, str):
-            name = "mlp" if spec == "auto" else spec
+            image = len(input_shape) == 3
+            name = spec
+            if spec == "auto":
+                name = _images.default_encoder(input_shape) if image else "mlp"
+            elif image != (spec != "mlp"):
+                raise ValueError(
+                    f"encoder={spec!r} needs {'tabular' if spec == 'mlp' else 'image'} "
+                    f"input; got {'images' if image else 'a table'}"
+                )
             encoder = build_encoder(
                 name, input_shape, self.n_components, tuple(self.hidden_layer_sizes)
             )
@@ -597,28 +685,38 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         world = distributed.current(self.distributed)
         if world is not None:
             X = world.shard(X)
-        data = _training.to_device(adapter.to_storage(X), device)
+        # partial_fit on files streams them (a folder larger than memory); else the
+        # whole set is stored once, as uint8 for images.
+        stream = isinstance(X, _images.ImageFiles) and not horizon
+        data: Any = (
+            _images.StreamedImages(X, adapter, device)
+            if stream
+            else _training.to_device(adapter.to_storage(X), device)
+        )
         validation = None
-        if self.early_stopping:
-            n_val = max(2, int(round(self.validation_fraction * data.shape[0])))
+        if self.early_stopping and not stream:
+            n_val = max(2, round(self.validation_fraction * data.shape[0]))
             if data.shape[0] - n_val < 2:
                 raise ValueError(
                     f"early_stopping needs at least 4 samples; got {data.shape[0]}."
                 )
             order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
-            validation, data = data[order[:n_val].to(device)], data[order[n_val:].to(device)]
+            validation, data = (
+                data[order[:n_val].to(device)],
+                data[order[n_val:].to(device)],
+            )
         n_train = data.shape[0] if world is None else int(world.sum(data.shape[0]))
         trainer = self._make_trainer(n_train, epochs if horizon else None)
 
         def take(idx: np.ndarray) -> Tensor:
-            return data[torch.from_numpy(idx).to(device)]
+            return data[idx if stream else torch.from_numpy(idx).to(device)]
 
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
-            return adapter.view(batch, data, generator)
+            return adapter.view(batch, batch if stream else data, generator)
 
         trainer.view_fn = view_fn
         trainer.stop_requested = stop_requested
-        best = (np.inf, None, 0)
+        best: tuple[float, Any, int] = (np.inf, None, 0)
         bar = tqdm(
             range(epochs),
             desc="ACTEncoder",
@@ -627,7 +725,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             leave=False,
         )
         try:
-            for epoch in bar:
+            for _ in bar:
                 loss = _guards.run_epoch_with_oom_retry(trainer, data.shape[0], take)
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
@@ -644,8 +742,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                         best = (best[0], best[1], best[2] + 1)
                 bar.set_postfix(postfix)
                 if self.verbose > 1:
-                    tqdm.write(f"epoch {self.n_iter_}: " + ", ".join(
-                        f"{k} {v}" for k, v in postfix.items()))
+                    tqdm.write(
+                        f"epoch {self.n_iter_}: "
+                        + ", ".join(f"{k} {v}" for k, v in postfix.items())
+                    )
                 if validation is not None and best[2] >= self.n_iter_no_change:
                     if best[1] is not None:
                         trainer._restore(best[1])
@@ -664,8 +764,11 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
+        learning_rate = self.learning_rate
+        if isinstance(learning_rate, str):
+            learning_rate = _AUTO_LEARNING_RATE.get(self._adapter.kind, 1e-3)
         optimizer = _training.make_adam(
-            params, self.learning_rate, self.weight_decay, self.device_
+            params, learning_rate, self.weight_decay, self.device_
         )
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
@@ -675,7 +778,10 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
-        batch_size = min(self.batch_size, n_samples)
+        batch_size = self.batch_size
+        if batch_size == "auto":
+            batch_size = _AUTO_BATCH_SIZE.get(self._adapter.kind, lambda n: 256)(n_samples)
+        batch_size = min(int(batch_size), n_samples)
         steps_per_epoch = max(1, n_samples // batch_size)
         total = None if epochs is None else self._step + epochs * steps_per_epoch
         generator = _training.make_generator(self.device_, 0)
@@ -688,7 +794,7 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             view_fn=lambda b, g: b,
             n_views=self.n_views,
             batch_size=batch_size,
-            learning_rate=self.learning_rate,
+            learning_rate=learning_rate,
             warmup_steps=min(500, max(1, (total or 10 * steps_per_epoch) // 10)),
             device=self.device_,
             generator=generator,
@@ -729,6 +835,16 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         return loss
 
 
+#: What the "auto" training parameters mean for each kind of input (measured on digits:
+#: images need more, smaller steps than tables).
+_AUTO_MAX_ITER = {"tabular": 100, "image": 50}
+_AUTO_LEARNING_RATE = {"tabular": 1e-3, "image": 2e-3}
+_AUTO_BATCH_SIZE: dict[str, Callable[[int], int]] = {
+    "tabular": lambda n: 256,
+    "image": lambda n: min(256, max(32, n // 20)),
+}
+
+
 def _n_samples(X: Any) -> int:
     return len(X)
 
@@ -749,4 +865,3 @@ def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:
             f"{tuple(out.shape)}"
         )
     return int(out.shape[1])
-

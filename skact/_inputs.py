@@ -6,12 +6,16 @@ shapes) and then turns any batch of that kind into tensors:
 - ``input_shape``: the shape of one sample as the network sees it;
 - ``to_storage(X)``: the whole data set in its compact host form (float32 rows for tables);
 - ``to_model(batch)``: a stored batch, already on the device, as network input;
-- ``view(batch, pool, generator)``: one random augmented view of a stored batch.
+- ``view(batch, pool, generator)``: one random augmented view of a stored batch;
+- ``state_dict()`` / ``from_state_dict(d)``: the fitted state as JSON-able values and
+  arrays, and back (for weights-only saving).
+
+Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import torch
@@ -34,14 +38,16 @@ class InputAdapter(Protocol):
     kind: str
     input_shape: tuple[int, ...]
 
-    def to_storage(self, X: object) -> Tensor:  # noqa: D102
-        ...
+    def to_storage(self, X: object) -> Tensor: ...
 
-    def to_model(self, batch: Tensor) -> Tensor:  # noqa: D102
-        ...
+    def to_model(self, batch: Tensor) -> Tensor: ...
 
-    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:  # noqa: D102
-        ...
+    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Self: ...
 
 
 class TabularAdapter:
@@ -57,11 +63,13 @@ class TabularAdapter:
 
     kind = "tabular"
 
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment) -> None:
+    def __init__(
+        self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment
+    ) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment
-        self.input_shape = (mean.shape[0],)
+        self.input_shape: tuple[int, ...] = (int(mean.shape[0]),)
 
     @classmethod
     def fit(cls, X: np.ndarray, augment: TabularAugment) -> TabularAdapter:

@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _training
+from ._images import ImageAdapter
 from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
 
@@ -53,7 +54,9 @@ _CONFIG = "skact.json"
 _TENSORS = "tensors.pt"
 
 #: Input adapters by ``kind``: each has ``state_dict()`` and ``from_state_dict(state)``.
-ADAPTERS: dict[str, Any] = {cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter)}
+ADAPTERS: dict[str, Any] = {
+    cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter, ImageAdapter)
+}
 
 #: Fitted state written to the file (the attributes ``fit`` sets).
 SAVED_ATTRIBUTES = frozenset(

@@ -362,7 +362,9 @@ class Trainer:
             )
         views = [self.view_fn(batch, self.generator) for _ in range(self.n_views)]
         with torch.autocast(
-            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
         ):
             z = self.encoder(torch.cat(views))
             if self.projector is not None:
@@ -436,7 +438,8 @@ class Trainer:
 
     def _snapshot(self) -> tuple[list[dict[str, Tensor]], dict[str, object]]:
         modules = [
-            {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self._modules()
+            {k: v.detach().clone() for k, v in m.state_dict().items()}
+            for m in self._modules()
         ]
         # Adam's moments go non-finite with the weights, so they are kept too.
         return modules, copy.deepcopy(self.optimizer.state_dict())

@@ -85,7 +85,9 @@ def _load_model(path: Path) -> ACTEncoder:
     try:
         return _persistence.load(path)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: not a model file written by `skact fit` ({exc})") from None
+        raise UsageError(
+            f"{path}: not a model file written by `skact fit` ({exc})"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- data files

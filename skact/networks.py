@@ -54,7 +54,7 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
@@ -103,7 +103,7 @@ class ConvNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
@@ -130,7 +130,7 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
             )
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
@@ -182,7 +182,7 @@ class ResNet18(nn.Module):
             self.fc = nn.Linear(512, out_features)
             self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.stages(self.stem(x))))
 
 
@@ -215,7 +215,7 @@ class ProjectionHead(nn.Module):
         )
         self.out_features = out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
@@ -316,6 +316,8 @@ def build_encoder(
         Architecture.
     input_shape : tuple of int
         ``(n_features,)`` for tables, ``(channels, height, width)`` for images.
+        ResNet-18 gets the CIFAR stem for images of at most 64 pixels a side, else
+        the ImageNet stem (7x7 stride-2 convolution and max-pool).
     n_components : int or None
         Width of the representation; None takes :data:`DEFAULT_COMPONENTS`.
     hidden_layer_sizes : sequence of int, default=(512, 512)
@@ -332,5 +334,6 @@ def build_encoder(
     if name == "convnet":
         return ConvNet(input_shape[0], width)
     if name == "resnet18":
-        return ResNet18(input_shape[0], width)
+        # The paper's CIFAR stem up to 64 pixels; larger images get the ImageNet stem.
+        return ResNet18(input_shape[0], width, cifar_stem=max(input_shape[1:]) <= 64)
     raise ValueError(f"unknown encoder {name!r}")

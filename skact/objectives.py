@@ -225,12 +225,16 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     logits = z @ z.T / temperature
-    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -torch.inf)
+    logits = logits.masked_fill(
+        torch.eye(2 * n, dtype=torch.bool, device=z.device), -torch.inf
+    )
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(logits, targets)
 
 
-def multiview_loss(loss: Callable[[Tensor, Tensor], Tensor], views: Sequence[Tensor]) -> Tensor:
+def multiview_loss(
+    loss: Callable[[Tensor, Tensor], Tensor], views: Sequence[Tensor]
+) -> Tensor:
     """Average a two-view loss over all unordered pairs of views.
 
     Parameters
@@ -457,7 +461,9 @@ class ACTCriterion:
         return (alignment + self.alpha * dual).mean()
 
 
-def _pairwise(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Tensor]], Tensor]:
+def _pairwise(
+    fn: Callable[[Tensor, Tensor], Tensor],
+) -> Callable[[Sequence[Tensor]], Tensor]:
     def criterion(views: Sequence[Tensor]) -> Tensor:
         return multiview_loss(fn, [z.float() for z in views])
 
@@ -466,7 +472,9 @@ def _pairwise(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Tens
 
 #: Objectives by name; each value builds a criterion ``views -> scalar``.
 OBJECTIVES: dict[str, Callable[..., Callable[[Sequence[Tensor]], Tensor]]] = {
-    "act": lambda alpha, adversary, momentum: ACTCriterion(alpha, Adversary(adversary, momentum)),
+    "act": lambda alpha, adversary, momentum: ACTCriterion(
+        alpha, Adversary(adversary, momentum)
+    ),
     "barlow_twins": lambda alpha, adversary, momentum: _pairwise(barlow_twins_loss),
     "vicreg": lambda alpha, adversary, momentum: _pairwise(vicreg_loss),
     "spectral": lambda alpha, adversary, momentum: _pairwise(spectral_contrastive_loss),

@@ -213,9 +213,10 @@ def test_grid_search_in_pipeline_with_two_jobs(table):
         n_jobs=2,
     ).fit(X, y)
     assert grid.cv_results_["mean_test_score"].shape == (4,)
-    assert grid.best_estimator_[0].transform(X).shape[1] == grid.best_params_[
-        "actencoder__n_components"
-    ]
+    assert (
+        grid.best_estimator_[0].transform(X).shape[1]
+        == grid.best_params_["actencoder__n_components"]
+    )
 
 
 def test_frozen_encoder_few_shot_pipeline_does_not_refit(table):
@@ -232,7 +233,9 @@ def test_frozen_encoder_few_shot_pipeline_does_not_refit(table):
 def test_digits_table_few_shot_beats_raw_pixels_by_four_points():
     """Issue 2's quality bar: 5 labels per class, mean of 10 draws, defaults."""
     X, y = load_digits(return_X_y=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
     enc = ACTEncoder(random_state=0).fit(X_tr)
     act = few_shot_score(enc, X_tr, y_tr, X_te, y_te, k=5, protocols=["linear"])[0]
     raw = few_shot_score(

@@ -361,7 +361,8 @@ def test_bad_input_raises_documented_error(case: Case) -> None:
     if case.source == "skact":
         # Every message of ours says what to do, not only what went wrong.
         assert re.search(
-            r"first|Pass|try|Try|convert|Upgrade|Encode|use|needs|never|Check|Free|Rescale", message
+            r"first|Pass|try|Try|convert|Upgrade|Encode|use|needs|never|Check|Free|Rescale",
+            message,
         ), message
 
 

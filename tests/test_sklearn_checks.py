@@ -1,6 +1,5 @@
 """scikit-learn's estimator checks for ACTEncoder."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skact import ACTEncoder
@@ -8,8 +7,13 @@ from skact import ACTEncoder
 
 def _small_encoder():
     return ACTEncoder(
-        n_components=4, hidden_layer_sizes=(8,), projection_dim=4, max_iter=2,
-        batch_size=16, random_state=0, device="cpu",
+        n_components=4,
+        hidden_layer_sizes=(8,),
+        projection_dim=4,
+        max_iter=2,
+        batch_size=16,
+        random_state=0,
+        device="cpu",
     )
 
 

@@ -1,0 +1,698 @@
+"""Image inputs: arrays, PIL images and files to uint8 tensors, and their adapter.
+
+What counts as an image (:func:`is_image_input`), where the channels are
+(:func:`channels_first`), how files are read (:class:`ImageFiles`) and how a batch
+becomes network input or an augmented view (:class:`ImageAdapter`).
+
+Images are stored on the host as one uint8 tensor of shape ``(n, C, H, W)``; each
+batch is converted to float, augmented and normalised on the training device.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._inputs import InputAdapter
+from .augment.image import ImageAugment
+
+__all__ = [
+    "ImageAdapter",
+    "ImageFiles",
+    "as_images",
+    "channels_first",
+    "default_augment",
+    "default_encoder",
+    "is_image_input",
+]
+
+#: Channel counts an image array may have.
+IMAGE_CHANNELS = (1, 3, 4)
+
+#: PIL modes for each channel count, and the modes counted as single-band.
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+#: Images converted at a time; no float copy of a whole data set is made.
+CHUNK_IMAGES = 4096
+
+#: At most this many images (evenly spaced) give the normalisation statistics.
+STATS_SAMPLE = 4096
+
+#: Images smaller than this (longer side, pixels) count as tiny (see default_augment).
+TINY_IMAGE = 32
+
+#: Resampling of files and PIL images whose size differs from ``image_size``.
+RESIZE_FILTER = "bilinear"
+
+
+def is_image_input(X: Any) -> bool:
+    """Whether ``X`` is image input rather than a table.
+
+    Images are 3-D and 4-D arrays (numpy or torch), and non-empty sequences (list,
+    tuple, 1-D object array, pandas Series) whose first element is a PIL image, a
+    ``str`` or a path-like object (read as a file path).
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_image_input(np.zeros((5, 8, 8))), is_image_input(np.zeros((5, 64)))
+    (True, False)
+    >>> is_image_input(["a.png", "b.png"])
+    True
+    """
+    if isinstance(X, ImageFiles):
+        return True
+    ndim = getattr(X, "ndim", None)
+    if isinstance(X, np.ndarray | Tensor) and ndim in (3, 4):
+        return True
+    if ndim not in (None, 1) or isinstance(X, str | bytes):
+        return False
+    if hasattr(X, "iloc"):  # pandas Series
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        return False
+    try:
+        first = next(iter(X))
+    except (TypeError, StopIteration):
+        return False
+    return _is_image_item(first)
+
+
+def _is_image_item(item: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(item, str | os.PathLike | Image.Image)
+
+
+def channels_first(shape: tuple[int, ...], layout: str = "auto") -> bool:
+    """Whether a 4-D image array of ``shape`` has its channels on axis 1.
+
+    The rule for ``layout="auto"``: an axis whose size is 1, 3 or 4 can hold the
+    channels. If only one of axis 1 and the last axis can, it does; if both can, the
+    smaller one does, and the last on a tie (``(n, 3, 32, 32)`` is channels-first,
+    ``(n, 32, 32, 3)`` and ``(n, 4, 4, 3)`` are channels-last). If neither can, a
+    ValueError asks for an explicit layout. ``"channels_first"`` and
+    ``"channels_last"`` force the answer.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(n, a, b, c)``.
+    layout : {"auto", "channels_first", "channels_last"}, default="auto"
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> channels_first((10, 3, 32, 32)), channels_first((10, 32, 32, 3))
+    (True, False)
+    >>> channels_first((10, 3, 4, 4)), channels_first((10, 3, 3, 3))
+    (True, False)
+    """
+    if layout == "channels_first":
+        return True
+    if layout == "channels_last":
+        return False
+    if layout != "auto":
+        raise ValueError(
+            "image_layout must be 'auto', 'channels_first' or 'channels_last'; "
+            f"got {layout!r}"
+        )
+    first, last = shape[1], shape[-1]
+    first_ok, last_ok = first in IMAGE_CHANNELS, last in IMAGE_CHANNELS
+    if first_ok and last_ok:
+        return first < last
+    if first_ok or last_ok:
+        return first_ok
+    raise ValueError(
+        f"cannot tell the channel axis of images of shape {tuple(shape)}: neither axis 1 "
+        f"nor the last has {', '.join(map(str, IMAGE_CHANNELS))} channels. Pass "
+        "image_layout='channels_first' or 'channels_last'."
+    )
+
+
+def as_images(X: Any, layout: str = "auto") -> np.ndarray | ImageFiles:
+    """Image input as a channels-first array (a view, not a copy) or as lazy files.
+
+    Parameters
+    ----------
+    X : array of shape (n, H, W), (n, H, W, C) or (n, C, H, W), or sequence
+        Arrays (numpy or torch), or PIL images / file paths (see :func:`is_image_input`).
+    layout : {"auto", "channels_first", "channels_last"}, default="auto"
+        Where the channels of a 4-D array are (see :func:`channels_first`).
+
+    Returns
+    -------
+    ndarray of shape (n, C, H, W) or ImageFiles
+    """
+    if isinstance(X, ImageFiles):
+        return X
+    if isinstance(X, Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray) and X.ndim in (3, 4):
+        if X.dtype == object or not (
+            np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_
+        ):
+            raise ValueError(f"image arrays must be numeric; got dtype {X.dtype}")
+        if X.ndim == 3:
+            return X[:, None]
+        return X if channels_first(X.shape, layout) else X.transpose(0, 3, 1, 2)
+    if hasattr(X, "iloc"):
+        X = X.to_numpy()
+    items = list(X)
+    if not items or not all(_is_image_item(item) for item in items):
+        raise ValueError(
+            "image input must be a 3-D or 4-D array or a sequence of PIL images or file "
+            "paths, with every element of the same kind"
+        )
+    return ImageFiles(items)
+
+
+class ImageFiles:
+    """A sequence of image files (or PIL images) read lazily, in parallel.
+
+    Nothing is decoded until :meth:`load`; slicing gives another lazy sequence, so
+    ``transform`` and ``partial_fit`` hold only a batch of pixels at a time.
+
+    Parameters
+    ----------
+    items : sequence of str, path-like or PIL.Image.Image
+    n_jobs : int or None, default=None
+        Threads that decode files; None takes ``min(8, cpu_count)``.
+    """
+
+    def __init__(self, items: Sequence[Any], n_jobs: int | None = None) -> None:
+        self.items = list(items)
+        self.n_jobs = n_jobs or min(8, os.cpu_count() or 1)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: Any) -> ImageFiles:
+        if isinstance(index, slice):
+            return ImageFiles(self.items[index], self.n_jobs)
+        index = np.asarray(index)
+        return ImageFiles([self.items[i] for i in index.tolist()], self.n_jobs)
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> Iterator[Any]:
+        if self.n_jobs == 1 or len(items) < 2:
+            return map(fn, items)
+        pool = ThreadPoolExecutor(max_workers=self.n_jobs)
+        with pool:
+            return iter(list(pool.map(fn, items)))
+
+    def headers(self) -> list[tuple[str, tuple[int, int]]]:
+        """PIL mode and (height, width) of each image, read without decoding pixels.
+
+        Returns
+        -------
+        list of (str, (int, int))
+        """
+
+        def header(item: Any) -> tuple[str, tuple[int, int]]:
+            with _opened(item) as image:
+                return image.mode, (image.height, image.width)
+
+        return list(self._map(header, self.items))
+
+    def load(self, mode: str, size: tuple[int, int]) -> np.ndarray:
+        """Decode, convert to ``mode`` and resize to ``size``, in parallel.
+
+        Parameters
+        ----------
+        mode : {"L", "RGB", "RGBA"}
+            PIL mode of the output.
+        size : tuple of (int, int)
+            Height and width; other sizes are resized with PIL's bilinear filter
+            (``Image.resize``, which also smooths when shrinking).
+
+        Returns
+        -------
+        ndarray of shape (n, C, height, width), uint8
+        """
+        from PIL import Image
+
+        channels = len(mode)
+        out = np.empty((len(self.items), channels, *size), dtype=np.uint8)
+
+        def read(i: int) -> None:
+            with _opened(self.items[i]) as image:
+                image = image.convert(mode)
+                if (image.height, image.width) != tuple(size):
+                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+            out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+        for _ in self._map(read, range(len(self.items))):
+            pass
+        return out
+
+
+@contextlib.contextmanager
+def _opened(item: Any) -> Iterator[Any]:
+    """The PIL image ``item`` is, or the file it names, opened lazily and closed after."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        yield item
+        return
+    try:
+        with warnings.catch_warnings():
+            # Over pillow's limit is an error here, not a warning: the file may be a bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(item)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {os.fspath(item)!r}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ValueError(
+            f"{os.fspath(item)!r} is over pillow's decompression-bomb limit ({exc}). If "
+            "you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
+        ) from None
+    except OSError as exc:  # UnidentifiedImageError: not an image, or corrupt
+        raise ValueError(
+            f"cannot read {os.fspath(item)!r} as an image ({exc}); remove it from the "
+            "input or convert it to PNG or JPEG."
+        ) from None
+    with image:
+        try:
+            yield image
+        except OSError as exc:  # truncated or corrupt pixel data, found when decoding
+            name = os.fspath(item)
+            raise ValueError(f"cannot decode the image {name!r}: {exc}") from None
+
+
+def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:
+    """The augmentation used when ``ACTEncoder(augment=None)`` sees images.
+
+    Images of at least 32 pixels on their longer side get the ACT paper's views
+    (:class:`~skact.augment.ImageAugment`'s defaults). Tiny images (smaller than 32
+    pixels) are mostly glyphs (digits, letters) and icons: an 8% crop of an 8x8 digit
+    is 2x2 pixels and a mirrored glyph is often another symbol, so they get crops of 50%
+    to 100% of the area resampled onto a canvas 1.5 times larger, brightness and
+    contrast jitter, no flip and no grayscale.
+
+    Parameters
+    ----------
+    channels : int
+    image_size : tuple of (int, int)
+        Stored height and width.
+
+    Returns
+    -------
+    ImageAugment
+    """
+    if max(image_size) >= TINY_IMAGE:
+        return ImageAugment()
+    output = tuple(math.ceil(1.5 * s) for s in image_size)
+    return ImageAugment(
+        output_size=(output[0], output[1]),
+        crop_scale=(0.5, 1.0),
+        interpolation="bilinear",
+        flip_p=0.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4 if channels in (3, 4) else 0.0,
+        hue=0.0,
+        grayscale_p=0.0,
+    )
+
+
+def default_encoder(input_shape: tuple[int, ...]) -> str:
+    """The network ``encoder="auto"`` picks for images of ``input_shape`` ``(C, H, W)``.
+
+    ``"convnet"`` when the longer side of the network input is under 32 pixels, else
+    ``"resnet18"`` (the paper's CIFAR ResNet-18).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> default_encoder((1, 12, 12)), default_encoder((3, 32, 32))
+    ('convnet', 'resnet18')
+    """
+    return "convnet" if max(input_shape[1:]) < TINY_IMAGE else "resnet18"
+
+
+class ImageAdapter:
+    """Images stored as uint8, normalised per channel and augmented on the device.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the stored images.
+    image_size : tuple of (int, int)
+        Height and width the images are stored at.
+    value_range : tuple of (float, float)
+        Pixel values mapped to 0 and 255 when arrays are not uint8.
+    mean, std : ndarray of shape (channels,)
+        Per-channel statistics of the stored images scaled to [0, 1].
+    augment : ImageAugment
+        How views are drawn; its ``output_size`` is the network input size.
+    """
+
+    kind = "image"
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: tuple[int, int],
+        value_range: tuple[float, float],
+        mean: np.ndarray,
+        std: np.ndarray,
+        augment: ImageAugment,
+    ) -> None:
+        self.channels = int(channels)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.augment = augment
+        self.input_shape: tuple[int, ...] = (
+            self.channels,
+            *augment.view_size(self.image_size),
+        )
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def fit(
+        cls,
+        X: np.ndarray | ImageFiles,
+        augment: ImageAugment | None = None,
+        image_size: int | tuple[int, int] | None = None,
+    ) -> ImageAdapter:
+        """Measure the storage size, value range and channel statistics of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, C, H, W) or ImageFiles
+            Output of :func:`as_images`.
+        augment : ImageAugment or None, default=None
+            None takes :func:`default_augment`.
+        image_size : int or tuple of (int, int) or None, default=None
+            Size to store the images at. None keeps an array's size, and takes the
+            most common size of files and PIL images (ties: the first seen).
+
+        Notes
+        -----
+        Files and PIL images are converted to ``"L"`` when all are single-band, else to
+        ``"RGB"``. That choice, the most common size and the per-channel statistics
+        are measured on at most :data:`STATS_SAMPLE` evenly spaced images (only their
+        headers for the first two), so fitting a huge folder stays cheap.
+
+        Returns
+        -------
+        ImageAdapter
+        """
+        size = _pair(image_size) if image_size is not None else None
+        step = max(1, len(X) // STATS_SAMPLE)
+        if isinstance(X, ImageFiles):
+            headers = X[::step][:STATS_SAMPLE].headers()
+            gray = all(mode in _GRAY_MODES for mode, _ in headers)
+            channels = 1 if gray else 3
+            if size is None:
+                size = collections.Counter(s for _, s in headers).most_common(1)[0][0]
+            value_range = (0.0, 255.0)
+        else:
+            channels = X.shape[1]
+            if channels not in IMAGE_CHANNELS:
+                raise ValueError(f"images must have 1, 3 or 4 channels; got {channels}")
+            size = size or (X.shape[2], X.shape[3])
+            value_range = _value_range(X)
+        if augment is None:
+            augment = default_augment(channels, size)
+        elif not isinstance(augment, ImageAugment):
+            raise TypeError(
+                f"augment must be an ImageAugment; got {type(augment).__name__}"
+            )
+        augment.validate()
+        adapter = cls(
+            channels, size, value_range, np.zeros(channels), np.ones(channels), augment
+        )
+        sample = adapter.to_storage(X[::step][:STATS_SAMPLE]).double() / 255
+        std = sample.std(dim=(0, 2, 3), unbiased=False).numpy()
+        adapter.mean = sample.mean(dim=(0, 2, 3)).numpy().astype(np.float32)
+        adapter.std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        return adapter
+
+    # ------------------------------------------------------------------ storage
+
+    def to_storage(self, X: Any) -> Tensor:
+        """The images of ``X`` as one uint8 tensor on the host, chunk by chunk.
+
+        Arrays that are not uint8 are mapped linearly from ``value_range`` to [0, 255]
+        (and clipped); arrays of another size are resized (bilinear, antialiased).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, C, H, W) or ImageFiles
+
+        Returns
+        -------
+        Tensor of shape (n, C, H, W), uint8, on the CPU
+        """
+        if isinstance(X, ImageFiles):
+            return torch.from_numpy(X.load(_MODES[self.channels], self.image_size))
+        if X.shape[1] != self.channels:
+            raise ValueError(
+                f"images have {X.shape[1]} channels but ACTEncoder was fitted on "
+                f"{self.channels}"
+            )
+        out = torch.empty((X.shape[0], self.channels, *self.image_size), dtype=torch.uint8)
+        low, high = self.value_range
+        scale = 255.0 / (high - low) if high > low else 1.0
+        for start in range(0, X.shape[0], CHUNK_IMAGES):
+            chunk = X[start : start + CHUNK_IMAGES]
+            if chunk.dtype == np.uint8:
+                pixels = torch.from_numpy(np.ascontiguousarray(chunk))
+            else:
+                values = torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+                if not bool(torch.isfinite(values).all()):
+                    raise ValueError("image arrays must not contain NaN or infinite values")
+                pixels = ((values - low) * scale).round_().clamp_(0, 255).to(torch.uint8)
+            if tuple(pixels.shape[2:]) != self.image_size:
+                resized = F.interpolate(
+                    pixels.float(), size=self.image_size, mode="bilinear",
+                    align_corners=False, antialias=True,
+                )  # fmt: skip
+                pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
+            out[start : start + pixels.shape[0]] = pixels
+        return out
+
+    # ------------------------------------------------------------------ on the device
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        stats = self._stats.get(x.device)
+        if stats is None:
+            mean = torch.from_numpy(self.mean).to(x.device).view(1, -1, 1, 1)
+            std = torch.from_numpy(self.std).to(x.device).view(1, -1, 1, 1)
+            stats = self._stats[x.device] = (mean, std)
+        x = (x - stats[0]) / stats[1]
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def to_model(self, batch: Tensor) -> Tensor:
+        """A stored batch as network input: whole images at the view size, normalised.
+
+        Parameters
+        ----------
+        batch : Tensor of shape (n, C, H, W), uint8
+
+        Returns
+        -------
+        Tensor of shape (n, *input_shape), float32
+        """
+        x = batch.float().div_(255.0)
+        size = self.input_shape[1:]
+        if tuple(x.shape[2:]) != size:
+            mode = self.augment.interpolation
+            x = F.interpolate(
+                x, size=size, mode=mode, align_corners=None if mode == "nearest" else False,
+                antialias=mode != "nearest" and size[0] < x.shape[2],
+            )  # fmt: skip
+            x = x.clamp_(0.0, 1.0)
+        return self._normalise(x)
+
+    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
+        """One random augmented view of a stored batch, normalised.
+
+        Parameters
+        ----------
+        batch : Tensor of shape (n, C, H, W), uint8
+        pool : Tensor
+            Unused (image views need no other samples); present for the protocol.
+        generator : torch.Generator
+
+        Returns
+        -------
+        Tensor of shape (n, *input_shape), float32
+        """
+        return self._normalise(self.augment(batch.float().div_(255.0), generator))
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild the adapter: JSON-able values and arrays.
+
+        Returns
+        -------
+        dict
+        """
+        return {
+            "kind": self.kind,
+            "channels": self.channels,
+            "image_size": list(self.image_size),
+            "value_range": list(self.value_range),
+            "mean": self.mean.copy(),
+            "std": self.std.copy(),
+            "augment": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in self.augment.get_params().items()
+            },
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ImageAdapter:
+        """Rebuild an adapter from :meth:`state_dict`'s output.
+
+        Parameters
+        ----------
+        state : dict
+
+        Returns
+        -------
+        ImageAdapter
+        """
+        params: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in state["augment"].items()
+        }
+        return cls(
+            state["channels"],
+            tuple(state["image_size"]),
+            tuple(state["value_range"]),
+            np.asarray(state["mean"]),
+            np.asarray(state["std"]),
+            ImageAugment(**params),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
+        return state
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int | np.integer):
+        return (int(size), int(size))
+    height, width = size
+    return (int(height), int(width))
+
+
+def _value_range(X: np.ndarray) -> tuple[float, float]:
+    """Pixel range mapped to [0, 255]: that of uint8, else the measured min and max."""
+    if X.dtype == np.uint8:
+        return (0.0, 255.0)
+    low, high = math.inf, -math.inf
+    for start in range(0, X.shape[0], CHUNK_IMAGES):
+        chunk = X[start : start + CHUNK_IMAGES]
+        chunk_low, chunk_high = float(chunk.min()), float(chunk.max())
+        if not (math.isfinite(chunk_low) and math.isfinite(chunk_high)):
+            raise ValueError("image arrays must not contain NaN or infinite values")
+        low, high = min(low, chunk_low), max(high, chunk_high)
+    return (low, high)
+
+
+def prepare_network(module: nn.Module, device: torch.device) -> nn.Module:
+    """Put a convolutional network in channels_last memory format on CUDA.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    device : torch.device
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``, converted in place on CUDA.
+    """
+    if device.type == "cuda":
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return module
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """Let cuDNN pick the fastest convolution algorithms on CUDA, then restore the flag.
+
+    Parameters
+    ----------
+    device : torch.device
+    """
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+class StreamedImages:
+    """Training data read from files one batch at a time (``partial_fit`` on files).
+
+    Indexing with sample indices decodes those files (in parallel) and copies the
+    pixels to the device; nothing else is kept in memory.
+
+    Parameters
+    ----------
+    files : ImageFiles
+    adapter : ImageAdapter
+    device : torch.device
+    """
+
+    def __init__(
+        self, files: ImageFiles, adapter: InputAdapter, device: torch.device
+    ) -> None:
+        self.files = files
+        self.adapter = adapter
+        self.device = device
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(n_samples,)``: only the number of samples is known without decoding."""
+        return (len(self.files),)
+
+    def __getitem__(self, index: np.ndarray) -> Tensor:
+        from ._training import to_device
+
+        return to_device(self.adapter.to_storage(self.files[index]), self.device)
