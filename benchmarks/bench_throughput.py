@@ -1,8 +1,11 @@
 """Training and transform throughput of ACTEncoder, side by side with the alternatives.
 
-Cases (``--device cpu`` runs the first two, ``--device cuda`` the third):
+Cases (``--device cpu`` runs the first three, ``--device cuda`` the last; ``--cases``
+picks some by name):
 
 - ``tabular-mlp``: a float32 table, 64 features, the default MLP encoder, on the CPU;
+- ``tabular-mlp-small``: the same with a 128-wide MLP, as context (no targets): the
+  ratio to the conventional pipeline grows as the network's step gets cheaper;
 - ``image-convnet``: 32x32 RGB uint8 images, the small ConvNet, on the CPU;
 - ``image-resnet18``: 32x32 RGB uint8 images, the CIFAR ResNet-18, on CUDA (bf16).
 
@@ -33,7 +36,10 @@ command and the load average (timings on a busy machine are not trustworthy).
 
 On the CPU both sides of every ratio run with the same number of torch threads
 (``--threads``, default 1) and the DataLoader with ``--workers`` processes (default 0 on
-the CPU: the per-sample work then shares the one core, like skact's batched ops).
+the CPU: the per-sample work then shares the one core, like skact's batched ops; on
+CUDA up to 8). With one thread and no workers, times are this process's CPU time
+(``--clock``), which other jobs on a shared machine disturb far less than wall time;
+the throughput measurements are interleaved in rounds and the best of each is kept.
 
 Usage::
 
