@@ -560,7 +560,7 @@ default="auto"
             )
             raise NonFiniteLossError(
                 f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
-                f"{kept}. Try a lower learning_rate (now {self.learning_rate}) or alpha "
+                f"{kept}. Try a lower learning_rate (now {self._learning_rate()}) or alpha "
                 f"(now {self.alpha}), or look for extreme values in X."
             ) from None
         except BaseException:
@@ -583,6 +583,8 @@ default="auto"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
+            if self._adapter.kind == "image":
+                _check_image_forward(encoder, self._adapter.input_shape)
             width = _output_width(encoder, self._adapter.input_shape)
             projector = self._make_projector(width)
         self._n_components_out = width
@@ -764,9 +766,7 @@ default="auto"
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
-        learning_rate = self.learning_rate
-        if isinstance(learning_rate, str):
-            learning_rate = _AUTO_LEARNING_RATE.get(self._adapter.kind, 1e-3)
+        learning_rate = self._learning_rate()
         optimizer = _training.make_adam(
             params, learning_rate, self.weight_decay, self.device_
         )
@@ -808,6 +808,13 @@ default="auto"
             return distributed.wrap(trainer, world, n_batches=steps_per_epoch)
         return trainer
 
+    def _learning_rate(self) -> float:
+        """The peak learning rate, with "auto" resolved for the fitted input kind."""
+        if isinstance(self.learning_rate, str):
+            kind = getattr(getattr(self, "_adapter", None), "kind", "tabular")
+            return _AUTO_LEARNING_RATE.get(kind, 1e-3)
+        return float(self.learning_rate)
+
     def _save_trainer(self, trainer: _training.Trainer) -> None:
         self._optimizer_state = trainer.optimizer.state_dict()
         adversary = getattr(trainer.criterion, "adversary", None)
@@ -847,6 +854,24 @@ _AUTO_BATCH_SIZE: dict[str, Callable[[int], int]] = {
 
 def _n_samples(X: Any) -> int:
     return len(X)
+
+
+def _check_image_forward(module: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Raise a clear ValueError if images of ``input_shape`` cannot pass ``module``."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros((2, *input_shape)))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"images of {input_shape[-2]}x{input_shape[-1]} pixels are too small for "
+            f"this encoder ({exc}). A 3-D array is read as (n_samples, height, width) "
+            "grayscale images: pass a table as a 2-D array, or use larger images "
+            "(image_size)."
+        ) from None
+    finally:
+        module.train(was_training)
 
 
 def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -123,7 +123,7 @@ class TabularAdapter:
             with np.errstate(over="ignore"):  # inf is caught by the output check
                 chunk -= self.mean
                 chunk /= self.scale
-            out[start : start + rows] = chunk
+                out[start : start + rows] = chunk
         return torch.from_numpy(out)
 
     def to_model(self, batch: Tensor) -> Tensor:

@@ -46,7 +46,13 @@ def quick_fits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     fit = ACTEncoder.fit
 
     def capped_fit(self: ACTEncoder, X: object, y: object = None) -> ACTEncoder:
-        return fit(self.set_params(max_iter=min(self.max_iter, 2)), X, y)
+        return fit(
+            self.set_params(
+                max_iter=2 if isinstance(self.max_iter, str) else min(self.max_iter, 2)
+            ),
+            X,
+            y,
+        )
 
     monkeypatch.setattr(ACTEncoder, "fit", capped_fit)
     with joblib.parallel_config(backend="sequential"):
