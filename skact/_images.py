@@ -459,9 +459,8 @@ class ImageAdapter:
         adapter = cls(
             channels, size, value_range, np.zeros(channels), np.ones(channels), augment
         )
-        sample = adapter.to_storage(X[::step][:STATS_SAMPLE]).double() / 255
-        std = sample.std(dim=(0, 2, 3), unbiased=False).numpy()
-        adapter.mean = sample.mean(dim=(0, 2, 3)).numpy().astype(np.float32)
+        mean, std = _channel_stats(adapter.to_storage(X[::step][:STATS_SAMPLE]))
+        adapter.mean = mean.astype(np.float32)
         adapter.std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
         return adapter
 
@@ -610,6 +609,25 @@ class ImageAdapter:
         state = self.__dict__.copy()
         state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
         return state
+
+
+def _channel_stats(pixels: Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of uint8 images scaled to [0, 1].
+
+    In float64, ``chunk`` images at a time: a float64 copy of a 4096-image sample
+    would be 8 times the size of the stored pixels (for small sets, of the whole set).
+    """
+    total = torch.zeros(pixels.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for part in pixels.split(chunk):
+        values = part.double().div_(255.0)
+        total += values.sum(dim=(0, 2, 3))
+        squares += values.square_().sum(dim=(0, 2, 3))
+    count = pixels.shape[0] * pixels.shape[2] * pixels.shape[3]
+    mean = total / count
+    # Values lie in [0, 1]: E[x^2] - E[x]^2 loses nothing that matters in float64.
+    std = (squares / count - mean.square()).clamp_min_(0.0).sqrt_()
+    return mean.numpy(), std.numpy()
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

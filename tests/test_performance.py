@@ -22,7 +22,9 @@ from sklearn.base import clone
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from skact import ACTEncoder
-from skact._training import Trainer, make_adam
+from skact._images import ImageAdapter, as_images
+from skact._training import Trainer, make_adam, torch_threads
+from skact.augment.image import ImageAugment
 from skact.augment.tabular import TabularAugment
 from skact.networks import MLP, ProjectionHead
 from skact.objectives import (
@@ -90,14 +92,27 @@ def test_tabular_augment_makes_no_per_row_python_calls(noise_scale: float) -> No
     assert large < 30
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.4, 1.0])
+def test_tabular_augment_reads_only_corrupted_cells_on_cpu(rate: float) -> None:
+    """The CPU path gives exactly the views of the gather-everything definition."""
+    pool = torch.randn(500, 7, generator=torch.Generator().manual_seed(1))
+    x = pool[:40]
+    view = TabularAugment(corruption_rate=rate)(x, pool, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)  # the same draws, in the same order
+    mask = torch.rand(40, 7, generator=gen) < rate
+    rows = torch.randint(0, 500, (40, 7), generator=gen)
+    expected = torch.where(mask, pool[rows, torch.arange(7)], x)
+    assert torch.equal(view, expected)
+
+
 def test_tabular_augment_time_is_a_few_random_draws() -> None:
     """10,000 x 64 views cost a few uniform draws of that shape; a row loop costs ~100."""
-    torch.set_num_threads(1)
     aug = TabularAugment(corruption_rate=0.4)
     gen = torch.Generator().manual_seed(0)
     pool = torch.randn(10_000, 64)
-    augment = cpu_seconds(lambda: aug(pool, pool, gen))
-    draw = cpu_seconds(lambda: torch.rand(pool.shape, generator=gen))
+    with torch_threads(1):  # CPU time is then work done, whatever else runs
+        augment = cpu_seconds(lambda: aug(pool, pool, gen))
+        draw = cpu_seconds(lambda: torch.rand(pool.shape, generator=gen))
     assert augment < 25 * draw, (augment, draw)
 
 
@@ -106,8 +121,7 @@ def test_tabular_augment_time_is_a_few_random_draws() -> None:
 
 @pytest.mark.parametrize("blur_p", [0.0, 0.5])
 def test_image_augment_makes_no_per_image_python_calls(blur_p: float) -> None:
-    image = pytest.importorskip("skact.augment.image")  # the images module (issue 3)
-    aug = image.ImageAugment(blur_p=blur_p)
+    aug = ImageAugment(blur_p=blur_p)
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(1024, 3, 32, 32, generator=gen)
     small = python_calls(lambda: aug(images[:8], gen))
@@ -247,3 +261,19 @@ def test_fit_holds_no_float64_copy_of_wide_data(dtype: type) -> None:
         tracemalloc.stop()
     # The float32 storage (X.size * 4 bytes) plus small chunks; a float64 copy is twice.
     assert peak < 1.5 * X.size * 4, peak / (X.size * 4)
+
+
+def test_image_statistics_make_no_float64_copy() -> None:
+    """The per-channel statistics of fit do not materialise the images in float64."""
+    X = np.random.default_rng(0).integers(0, 256, (2048, 32, 32, 3), dtype=np.uint8)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        adapter = ImageAdapter.fit(as_images(X))
+    largest = max(event.cpu_memory_usage for event in prof.events())
+    assert largest <= X.nbytes  # the uint8 storage; a float64 copy is 8 times that
+    pixels = torch.from_numpy(X).permute(0, 3, 1, 2).double() / 255
+    np.testing.assert_allclose(adapter.mean, pixels.mean(dim=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(
+        adapter.std, pixels.std(dim=(0, 2, 3), unbiased=False), rtol=1e-6
+    )

@@ -63,9 +63,26 @@ class TabularAugment:
             rows = torch.randint(
                 0, pool.shape[0], (n, d), generator=generator, device=x.device
             )
-            # donors[i, j] = pool[rows[i, j], j]; gather is ~5x faster than pool[rows, cols]
-            view = torch.where(mask, pool.gather(0, rows), x)
+            view = _replace(x, mask, rows, pool)
         if self.noise_scale > 0:
             noise = torch.randn(n, d, generator=generator, device=x.device, dtype=x.dtype)
             view = view + self.noise_scale * noise
         return view
+
+
+def _replace(x: Tensor, mask: Tensor, rows: Tensor, pool: Tensor) -> Tensor:
+    """``x`` with the cells ``(i, j)`` where ``mask`` holds set to ``pool[rows[i, j], j]``.
+
+    Each replacement is a random read from the pool, so the cost is memory latency. On
+    the CPU only the masked cells are read (half the time at a 40% rate); elsewhere all
+    cells are gathered and selected, which needs no data-dependent shape (``nonzero``
+    would synchronise an accelerator with the host).
+    """
+    if x.device.type != "cpu":
+        return torch.where(mask, pool.gather(0, rows), x)
+    d = x.shape[1]
+    cells = mask.reshape(-1).nonzero().squeeze(1)
+    donors = rows.reshape(-1).index_select(0, cells).mul_(d).add_(cells % d)
+    out = x.clone()
+    out.view(-1).index_copy_(0, cells, pool.reshape(-1).index_select(0, donors))
+    return out
