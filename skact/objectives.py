@@ -385,7 +385,9 @@ class ACTCriterion:
     reduce : callable or None, default=None
         When the batch is split over several processes, a function that sums a tensor
         over all of them and passes gradients back through the sum (for example
-        :func:`skact.distributed.all_reduce_sum`). The alignment term and ``C_hat`` are
+        :func:`skact.distributed.all_reduce_sum`, or :func:`skact.distributed.shared_sum`,
+        which skips the collective on the way back because the loss is the same on every
+        process). The alignment term and ``C_hat`` are
         then those of the global batch, so every process returns the same, global loss.
         None: the batch given is the whole batch.
     """
