@@ -66,7 +66,8 @@ def is_image_input(X: Any) -> bool:
 
     Images are 3-D and 4-D arrays (numpy or torch), and non-empty sequences (list,
     tuple, 1-D object array, pandas Series) whose first element is a PIL image, a
-    ``str`` or a path-like object (read as a file path).
+    ``str`` or a path-like object (read as a file path), or a 2-D or 3-D array (one
+    image; the sequence is stacked, so all must have one shape).
 
     Parameters
     ----------
@@ -99,13 +100,34 @@ def is_image_input(X: Any) -> bool:
         first = next(iter(X))
     except (TypeError, StopIteration):
         return False
-    return _is_image_item(first)
+    return _is_image_item(first) or _is_image_array(first)
 
 
 def _is_image_item(item: Any) -> bool:
     from PIL import Image
 
     return isinstance(item, str | os.PathLike | Image.Image)
+
+
+def _is_image_array(item: Any) -> bool:
+    return isinstance(item, np.ndarray | Tensor) and item.ndim in (2, 3)
+
+
+def _stack_images(items: list[Any], layout: str) -> np.ndarray:
+    """Stack a sequence of per-image arrays, with an error naming the first misfit."""
+    arrays = [
+        item.detach().cpu().numpy() if isinstance(item, Tensor) else item for item in items
+    ]
+    for i, array in enumerate(arrays):
+        if not _is_image_array(array) or array.shape != arrays[0].shape:
+            got = f"has shape {array.shape}" if hasattr(array, "shape") else "is a "
+            got += "" if hasattr(array, "shape") else type(array).__name__
+            raise ValueError(
+                f"a sequence of image arrays needs one shape for all; element 0 has shape "
+                f"{arrays[0].shape} but element {i} {got}. Resize them to one size first, "
+                "or pass PIL images or files, which are resized to image_size"
+            )
+    return as_images(np.stack(arrays), layout)
 
 
 def channels_first(shape: tuple[int, ...], layout: str = "auto") -> bool:
@@ -163,7 +185,8 @@ def as_images(X: Any, layout: str = "auto") -> np.ndarray | ImageFiles:
     Parameters
     ----------
     X : array of shape (n, H, W), (n, H, W, C) or (n, C, H, W), or sequence
-        Arrays (numpy or torch), or PIL images / file paths (see :func:`is_image_input`).
+        Arrays (numpy or torch), or PIL images / file paths / per-image arrays of one
+        shape (see :func:`is_image_input`).
     layout : {"auto", "channels_first", "channels_last"}, default="auto"
         Where the channels of a 4-D array are (see :func:`channels_first`).
 
@@ -186,6 +209,8 @@ def as_images(X: Any, layout: str = "auto") -> np.ndarray | ImageFiles:
     if hasattr(X, "iloc"):
         X = X.to_numpy()
     items = list(X)
+    if items and _is_image_array(items[0]):
+        return _stack_images(items, layout)
     if not items or not all(_is_image_item(item) for item in items):
         raise ValueError(
             "image input must be a 3-D or 4-D array or a sequence of PIL images or file "
@@ -287,7 +312,10 @@ def _opened(item: Any) -> Iterator[Any]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(item)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {os.fspath(item)!r}") from None
+        raise FileNotFoundError(
+            f"image file not found: {os.fspath(item)!r}; check the path (a relative one "
+            "is read from the current directory), or remove it from the input"
+        ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ValueError(
             f"{os.fspath(item)!r} is over pillow's decompression-bomb limit ({exc}). If "

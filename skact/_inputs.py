@@ -50,6 +50,25 @@ class InputAdapter(Protocol):
     def from_state_dict(cls, state: dict[str, Any]) -> Self: ...
 
 
+def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """Standard deviations to divide by, with 1 for columns constant up to rounding.
+
+    Parameters
+    ----------
+    std : ndarray of shape (n_features,)
+        Per-column standard deviation.
+    magnitude : ndarray of shape (n_features,)
+        Per-column largest absolute value: a spread below ``1e-12`` of it is rounding.
+
+    Returns
+    -------
+    ndarray of shape (n_features,), float64
+    """
+    scale = np.array(std, dtype=np.float64)
+    scale[scale <= 1e-12 * np.asarray(magnitude, dtype=np.float64)] = 1.0
+    return scale
+
+
 class TabularAdapter:
     """Standardised numeric tables, augmented by SCARF corruption.
 
@@ -98,10 +117,7 @@ class TabularAdapter:
             chunk = np.asarray(X[start : start + rows], dtype=np.float64)
             sq += np.square(chunk - mean).sum(axis=0)
             magnitude = np.maximum(magnitude, np.abs(chunk).max(axis=0))
-        scale = np.sqrt(sq / X.shape[0])
-        # Constant up to rounding, relative to the column's own magnitude.
-        scale[scale <= 1e-12 * magnitude] = 1.0
-        return cls(mean, scale, augment)
+        return cls(mean, safe_scale(np.sqrt(sq / X.shape[0]), magnitude), augment)
 
     def to_storage(self, X: object) -> Tensor:
         """Standardise ``X`` into a float32 tensor, chunk by chunk.

@@ -25,6 +25,7 @@ from scipy import sparse
 from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from torch import Tensor
 
+from ._inputs import safe_scale
 from .augment.tabular import TabularAugment
 from .networks import TabularEmbedding
 
@@ -534,21 +535,20 @@ class MixedTableAdapter:
             categories.append(cats)
             has_missing.append(missing)
         numeric = [_as_float(table.columns[j]) for j in np.flatnonzero(~is_categorical)]
-        mean, scale, indicators = [], [], []
+        mean, std, magnitude, indicators = [], [], [], []
         for i, column in enumerate(numeric):
             present = column[~np.isnan(column)]
-            m = float(present.mean()) if present.size else 0.0
-            s = float(present.std()) if present.size else 1.0
-            mean.append(m)
-            scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
+            mean.append(present.mean() if present.size else 0.0)
+            std.append(present.std() if present.size else 1.0)
+            magnitude.append(np.abs(present).max() if present.size else 0.0)
             if present.size < column.size:
                 indicators.append(i)
         return cls(
             is_categorical,
             categories,
             has_missing,
-            np.array(mean),
-            np.array(scale),
+            np.array(mean, dtype=np.float64),
+            safe_scale(np.array(std), np.array(magnitude)),
             np.array(indicators, dtype=np.int64),
             handle_missing,
             augment,

@@ -151,6 +151,17 @@ def _custom_encoder_file() -> None:
     skact.load("model.skact")
 
 
+def _image_files(*extra: str) -> list[str]:
+    """Two good 8x8 PNG files in the current directory, then the names in ``extra``."""
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(f"{i}.png")
+    Path("notes.txt").write_text("not an image")
+    Path("broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return ["0.png", "1.png", *extra]
+
+
 class Payload:
     """Pickles to a call that writes ``path``: what a malicious model file would do."""
 
@@ -217,6 +228,34 @@ CASES = [
         "Three dimensions (read as tiny images)",
         "fit(X.reshape(64, 3, 1))",
         lambda: small().fit(X.reshape(64, 3, 1)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Image arrays of different shapes in a list",
+        "fit([np.zeros((8, 8)), np.zeros((8, 8, 3))])",
+        lambda: small().fit([np.zeros((8, 8)), np.zeros((8, 8, 3))]),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Missing image file",
+        'fit(["0.png", "1.png", "missing.png"])',
+        lambda: small().fit(_image_files("missing.png")),
+        FileNotFoundError,
+        "skact",
+    ),
+    Case(
+        "A file that is not an image",
+        'fit(["0.png", "1.png", "notes.txt"])',
+        lambda: small().fit(_image_files("notes.txt")),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A corrupt image file",
+        'fit(["0.png", "1.png", "broken.png"])',
+        lambda: small().fit(_image_files("broken.png")),
         ValueError,
         "skact",
     ),

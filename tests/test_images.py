@@ -65,6 +65,9 @@ def _images(n=24, c=3, h=8, w=8, seed=0):
         ([Image.new("L", (4, 4))], True),
         ([], False),
         ("a.png", False),
+        ([np.zeros((8, 8)), np.zeros((8, 8))], True),
+        ([torch.zeros(8, 8, 3)], True),
+        ([np.zeros(4), np.zeros(4)], False),
     ],
 )
 def test_is_image_input(X, expected):
@@ -321,6 +324,19 @@ def test_pil_images_give_the_same_features_as_arrays():
     np.testing.assert_allclose(_small().fit(pil).transform(pil), expected, atol=1e-5)
     gray = [Image.fromarray(x[..., 0]) for x in X]
     assert _small().fit(gray)._adapter.channels == 1
+
+
+def test_a_list_of_image_arrays_is_read_as_their_stack():
+    X = _images(c=3)
+    expected = _small().fit(X).transform(X)
+    as_list = list(X)
+    np.testing.assert_allclose(_small().fit(as_list).transform(as_list), expected, atol=1e-5)
+    as_tensors = [torch.from_numpy(x) for x in X]
+    np.testing.assert_allclose(
+        _small().fit(X).transform(as_tensors), expected, atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"element 2 has shape \(8, 8\)"):
+        _small().fit([X[0], X[1], X[2, ..., 0]])
 
 
 def _write(folder, arrays, sizes, fmt):
