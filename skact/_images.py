@@ -313,8 +313,8 @@ def _opened(item: Any) -> Iterator[Any]:
             image = Image.open(item)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"image file not found: {os.fspath(item)!r}; check the path (a relative one "
-            "is read from the current directory), or remove it from the input"
+            f"image file not found: {os.fspath(item)!r}. Check the path (a relative one "
+            "is read from the current directory) or remove it from the input"
         ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ValueError(
