@@ -113,7 +113,7 @@ def _is_image_array(item: Any) -> bool:
     return isinstance(item, np.ndarray | Tensor) and item.ndim in (2, 3)
 
 
-def _stack_images(items: list[Any], layout: str) -> np.ndarray:
+def _stack_images(items: list[Any], layout: str) -> np.ndarray | ImageFiles:
     """Stack a sequence of per-image arrays, with an error naming the first misfit."""
     arrays = [
         item.detach().cpu().numpy() if isinstance(item, Tensor) else item for item in items

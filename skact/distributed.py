@@ -45,10 +45,10 @@ __all__ = [
     "TORCHRUN_VARIABLES",
     "World",
     "all_reduce_sum",
-    "shared_sum",
     "average_buffers",
     "current",
     "setup",
+    "shared_sum",
     "unwrap",
     "wrap",
 ]
@@ -416,7 +416,7 @@ def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) ->
     # the backward pass gains nothing while each extra collective costs gloo's latency
     # (a few ms): an explicit bucket size turns off DDP's small first bucket, and these
     # networks' gradients then go in one all-reduce. On CUDA, DDP's defaults stand.
-    buckets = {"bucket_cap_mb": 25.0} if device.type == "cpu" else {}
+    buckets: dict[str, Any] = {"bucket_cap_mb": 25.0} if device.type == "cpu" else {}
     replica = _Replica(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,

@@ -330,11 +330,10 @@ def test_a_list_of_image_arrays_is_read_as_their_stack():
     X = _images(c=3)
     expected = _small().fit(X).transform(X)
     as_list = list(X)
-    np.testing.assert_allclose(_small().fit(as_list).transform(as_list), expected, atol=1e-5)
+    features = _small().fit(as_list).transform(as_list)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
     as_tensors = [torch.from_numpy(x) for x in X]
-    np.testing.assert_allclose(
-        _small().fit(X).transform(as_tensors), expected, atol=1e-5
-    )
+    np.testing.assert_allclose(_small().fit(X).transform(as_tensors), expected, atol=1e-5)
     with pytest.raises(ValueError, match=r"element 2 has shape \(8, 8\)"):
         _small().fit([X[0], X[1], X[2, ..., 0]])
 
