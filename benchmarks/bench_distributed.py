@@ -196,9 +196,9 @@ def main() -> None:
         "Speed-up: the single process's best fit time over the two ranks'. CPU time is "
         "the busiest process's (for DDP: its share of the work plus communication); its "
         "ratio estimates the speed-up on idle cores, where no process waits for a core. "
-        "Each step pays a fixed communication cost (three all-reduces over gloo: the "
-        "encoder's and the head's gradients and the packed C_hat sums, a few ms each "
-        "here), so the speed-up grows with the work per step, i.e. with the batch size.",
+        "Each step pays a fixed communication cost (two all-reduces over gloo: the "
+        "gradients of encoder and head, and the packed C_hat sums, a few ms each here), "
+        "so the speed-up grows with the work per step, i.e. with the batch size.",
         "",
     ]
     markdown = "\n".join(lines)
