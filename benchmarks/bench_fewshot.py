@@ -3,8 +3,9 @@
 For each data set (70/30 stratified split, random_state=0) every representation is fitted
 on the unlabeled training part; a linear probe and k-NN are then trained on k labelled
 samples per class and scored on the test part, over many label draws and several training
-seeds. Rows: raw features, PCA, ACT with its defaults, ACT with each other adversary and
-a small sweep of alpha, and the baseline objectives with the same encoder and epochs.
+seeds. Rows: raw features, PCA, ACT with its defaults, ACT with each other adversary, a
+small sweep of alpha, half and twice the default epochs, and the baseline objectives
+with the same encoder and epochs.
 
 Prints a table per data set and writes ``fewshot.json`` and ``fewshot.md`` (with the
 command, machine, library versions and date) under ``benchmarks/results/``.
@@ -49,6 +50,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADVERSARIES = ("ema", "previous", "batch")
+#: Rows with max_iter at these multiples of the default number of epochs.
+EPOCH_FACTORS = (0.5, 2)
+EPOCH_FACTOR = "epoch_factor"
 BASELINE_OBJECTIVES = ("barlow_twins", "vicreg", "spectral", "nt_xent")
 #: --quick: a small network, a few epochs, one seed, two draws, at most this many samples.
 QUICK_ENCODER = {"hidden_layer_sizes": (32,), "n_components": 16, "projection_dim": 16}
@@ -116,9 +120,29 @@ def representation_rows() -> dict[str, dict[str, Any] | None]:
     for alpha in ALPHAS:
         if alpha != defaults["alpha"]:
             rows[f"act:alpha={alpha:g}"] = {"alpha": alpha}
+    for factor in EPOCH_FACTORS:
+        rows[f"act:epochs=x{factor:g}"] = {EPOCH_FACTOR: factor}
     for objective in BASELINE_OBJECTIVES:
         rows[objective] = {"objective": objective}
     return rows
+
+
+def resolve_epochs(params: dict[str, Any], encoder_params: dict[str, Any], X: Any) -> dict:
+    """Replace an epoch factor by ``max_iter``: the factor times the default epochs.
+
+    The default is ``encoder_params["max_iter"]`` when given, else what ACTEncoder's
+    ``max_iter="auto"`` resolves to for this input (images and tables differ).
+    """
+    if EPOCH_FACTOR not in params:
+        return params
+    from skact._encoder import _AUTO_MAX_ITER
+    from skact._images import is_image_input
+
+    base = encoder_params.get("max_iter", "auto")
+    if base == "auto":
+        base = _AUTO_MAX_ITER["image" if is_image_input(X) else "tabular"]
+    rest = {k: v for k, v in params.items() if k != EPOCH_FACTOR}
+    return {**rest, "max_iter": max(1, round(params[EPOCH_FACTOR] * base))}
 
 
 def _select(names: Sequence[str], patterns: Sequence[str] | None, what: str) -> list[str]:
@@ -194,8 +218,9 @@ def run_dataset(
                     make = raw_baseline if row == "raw" else pca_baseline
                     representation = make(standardize=dataset.standardize).fit(X_pool)
                 else:
+                    row_params = resolve_epochs(params, encoder_params, X_pool)
                     representation = ACTEncoder(
-                        **{**encoder_params, **params, "random_state": seed}
+                        **{**encoder_params, **row_params, "random_state": seed}
                     ).fit(X_pool)
                 fit_seconds.append(time.perf_counter() - start)
                 log(f"  {dataset.name} | {row} | seed {seed}: fit {fit_seconds[-1]:.1f} s")

@@ -39,6 +39,17 @@ def test_rows_cover_baselines_objectives_adversaries_and_alphas(bench):
     assert len(alphas | {defaults["alpha"]}) >= 4
 
 
+def test_epoch_rows_scale_the_default_epochs_of_each_input_kind(bench):
+    rows = bench.representation_rows()
+    half, double = rows["act:epochs=x0.5"], rows["act:epochs=x2"]
+    images, table = np.zeros((4, 8, 8)), np.zeros((4, 64))
+    # ACTEncoder's max_iter="auto": 50 epochs for images, 100 for tables.
+    assert bench.resolve_epochs(half, {}, images) == {"max_iter": 25}
+    assert bench.resolve_epochs(double, {}, table) == {"max_iter": 200}
+    assert bench.resolve_epochs(double, {"max_iter": 3}, images) == {"max_iter": 6}
+    assert bench.resolve_epochs({"alpha": 0.3}, {}, table) == {"alpha": 0.3}
+
+
 def test_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
     argv = [
         "--quick", "--datasets", "wine", "digits_images",
