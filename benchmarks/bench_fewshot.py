@@ -17,7 +17,9 @@ command, machine, library versions and date) under ``benchmarks/results/``.
     python benchmarks/bench_fewshot.py --quick              # tiny smoke configuration
 
 ``--merge`` keeps the results already in ``fewshot.json`` and replaces only the
-(data set, row) pairs it recomputes, so the full benchmark can be run in pieces.
+(data set, row) pairs it recomputes, so the full benchmark can be run in pieces. It drops
+rows whose name no longer exists; after a change of ACTEncoder's defaults, rerun every
+row that uses the changed default (``'act*'``) so that no row mixes two defaults.
 """
 
 from __future__ import annotations
@@ -460,6 +462,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"runs": [], "results": []}
     if args.merge and json_path.exists():
         report = json.loads(json_path.read_text())
+        # A row named after a default that has since changed (act:alpha=0.03 once 0.03
+        # is the default) no longer exists: drop it rather than show it as current.
+        current = set(representation_rows())
+        stale = sorted({r["row"] for r in report["results"] if r["row"] not in current})
+        if stale:
+            log(f"note: dropping rows that no longer exist: {', '.join(stale)}")
+            report["results"] = [r for r in report["results"] if r["row"] in current]
     run_index = len(report["runs"])
     report["runs"].append(run)
 

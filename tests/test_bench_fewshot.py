@@ -123,7 +123,15 @@ def test_merge_replaces_only_recomputed_rows(bench, tmp_path, capsys):
     assert bench.main([*common, "--rows", "raw"]) == 0
     fresh = json.loads((tmp_path / "fewshot.json").read_text())
     assert len(fresh["runs"]) == 1 and [r["row"] for r in fresh["results"]] == ["raw"]
-    capsys.readouterr()
+    # A row that no longer exists (a default changed) is dropped by the next merge.
+    path = tmp_path / "fewshot.json"
+    report = json.loads(path.read_text())
+    report["results"].append({**report["results"][0], "row": "act:alpha=12345"})
+    path.write_text(json.dumps(report))
+    assert bench.main([*common, "--rows", "pca", "--merge"]) == 0
+    assert "dropping rows that no longer exist: act:alpha=12345" in capsys.readouterr().out
+    merged = json.loads(path.read_text())
+    assert sorted(r["row"] for r in merged["results"]) == ["pca", "raw"]
 
 
 def test_selection_errors_and_listing(bench, capsys):
