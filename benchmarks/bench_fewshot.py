@@ -4,8 +4,8 @@ For each data set (70/30 stratified split, random_state=0) every representation 
 on the unlabeled training part; a linear probe and k-NN are then trained on k labelled
 samples per class and scored on the test part, over many label draws and several training
 seeds. Rows: raw features, PCA, ACT with its defaults, ACT with each other adversary, a
-small sweep of alpha, half and twice the default epochs, and the baseline objectives
-with the same encoder and epochs.
+small sweep of alpha, other SCARF corruption rates (tables), half and twice the default
+epochs, and the baseline objectives with the same encoder and epochs.
 
 Prints a table per data set and writes ``fewshot.json`` and ``fewshot.md`` (with the
 command, machine, library versions and date) under ``benchmarks/results/``.
@@ -46,12 +46,15 @@ from sklearn.model_selection import train_test_split
 
 import skact
 from skact import ACTEncoder
+from skact._images import is_image_input
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADVERSARIES = ("ema", "previous", "batch")
+#: SCARF corruption rates (tables only: images have their own augmentation).
+CORRUPTION_RATES = (0.1, 0.2, 0.4)
 #: Rows with max_iter at these multiples of the default number of epochs.
 EPOCH_FACTORS = (0.5, 2)
 EPOCH_FACTOR = "epoch_factor"
@@ -122,6 +125,9 @@ def representation_rows() -> dict[str, dict[str, Any] | None]:
     for alpha in ALPHAS:
         if alpha != defaults["alpha"]:
             rows[f"act:alpha={alpha:g}"] = {"alpha": alpha}
+    for rate in CORRUPTION_RATES:
+        if rate != defaults["corruption_rate"]:
+            rows[f"act:corruption_rate={rate:g}"] = {"corruption_rate": rate}
     for factor in EPOCH_FACTORS:
         rows[f"act:epochs=x{factor:g}"] = {EPOCH_FACTOR: factor}
     for objective in BASELINE_OBJECTIVES:
@@ -138,7 +144,6 @@ def resolve_epochs(params: dict[str, Any], encoder_params: dict[str, Any], X: An
     if EPOCH_FACTOR not in params:
         return params
     from skact._encoder import _AUTO_MAX_ITER
-    from skact._images import is_image_input
 
     base = encoder_params.get("max_iter", "auto")
     if base == "auto":
@@ -207,7 +212,10 @@ def run_dataset(
     smallest = int(np.min(np.unique(y_pool, return_counts=True)[1]))
     ks = [k for k in KS if k <= smallest // 2] or [1]
     results = []
+    images = is_image_input(X_pool)
     for row, params in rows.items():
+        if images and params is not None and "corruption_rate" in params:
+            continue  # a tabular augmentation setting: the same model as `act` here
         per_seed: list[list[Any]] = []
         fit_seconds = []
         representation: Any = None

@@ -39,6 +39,17 @@ def test_rows_cover_baselines_objectives_adversaries_and_alphas(bench):
     assert len(alphas | {defaults["alpha"]}) >= 4
 
 
+def test_corruption_rows_are_skipped_for_images(bench, capsys):
+    rows = bench.representation_rows()
+    assert {"act:corruption_rate=0.1", "act:corruption_rate=0.4"} <= set(rows)
+    images = bench.DATASETS["digits_images"]
+    params = {**bench.QUICK_ENCODER, "max_iter": 1}
+    kept = {"raw": None, "act:corruption_rate=0.4": rows["act:corruption_rate=0.4"]}
+    results = bench.run_dataset(images, kept, params, [0], 1, 100, print)
+    assert [r["row"] for r in results] == ["raw"]
+    capsys.readouterr()
+
+
 def test_epoch_rows_scale_the_default_epochs_of_each_input_kind(bench):
     rows = bench.representation_rows()
     half, double = rows["act:epochs=x0.5"], rows["act:epochs=x2"]
