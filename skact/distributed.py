@@ -103,30 +103,30 @@ def shared_sum(tensor: Tensor) -> Tensor:
     return out
 
 
-class _SharedSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, tensor: Tensor) -> Tensor:
-        out = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad * dist.get_world_size()
+def _summed(tensor: Tensor) -> Tensor:
+    out = tensor.clone(memory_format=torch.contiguous_format)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
 
 
 class _AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, tensor: Tensor) -> Tensor:
-        out = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        return _summed(tensor)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        out = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        return _summed(grad)
+
+
+class _SharedSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        return _summed(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad * dist.get_world_size()
 
 
 @dataclass(frozen=True)

@@ -555,12 +555,12 @@ def _record_epochs() -> tuple[list[dict[str, torch.Tensor]], Any]:
 
 def test_non_finite_loss_keeps_last_finite_epoch() -> None:
     states, recording = _record_epochs()
-    enc = small(max_iter=5)
+    enc = small(max_iter=5, alpha=0.2)
     # 64 samples in batches of 16: 4 steps an epoch, so step 9 is in the third epoch.
     with recording, patched_step(nan_at(9)), pytest.raises(NonFiniteLossError) as info:
         enc.fit(X)
     message = str(info.value)
-    assert "learning_rate (now 0.001)" in message and "alpha (now 0.1)" in message
+    assert "learning_rate (now 0.001)" in message and "alpha (now 0.2)" in message
     assert "in epoch 3" in message
     assert "2 epochs trained" in message
     assert enc.n_iter_ == 2 and len(enc.loss_curve_) == 2 and enc._step == 8
