@@ -212,7 +212,7 @@ def to_markdown(report: dict) -> str:
     fits = pd.DataFrame(report["rows"]).groupby("representation")["fit_seconds"].mean()
     lines += [
         "",
-        "Mean fit time (s; shared machine, provisional): "
+        "Mean fit time (s, wall clock; see the load average above): "
         + ", ".join(f"{n} {fits[n]:.1f}" for n in names),
         "",
     ]
