@@ -64,8 +64,16 @@ def test_pandas_column_types_detected():
 
 
 def test_polars_column_types_detected():
-    df = pl.from_pandas(_frame()).with_columns(pl.col("colour").cast(pl.String))
-    df = df.with_columns(pl.col("city").cast(pl.Categorical))
+    frame = _frame()  # built column by column: pl.from_pandas would need pyarrow here
+    df = pl.DataFrame(
+        {
+            "size": frame["size"].to_numpy(),
+            "count": frame["count"].to_numpy(),
+            "flag": frame["flag"].to_numpy(),
+            "colour": frame["colour"].astype(str).tolist(),
+            "city": frame["city"].tolist(),
+        }
+    ).with_columns(pl.col("city").cast(pl.Categorical))
     enc = _small().fit(df)
     np.testing.assert_array_equal(enc.is_categorical_, [False, False, False, True, True])
     assert enc.categories_[1].tolist() == ["Oslo", "Rome"]
