@@ -7,13 +7,15 @@ replica of the networks wrapped in
 batch: each optimisation step takes ``batch_size / world_size`` rows on every rank.
 
 The ACT loss is made that of the global batch. Each rank sums the alignment term and
-``z_i^T z_j`` over its rows and the sums are all-reduced with an autograd-aware
-collective (:func:`all_reduce_sum`), so every rank computes the same global loss ``L``
-and the same adversary ``G``. In the backward pass the all-reduce sums the ``W``
-identical upstream gradients (``W`` = world size), so each rank receives ``W`` times its
-share of ``dL/dtheta``; DDP then *averages* the ranks' gradients, dividing by ``W``:
-the update is exactly the gradient of the global-batch loss, as one process would
-compute on the concatenated batch.
+``z_i^T z_j`` over its rows and the sums are all-reduced (:func:`shared_sum`), so every
+rank computes the same global loss ``L`` and the same adversary ``G``. The upstream
+gradients of the sum are then identical on the ``W`` ranks (``W`` = world size), so the
+backward pass needs no collective: it multiplies by ``W`` what an all-reduce of them
+would sum, and each rank receives ``W`` times its share of ``dL/dtheta``. DDP then
+*averages* the ranks' gradients, dividing by ``W``: the update is exactly the gradient
+of the global-batch loss, as one process would compute on the concatenated batch. Per
+step that is two all-reduces: the packed sums, and the gradients of the encoder and the
+projection head, which one DDP module holds.
 
 The baseline objectives (Barlow Twins, VICReg, spectral, NT-Xent) are computed on each
 rank's local batch; DDP averages their gradients (the usual DDP semantics) and the

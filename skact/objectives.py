@@ -434,7 +434,7 @@ class ACTCriterion:
         pairs: list[tuple[int, int]],
         reduce: Callable[[Tensor], Tensor],
     ) -> Tensor:
-        """The loss of the batch summed by ``reduce`` (one all-reduce each way per step).
+        """The loss of the batch summed by ``reduce`` (one collective per step forward).
 
         Each pair's squared distances and ``z_i^T z_j`` are summed over the local rows,
         packed with the row count into one tensor and reduced; dividing by the global row
