@@ -432,12 +432,18 @@ def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) ->
     # (a few ms): an explicit bucket size turns off DDP's small first bucket, and these
     # networks' gradients then go in one all-reduce. On CUDA, DDP's defaults stand.
     buckets: dict[str, Any] = {"bucket_cap_mb": 25.0} if device.type == "cpu" else {}
-    replica = _Replica(
-        module,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        **_NO_FORWARD_BUFFER_SYNC,
-        **buckets,
-    )
+    try:
+        replica = _Replica(
+            module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            **_NO_FORWARD_BUFFER_SYNC,
+            **buckets,
+        )
+    except BaseException:
+        # No replica to unwrap later: give the fitted networks their BatchNorm back now.
+        for parent, name, original in swapped:
+            setattr(parent, name, original)
+        raise
     replica.swapped = swapped
     return replica
 

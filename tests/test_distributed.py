@@ -362,3 +362,15 @@ def test_sync_batchnorm_swap_shares_parameters_and_is_undone():
         setattr(parent, name, original)
     assert [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)] == originals
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in mlp.modules())
+
+
+def test_failed_replication_gives_the_batchnorm_layers_back():
+    """If DDP cannot be built (here: no process group), the SyncBatchNorm swap made for
+    CUDA is undone at once, since no replica will exist for unwrap to undo it."""
+    mlp = MLP(4, (8, 8), 3)
+    originals = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert not dist.is_initialized()
+    with pytest.raises((RuntimeError, ValueError)):
+        distributed._replicate(mlp, torch.device("cpu"), sync_batchnorm=True)
+    assert [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)] == originals
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in mlp.modules())
