@@ -506,6 +506,12 @@ class MixedTableAdapter:
         self._groups = np.concatenate(
             [np.arange(n_num), self.indicators, n_num + np.arange(len(self._categorical))]
         )
+        self._group_index: dict[torch.device, Tensor] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The per-device copies of the group index are a cache: not pickled, so that a
+        # model pickled on a GPU and loaded on a CPU does not find a stale entry.
+        return {**self.__dict__, "_group_index": {}}
 
     @classmethod
     def fit(
@@ -611,28 +617,19 @@ class MixedTableAdapter:
         -------
         Tensor of shape (n, d)
         """
-        n, d = batch.shape
-        device = batch.device
-        view = batch
-        if self.augment.corruption_rate > 0:
-            n_groups = len(self._numeric) + len(self._categorical)
-            groups = torch.as_tensor(self._groups, device=device)
-            draw = torch.rand(n, n_groups, generator=generator, device=device)
-            mask = (draw < self.augment.corruption_rate)[:, groups]
-            rows = torch.randint(
-                0, pool.shape[0], (n, n_groups), generator=generator, device=device
-            )[:, groups]
-            cols = torch.arange(d, device=device).expand(n, d)
-            view = torch.where(mask, pool[rows, cols], batch)
-        n_num = len(self._numeric)
-        if self.augment.noise_scale > 0 and n_num:
-            noise = torch.randn(
-                n, n_num, generator=generator, device=device, dtype=batch.dtype
+        groups = self._group_index.get(batch.device)
+        if groups is None:  # copied to each device once, not at every step
+            groups = self._group_index[batch.device] = torch.as_tensor(
+                self._groups, device=batch.device
             )
-            view = torch.cat(
-                [view[:, :n_num] + self.augment.noise_scale * noise, view[:, n_num:]], dim=1
-            )
-        return view
+        return self.augment(
+            batch,
+            pool,
+            generator,
+            groups=groups,
+            n_groups=len(self._numeric) + len(self._categorical),
+            noisy=len(self._numeric),
+        )
 
     def front_end(self) -> TabularEmbedding:
         """A fresh embedding layer for these columns, to put before the encoder body.

@@ -367,3 +367,23 @@ def test_pickle_round_trip():
 def test_sklearn_checks_on_the_mixed_path(estimator, check):
     # handle_missing="indicator" sends even numeric arrays through the mixed adapter
     check(estimator)
+
+
+def test_grouped_corruption_needs_the_group_count_and_its_cache_is_not_pickled():
+    x = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match="n_groups is needed"):
+        TabularAugment(0.5)(x, x, torch.Generator(), groups=torch.tensor([0, 0, 1]))
+    df = _with_gaps()
+    adapter = MixedTableAdapter.fit(
+        read_table(df, "indicator"),
+        np.array([False, False, False, True, True]),
+        "indicator",
+        TabularAugment(0.5, 0.0),
+    )
+    stored = adapter.to_storage(read_table(df, "indicator"))
+    first = adapter.view(stored, stored, torch.Generator().manual_seed(0))
+    assert list(adapter._group_index) == [stored.device]
+    restored = pickle.loads(pickle.dumps(adapter))
+    assert restored._group_index == {}
+    again = restored.view(stored, stored, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, first)

@@ -37,7 +37,15 @@ class TabularAugment:
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
 
-    def __call__(self, x: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        x: Tensor,
+        pool: Tensor,
+        generator: torch.Generator,
+        groups: Tensor | None = None,
+        n_groups: int | None = None,
+        noisy: int | None = None,
+    ) -> Tensor:
         """Return one random view of the rows ``x``.
 
         Parameters
@@ -48,6 +56,16 @@ class TabularAugment:
             Rows whose values replace corrupted cells (the training data).
         generator : torch.Generator
             Source of randomness, on the device of ``x``.
+        groups : Tensor of int64 of shape (d,), optional
+            Group of each column, on the device of ``x``: the columns of a group are
+            corrupted together, from one donor row (a value and its missing-value
+            indicator). None: every column is its own group.
+        n_groups : int, optional
+            Number of groups (``groups`` takes the values ``0 .. n_groups - 1``); needed
+            with ``groups``, given by the caller so that no device value is read.
+        noisy : int, optional
+            Add the noise to the first ``noisy`` columns only (the numeric ones of a
+            mixed table). None: to every column.
 
         Returns
         -------
@@ -56,17 +74,28 @@ class TabularAugment:
         n, d = x.shape
         view = x
         if self.corruption_rate > 0:
-            mask = (
-                torch.rand(n, d, generator=generator, device=x.device)
-                < self.corruption_rate
-            )
+            k = d if groups is None else n_groups
+            if k is None:
+                raise ValueError("n_groups is needed with groups")
+            draw = torch.rand(n, k, generator=generator, device=x.device)
             rows = torch.randint(
-                0, pool.shape[0], (n, d), generator=generator, device=x.device
+                0, pool.shape[0], (n, k), generator=generator, device=x.device
             )
+            mask = draw < self.corruption_rate
+            if groups is not None:
+                mask, rows = mask[:, groups], rows[:, groups]
             view = _replace(x, mask, rows, pool)
-        if self.noise_scale > 0:
-            noise = torch.randn(n, d, generator=generator, device=x.device, dtype=x.dtype)
-            view = view + self.noise_scale * noise
+        width = d if noisy is None else noisy
+        if self.noise_scale > 0 and width:
+            noise = torch.randn(
+                n, width, generator=generator, device=x.device, dtype=x.dtype
+            )
+            if width == d:
+                view = view + self.noise_scale * noise
+            else:
+                view = torch.cat(
+                    [view[:, :width] + self.noise_scale * noise, view[:, width:]], 1
+                )
         return view
 
 
