@@ -421,20 +421,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         representations["raw (standardised)"] = raw_baseline().fit(X_pool)
         representations["PCA (standardised, 90% variance)"] = pca_baseline().fit(X_pool)
     representations["ACTEncoder" if model is not None else "features"] = model
-    results = {
-        name: few_shot_score(
-            rep,
-            X_pool,
-            y_pool,
-            X_test,
-            y_test,
-            k=args.k,
-            protocols=args.protocol,
-            n_draws=args.draws,
-            random_state=args.seed,
-        )
-        for name, rep in representations.items()
-    }
+    split = (X_pool, y_pool, X_test, y_test)
+    results = _score_all(representations, split, args, args.protocol)
     table = results_table(results)
     print(
         f"{len(y_pool)} samples to draw labels from, {len(y_test)} test samples, "
@@ -457,6 +445,31 @@ def _require_matplotlib() -> None:
         raise UsageError(
             "--plot needs matplotlib (pip install matplotlib, or skact[bench])"
         ) from None
+
+
+def _score_all(
+    representations: dict[str, Any],
+    split: tuple[Any, Any, Any, Any],
+    args: argparse.Namespace,
+    protocols: Sequence[str] = ("linear", "knn"),
+) -> dict[str, list[FewShotResult]]:
+    """Few-shot scores of each representation on ``(X_pool, y_pool, X_test, y_test)``,
+    with the command's ``k``, ``draws`` and ``seed``."""
+    X_pool, y_pool, X_test, y_test = split
+    return {
+        name: few_shot_score(
+            rep,
+            X_pool,
+            y_pool,
+            X_test,
+            y_test,
+            k=args.k,
+            protocols=protocols,
+            n_draws=args.draws,
+            random_state=args.seed,
+        )
+        for name, rep in representations.items()
+    }
 
 
 def _plot(results: dict[str, list[FewShotResult]], path: Path) -> None:
@@ -521,19 +534,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "PCA (90% variance)": pca_baseline(standardize=False).fit(X_pool),
         "ACT": encoder,
     }
-    results = {
-        name: few_shot_score(
-            rep,
-            X_pool,
-            y_pool,
-            X_test,
-            y_test,
-            k=args.k,
-            n_draws=args.draws,
-            random_state=args.seed,
-        )
-        for name, rep in representations.items()
-    }
+    results = _score_all(representations, (X_pool, y_pool, X_test, y_test), args)
     print(
         f"\ntest accuracy with k labels per class (mean ± std over {args.draws} draws; "
         "linear: logistic regression, knn: 5-NN or k-NN for k < 5)"
