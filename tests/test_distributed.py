@@ -26,6 +26,8 @@ from skact._training import Trainer
 from skact.networks import MLP
 from skact.objectives import OBJECTIVES, ACTCriterion, Adversary
 
+from _small import small_encoder
+
 WORLD_SIZE = 2
 N_FEATURES = 5
 #: Rows of the global batch each rank takes: unequal on purpose.
@@ -203,15 +205,8 @@ def _data(n: int = 300) -> np.ndarray:
 
 
 def _encoder(**params) -> ACTEncoder:
-    defaults = dict(
-        n_components=8,
-        hidden_layer_sizes=(32,),
-        projection_dim=8,
-        batch_size=64,
-        max_iter=3,
-        device="cpu",
-    )
-    return ACTEncoder(**{**defaults, **params})
+    sizes = dict(n_components=8, hidden_layer_sizes=(32,), projection_dim=8)
+    return small_encoder(**{**sizes, "batch_size": 64, "max_iter": 3, **params})
 
 
 def _worker(rank: int, port: int, out: str) -> None:

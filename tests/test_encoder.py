@@ -24,19 +24,12 @@ from sklearn.utils.estimator_checks import (
 from skact import ACTEncoder
 from skact.evaluation import few_shot_score
 
+from _small import small_encoder
+
 
 def small(**params):
-    defaults = dict(
-        n_components=6,
-        hidden_layer_sizes=(32,),
-        projection_dim=8,
-        max_iter=3,
-        batch_size=32,
-        random_state=0,
-        device="cpu",
-    )
-    defaults.update(params)
-    return ACTEncoder(**defaults)
+    sizes = dict(n_components=6, hidden_layer_sizes=(32,), projection_dim=8)
+    return small_encoder(**{**sizes, "max_iter": 3, "batch_size": 32, **params})
 
 
 @pytest.fixture(scope="module")

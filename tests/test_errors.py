@@ -37,6 +37,8 @@ import skact
 from skact import ACTEncoder, NonFiniteLossError, _guards
 from skact._training import Trainer
 
+from _small import small_encoder
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "user_guide" / "troubleshooting.rst"
 BEGIN, END = ".. begin-generated-table", ".. end-generated-table"
@@ -46,16 +48,7 @@ X = np.random.default_rng(0).normal(size=(64, 3))
 
 def small(**params: Any) -> ACTEncoder:
     """A tiny, fast, deterministic estimator."""
-    defaults: dict[str, Any] = dict(
-        n_components=2,
-        hidden_layer_sizes=(8,),
-        projection_dim=4,
-        max_iter=2,
-        batch_size=16,
-        device="cpu",
-        random_state=0,
-    )
-    return ACTEncoder(**{**defaults, **params})
+    return small_encoder(**{"n_components": 2, **params})
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from skact import ACTEncoder
 from skact.evaluation import (
     FewShotResult,
     few_shot_score,
@@ -17,6 +16,8 @@ from skact.evaluation import (
     results_table,
     sample_k_shot,
 )
+
+from _small import small_encoder
 
 
 def _blobs(n_per_class=30, n_classes=3, n_features=4, spread=1.5, seed=0):
@@ -126,15 +127,7 @@ def test_transformer_and_precomputed_features_give_identical_scores():
 
 def test_few_shot_score_uses_a_fitted_act_encoder_without_refitting():
     X, y = _blobs(n_per_class=20, n_features=5)
-    enc = ACTEncoder(
-        n_components=3,
-        hidden_layer_sizes=(8,),
-        projection_dim=4,
-        max_iter=1,
-        batch_size=16,
-        random_state=0,
-        device="cpu",
-    ).fit(X)
+    enc = small_encoder(max_iter=1).fit(X)
     before = (enc.n_iter_, [p.detach().clone() for p in enc.encoder_.parameters()])
     result = few_shot_score(enc, X, y, X, y, k=2, protocols=["knn"], n_draws=3)
     expected = few_shot_score(

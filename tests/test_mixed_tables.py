@@ -10,7 +10,6 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skact import ACTEncoder
 from skact._tabular_mixed import (
     MixedTableAdapter,
     encode,
@@ -21,18 +20,11 @@ from skact._tabular_mixed import (
 from skact.augment.tabular import TabularAugment
 from skact.networks import TabularEmbedding
 
+from _small import small_encoder
+
 
 def _small(**params):
-    defaults = dict(
-        n_components=4,
-        hidden_layer_sizes=(16,),
-        projection_dim=4,
-        max_iter=2,
-        batch_size=16,
-        random_state=0,
-        device="cpu",
-    )
-    return ACTEncoder(**{**defaults, **params})
+    return small_encoder(**{"n_components": 4, "hidden_layer_sizes": (16,), **params})
 
 
 def _frame(n=40, seed=0):

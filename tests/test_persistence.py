@@ -17,22 +17,14 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 import skact
-from skact import ACTEncoder, _guards, _persistence
+from skact import _guards, _persistence
+
+from _small import small_encoder
 
 X = np.random.default_rng(0).normal(size=(64, 5))
 
 
-def small(**params: Any) -> ACTEncoder:
-    defaults: dict[str, Any] = dict(
-        n_components=3,
-        hidden_layer_sizes=(8,),
-        projection_dim=4,
-        max_iter=2,
-        batch_size=16,
-        device="cpu",
-        random_state=0,
-    )
-    return ACTEncoder(**{**defaults, **params})
+small = small_encoder
 
 
 def rewrite(path: Path, config: dict[str, Any] | None = None, tensors: bytes | None = None):

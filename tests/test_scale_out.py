@@ -18,6 +18,8 @@ from sklearn.pipeline import make_pipeline
 
 from skact import ACTEncoder
 
+from _small import small_encoder
+
 EXTRA = "needs the 'distributed' extra: pip install skact[distributed]"
 
 
@@ -30,16 +32,7 @@ class ThreadRecorder(ACTEncoder):
 
 
 def _small(cls=ACTEncoder, **params):
-    defaults = dict(
-        n_components=3,
-        hidden_layer_sizes=(16,),
-        projection_dim=4,
-        max_iter=2,
-        batch_size=64,
-        device="cpu",
-        random_state=0,
-    )
-    return cls(**{**defaults, **params})
+    return small_encoder(cls, **{"hidden_layer_sizes": (16,), "batch_size": 64, **params})
 
 
 def _labelled(n=160):
