@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
 import torch.multiprocessing as mp
 from torch import distributed as dist
 
-import skact
 from skact import ACTEncoder
+from skact._environment import versions
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -142,13 +141,7 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "versions": {
-            "python": platform.python_version(),
-            "skact": skact.__version__,
-            "torch": torch.__version__,
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-        },
+        "versions": versions(),
         "config": {
             "n_samples": args.n_samples,
             "n_features": args.n_features,

@@ -39,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 import torch
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 
-import skact
 from skact import ACTEncoder
+from skact._environment import versions
 from skact._images import is_image_input
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
 
@@ -449,13 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
-        "versions": {
-            "python": platform.python_version(),
-            "skact": skact.__version__,
-            "torch": torch.__version__,
-            "sklearn": sklearn.__version__,
-            "numpy": np.__version__,
-        },
+        "versions": versions(),
         "config": {
             "encoder_params": encoder_params,
             "seeds": seeds,

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sklearn
 import torch
 from sklearn.compose import make_column_transformer
 from sklearn.impute import SimpleImputer
@@ -38,8 +37,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-import skact
 from skact import ACTEncoder
+from skact._environment import versions
 from skact.evaluation import few_shot_score
 
 CATEGORICAL = ["island", "sex"]
@@ -137,14 +136,7 @@ def run(args: argparse.Namespace) -> dict:
             "torch_threads": args.threads,
             "load_average": os.getloadavg(),
         },
-        "versions": {
-            "python": platform.python_version(),
-            "skact": skact.__version__,
-            "torch": torch.__version__,
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "pandas": pd.__version__,
-        },
+        "versions": {**versions(), "pandas": pd.__version__},
         "data": {
             "name": "palmerpenguins (load_penguins)",
             "n_samples": len(X),

@@ -78,13 +78,15 @@ def _early_threads(argv: list[str]) -> None:
 if __name__ == "__main__":
     _early_threads(sys.argv)
 
+# These imports follow _early_threads on purpose (hence noqa: E402): torch reads
+# OMP_NUM_THREADS once, when it is first imported.
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-import skact  # noqa: E402
 from skact import ACTEncoder, _training  # noqa: E402
+from skact._environment import versions  # noqa: E402
 from skact.objectives import OBJECTIVES  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -838,10 +840,7 @@ def machine(device: str) -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "skact": skact.__version__,
-        "numpy": np.__version__,
+        **versions(),
     }
     if device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

@@ -73,7 +73,7 @@ def test_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
     (run,) = report["runs"]
     assert run["command"] == "python benchmarks/bench_fewshot.py " + " ".join(argv)
     assert run["machine"]["cpu_count"] >= 1 and run["machine"]["platform"]
-    assert {"torch", "sklearn"} <= set(run["versions"])
+    assert {"torch", "scikit-learn"} <= set(run["versions"])
     assert run["date"][:2] == "20"
 
     # digits_images runs where ACTEncoder takes images, and is skipped with a note before.
