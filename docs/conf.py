@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 GENERATED = DOCS / "generated"
 sys.path.insert(0, str(ROOT))  # the checkout's skact wins over an installed one
 
-import skact  # noqa: E402
+import skact  # noqa: E402  (after the sys.path line: import this checkout's skact)
 
 sys.path.insert(0, str(DOCS))
-from _generate import (  # noqa: E402
+from _generate import (  # noqa: E402  (docs/ just went on sys.path)
     write_augmentation_figure,
     write_benchmark_results,
     write_example_pages,
@@ -126,7 +127,7 @@ SKLEARN_LABELS = {
 }
 
 
-def _sklearn_reference(app, env, node, contnode):  # type: ignore[no-untyped-def]
+def _sklearn_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     """Resolve a :ref: from an inherited scikit-learn docstring to scikit-learn.org."""
     from urllib.parse import quote
 
@@ -142,7 +143,7 @@ def _sklearn_reference(app, env, node, contnode):  # type: ignore[no-untyped-def
     return nodes.reference(text, text, internal=False, refuri=SKLEARN_DOCS + page)
 
 
-def setup(app):  # type: ignore[no-untyped-def]
+def setup(app: Any) -> None:
     app.connect("missing-reference", _sklearn_reference)
 
 

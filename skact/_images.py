@@ -693,6 +693,7 @@ def prepare_network(module: nn.Module, device: torch.device) -> nn.Module:
         ``module``, converted in place on the devices of :data:`CHANNELS_LAST_DEVICES`.
     """
     if device.type in CHANNELS_LAST_DEVICES:
+        # Module.to takes memory_format at run time; torch's type stubs omit it.
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module
 

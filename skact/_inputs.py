@@ -15,6 +15,7 @@ Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, Self
 
 import numpy as np
@@ -186,7 +187,7 @@ class TabularAdapter:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, object]) -> TabularAdapter:
+    def from_state_dict(cls, state: Mapping[str, Any]) -> TabularAdapter:
         """Rebuild an adapter from :meth:`state_dict` (used by :func:`skact.load`).
 
         Parameters
@@ -199,7 +200,7 @@ class TabularAdapter:
         TabularAdapter
         """
         augment = TabularAugment(
-            float(state["corruption_rate"]),  # type: ignore[arg-type]
-            float(state["noise_scale"]),  # type: ignore[arg-type]
+            float(state["corruption_rate"]),
+            float(state["noise_scale"]),
         )
         return cls(np.asarray(state["mean"]), np.asarray(state["scale"]), augment)

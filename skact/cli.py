@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import sys
 import time
@@ -439,12 +440,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         raise UsageError(
             "--plot needs matplotlib (pip install matplotlib, or skact[bench])"
-        ) from None
+        )
 
 
 def _score_all(

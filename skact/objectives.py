@@ -14,8 +14,9 @@ adversary ``G`` that is held fixed during the encoder step. :class:`Adversary` s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -353,7 +354,7 @@ class Adversary:
         """
         return {"mode": self.mode, "momentum": self.momentum, "state": self.state}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state returned by :meth:`state_dict`.
 
         Parameters
@@ -362,8 +363,8 @@ class Adversary:
             As returned by :meth:`state_dict`.
         """
         self.mode = str(state["mode"])
-        self.momentum = float(state["momentum"])  # type: ignore[arg-type]
-        self.state = state["state"]  # type: ignore[assignment]
+        self.momentum = float(state["momentum"])
+        self.state = state["state"]
 
 
 def _minus_identity(c: Tensor) -> Tensor:

@@ -152,6 +152,8 @@ class ImageAugment:
             return NotImplemented
         return self.get_params() == other.get_params()
 
+    # Compared by value and mutable, so unhashable (what Python does for a class that
+    # defines __eq__ alone); mypy expects a method in this slot.
     __hash__ = None  # type: ignore[assignment]
 
     def validate(self) -> None:
