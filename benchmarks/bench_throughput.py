@@ -231,8 +231,12 @@ class Bound:
     n_views: int
     device: torch.device
 
-    def take(self, idx: np.ndarray) -> Tensor:
-        return self.data[torch.from_numpy(idx).to(self.device)]
+    def take(self, idx: Any) -> Tensor:
+        """Rows ``idx``: a numpy array (the bare and conventional steps) or, inside
+        ``Trainer.run_epoch``, a tensor already on the device."""
+        if isinstance(idx, np.ndarray):
+            idx = torch.from_numpy(idx).to(self.device)
+        return self.data[idx]
 
     def views(self, batch: Tensor) -> Tensor:
         gen = self.trainer.generator

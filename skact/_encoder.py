@@ -713,14 +713,15 @@ default="auto"
         n_train = data.shape[0] if world is None else int(world.sum(data.shape[0]))
         trainer = self._make_trainer(n_train, epochs if horizon else None)
 
-        def take(idx: np.ndarray) -> Tensor:
-            return data[idx if stream else torch.from_numpy(idx).to(device)]
+        def take(idx: Any) -> Tensor:
+            return data[idx]
 
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, batch if stream else data, generator)
 
         trainer.view_fn = view_fn
         trainer.stop_requested = stop_requested
+        trainer.indices_on_device = not stream
         best: tuple[float, Any, int] = (np.inf, None, 0)
         bar = tqdm(
             range(epochs),

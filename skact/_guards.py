@@ -238,7 +238,7 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
 
 
 def run_epoch_with_oom_retry(
-    trainer: Trainer, n_samples: int, take: Callable[[np.ndarray], Tensor]
+    trainer: Trainer, n_samples: int, take: Callable[[Any], Tensor]
 ) -> float:
     """Run one epoch; on CUDA out of memory, halve the batch size and run it again.
 

@@ -13,6 +13,7 @@ import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import joblib
 import numpy as np
@@ -306,6 +307,10 @@ class Trainer:
     n_batches : int or None
         Batches per epoch. None derives it from ``batch_size``; data-parallel training
         sets it so that every process takes the same number of steps on its shard.
+    indices_on_device : bool, default=True
+        Whether :meth:`run_epoch` hands ``take`` each batch's indices as a tensor on
+        ``device`` (the epoch's permutation is copied there once, not at every step)
+        rather than as a numpy array (for data that lives on the host, such as files).
     """
 
     encoder: nn.Module
@@ -325,6 +330,7 @@ class Trainer:
     amp_dtype: torch.dtype | None = field(default=None)
     stop_requested: Callable[[], bool] | None = None
     n_batches: int | None = None
+    indices_on_device: bool = True
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
         """Split a random permutation of ``n_samples`` into near-equal batches.
@@ -376,7 +382,7 @@ class Trainer:
         self.step += 1
         return loss.detach()
 
-    def run_epoch(self, n_samples: int, take: Callable[[np.ndarray], Tensor]) -> float:
+    def run_epoch(self, n_samples: int, take: Callable[[Any], Tensor]) -> float:
         """Train one pass over the data and return the mean loss.
 
         The weights are snapshotted first; if the loss turns non-finite, or a step fails
@@ -390,7 +396,8 @@ class Trainer:
         n_samples : int
             Size of the data.
         take : callable
-            ``take(indices) -> batch`` on the device.
+            ``take(indices) -> batch`` on the device; the indices are a tensor on the
+            device or a numpy array, as ``indices_on_device`` says.
 
         Returns
         -------
@@ -402,7 +409,10 @@ class Trainer:
         if self.projector is not None:
             self.projector.train()
         total = torch.zeros((), device=self.device)
-        batches = self.batches(n_samples)
+        batches: Sequence[Any] = self.batches(n_samples)
+        if self.indices_on_device:
+            order = torch.from_numpy(np.concatenate(batches)).to(self.device)
+            batches = order.split([len(b) for b in batches])
         done = 0
         try:
             for idx in batches:

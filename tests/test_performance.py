@@ -36,6 +36,8 @@ from skact.objectives import (
     scale_to_sqrt_dim,
 )
 
+from _small import small_encoder
+
 
 def python_calls(fn: Callable[[], object]) -> int:
     """Python and C function calls made while ``fn`` runs (``sys.setprofile`` events)."""
@@ -277,3 +279,29 @@ def test_image_statistics_make_no_float64_copy() -> None:
     np.testing.assert_allclose(
         adapter.std, pixels.std(dim=(0, 2, 3), unbiased=False), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_epoch_indices_reach_take_once_per_epoch_as_device_tensors(on_device):
+    """In-memory data gets each step's indices as slices of one device tensor copied per
+    epoch (no host-to-device copy per step); host data (files) gets numpy arrays."""
+    X = np.random.default_rng(0).normal(size=(70, 4)).astype(np.float32)
+    enc = small_encoder(batch_size=16).fit(X)
+    trainer = enc._make_trainer(len(X), None)
+    trainer.view_fn = lambda batch, generator: batch
+    trainer.indices_on_device = on_device
+    data = torch.from_numpy(X)
+    seen = []
+
+    def take(idx):
+        seen.append(idx)
+        return data[idx]
+
+    trainer.run_epoch(len(X), take)
+    kind = torch.Tensor if on_device else np.ndarray
+    assert len(seen) == 4 and all(isinstance(i, kind) for i in seen)
+    order = np.concatenate([np.asarray(i) for i in seen])
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(X)))
+    if on_device:  # views of one tensor: a single copy for the epoch
+        bases = {i.untyped_storage().data_ptr() for i in seen}
+        assert len(bases) == 1
