@@ -113,7 +113,7 @@ def _is_image_array(item: Any) -> bool:
     return isinstance(item, np.ndarray | Tensor) and item.ndim in (2, 3)
 
 
-def _stack_images(items: list[Any], layout: str) -> np.ndarray | ImageFiles:
+def _stack_images(items: list[Any]) -> np.ndarray:
     """Stack a sequence of per-image arrays, with an error naming the first misfit."""
     arrays = [
         item.detach().cpu().numpy() if isinstance(item, Tensor) else item for item in items
@@ -127,7 +127,7 @@ def _stack_images(items: list[Any], layout: str) -> np.ndarray | ImageFiles:
                 f"{arrays[0].shape} but element {i} {got}. Resize them to one size first, "
                 "or pass PIL images or files, which are resized to image_size"
             )
-    return as_images(np.stack(arrays), layout)
+    return np.stack(arrays)
 
 
 def channels_first(shape: tuple[int, ...], layout: str = "auto") -> bool:
@@ -210,7 +210,7 @@ def as_images(X: Any, layout: str = "auto") -> np.ndarray | ImageFiles:
         X = X.to_numpy()
     items = list(X)
     if items and _is_image_array(items[0]):
-        return _stack_images(items, layout)
+        return as_images(_stack_images(items), layout)
     if not items or not all(_is_image_item(item) for item in items):
         raise ValueError(
             "image input must be a 3-D or 4-D array or a sequence of PIL images or file "
