@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,7 +138,7 @@ def main() -> None:
                 "cpu_speedup": min(single["cpu_s"]) / min(ranks["cpu_s"]),
             }
         )
-    record = {
+    record: dict[str, Any] = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),

@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def onehot_standardised(columns: list[str]) -> object:
     )
 
 
-def act(seed: int, args: argparse.Namespace, **params: object) -> ACTEncoder:
+def act(seed: int, args: argparse.Namespace, **params: Any) -> ACTEncoder:
     """The ACT encoder shared by both ACT variants (only the input differs)."""
     return ACTEncoder(
         max_iter=args.max_iter,
