@@ -41,9 +41,10 @@ the CPU: the per-sample work then shares the one core, like skact's batched ops;
 CUDA up to 8). With one thread and no workers, times are this process's CPU time
 (``--clock``), which other jobs on a shared machine disturb far less than wall time;
 the machine's speed still drifts by 10-30% over seconds on a shared VM. So the three
-throughputs are measured side by side: after each epoch of the fit, as many steps of
-the bare step and of the conventional pipeline run, and each ratio is the median over
-these adjacent (fit epoch, chunk) pairs, with its interquartile range.
+throughputs are measured side by side: next to each epoch of the fit (after one, before
+the next, in turn) as many steps of the bare step and of the conventional pipeline run,
+and each ratio is the median over these adjacent (fit epoch, chunk) pairs, with its
+interquartile range.
 
 Usage::
 
@@ -542,15 +543,20 @@ class Conventional:
 def measure_paired(
     case: Case, X: np.ndarray, bare: Bare, conventional: Conventional
 ) -> tuple[dict[str, Any], ACTEncoder]:
-    """A fit of ``1 + E`` epochs, each of its last E epochs followed by one chunk of the
+    """A fit of ``1 + E`` epochs, each of its last E epochs paired with one chunk of the
     bare step and one of the conventional pipeline, as many steps as the epoch took.
+
+    The chunks run right after the even-numbered paired epochs and right before the
+    odd-numbered ones, bare step first and conventional first in turn, so that no
+    pipeline always runs first or last (a trend in the machine's speed, or the cache a
+    pipeline leaves behind, then favours none of them).
 
     The epochs are timed from outside ``Trainer.run_epoch`` (``fit`` calls it through
     ``skact._guards.run_epoch_with_oom_retry``, wrapped here), so fit's own code runs
     unchanged; its per-epoch work outside ``run_epoch`` is bookkeeping of microseconds.
-    Each chunk runs right after the epoch it is paired with, on the same machine state:
-    the per-pair ratios cancel the drift of the machine's speed that separate rounds
-    suffer from.
+    Each chunk runs next to the epoch it is paired with, on the same machine state: the
+    per-pair ratios cancel the drift of the machine's speed that separate rounds suffer
+    from.
 
     Returns the seconds and samples of every paired epoch and chunk, the fit's time
     outside its epochs (set-up before the first, wrap-up after the last), its first
@@ -562,18 +568,30 @@ def measure_paired(
     samples: dict[str, int] = {}
     real_epoch = _guards.run_epoch_with_oom_retry
 
+    def chunks(k: int) -> None:
+        order: list[tuple[str, Bare | Conventional]] = [
+            ("bare", bare),
+            ("conventional", conventional),
+        ]
+        for name, pipeline in order if k % 2 == 0 else order[::-1]:
+            seconds, samples[name] = pipeline.chunk(steps)
+            times[name].append(seconds)
+
     def timed_epoch(trainer: _training.Trainer, n_samples: int, take: Any) -> float:
+        k = len(times["fit"])  # index of this epoch among the paired ones
+        is_paired = trainer.step >= steps  # the first epoch (warm-up) is not paired
+        if is_paired and k % 2 == 1:
+            chunks(k)
         start = _synced(device)
         loss = real_epoch(trainer, n_samples, take)
         seconds = _synced(device) - start
-        if trainer.step <= steps:  # the first epoch: warm-up, not paired
+        if not is_paired:
             times["first"] = [seconds]
-        else:
-            times["fit"].append(seconds)
-            samples["fit"] = n_samples
-            for name, pipeline in (("bare", bare), ("conventional", conventional)):
-                seconds, samples[name] = pipeline.chunk(steps)
-                times[name].append(seconds)
+            return loss
+        times["fit"].append(seconds)
+        samples["fit"] = n_samples
+        if k % 2 == 0:
+            chunks(k)
         return loss
 
     encoder = ACTEncoder(**case.params, max_iter=1 + case.epochs)
@@ -817,7 +835,7 @@ def run_case(case: Case, workers: int, log: Callable[[str], None]) -> dict[str, 
     breakdown = measure_breakdown(bound, case.steps)
     log(
         f"[{case.name}] fit of {1 + case.epochs} epochs on n={len(X)}, each epoch after "
-        "the first followed by as many steps of the bare step and the conventional pipeline"
+        "the first paired with as many steps of the bare step and the conventional pipeline"
     )
     bare = Bare(bound)
     conventional = Conventional(case, first, bound, X, workers)

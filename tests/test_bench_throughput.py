@@ -47,9 +47,12 @@ def test_one_pair_has_its_ratio_as_median_and_quartiles(bench):
     assert bench._quartiles([0.9]) == {"median": 0.9, "q1": 0.9, "q3": 0.9}
 
 
-def test_fit_epochs_after_the_first_are_each_paired_with_one_chunk_of_each(bench):
+def test_fit_epochs_after_the_first_are_each_paired_with_one_chunk_of_each(
+    bench, monkeypatch
+):
     """The fit runs all its epochs unchanged, the wrapper is gone afterwards, and every
-    epoch but the first is followed by one epoch's worth of bare and conventional steps."""
+    epoch but the first gets one epoch's worth of bare and conventional steps next to
+    it: after the first paired epoch, before the second, neither pipeline always first."""
     bench.clock = bench.time.perf_counter
     params = {"batch_size": 64, "hidden_layer_sizes": (16,), "random_state": 0}
     case = bench.Case(
@@ -69,11 +72,26 @@ def test_fit_epochs_after_the_first_are_each_paired_with_one_chunk_of_each(bench
             return chunk(steps)
 
         pipeline.chunk = recorded
-    original = _guards.run_epoch_with_oom_retry
+    real_epoch = _guards.run_epoch_with_oom_retry
+
+    def epoch(trainer, n_samples, take):
+        calls.append(("epoch", trainer.step))
+        return real_epoch(trainer, n_samples, take)
+
+    monkeypatch.setattr(_guards, "run_epoch_with_oom_retry", epoch)
     paired, encoder = bench.measure_paired(case, X, bare, conventional)
-    assert _guards.run_epoch_with_oom_retry is original
+    assert _guards.run_epoch_with_oom_retry is epoch
     assert encoder.n_iter_ == 3 and len(encoder.loss_curve_) == 3
-    assert calls == [("Bare", 4), ("Conventional", 4)] * 2  # 256 rows / 64 = 4 steps
+    # 256 rows / 64 = 4 steps an epoch; ("epoch", steps taken before it)
+    assert calls == [
+        ("epoch", 0),
+        ("epoch", 4),
+        ("Bare", 4),
+        ("Conventional", 4),
+        ("Conventional", 4),
+        ("Bare", 4),
+        ("epoch", 8),
+    ]
     assert [len(paired["seconds"][k]) for k in ("fit", "bare", "conventional")] == [2] * 3
     assert paired["samples"] == {"fit": 256, "bare": 256, "conventional": 256}
     assert paired["epoch_s"] == np.median(paired["seconds"]["fit"])
