@@ -213,3 +213,21 @@ def test_get_params_round_trip():
     assert ImageAugment(**aug.get_params()) == aug
     assert aug != ImageAugment()
     assert "flip_p=0.0" in repr(aug)
+
+
+def test_nested_in_the_estimator_it_clones_and_takes_set_params():
+    """scikit-learn sees any object with get_params as nested: clone and grid search
+    call get_params(deep=False) and set_params(augment__name=value) on it."""
+    from sklearn.base import clone
+
+    from skact import ACTEncoder
+
+    aug = ImageAugment(output_size=12, flip_p=0.3)
+    est = ACTEncoder(4, augment=aug)
+    copy = clone(est)
+    assert copy.augment == aug and copy.augment is not aug
+    assert est.get_params(deep=True)["augment__flip_p"] == 0.3
+    est.set_params(augment__flip_p=0.0, augment__hue=0.2)
+    assert (aug.flip_p, aug.hue) == (0.0, 0.2)
+    with pytest.raises(ValueError, match="invalid parameter 'flip' for ImageAugment"):
+        aug.set_params(flip=0.5)

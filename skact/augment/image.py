@@ -126,8 +126,17 @@ class ImageAugment:
         self.blur_sigma = blur_sigma
         self.blur_kernel_size = blur_kernel_size
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor arguments, for copies and for saving.
+
+        With this and :meth:`set_params`, scikit-learn treats an augmentation passed as
+        ``ACTEncoder(augment=...)`` as a nested object: ``clone`` copies it and a grid
+        search can tune ``augment__flip_p`` and the like.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: no parameter is itself an object with parameters.
 
         Returns
         -------
@@ -142,6 +151,34 @@ class ImageAugment:
                 "blur_p", "blur_sigma", "blur_kernel_size",
             )
         }  # fmt: skip
+
+    def set_params(self, **params: Any) -> ImageAugment:
+        """Set constructor arguments by name.
+
+        Parameters
+        ----------
+        **params
+            Parameter names and values, as :meth:`get_params` lists them.
+
+        Returns
+        -------
+        ImageAugment
+            This object.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a parameter.
+        """
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for ImageAugment; valid parameters: "
+                    f"{', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
