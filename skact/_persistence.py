@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _training
-from ._images import ImageAdapter
+from ._images import ImageAdapter, prepare_network
 from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
 
@@ -322,6 +322,8 @@ def _rebuild(
     estimator._adapter = adapter
     estimator._n_components_out = width
     estimator.encoder_ = network.to(target).eval()
+    if adapter.kind == "image":  # the memory format fit gives it (transform, warm_start)
+        prepare_network(estimator.encoder_, target)
     estimator.projector_ = projector.to(target).eval() if projector is not None else None
     estimator._optimizer_state = tensors["optimizer"]
     adversary = tensors["adversary"]

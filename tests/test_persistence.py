@@ -62,6 +62,24 @@ def test_round_trip_gives_identical_transform(tmp_path: Path) -> None:
     assert not loaded.encoder_.training
 
 
+def test_image_round_trip_keeps_channels_last_and_identical_transform(tmp_path: Path) -> None:
+    """fit puts a ConvNet in channels_last on the CPU; load must too (else the loaded
+    model computes in another memory format: other rounding, slower)."""
+    images = np.random.default_rng(0).random((32, 8, 8))
+    enc = skact.ACTEncoder(
+        4, encoder="convnet", max_iter=1, batch_size=16, random_state=0, device="cpu"
+    ).fit(images)
+    enc.save(tmp_path / "enc.skact")
+    loaded = skact.load(tmp_path / "enc.skact")
+
+    def formats(model: skact.ACTEncoder) -> list[bool]:
+        convs = [m for m in model.encoder_.modules() if isinstance(m, torch.nn.Conv2d)]
+        return [c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs]
+
+    assert formats(loaded) == formats(enc) and all(formats(enc))
+    np.testing.assert_array_equal(loaded.transform(images), enc.transform(images))
+
+
 def test_round_trip_keeps_feature_names_and_output_container(tmp_path: Path) -> None:
     df = pd.DataFrame(X, columns=list("abcde"))
     enc = small(projection_dim=None).set_output(transform="pandas").fit(df)
