@@ -62,7 +62,7 @@ def test_round_trip_gives_identical_transform(tmp_path: Path) -> None:
     assert not loaded.encoder_.training
 
 
-def test_image_round_trip_keeps_channels_last_and_identical_transform(tmp_path: Path) -> None:
+def test_image_round_trip_keeps_channels_last(tmp_path: Path) -> None:
     """fit puts a ConvNet in channels_last on the CPU; load must too (else the loaded
     model computes in another memory format: other rounding, slower)."""
     images = np.random.default_rng(0).random((32, 8, 8))
