@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import __version__, _persistence
+from . import __version__, _persistence, _training
 from ._encoder import ACTEncoder
 from .evaluation import (
     FewShotResult,
@@ -559,10 +559,24 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def _device(text: str) -> str:
+    """A device string ACTEncoder accepts here, checked before any data is read."""
+    try:
+        _training.resolve_device(text)
+    except ValueError as exc:
+        message = str(exc).replace(f"device={text!r}", repr(text))
+        message = message.replace("device='auto' or device='cpu'", "auto or cpu")
+        raise argparse.ArgumentTypeError(message) from None
+    return text
 
 
 def _layer_sizes(text: str) -> tuple[int, ...]:
@@ -582,7 +596,14 @@ def _optional_int(text: str) -> int | None:
 
 
 def _optional_seed(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or 'none', got {text!r}"
+        ) from None
 
 
 def _add_training_options(parser: argparse.ArgumentParser, seed_default: Any) -> None:
@@ -676,6 +697,7 @@ def _add_training_options(parser: argparse.ArgumentParser, seed_default: Any) ->
     )
     add(
         "--device",
+        type=_device,
         default=default,
         help="'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'",
     )

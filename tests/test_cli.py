@@ -2,13 +2,16 @@
 
 import csv
 import json
+import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+import skact
 from skact import ACTEncoder
 from skact.cli import UsageError, build_parser, list_images, main, read_data
 from skact.evaluation import few_shot_score, raw_baseline, results_table
@@ -299,6 +302,21 @@ def test_image_folder_errors(tmp_path, capsys):
             2,
             "must be a positive integer",
         ),
+        (
+            ["fit", "{d}/X.npy", "-o", "{d}/m", "--epochs", "abc"],
+            2,
+            "argument --epochs: must be a positive integer, got 'abc'",
+        ),
+        (
+            ["fit", "{d}/X.npy", "-o", "{d}/m", "--seed", "x"],
+            2,
+            "argument --seed: expected an integer or 'none', got 'x'",
+        ),
+        (
+            ["fit", "{d}/X.npy", "-o", "{d}/m", "--device", "bogus"],
+            2,
+            "argument --device: 'bogus' is not a valid torch device",
+        ),
         (["fit", "{d}/X.npy", "-o", "{d}/m", "--adversary", "future"], 2, "invalid choice"),
         (["fit", "{d}/X.npy"], 2, "the following arguments are required: -o/--output"),
         (
@@ -404,3 +422,22 @@ def test_demo_prints_the_table_and_saves_a_plot(tmp_path, capsys):
     expected_row = results_table({"raw pixels": expected}).splitlines()[-1]
     assert expected_row in lines
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_bad_argument_before_any_data_is_read(tmp_path, capsys):
+    code, _, err = run(
+        ["fit", tmp_path / "never-read.npy", "-o", tmp_path / "m", "--device", "cuda"],
+        capsys,
+    )
+    assert code == 2
+    assert "argument --device: 'cuda' was requested but CUDA is not available" in err
+    assert "never-read" not in err
+
+
+def test_python_dash_m_skact_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "skact", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"skact {skact.__version__}"
