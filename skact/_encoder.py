@@ -19,7 +19,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -515,6 +515,7 @@ default="auto"
         rollback = _guards.FitRollback(self, keep=not reset)
         started = False  # whether training began (the model is this fit's from then on)
         try:
+            _check_shape_params(self.hidden_layer_sizes, self.image_size)
             X = self._validate_input(X, reset=reset)
             n_samples = _n_samples(X)
             if n_samples < 2:
@@ -614,12 +615,7 @@ default="auto"
 
     def _make_adapter(self, X: Any) -> InputAdapter:
         if isinstance(X, np.ndarray | _images.ImageFiles) and _images.is_image_input(X):
-            size = self.image_size
-            if isinstance(size, tuple) and len(size) != 2:
-                raise ValueError(
-                    f"image_size must be an int or (height, width); got {size}"
-                )
-            adapter = _images.ImageAdapter.fit(X, self.augment, size)
+            adapter = _images.ImageAdapter.fit(X, self.augment, self.image_size)
             # The number of values the encoder reads per stored image.
             self.n_features_in_ = adapter.channels * int(np.prod(adapter.image_size))
             return adapter
@@ -858,6 +854,34 @@ _AUTO_BATCH_SIZE: dict[str, Callable[[int], int]] = {
 
 def _n_samples(X: Any) -> int:
     return len(X)
+
+
+def _check_shape_params(hidden_layer_sizes: Any, image_size: Any) -> None:
+    """Check the values inside ``hidden_layer_sizes`` and ``image_size``, which
+    ``_parameter_constraints`` can only check to be an array-like and a tuple."""
+
+    def positive_int(value: Any) -> bool:
+        integer = isinstance(value, Integral) and not isinstance(value, bool)
+        return integer and int(value) >= 1
+
+    sizes = (
+        hidden_layer_sizes
+        if isinstance(hidden_layer_sizes, np.ndarray)
+        else np.asarray(list(hidden_layer_sizes), dtype=object)
+    )
+    if sizes.ndim != 1 or not all(positive_int(v) for v in sizes.tolist()):
+        raise InvalidParameterError(
+            "The 'hidden_layer_sizes' parameter of ACTEncoder must be a sequence of "
+            "positive integers (the widths of the hidden layers); got "
+            f"{hidden_layer_sizes!r}."
+        )
+    if isinstance(image_size, tuple) and not (
+        len(image_size) == 2 and all(positive_int(v) for v in image_size)
+    ):
+        raise InvalidParameterError(
+            "The 'image_size' parameter of ACTEncoder must be a positive int or a "
+            f"(height, width) pair of positive ints; got {image_size!r}."
+        )
 
 
 def _check_image_forward(module: nn.Module, input_shape: tuple[int, ...]) -> None:

@@ -530,6 +530,38 @@ def test_float64_precision_of_standardisation() -> None:
     np.testing.assert_allclose(stored.std(axis=0), 1, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hidden_layer_sizes": (0,)},
+        {"hidden_layer_sizes": (-1,)},
+        {"hidden_layer_sizes": (8.7,)},
+        {"hidden_layer_sizes": (True,)},
+        {"hidden_layer_sizes": np.array([[8, 8]])},
+        {"hidden_layer_sizes": "512"},
+        {"image_size": (0, 6)},
+        {"image_size": ("a", 6)},
+        {"image_size": (6.5, 6)},
+        {"image_size": (6, 6, 6)},
+    ],
+)
+def test_bad_layer_widths_and_image_sizes_are_invalid_parameters(params) -> None:
+    """Values inside the two shape parameters are checked before any data is read,
+    naming the parameter (not a torch error from inside the network)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    name = next(iter(params))
+    with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter"):
+        small(**params).fit(X)
+
+
+@pytest.mark.parametrize("sizes", [(), np.array([8]), [np.int64(8), 4]])
+def test_layer_widths_may_be_numpy_integers_or_empty(sizes) -> None:
+    enc = small(hidden_layer_sizes=sizes).fit(X)
+    linear = [m for m in enc.encoder_.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [*list(sizes), 2]
+
+
 # ----------------------------------------------------------------------- non-finite loss
 
 
