@@ -52,12 +52,15 @@ def validate_table(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
     ndarray of shape (n_samples, n_features), float32 or float64
     """
     name = type(estimator).__name__
+    # Non-float input becomes the first of these. float32 holds integers exactly only up
+    # to 2**24, so 32- and 64-bit integers (timestamps, ids, counts) become float64.
+    floats = (np.float64, np.float32) if _wide_integers(X) else (np.float32, np.float64)
     try:
         X_checked = validate_data(
             estimator,
             X,
             reset=reset,
-            dtype=(np.float32, np.float64),
+            dtype=floats,
             ensure_all_finite=False,
             ensure_min_samples=1,
         )
@@ -78,6 +81,24 @@ def validate_table(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
         raise
     check_values(X_checked, name, columns=getattr(X, "columns", None))
     return X_checked
+
+
+def _wide_integers(X: Any) -> bool:
+    """Whether ``X`` (an array or a DataFrame) has an integer column of 32 bits or more.
+
+    Only dtypes known without converting ``X`` are looked at (those of an array, or the
+    columns of a pandas DataFrame, nullable integers included); lists count as not.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    candidates = list(dtypes) if dtypes is not None else [getattr(X, "dtype", None)]
+    for dtype in candidates:
+        try:
+            dtype = np.dtype(getattr(dtype, "numpy_dtype", dtype))
+        except (TypeError, ValueError):  # not a numpy dtype (polars, torch): skip
+            continue
+        if dtype.kind in "iu" and dtype.itemsize >= 4:
+            return True
+    return False
 
 
 def check_values(X: np.ndarray, name: str = "ACTEncoder", columns: Any = None) -> None:

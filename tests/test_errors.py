@@ -530,6 +530,32 @@ def test_float64_precision_of_standardisation() -> None:
     np.testing.assert_allclose(stored.std(axis=0), 1, atol=1e-4)
 
 
+def test_wide_integers_are_not_rounded_to_float32() -> None:
+    """float32 holds integers exactly only up to 2**24: int64 timestamps are read as
+    float64 (as float64 input is), small integers stay float32 (no float64 copy)."""
+    rng = np.random.default_rng(0)
+    stamps = 1_700_000_000 + rng.integers(0, 100, size=(200, 1))
+    Z = np.c_[stamps, rng.integers(0, 5, size=(200, 1))]
+    as_int = small(max_iter=1).fit(Z)
+    as_float = small(max_iter=1).fit(Z.astype(np.float64))
+    stored = as_int._adapter.to_storage(Z).numpy()
+    assert len(np.unique(stored[:, 0])) == len(np.unique(stamps))
+    np.testing.assert_array_equal(as_int.transform(Z), as_float.transform(Z))
+    enc = small()
+    for data, dtype in [
+        (Z, np.float64),
+        (Z.astype(np.int32), np.float64),
+        (
+            pd.DataFrame({"t": pd.array(stamps[:, 0], dtype="Int64"), "k": Z[:, 1]}),
+            np.float64,
+        ),
+        (Z[:, 1:].astype(np.int16), np.float32),
+        (Z[:, 1:].astype(np.uint8), np.float32),
+        (Z.astype(np.float32), np.float32),
+    ]:
+        assert _guards.validate_table(enc, data, reset=True).dtype == dtype
+
+
 @pytest.mark.parametrize(
     "params",
     [
