@@ -466,7 +466,7 @@ default="auto"
     def __setstate__(self, state: dict[str, Any]) -> None:
         payload = state.pop("_torch_payload", None)
         if payload is not None:
-            device = state.get("device_", torch.device("cpu"))
+            saved = device = state.get("device_", torch.device("cpu"))
             if device.type == "cuda" and not torch.cuda.is_available():
                 device = torch.device("cpu")
             elif device.type == "mps" and not _training._mps_available():
@@ -475,6 +475,13 @@ default="auto"
             tensors = torch.load(
                 io.BytesIO(payload), map_location=device, weights_only=False
             )
+            if device.type != saved.type and "_shuffle_rng" in state:
+                # Generator states differ between device types: reseed, deterministically
+                # (as skact.load does), so that training can go on here.
+                seed = int(state["_shuffle_rng"].integers(2**31 - 1))
+                tensors["_generator_state"] = _training.make_generator(
+                    device, seed
+                ).get_state()
             state.update(tensors)
         super().__setstate__(state)
 
