@@ -39,6 +39,7 @@ from . import _training
 from ._images import ImageAdapter, prepare_network
 from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
+from .augment.image import ImageAugment
 
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
@@ -377,6 +378,9 @@ def _bit_generator(state: dict[str, Any]) -> np.random.Generator:
 
 # ------------------------------------------------------------------ JSON conversions
 
+#: How an ImageAugment parameter is marked in the saved parameters.
+_AUGMENT_KEY = "__image_augment__"
+
 
 def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """JSON-able parameters, and the qualified name of a user encoder (else None)."""
@@ -398,6 +402,11 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
             out[name] = None
         elif isinstance(value, torch.device):
             out[name] = str(value)
+        elif isinstance(value, ImageAugment):
+            augment = {
+                k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()
+            }
+            out[name] = {_AUGMENT_KEY: augment}
         else:
             out[name] = _json_value(name, value)
     return out, custom
@@ -412,6 +421,8 @@ def _json_value(name: str, value: Any) -> Any:
         return float(value)
     if isinstance(value, (tuple, list)):
         return [_json_value(name, v) for v in value]
+    if isinstance(value, np.ndarray):  # e.g. a boolean mask of categorical features
+        return _json_value(name, value.tolist())
     raise TypeError(
         f"parameter {name}={value!r} ({type(value).__name__}) cannot be saved; "
         "ACTEncoder.save stores parameters as JSON (numbers, strings, lists)."
@@ -419,8 +430,16 @@ def _json_value(name: str, value: Any) -> Any:
 
 
 def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
-    # JSON has no tuples; the estimator's sequence parameters are tuples.
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    # JSON has no tuples; the estimator's sequence parameters are tuples (an array
+    # parameter comes back as a tuple too).
+    def value(v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(v)
+        if isinstance(v, dict) and _AUGMENT_KEY in v:
+            return ImageAugment(**{k: value(a) for k, a in v[_AUGMENT_KEY].items()})
+        return v
+
+    return {k: value(v) for k, v in params.items()}
 
 
 def _split_arrays(value: Any, key: str, arrays: dict[str, Tensor]) -> Any:

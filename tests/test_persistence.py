@@ -80,6 +80,32 @@ def test_image_round_trip_keeps_channels_last(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.transform(images), enc.transform(images))
 
 
+def test_array_and_augment_parameters_round_trip(tmp_path: Path) -> None:
+    """Parameters that are not JSON values themselves: an ImageAugment comes back equal,
+    an array (a categorical mask, layer widths) as the tuple of its values."""
+    from skact.augment import ImageAugment
+
+    images = np.random.default_rng(0).random((32, 8, 8))
+    aug = ImageAugment(output_size=(10, 12), crop_scale=(0.5, 1.0), flip_p=0.0)
+    enc = skact.ACTEncoder(
+        4, encoder="convnet", augment=aug, max_iter=1, batch_size=16, random_state=0
+    ).fit(images)
+    enc.save(tmp_path / "img.skact")
+    loaded = skact.load(tmp_path / "img.skact")
+    assert loaded.augment == aug and loaded.augment is not aug
+    assert isinstance(loaded.augment.crop_scale, tuple)
+    np.testing.assert_array_equal(loaded.transform(images), enc.transform(images))
+
+    table = pd.DataFrame({"x": X[:, 0], "colour": np.where(X[:, 1] > 0, "red", "blue")})
+    mask = np.array([False, True])
+    enc = small(categorical_features=mask, hidden_layer_sizes=np.array([8])).fit(table)
+    enc.save(tmp_path / "tab.skact")
+    loaded = skact.load(tmp_path / "tab.skact")
+    assert loaded.categorical_features == (False, True)
+    assert loaded.hidden_layer_sizes == (8,)
+    np.testing.assert_array_equal(loaded.transform(table), enc.transform(table))
+
+
 def test_round_trip_keeps_feature_names_and_output_container(tmp_path: Path) -> None:
     df = pd.DataFrame(X, columns=list("abcde"))
     enc = small(projection_dim=None).set_output(transform="pandas").fit(df)
