@@ -205,9 +205,17 @@ def load(
     from ._encoder import ACTEncoder
 
     config, raw = _read_archive(path)
+    corrupt = (
+        f"{os.fspath(path)!r} is corrupt or truncated: {_TENSORS} is not readable "
+        "({}). Save the model again, or copy the file again."
+    )
     try:
         tensors = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        # A torch archive or a pickle stream (protocol 2 and later begin with 0x80)
+        # that holds more than tensors is refused as such; other bytes are damage.
+        if not (raw[:1] == b"\x80" or zipfile.is_zipfile(io.BytesIO(raw))):
+            raise ValueError(corrupt.format("not a torch archive")) from None
         raise ValueError(
             f"refusing to load {os.fspath(path)!r}: its {_TENSORS} holds Python objects "
             "other than tensors and plain values (a pickle payload, which could run "
@@ -215,8 +223,8 @@ def load(
             "with pickle, joblib or torch.load(weights_only=False) unless you trust "
             "who made it."
         ) from None
-    except RuntimeError as exc:
-        raise ValueError(f"{os.fspath(path)!r} is corrupt: {_TENSORS}: {exc}") from None
+    except (RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(corrupt.format(f"{type(exc).__name__}: {exc}")) from None
     try:
         return _rebuild(ACTEncoder, config, tensors, device, encoder)
     except (KeyError, TypeError, AttributeError) as exc:
@@ -238,8 +246,15 @@ def _read_archive(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
                 raise ValueError(_not_skact(name, f"it lacks {_CONFIG} or {_TENSORS}"))
             config = json.loads(archive.read(_CONFIG))
             raw = archive.read(_TENSORS)
-    except zipfile.BadZipFile:
-        raise ValueError(_not_skact(name, "not a zip archive")) from None
+    except (zipfile.BadZipFile, EOFError) as exc:
+        with open(name, "rb") as f:
+            starts_as_zip = f.read(4) == b"PK\x03\x04"
+        if not starts_as_zip:
+            raise ValueError(_not_skact(name, "not a zip archive")) from None
+        raise ValueError(
+            f"{name!r} is corrupt or truncated (a damaged zip archive: {exc}). Save the "
+            "model again, or copy the file again."
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{name!r} is corrupt: {_CONFIG}: {exc}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:

@@ -139,6 +139,15 @@ def _payload_file() -> None:
     skact.load("model.skact")
 
 
+def _truncated_file() -> None:
+    _fitted().save("model.skact")
+    with open("model.skact", "rb") as f:
+        data = f.read()
+    with open("model.skact", "wb") as f:
+        f.write(data[: len(data) // 2])
+    skact.load("model.skact")
+
+
 def _custom_encoder_file() -> None:
     small(max_iter=1, encoder=torch.nn.Linear(3, 2)).fit(X).save("model.skact")
     skact.load("model.skact")
@@ -358,6 +367,13 @@ CASES = [
         "skact",
     ),
     Case(
+        "A model file cut short (an interrupted copy)",
+        "skact.load('model.skact')",
+        _truncated_file,
+        ValueError,
+        "skact",
+    ),
+    Case(
         "A model with a user encoder, loaded without it",
         "ACTEncoder(encoder=nn.Linear(3, 2)).fit(X).save(path); skact.load(path)",
         _custom_encoder_file,
@@ -393,7 +409,7 @@ def test_bad_input_raises_documented_error(case: Case) -> None:
     if case.source == "skact":
         # Every message of ours says what to do, not only what went wrong.
         assert re.search(
-            r"first|Pass|try|Try|convert|Upgrade|Encode|use|needs|never|Check|Free|Rescale",
+            r"first|Pass|try|Try|convert|Upgrade|Encode|use|needs|never|Check|Free|Rescale|Save",
             message,
         ), message
 
@@ -420,6 +436,8 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert "format version 2" in messages["A model file from a newer skact"]
     assert "pickle payload" in messages["A model file carrying a pickle payload"]
     assert "encoder=" in messages["A model with a user encoder, loaded without it"]
+    cut_short = messages["A model file cut short (an interrupted copy)"]
+    assert "corrupt or truncated" in cut_short
 
 
 def test_nan_message_names_dataframe_columns() -> None:

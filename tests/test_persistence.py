@@ -251,6 +251,52 @@ def test_pickle_file_is_not_loaded(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _one_byte_flipped(path: Path) -> None:
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("tensors.pt")
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + 100] ^= 0xFF  # inside its data
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_truncated, "is corrupt or truncated (a damaged zip archive"),
+        (_one_byte_flipped, "is corrupt or truncated (a damaged zip archive: Bad CRC-32"),
+        (
+            lambda p: rewrite(p, tensors=b"garbage bytes " * 10),
+            "tensors.pt is not readable (not a torch archive)",
+        ),
+        (
+            lambda p: rewrite(p, tensors=_saved_tensors(p)[:-1000]),
+            "tensors.pt is not readable (ValueError",
+        ),
+        (lambda p: rewrite(p, tensors=b""), "tensors.pt is not readable (EOFError"),
+    ],
+    ids=["truncated file", "flipped byte", "garbage tensors", "truncated tensors", "empty"],
+)
+def test_damaged_files_are_called_corrupt(tmp_path: Path, damage, message) -> None:
+    """A damaged genuine file is neither 'not a model' (advice for pickle files) nor a
+    'pickle payload' (a security alarm), and never a bare torch or zip error."""
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    damage(path)
+    with pytest.raises(ValueError) as info:
+        skact.load(path)
+    assert message in str(info.value)
+    assert "Save the model again" in str(info.value)
+
+
+def _saved_tensors(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as z:
+        return z.read("tensors.pt")
+
+
 def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "enc.skact"
     small().fit(X).save(path)
