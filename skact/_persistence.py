@@ -227,7 +227,7 @@ def load(
         raise ValueError(corrupt.format(f"{type(exc).__name__}: {exc}")) from None
     try:
         return _rebuild(ACTEncoder, config, tensors, device, encoder)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise ValueError(
             f"{os.fspath(path)!r} is incomplete or corrupt ({type(exc).__name__}: {exc})."
         ) from None

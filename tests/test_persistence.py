@@ -331,6 +331,16 @@ def test_incomplete_config_is_refused(tmp_path: Path) -> None:
         skact.load(path)
 
 
+def test_invalid_saved_device_is_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    small().fit(X).save(path)
+    config = rewrite(path)
+    config["fitted"]["device"] = "not-a-device"
+    rewrite(path, config=config)
+    with pytest.raises(ValueError, match=r"incomplete or corrupt \(RuntimeError"):
+        skact.load(path)
+
+
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         skact.load(tmp_path / "nothing.skact")
