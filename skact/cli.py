@@ -55,6 +55,7 @@ _TRAINING_OPTIONS = {
     "projection_dim": "projection_dim",
     "corruption_rate": "corruption_rate",
     "noise_scale": "noise_scale",
+    "handle_missing": "handle_missing",
     "device": "device",
     "seed": "random_state",
 }
@@ -696,6 +697,13 @@ def _add_training_options(parser: argparse.ArgumentParser, seed_default: Any) ->
         help="tables: standard deviation of Gaussian noise added to each view",
     )
     add(
+        "--handle-missing",
+        choices=("error", "indicator"),
+        default=default,
+        help="tables: empty cells are an error, or are encoded with a missing-value "
+        "indicator column",
+    )
+    add(
         "--device",
         type=_device,
         default=default,
@@ -914,7 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         error, code = str(exc), exc.exit_code
     except (ValueError, OSError) as exc:
-        error, code = str(exc), 1
+        # The estimator's advice, in the command's terms.
+        error = str(exc).replace("handle_missing='indicator'", "--handle-missing indicator")
+        code = 1
     except KeyboardInterrupt:
         error, code = "interrupted", 130
     print(f"skact {args.command}: error: {error}", file=sys.stderr)

@@ -441,3 +441,18 @@ def test_python_dash_m_skact_runs_the_command():
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"skact {skact.__version__}"
+
+
+def test_empty_cells_need_handle_missing_and_the_advice_names_the_option(tmp_path, capsys):
+    rows = ["a,b", "1,2", ",3", "4,", *(f"{i},{i + 1}" for i in range(8))]
+    (tmp_path / "gaps.csv").write_text("\n".join(rows) + "\n")
+    argv = ["fit", tmp_path / "gaps.csv", "-o", tmp_path / "m.skact", "-q", "--epochs", 1]
+    argv += ["--batch-size", 4, "--hidden-layer-sizes", "8"]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "--handle-missing indicator" in err
+    assert "handle_missing=" not in err
+    code, _, _ = run([*argv, "--handle-missing", "indicator"], capsys)
+    assert code == 0
+    model = skact.load(tmp_path / "m.skact")
+    assert model.handle_missing == "indicator"
+    assert np.isfinite(model.transform(read_data(tmp_path / "gaps.csv")[0])).all()
