@@ -756,11 +756,12 @@ default="auto"
                         + ", ".join(f"{k} {v}" for k, v in postfix.items())
                     )
                 if validation is not None and best[2] >= self.n_iter_no_change:
-                    if best[1] is not None:
-                        trainer._restore(best[1])
                     break
                 if stop_requested is not None and stop_requested():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
+            if best[1] is not None and best[2] > 0:
+                # The best epoch's weights, whether the patience or max_iter ran out.
+                trainer._restore(best[1])
         finally:
             bar.close()
             self._save_trainer(trainer)

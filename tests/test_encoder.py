@@ -173,6 +173,37 @@ def test_early_stopping_holds_out_data_and_stops(table):
     assert all(np.isfinite(enc.validation_loss_curve_))
 
 
+@pytest.mark.parametrize(
+    ("max_iter", "n_iter_no_change", "epochs"),
+    [(50, 2, 3), (3, 10, 3)],
+    ids=["patience runs out", "max_iter runs out"],
+)
+def test_early_stopping_keeps_the_best_epochs_weights(
+    table, monkeypatch, max_iter, n_iter_no_change, epochs
+):
+    """With an impossible tolerance only epoch 1 improves: its weights are the ones
+    kept, whether training stops for lack of patience or because max_iter ran out."""
+    from skact._training import Trainer
+
+    X, _ = table
+    states = []
+    run_epoch = Trainer.run_epoch
+
+    def recorded(self, n, take):
+        loss = run_epoch(self, n, take)
+        states.append({k: v.clone() for k, v in self.encoder.state_dict().items()})
+        return loss
+
+    monkeypatch.setattr(Trainer, "run_epoch", recorded)
+    enc = small(
+        early_stopping=True, max_iter=max_iter, n_iter_no_change=n_iter_no_change, tol=1e6
+    ).fit(X)
+    assert enc.n_iter_ == epochs == len(states)
+    final = enc.encoder_.state_dict()
+    assert all(torch.equal(final[k], states[0][k]) for k in final)
+    assert not all(torch.equal(final[k], states[-1][k]) for k in final)
+
+
 def test_verbose_shows_progress_with_loss(table, capsys):
     X, _ = table
     small(verbose=2).fit(X)
