@@ -56,16 +56,32 @@ def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be a positive number of samples per class, got {k}")
     y = np.asarray(y)
+    missing = _missing(y)
+    if missing.any():
+        raise ValueError(
+            f"y has {int(missing.sum())} missing labels (NaN or None); drop those "
+            "samples first."
+        )
     rng = check_random_state(random_state)
     picked = []
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         if members.size < k:
+            shown = label.item() if isinstance(label, np.generic) else label
             raise ValueError(
-                f"class {label.item()!r} has {members.size} samples, fewer than k={k}"
+                f"class {shown!r} has {members.size} samples, fewer than k={k}"
             )
         picked.append(rng.choice(members, size=k, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def _missing(y: np.ndarray) -> np.ndarray:
+    """Which labels are missing: NaN in a float array, None or NaN in an object one."""
+    if y.dtype.kind == "f":
+        return np.isnan(y)
+    if y.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, float) and v != v) for v in y.flat])
+    return np.zeros(y.size, dtype=bool)
 
 
 def linear_probe(

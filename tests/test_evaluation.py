@@ -56,6 +56,23 @@ def test_sample_k_shot_errors():
         sample_k_shot([0, 1], k=0)
 
 
+def test_sample_k_shot_object_string_labels_and_missing_labels():
+    """A pandas label column arrives as an object array of str; missing labels are
+    named as such (NaN matches no class, so it looked like an empty class)."""
+    pd = pytest.importorskip("pandas")
+    y = pd.Series(["cat"] * 4 + ["dog"] * 3 + ["eel"] * 2)
+    assert sample_k_shot(y, k=2, random_state=0).shape == (6,)
+    with pytest.raises(ValueError, match="class 'eel' has 2 samples, fewer than k=3"):
+        sample_k_shot(y, k=3)
+    for missing in (
+        np.array([0.0, 1.0, np.nan, 1.0]),
+        np.array(["a", None, "b", "a"], dtype=object),
+        pd.Series(["a", np.nan, "b"]),
+    ):
+        with pytest.raises(ValueError, match="y has 1 missing labels"):
+            sample_k_shot(missing, k=1)
+
+
 # ---------------------------------------------------------------------------- probes
 
 
