@@ -704,9 +704,15 @@ default="auto"
         validation = None
         if self.early_stopping and not stream:
             n_val = max(2, round(self.validation_fraction * data.shape[0]))
-            if data.shape[0] - n_val < 2:
+            if data.shape[0] < 4:
                 raise ValueError(
                     f"early_stopping needs at least 4 samples; got {data.shape[0]}."
+                )
+            if data.shape[0] - n_val < 2:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} holds out {n_val} "
+                    f"of the {data.shape[0]} samples, leaving fewer than the 2 that "
+                    "training needs; use a smaller validation_fraction."
                 )
             order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
             validation, data = (

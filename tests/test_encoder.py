@@ -204,6 +204,12 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     assert not all(torch.equal(final[k], states[-1][k]) for k in final)
 
 
+def test_validation_fraction_leaving_too_little_to_train_is_named(table):
+    X, _ = table
+    with pytest.raises(ValueError, match=r"validation_fraction=0.99 holds out \d+ of"):
+        small(early_stopping=True, validation_fraction=0.99).fit(X)
+
+
 def test_verbose_shows_progress_with_loss(table, capsys):
     X, _ = table
     small(verbose=2).fit(X)
