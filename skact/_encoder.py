@@ -153,6 +153,9 @@ default="auto"
         Epochs without improvement before stopping (early stopping only).
     warm_start : bool, default=False
         Continue training the fitted network (and optimiser) instead of starting anew.
+        The parameters that shape the network (``encoder``, ``n_components``,
+        ``hidden_layer_sizes``, ``projection_dim``, ``image_size``) must stay as they
+        were fitted (a ValueError says which changed); the others may change.
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else MPS, else CPU.
     distributed : bool or "auto", default="auto"
@@ -523,6 +526,8 @@ default="auto"
         started = False  # whether training began (the model is this fit's from then on)
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
+            if not reset:
+                self._check_architecture_unchanged()
             X = self._validate_input(X, reset=reset)
             n_samples = _n_samples(X)
             if n_samples < 2:
@@ -608,6 +613,7 @@ default="auto"
         self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
         self._step = 0
+        self._fitted_architecture = self._architecture()
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
         self.validation_loss_curve_: list[float] = []
@@ -775,6 +781,36 @@ default="auto"
         if world is not None:
             distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
+
+    def _architecture(self) -> dict[str, Any]:
+        """The parameters that shape the networks (and the stored input), comparable."""
+        encoder = self.encoder
+        if isinstance(encoder, nn.Module):
+            encoder = f"{type(encoder).__module__}.{type(encoder).__qualname__}"
+        return {
+            "encoder": encoder,
+            "n_components": self.n_components,
+            "hidden_layer_sizes": tuple(int(w) for w in np.ravel(self.hidden_layer_sizes)),
+            "projection_dim": self.projection_dim,
+            "image_size": self.image_size,
+        }
+
+    def _check_architecture_unchanged(self) -> None:
+        """warm_start and partial_fit continue the fitted networks: refuse parameters
+        that describe other networks instead of ignoring them."""
+        fitted = getattr(self, "_fitted_architecture", None)
+        if fitted is None:  # fitted by an skact that did not record it
+            return
+        now = self._architecture()
+        changed = [name for name in now if now[name] != fitted[name]]
+        if changed:
+            was = ", ".join(f"{name}={fitted[name]!r}" for name in changed)
+            asked = ", ".join(f"{name}={now[name]!r}" for name in changed)
+            raise ValueError(
+                f"warm_start and partial_fit continue the fitted network, built with "
+                f"{was}; the parameters now say {asked}. Set warm_start=False (or fit "
+                "a clone) to train a new network, or set the parameters back."
+            )
 
     def _make_trainer(self, n_samples: int, epochs: int | None) -> _training.Trainer:
         params = list(self.encoder_.parameters())

@@ -79,6 +79,7 @@ SAVED_ATTRIBUTES = frozenset(
         "_step",
         "categories_",
         "is_categorical_",
+        "_fitted_architecture",  # not written: the saved parameters rebuild it
     }
 )
 
@@ -353,6 +354,7 @@ def _rebuild(
         seed = int(estimator._shuffle_rng.integers(2**31 - 1))
         estimator._generator_state = _training.make_generator(target, seed).get_state()
     estimator._step = int(fitted["step"])
+    estimator._fitted_architecture = estimator._architecture()
     estimator.n_iter_ = int(fitted["n_iter_"])
     estimator.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
     estimator.validation_loss_curve_ = [float(v) for v in fitted["validation_loss_curve_"]]

@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import re
 
 import joblib
 import numpy as np
@@ -202,6 +203,46 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     final = enc.encoder_.state_dict()
     assert all(torch.equal(final[k], states[0][k]) for k in final)
     assert not all(torch.equal(final[k], states[-1][k]) for k in final)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"hidden_layer_sizes": (32, 32)}, "hidden_layer_sizes=(16,)"),
+        ({"n_components": 7}, "n_components=4"),
+        ({"projection_dim": None}, "projection_dim="),
+    ],
+)
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_continuing_refuses_parameters_of_another_network(table, change, named, how):
+    """warm_start and partial_fit go on with the fitted network; parameters describing
+    another one are an error, not silently ignored (get_params would then describe a
+    network that does not exist)."""
+    X, _ = table
+    enc = small(n_components=4, hidden_layer_sizes=(16,), warm_start=True).fit(X)
+    before = {k: v.clone() for k, v in enc.encoder_.state_dict().items()}
+    enc.set_params(**change)
+    with pytest.raises(ValueError, match=f"built with {re.escape(named)}"):
+        enc.fit(X) if how == "warm_start" else enc.partial_fit(X)
+    assert all(torch.equal(v, enc.encoder_.state_dict()[k]) for k, v in before.items())
+    enc.set_params(
+        **{
+            k: small(n_components=4, hidden_layer_sizes=(16,)).get_params()[k]
+            for k in change
+        }
+    )
+    enc.set_params(alpha=0.5).fit(X)  # other parameters may change
+    assert enc.n_iter_ == 2 * enc.max_iter  # the refused call trained nothing
+
+
+def test_loaded_model_refuses_another_network_too(table, tmp_path):
+    import skact
+
+    X, _ = table
+    small(hidden_layer_sizes=(16,)).fit(X).save(tmp_path / "m.skact")
+    loaded = skact.load(tmp_path / "m.skact").set_params(hidden_layer_sizes=(8,))
+    with pytest.raises(ValueError, match=r"built with hidden_layer_sizes=\(16,\)"):
+        loaded.partial_fit(X)
 
 
 def test_validation_fraction_leaving_too_little_to_train_is_named(table):
