@@ -288,7 +288,7 @@ class ImageFiles:
 
         def read(i: int) -> None:
             with _opened(self.items[i]) as image:
-                image = image.convert(mode)
+                image = _eight_bit(image).convert(mode)
                 if (image.height, image.width) != tuple(size):
                     image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 pixels = np.asarray(image, dtype=np.uint8)
@@ -296,6 +296,27 @@ class ImageFiles:
 
         self._map(read, range(len(self.items)))
         return out
+
+
+#: Single-band modes of more than 8 bits, and the value that maps to 255: integers are
+#: read as 16-bit (PNG's 16-bit gray opens as I;16 or I), floats as values in [0, 1].
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+_WIDE_MODES_FLOAT = {"F": 1.0}
+
+
+def _eight_bit(image: Any) -> Any:
+    """``image`` with 16-bit, 32-bit integer or float pixels rescaled to 8 bits.
+
+    PIL's ``convert("L")`` clips such pixels to 255 instead of rescaling them, which
+    turns a 16-bit image into an almost binary one and a [0, 1] float image into zeros.
+    """
+    from PIL import Image
+
+    top = _WIDE_MODES.get(image.mode, _WIDE_MODES_FLOAT.get(image.mode))
+    if top is None:
+        return image
+    pixels = np.asarray(image, dtype=np.float64) * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
 
 
 @contextlib.contextmanager

@@ -386,6 +386,26 @@ def test_files_take_image_size_and_grayscale_mode(tmp_path):
     np.testing.assert_array_equal(loaded[:, 0], np.stack(expected))
 
 
+def test_16_bit_and_float_images_are_rescaled_not_clipped(tmp_path):
+    """PIL's convert('L') clips 16-bit and float pixels at 255; they are rescaled:
+    16-bit integers from 0-65535, floats from [0, 1]."""
+    ramp = np.linspace(0, 1, 8)[None].repeat(8, axis=0)  # 8x8, a ramp along the width
+    expected = np.rint(ramp * 255).astype(np.uint8)
+    path = tmp_path / "deep.png"
+    Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    items = [
+        path,
+        Image.fromarray((ramp * 65535).round().astype(np.int32), "I"),
+        Image.fromarray(ramp.astype(np.float32), "F"),
+    ]
+    for item in items:
+        loaded = ImageFiles([item]).load("L", (8, 8))[0, 0]
+        np.testing.assert_allclose(loaded, expected, atol=1)
+    rgb = ImageFiles([path]).load("RGB", (8, 8))[0]
+    np.testing.assert_allclose(rgb, np.stack([expected] * 3), atol=1)
+
+
 def test_partial_fit_streams_files_like_arrays(tmp_path):
     base = _images(n=20, c=3)
     paths = _write(tmp_path, base, [(8, 8)] * 20, "png")
