@@ -599,8 +599,10 @@ default="auto"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
-            if self._adapter.kind == "image":
-                _check_image_forward(encoder, self._adapter.input_shape)
+            if isinstance(self._adapter, _images.ImageAdapter):
+                _check_image_forward(
+                    encoder, self._adapter.input_shape, self._adapter.image_size
+                )
             width = _output_width(encoder, self._adapter.input_shape)
             projector = self._make_projector(width)
         self._n_components_out = width
@@ -934,16 +936,20 @@ def _check_shape_params(hidden_layer_sizes: Any, image_size: Any) -> None:
         )
 
 
-def _check_image_forward(module: nn.Module, input_shape: tuple[int, ...]) -> None:
-    """Raise a clear ValueError if images of ``input_shape`` cannot pass ``module``."""
+def _check_image_forward(
+    module: nn.Module, input_shape: tuple[int, ...], image_size: tuple[int, int]
+) -> None:
+    """Raise a clear ValueError if views of ``input_shape`` cannot pass ``module``."""
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
             module(torch.zeros((2, *input_shape)))
     except RuntimeError as exc:
+        view = tuple(input_shape[-2:])
+        seen = "" if view == tuple(image_size) else f" (views of {view[0]}x{view[1]})"
         raise ValueError(
-            f"images of {input_shape[-2]}x{input_shape[-1]} pixels are too small for "
+            f"images of {image_size[0]}x{image_size[1]} pixels{seen} are too small for "
             f"this encoder ({exc}). A 3-D array is read as (n_samples, height, width) "
             "grayscale images: pass a table as a 2-D array, or use larger images "
             "(image_size)."

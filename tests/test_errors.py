@@ -436,6 +436,8 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert "format version 2" in messages["A model file from a newer skact"]
     assert "pickle payload" in messages["A model file carrying a pickle payload"]
     assert "encoder=" in messages["A model with a user encoder, loaded without it"]
+    tiny = messages["Three dimensions (read as tiny images)"]
+    assert tiny.startswith("images of 3x1 pixels (views of 5x2) are too small")
     cut_short = messages["A model file cut short (an interrupted copy)"]
     assert "corrupt or truncated" in cut_short
 
