@@ -433,8 +433,11 @@ def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.
     if has_missing:
         codes[missing] = n_known
     present = column[~missing]
+    ints = _as_integers(present, known.dtype) if known.dtype.kind in "iu" else None
     if known.dtype.kind == "O":
         known, present = known.astype(str), present.astype(str)
+    elif ints is not None:  # exact: ids beyond 2**53 would collide as float64
+        known, present = known.astype(ints.dtype), ints
     else:
         try:
             known, present = known.astype(np.float64), present.astype(np.float64)
@@ -444,6 +447,22 @@ def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.
         idx = np.clip(np.searchsorted(known, present), 0, len(known) - 1)
         codes[~missing] = np.where(known[idx] == present, idx, unknown)
     return codes
+
+
+def _as_integers(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """``values`` as exact integers comparable with ``dtype``; None if some are not."""
+    if values.dtype.kind in "iu":
+        common = np.result_type(values.dtype, dtype)
+        return values.astype(common) if common.kind in "iu" else None
+    if values.dtype.kind == "O" and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+        for v in values
+    ):
+        try:
+            return np.array(values.tolist(), dtype=dtype)
+        except OverflowError:
+            return None
+    return None
 
 
 class MixedTableAdapter:

@@ -379,3 +379,18 @@ def test_grouped_corruption_needs_the_group_count_and_its_cache_is_not_pickled()
     assert restored._group_index == {}
     again = restored.view(stored, stored, torch.Generator().manual_seed(0))
     torch.testing.assert_close(again, first)
+
+
+def test_integer_ids_beyond_float_precision_keep_distinct_codes():
+    """Categories of 64-bit ids (hashes, snowflake ids) are matched exactly: beyond
+    2**53 float64 merges neighbours, which gave distinct ids one code."""
+    ids = np.array([2**53 + k for k in range(6)], dtype=np.int64)
+    categories = np.sort(ids)
+    for column in (ids, ids.astype(object), np.array([int(i) for i in ids], dtype=object)):
+        np.testing.assert_array_equal(encode(column, categories, False), np.arange(6))
+    assert encode(np.array([2**53 + 7]), categories, False)[0] == 6  # unknown slot
+    frame = pd.DataFrame({"num": np.arange(60.0), "user": np.tile(ids, 10)})
+    for user in (frame["user"], pd.Categorical(frame["user"])):
+        enc = _small(categorical_features=["user"]).fit(frame.assign(user=user))
+        codes = enc._adapter.to_storage(frame.head(6).assign(user=user[:6]))[:, -1]
+        np.testing.assert_array_equal(codes.numpy(), np.arange(6))
