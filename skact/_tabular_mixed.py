@@ -235,7 +235,9 @@ def _read_pandas(X: Any) -> MixedTable:
         dtype = series.dtype
         if isinstance(dtype, pd.CategoricalDtype) or types.is_string_dtype(dtype):
             values = series.to_numpy(dtype=object)
-            strings = isinstance(dtype, pd.CategoricalDtype) or bool(
+            # A categorical or string dtype is categorical even when no cell holds a
+            # string (all missing); an object column is when some cell does.
+            strings = isinstance(dtype, pd.CategoricalDtype | pd.StringDtype) or bool(
                 _holds_strings(values[:, None])[0]
             )
             columns.append(values if strings else _numeric_column(values))
@@ -390,7 +392,10 @@ def fit_categories(
     if categories.dtype.kind in "US":
         categories = categories.astype(object)
     if len(categories) == 0:
-        raise ValueError(f"categorical column {name!r} has no non-missing value in fit.")
+        raise ValueError(
+            f"categorical column {name!r} has no non-missing value in fit; drop it (it "
+            "carries no information) or fit on data where it has values."
+        )
     has_missing = handle_missing == "indicator" and bool(missing.any())
     if has_missing:
         as_nan = object if categories.dtype.kind == "O" else np.float64

@@ -394,3 +394,19 @@ def test_integer_ids_beyond_float_precision_keep_distinct_codes():
         enc = _small(categorical_features=["user"]).fit(frame.assign(user=user))
         codes = enc._adapter.to_storage(frame.head(6).assign(user=user[:6]))[:, -1]
         np.testing.assert_array_equal(codes.numpy(), np.arange(6))
+
+
+@pytest.mark.parametrize("dtype", ["string", "category"])
+def test_all_missing_text_column_is_categorical_and_refused_clearly(dtype):
+    """A string-dtype column is categorical even when fit sees no string in it (it was
+    read as numeric, and transform then failed on the first string)."""
+    n = 40
+    frame = pd.DataFrame(
+        {"x": np.arange(n, dtype=float), "city": pd.Series([None] * n, dtype=dtype)}
+    )
+    with pytest.raises(ValueError, match="categorical column 'city' has no non-missing"):
+        _small(handle_missing="indicator").fit(frame)
+    frame["city"] = pd.Series(["Oslo", None] * (n // 2), dtype=dtype)
+    enc = _small(handle_missing="indicator").fit(frame)
+    assert list(enc.is_categorical_) == [False, True]
+    assert np.isfinite(enc.transform(frame.assign(city="Paris"))).all()
