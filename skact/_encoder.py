@@ -170,8 +170,8 @@ default="auto"
         Seeds weight initialisation, augmentation and batch order. On the CPU a fixed
         seed gives identical results with the same number of torch threads (floating
         point sums depend on how the work is split; joblib workers, as in
-        ``GridSearchCV(n_jobs=2)``, run with one thread). Under ``distributed`` training the weights start
-        from rank 0's and the views differ between ranks.
+        ``GridSearchCV(n_jobs=2)``, run with one thread). Under ``distributed``
+        training the weights start from rank 0's and the views differ between ranks.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar with the running loss; 2 also prints each
         epoch's loss.
