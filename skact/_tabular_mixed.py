@@ -271,6 +271,9 @@ def _read_polars(X: Any) -> MixedTable:
         elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.String:
             columns.append(series.to_numpy().astype(object))
             string_like.append(True)
+        elif dtype == pl.Null:  # only missing values: as pandas' column of None reads
+            columns.append(np.full(len(series), np.nan))
+            string_like.append(False)
         else:
             raise TypeError(
                 f"column {series.name!r} has dtype {dtype}, which ACTEncoder cannot "

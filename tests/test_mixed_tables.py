@@ -410,3 +410,16 @@ def test_all_missing_text_column_is_categorical_and_refused_clearly(dtype):
     enc = _small(handle_missing="indicator").fit(frame)
     assert list(enc.is_categorical_) == [False, True]
     assert np.isfinite(enc.transform(frame.assign(city="Paris"))).all()
+
+
+def test_polars_null_column_reads_like_pandas_column_of_none():
+    n = 40
+    x = np.arange(n, dtype=float)
+    via_polars = pl.DataFrame({"x": x, "gone": [None] * n})
+    via_pandas = pd.DataFrame({"x": x, "gone": pd.Series([None] * n, dtype=object)})
+    assert via_polars.schema["gone"] == pl.Null
+    a = _small(handle_missing="indicator").fit(via_polars)
+    b = _small(handle_missing="indicator").fit(via_pandas)
+    np.testing.assert_array_equal(a.transform(via_polars), b.transform(via_pandas))
+    with pytest.raises(ValueError, match="gone"):
+        _small().fit(via_polars)
