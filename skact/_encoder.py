@@ -480,13 +480,10 @@ default="auto"
             tensors = torch.load(
                 io.BytesIO(payload), map_location=device, weights_only=False
             )
-            if device.type != saved.type and "_shuffle_rng" in state:
-                # Generator states differ between device types: reseed, deterministically
-                # (as skact.load does), so that training can go on here.
-                seed = int(state["_shuffle_rng"].integers(2**31 - 1))
-                tensors["_generator_state"] = _training.make_generator(
-                    device, seed
-                ).get_state()
+            if "_generator_state" in tensors:  # as skact.load does
+                tensors["_generator_state"] = _training.generator_state_for(
+                    tensors["_generator_state"], saved, device, state["_shuffle_rng"]
+                )
             state.update(tensors)
         super().__setstate__(state)
 
@@ -608,9 +605,7 @@ default="auto"
             width = _output_width(encoder, self._adapter.input_shape)
             projector = self._make_projector(width)
         self._n_components_out = width
-        self.encoder_ = encoder.to(self.device_)
-        if self._adapter.kind == "image":
-            _images.prepare_network(self.encoder_, self.device_)
+        self.encoder_ = self._placed(encoder)
         self.projector_ = projector.to(self.device_) if projector is not None else None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
@@ -785,6 +780,13 @@ default="auto"
         if world is not None:
             distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
+
+    def _placed(self, encoder: nn.Module) -> nn.Module:
+        """``encoder`` on ``device_``, in channels_last for images (fit and load)."""
+        encoder = encoder.to(self.device_)
+        if self._adapter.kind == "image":
+            _images.prepare_network(encoder, self.device_)
+        return encoder
 
     def _architecture(self) -> dict[str, Any]:
         """The parameters that shape the networks (and the stored input), comparable."""

@@ -300,8 +300,10 @@ class ImageFiles:
 
 #: Single-band modes of more than 8 bits, and the value that maps to 255: integers are
 #: read as 16-bit (PNG's 16-bit gray opens as I;16 or I), floats as values in [0, 1].
-_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
-_WIDE_MODES_FLOAT = {"F": 1.0}
+_WIDE_MODES: dict[str, float] = {
+    **dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N", "I"), 65535),
+    "F": 1.0,
+}
 
 
 def _eight_bit(image: Any) -> Any:
@@ -312,7 +314,7 @@ def _eight_bit(image: Any) -> Any:
     """
     from PIL import Image
 
-    top = _WIDE_MODES.get(image.mode, _WIDE_MODES_FLOAT.get(image.mode))
+    top = _WIDE_MODES.get(image.mode)
     if top is None:
         return image
     pixels = np.asarray(image, dtype=np.float64) * (255.0 / top)

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _training
-from ._images import ImageAdapter, prepare_network
+from ._images import ImageAdapter
 from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
 from .augment.image import ImageAugment
@@ -59,7 +59,7 @@ ADAPTERS: dict[str, Any] = {
     cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter, ImageAdapter)
 }
 
-#: Fitted state written to the file (the attributes ``fit`` sets).
+#: Fitted state written to the file, or rebuilt from it (the attributes ``fit`` sets).
 SAVED_ATTRIBUTES = frozenset(
     {
         "n_features_in_",
@@ -79,7 +79,7 @@ SAVED_ATTRIBUTES = frozenset(
         "_step",
         "categories_",
         "is_categorical_",
-        "_fitted_architecture",  # not written: the saved parameters rebuild it
+        "_fitted_architecture",  # rebuilt from the saved parameters
     }
 )
 
@@ -338,9 +338,7 @@ def _rebuild(
     estimator.device_ = target
     estimator._adapter = adapter
     estimator._n_components_out = width
-    estimator.encoder_ = network.to(target).eval()
-    if adapter.kind == "image":  # the memory format fit gives it (transform, warm_start)
-        prepare_network(estimator.encoder_, target)
+    estimator.encoder_ = estimator._placed(network).eval()
     estimator.projector_ = projector.to(target).eval() if projector is not None else None
     estimator._optimizer_state = tensors["optimizer"]
     adversary = tensors["adversary"]
@@ -348,11 +346,9 @@ def _rebuild(
         adversary = {**adversary, "state": adversary["state"].to(target)}
     estimator._adversary_state = adversary
     estimator._shuffle_rng = _bit_generator(fitted["shuffle_rng"])
-    if saved_device.type == target.type:
-        estimator._generator_state = tensors["generator"]
-    else:  # CUDA and CPU generators have different states: reseed, deterministically
-        seed = int(estimator._shuffle_rng.integers(2**31 - 1))
-        estimator._generator_state = _training.make_generator(target, seed).get_state()
+    estimator._generator_state = _training.generator_state_for(
+        tensors["generator"], saved_device, target, estimator._shuffle_rng
+    )
     estimator._step = int(fitted["step"])
     estimator._fitted_architecture = estimator._architecture()
     estimator.n_iter_ = int(fitted["n_iter_"])

@@ -445,7 +445,7 @@ def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.
     if known.dtype.kind == "O":
         known, present = known.astype(str), present.astype(str)
     elif ints is not None:  # exact: ids beyond 2**53 would collide as float64
-        known, present = known.astype(ints.dtype), ints
+        present = ints
     else:
         try:
             known, present = known.astype(np.float64), present.astype(np.float64)
@@ -458,19 +458,19 @@ def encode(column: np.ndarray, categories: np.ndarray, has_missing: bool) -> np.
 
 
 def _as_integers(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
-    """``values`` as exact integers comparable with ``dtype``; None if some are not."""
+    """``values`` as exact integers of ``dtype``; None if some are not integers of it."""
     if values.dtype.kind in "iu":
-        common = np.result_type(values.dtype, dtype)
-        return values.astype(common) if common.kind in "iu" else None
-    if values.dtype.kind == "O" and all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
-        for v in values
-    ):
-        try:
-            return np.array(values.tolist(), dtype=dtype)
-        except OverflowError:
+        if not np.can_cast(values.dtype, dtype):  # uint64 against int64 categories
             return None
-    return None
+        return values.astype(dtype)
+    if values.dtype.kind != "O":
+        return None
+    try:
+        ints = values.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # astype truncates 1.5 and parses "1": only values equal to their integer count.
+    return ints if bool((ints.astype(object) == values).all()) else None
 
 
 class MixedTableAdapter:

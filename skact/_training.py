@@ -163,6 +163,30 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=gen_device).manual_seed(seed)
 
 
+def generator_state_for(
+    state: Tensor, saved: torch.device, target: torch.device, rng: np.random.Generator
+) -> Tensor:
+    """A generator ``state`` saved on ``saved``, usable on ``target``.
+
+    CUDA and CPU generators have states of different kinds: across device types the
+    generator is reseeded from ``rng`` (the model's own random state, so the result is
+    deterministic); on the same type ``state`` is kept.
+
+    Parameters
+    ----------
+    state : Tensor
+    saved, target : torch.device
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    Tensor
+    """
+    if saved.type == target.type:
+        return state
+    return make_generator(target, int(rng.integers(2**31 - 1))).get_state()
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
     """Learning-rate multiplier: linear warm-up, then cosine decay to 5% of the peak.
 

@@ -19,6 +19,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import check_random_state
 
+from ._tabular_mixed import is_missing
+
 __all__ = [
     "FewShotResult",
     "few_shot_score",
@@ -56,7 +58,7 @@ def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be a positive number of samples per class, got {k}")
     y = np.asarray(y)
-    missing = _missing(y)
+    missing = is_missing(y.ravel())
     if missing.any():
         raise ValueError(
             f"y has {int(missing.sum())} missing labels (NaN or None); drop those "
@@ -73,15 +75,6 @@ def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
             )
         picked.append(rng.choice(members, size=k, replace=False))
     return np.sort(np.concatenate(picked))
-
-
-def _missing(y: np.ndarray) -> np.ndarray:
-    """Which labels are missing: NaN in a float array, None or NaN in an object one."""
-    if y.dtype.kind == "f":
-        return np.isnan(y)
-    if y.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and v != v) for v in y.flat])
-    return np.zeros(y.size, dtype=bool)
 
 
 def linear_probe(

@@ -1,9 +1,6 @@
 """The few-shot benchmark script, in its --quick configuration."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +10,13 @@ from sklearn.model_selection import train_test_split
 from skact import ACTEncoder
 from skact.evaluation import few_shot_score, raw_baseline
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fewshot.py"
+from _benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_fewshot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_module("bench_fewshot") as module:
+        yield module
 
 
 def test_rows_cover_baselines_objectives_adversaries_and_alphas(bench):

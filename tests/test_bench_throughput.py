@@ -1,26 +1,18 @@
 """The throughput benchmark's paired measurement: what is timed and how it is summarised."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from skact import _guards
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_throughput.py"
+from _benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_module("bench_throughput") as module:
+        yield module
 
 
 def test_summary_takes_medians_of_rates_and_of_per_pair_ratios(bench):

@@ -288,15 +288,17 @@ def test_corruption_draws_categories_from_the_column_and_keeps_indicator_pairs()
     assert abs(float(missing_rows.float().mean()) - 0.3) < 0.03
 
 
+def _gappy_adapter(augment):
+    """The adapter of :func:`_with_gaps` (its last two columns categorical) and its
+    stored data."""
+    table = read_table(_with_gaps(), "indicator")
+    categorical = np.array([False, False, False, True, True])
+    adapter = MixedTableAdapter.fit(table, categorical, "indicator", augment)
+    return adapter, adapter.to_storage(table)
+
+
 def test_noise_touches_only_numeric_values():
-    df = _with_gaps()
-    adapter = MixedTableAdapter.fit(
-        read_table(df, "indicator"),
-        np.array([False, False, False, True, True]),
-        "indicator",
-        TabularAugment(0.0, 1.0),
-    )
-    stored = adapter.to_storage(read_table(df, "indicator"))
+    adapter, stored = _gappy_adapter(TabularAugment(0.0, 1.0))
     view = adapter.view(stored, stored, torch.Generator().manual_seed(0))
     assert torch.all(view[:, :3] != stored[:, :3])
     torch.testing.assert_close(view[:, 3:], stored[:, 3:])
@@ -365,14 +367,7 @@ def test_grouped_corruption_needs_the_group_count_and_its_cache_is_not_pickled()
     x = torch.zeros(4, 3)
     with pytest.raises(ValueError, match="n_groups is needed"):
         TabularAugment(0.5)(x, x, torch.Generator(), groups=torch.tensor([0, 0, 1]))
-    df = _with_gaps()
-    adapter = MixedTableAdapter.fit(
-        read_table(df, "indicator"),
-        np.array([False, False, False, True, True]),
-        "indicator",
-        TabularAugment(0.5, 0.0),
-    )
-    stored = adapter.to_storage(read_table(df, "indicator"))
+    adapter, stored = _gappy_adapter(TabularAugment(0.5, 0.0))
     first = adapter.view(stored, stored, torch.Generator().manual_seed(0))
     assert list(adapter._group_index) == [stored.device]
     restored = pickle.loads(pickle.dumps(adapter))
