@@ -111,7 +111,19 @@ html_sidebars = {"index": [], "method": [], "benchmarks": []}
 _defaults = skact.ACTEncoder().get_params()
 rst_epilog = "\n".join(
     f".. |default_{name}| replace:: ``{_defaults[name]!r}``"
-    for name in ("adversary", "alpha", "max_iter", "n_views", "batch_size", "learning_rate")
+    for name in (
+        "adversary",
+        "adversary_momentum",
+        "alpha",
+        "batch_size",
+        "corruption_rate",
+        "hidden_layer_sizes",
+        "learning_rate",
+        "max_iter",
+        "n_views",
+        "noise_scale",
+        "projection_dim",
+    )
 )
 
 # -- Links into scikit-learn's documentation ------------------------------------------
