@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -14,8 +16,12 @@ class TabularAugment:
     For each view, every cell of a row is independently replaced with probability
     ``corruption_rate`` by the value of the same feature in a row drawn uniformly from
     ``pool`` (the empirical marginal of that feature, as in SCARF); then Gaussian noise of
-    standard deviation ``noise_scale`` is added. Everything is one batched tensor
-    operation on the device of ``pool``; randomness comes from the generator passed in.
+    standard deviation ``noise_scale`` is added. Everything is a few batched tensor
+    operations on the device of ``pool``; randomness comes from the generator passed in.
+    On the CPU random numbers are drawn for the corrupted cells only (the gaps between
+    them, and their donor rows); accelerators draw a uniform and a donor row for every
+    cell, which needs no data-dependent shapes. The views have the same distribution;
+    the same seed gives different views on the two.
 
     Parameters
     ----------
@@ -77,14 +83,12 @@ class TabularAugment:
             k = d if groups is None else n_groups
             if k is None:
                 raise ValueError("n_groups is needed with groups")
-            draw = torch.rand(n, k, generator=generator, device=x.device)
-            rows = torch.randint(
-                0, pool.shape[0], (n, k), generator=generator, device=x.device
-            )
-            mask = draw < self.corruption_rate
-            if groups is not None:
-                mask, rows = mask[:, groups], rows[:, groups]
-            view = _replace(x, mask, rows, pool)
+            if x.device.type == "cpu":
+                view = _corrupt_on_cpu(x, pool, generator, self.corruption_rate, groups, k)
+            else:
+                view = _corrupt_everywhere(
+                    x, pool, generator, self.corruption_rate, groups, k
+                )
         width = d if noisy is None else noisy
         if self.noise_scale > 0 and width:
             noise = torch.randn(
@@ -99,19 +103,112 @@ class TabularAugment:
         return view
 
 
-def _replace(x: Tensor, mask: Tensor, rows: Tensor, pool: Tensor) -> Tensor:
-    """``x`` with the cells ``(i, j)`` where ``mask`` holds set to ``pool[rows[i, j], j]``.
+def _corrupt_everywhere(
+    x: Tensor,
+    pool: Tensor,
+    generator: torch.Generator,
+    rate: float,
+    groups: Tensor | None,
+    k: int,
+) -> Tensor:
+    """Corruption for accelerators: a uniform and a donor row for every cell.
 
-    Each replacement is a random read from the pool, so the cost is memory latency. On
-    the CPU only the masked cells are read (half the time at a 40% rate); elsewhere all
-    cells are gathered and selected, which needs no data-dependent shape (``nonzero``
-    would synchronise an accelerator with the host).
+    No step has a data-dependent shape (``nonzero`` would synchronise the device with
+    the host), so every cell is gathered from the pool and kept or not.
     """
-    if x.device.type != "cpu":
-        return torch.where(mask, pool.gather(0, rows), x)
-    d = x.shape[1]
-    cells = mask.reshape(-1).nonzero().squeeze(1)
-    donors = rows.reshape(-1).index_select(0, cells).mul_(d).add_(cells % d)
-    out = x.clone()
-    out.view(-1).index_copy_(0, cells, pool.reshape(-1).index_select(0, donors))
+    n = x.shape[0]
+    draw = torch.rand(n, k, generator=generator, device=x.device)
+    rows = torch.randint(0, pool.shape[0], (n, k), generator=generator, device=x.device)
+    mask = draw < rate
+    if groups is not None:
+        mask, rows = mask[:, groups], rows[:, groups]
+    return torch.where(mask, pool.gather(0, rows), x)
+
+
+def _corrupt_on_cpu(
+    x: Tensor,
+    pool: Tensor,
+    generator: torch.Generator,
+    rate: float,
+    groups: Tensor | None,
+    k: int,
+) -> Tensor:
+    """Corruption for the CPU: random numbers for the corrupted cells only.
+
+    The corrupted cells of the ``(n, k)`` grid are drawn directly
+    (:func:`_bernoulli_cells`), then one donor row for each, and only those cells are
+    read from the pool: at the default rate this draws about a fifth of the random
+    numbers of :func:`_corrupt_everywhere`, whose per-cell draws dominate the cost of
+    a view on the CPU. The views follow the same distribution; the draws differ.
+    """
+    n, d = x.shape
+    cells = _bernoulli_cells(n * k, rate, generator)
+    donors = torch.randint(0, pool.shape[0], cells.shape, generator=generator)
+    if groups is not None:  # a group's cells take its columns, from one donor row
+        hit = torch.zeros(n * k, dtype=torch.bool).index_fill_(0, cells, True)
+        donor_of = torch.zeros(n * k, dtype=torch.int64).index_copy_(0, cells, donors)
+        hit = hit.view(n, k)[:, groups].reshape(-1)
+        cells = hit.nonzero().squeeze(1)
+        donors = donor_of.view(n, k)[:, groups].reshape(-1).index_select(0, cells)
+    source = donors.mul_(d).add_(cells % d)  # flat index of (donor, column) in pool
+    out = x.clone(memory_format=torch.contiguous_format)
+    out.view(-1).index_copy_(0, cells, pool.reshape(-1).index_select(0, source))
     return out
+
+
+def _bernoulli_cells(
+    n_cells: int, rate: float, generator: torch.Generator, draws: int | None = None
+) -> Tensor:
+    """Indices of the cells hit by independent Bernoulli(``rate``) trials, in order.
+
+    The gaps between successive hits are geometric, so they are drawn instead of one
+    uniform per cell: ``floor(log(1 - u) / log(1 - rate))`` with ``u`` uniform. About
+    ``rate * n_cells`` uniforms are drawn, in batches sized to cover all cells with
+    overwhelming probability; a batch that ends early is followed by another.
+
+    Parameters
+    ----------
+    n_cells : int
+        Number of trials.
+    rate : float
+        Success probability, in ``(0, 1]``.
+    generator : torch.Generator
+        CPU generator the uniforms come from.
+    draws : int, optional
+        Uniforms per batch (tests use a small value to exercise the follow-up
+        batches). None: the expected number of hits plus six standard deviations.
+
+    Returns
+    -------
+    Tensor of int64 of shape (n_hits,)
+        Strictly increasing indices in ``[0, n_cells)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _bernoulli_cells(5, 1.0, torch.Generator()).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    if rate >= 1:
+        return torch.arange(n_cells)
+    log_keep = math.log1p(-rate)
+    found = [torch.empty(0, dtype=torch.int64)]
+    start = 0  # the first cell not yet decided
+    while start < n_cells:
+        remaining = n_cells - start
+        if draws is None:
+            mean = rate * remaining
+            size = int(mean + 6 * math.sqrt(mean * (1 - rate)) + 16)
+        else:
+            size = draws
+        u = torch.rand(size, generator=generator)
+        # Any gap of `remaining` or more ends the cells; the cap (with a margin for
+        # float32 rounding) keeps the sums far from overflowing.
+        gaps = u.neg_().log1p_().div_(log_keep).clamp_(max=2.0 * remaining).long()
+        hits = gaps.add_(1).cumsum_(0).add_(start - 1)
+        end = int(torch.searchsorted(hits, n_cells))
+        found.append(hits[:end])
+        if end < size:
+            break
+        start = int(hits[-1]) + 1
+    return found[1] if len(found) == 2 else torch.cat(found)
