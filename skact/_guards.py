@@ -101,7 +101,9 @@ def _wide_integers(X: Any) -> bool:
     return False
 
 
-def check_values(X: np.ndarray, name: str = "ACTEncoder", columns: Any = None) -> None:
+def check_values(
+    X: np.ndarray, name: str = "ACTEncoder", columns: Any = None, allow_nan: bool = False
+) -> None:
     """Raise a ValueError naming the columns if ``X`` holds NaN, inf or huge values.
 
     Parameters
@@ -112,12 +114,14 @@ def check_values(X: np.ndarray, name: str = "ACTEncoder", columns: Any = None) -
         Estimator name for the messages.
     columns : sequence or None
         Column names (a DataFrame's), used in the messages instead of indices.
+    allow_nan : bool, default=False
+        Accept NaN (missing values that ``handle_missing="indicator"`` encodes).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(np.sum(X, dtype=np.float64))  # sklearn's fast path
     if not finite:
         bad = np.isnan(X).any(axis=0)
-        if bad.any():
+        if bad.any() and not allow_nan:
             raise ValueError(
                 f"Input X contains NaN (in column(s) {_columns(bad, columns)}). {name} "
                 "encodes missing values itself with handle_missing='indicator'; or impute "

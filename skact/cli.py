@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from . import __version__, _persistence, _training
 from ._encoder import ACTEncoder
+from ._guards import check_values
 from .evaluation import (
     FewShotResult,
     few_shot_score,
@@ -245,13 +246,19 @@ def read_data(path: Path, label: str | None = None) -> tuple[Any, np.ndarray | N
     y : ndarray of shape (n_samples,) or None
         Labels, when there are any.
     """
+    X, y, _ = _read(path, label)
+    return X, y
+
+
+def _read(path: Path, label: str | None) -> tuple[Any, np.ndarray | None, list[str] | None]:
+    """:func:`read_data`, plus the table's column names (None for images and .npy)."""
     _require_file(path, "DATA")
     if path.is_dir():
         if label is not None:
             raise UsageError(
                 "--label is for tables; an image folder's labels are its subfolders"
             )
-        return list_images(path)
+        return (*list_images(path), None)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -259,7 +266,7 @@ def read_data(path: Path, label: str | None = None) -> tuple[Any, np.ndarray | N
         except ValueError as exc:
             raise UsageError(f"{path}: not a numeric .npy array ({exc})") from None
         if label is None:
-            return array, None
+            return array, None, None
         if array.ndim != 2:
             raise UsageError(f"{path}: --label needs a 2-d table, got shape {array.shape}")
         names, cells = [str(i) for i in range(array.shape[1])], array.astype(object)
@@ -279,7 +286,7 @@ def read_data(path: Path, label: str | None = None) -> tuple[Any, np.ndarray | N
         y = np.array([str(v) for v in cells[:, j]])
         keep = [i for i in range(len(names)) if i != j]
         names, cells = [names[i] for i in keep], cells[:, keep]
-    return _to_float(cells, names, path), y
+    return _to_float(cells, names, path), y, names
 
 
 def _read_labels(path: Path) -> np.ndarray:
@@ -348,10 +355,23 @@ def _encoder_from(args: argparse.Namespace) -> ACTEncoder:
     return encoder
 
 
+def _check_table(X: Any, names: list[str] | None, encoder: ACTEncoder) -> None:
+    """The estimator's check of a table's values, naming columns by the file's header.
+
+    ``names`` is None for data whose columns have no names (images, a plain .npy); the
+    estimator then checks them itself, naming columns by position.
+    """
+    if names is not None:
+        check_values(
+            X, "ACTEncoder", columns=names, allow_nan=encoder.handle_missing != "error"
+        )
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     _check_output(args.output, None, "MODEL")
     encoder = _encoder_from(args)
-    X, _ = read_data(args.data, args.label)
+    X, _, names = _read(args.data, args.label)
+    _check_table(X, names, encoder)
     start = time.perf_counter()
     encoder.fit(X)
     _save_model(encoder, args.output)
@@ -366,7 +386,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_transform(args: argparse.Namespace) -> int:
     _check_output(args.output, FEATURE_SUFFIXES, "FEATURES")
     model = _load_model(args.model)
-    X, y = read_data(args.data, args.label)
+    X, y, names = _read(args.data, args.label)
+    _check_table(X, names, model)
     features = model.transform(X)
     names = [str(n) for n in model.get_feature_names_out()]
     if y is not None and args.output.suffix.lower() == ".csv":
@@ -379,10 +400,14 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labelled(path: Path, label: str | None, labels: Path | None) -> tuple[Any, np.ndarray]:
+def _labelled(
+    path: Path, label: str | None, labels: Path | None, model: ACTEncoder | None
+) -> tuple[Any, np.ndarray]:
     if label is not None and labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
-    X, y = read_data(path, label)
+    X, y, names = _read(path, label)
+    if model is not None:
+        _check_table(X, names, model)
     if labels is not None:
         y = _read_labels(labels)
     if y is None:
@@ -401,11 +426,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.test is None and (args.test_labels is not None):
         raise UsageError("--test-labels needs --test")
     model = _load_model(args.model) if args.model is not None else None
-    X, y = _labelled(args.data, args.label, args.labels)
+    X, y = _labelled(args.data, args.label, args.labels, model)
     if model is None and isinstance(X, list):
         raise UsageError("an image folder can only be evaluated through a model (--model)")
     if args.test is not None:
-        X_test, y_test = _labelled(args.test, args.label, args.test_labels)
+        X_test, y_test = _labelled(args.test, args.label, args.test_labels, model)
         X_pool, y_pool = X, y
     else:
         try:
@@ -924,6 +949,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         # The estimator's advice, in the command's terms.
         error = str(exc).replace("handle_missing='indicator'", "--handle-missing indicator")
+        error = error.replace(
+            "; or impute them first, e.g. make_pipeline(SimpleImputer(), ACTEncoder()).",
+            ", or fill the empty cells first.",
+        )
         code = 1
     except KeyboardInterrupt:
         error, code = "interrupted", 130

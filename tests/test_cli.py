@@ -450,9 +450,44 @@ def test_empty_cells_need_handle_missing_and_the_advice_names_the_option(tmp_pat
     argv += ["--batch-size", 4, "--hidden-layer-sizes", "8"]
     code, _, err = run(argv, capsys)
     assert code == 1 and "--handle-missing indicator" in err
-    assert "handle_missing=" not in err
+    assert "NaN (in column(s) a, b)" in err  # the header's names, not positions
+    assert "handle_missing=" not in err and "SimpleImputer" not in err
     code, _, _ = run([*argv, "--handle-missing", "indicator"], capsys)
     assert code == 0
     model = skact.load(tmp_path / "m.skact")
     assert model.handle_missing == "indicator"
     assert np.isfinite(model.transform(read_data(tmp_path / "gaps.csv")[0])).all()
+
+
+def test_value_errors_name_the_columns_of_the_header_in_every_command(tmp_path, capsys):
+    rows = [
+        "id,height,weight,kind",
+        *(f"{i},{i}.5,{i + 1},{'xy'[i % 2]}" for i in range(12)),
+    ]
+    (tmp_path / "ok.csv").write_text("\n".join(rows) + "\n")
+    rows[3] = "2,inf,3,x"  # height
+    rows[5] = "4,4.5,,x"  # weight
+    (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "m.skact"
+    options = ["-q", "--epochs", 1, "--batch-size", 4, "--hidden-layer-sizes", "8"]
+    code, _, err = run(
+        ["fit", tmp_path / "bad.csv", "--label", "kind", "-o", model, *options], capsys
+    )
+    assert code == 1 and "NaN (in column(s) weight)" in err
+    # with missing values allowed, the infinity is next; a label column given by its
+    # position is removed and the other columns keep their names
+    argv = ["fit", tmp_path / "bad.csv", "--label", -1, "-o", model, *options]
+    code, _, err = run([*argv, "--handle-missing", "indicator"], capsys)
+    assert code == 1 and "infinity (in column(s) height)" in err
+    code, _, _ = run(
+        ["fit", tmp_path / "ok.csv", "--label", "kind", "-o", model, *options], capsys
+    )
+    assert code == 0
+    out = tmp_path / "f.npy"
+    code, _, err = run(
+        ["transform", model, tmp_path / "bad.csv", "--label", "kind", "-o", out], capsys
+    )
+    assert code == 1 and "NaN (in column(s) weight)" in err and not out.exists()
+    argv = ["evaluate", tmp_path / "bad.csv", "--label", "kind", "--model", model]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "NaN (in column(s) weight)" in err
