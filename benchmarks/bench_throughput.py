@@ -231,7 +231,7 @@ class Bound:
         ``Trainer.run_epoch``, a tensor already on the device."""
         if isinstance(idx, np.ndarray):
             idx = torch.from_numpy(idx).to(self.device)
-        return self.data[idx]
+        return self.data.index_select(0, idx)  # as fit gathers its batches
 
     def views(self, batch: Tensor) -> Tensor:
         gen = self.trainer.generator

@@ -728,7 +728,9 @@ default="auto"
         trainer = self._make_trainer(n_train, epochs if horizon else None)
 
         def take(idx: Any) -> Tensor:
-            return data[idx]
+            # A row gather: index_select is several times faster on the CPU than the
+            # general indexing of data[idx] (20x for a batch of uint8 images).
+            return data.index_select(0, idx) if isinstance(data, Tensor) else data[idx]
 
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, batch if stream else data, generator)

@@ -79,6 +79,36 @@ class _CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class _RecordOps(TorchDispatchMode):
+    """Records the names of the aten operations dispatched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("kind", ["table", "images"])
+def test_fit_gathers_batches_with_index_select(kind: str) -> None:
+    """General indexing (data[idx], aten.index) is 4x slower for table rows and 20x
+    for uint8 images on the CPU than the row gather fit uses."""
+    rng = np.random.default_rng(0)
+    if kind == "table":
+        X = rng.normal(size=(64, 5))
+        enc = small_encoder(max_iter=1, batch_size=16)
+    else:
+        X = rng.integers(0, 256, size=(64, 8, 8), dtype=np.uint8)
+        enc = small_encoder(max_iter=1, batch_size=16, image_size=8)
+    with _RecordOps() as ops:
+        enc.fit(X)
+    assert enc.n_iter_ == 1
+    assert "aten.index_select" in ops.names
+    assert "aten.index" not in ops.names
+
+
 # ---------------------------------------------------------------- tabular augmentation
 
 
