@@ -74,6 +74,30 @@ def test_gaps_follow_the_geometric_law_by_hand() -> None:
     assert cells.tolist() == expected
 
 
+@pytest.mark.parametrize("rate", [1e-46, 1e-3, 0.5])
+def test_a_uniform_of_zero_is_a_gap_of_zero(monkeypatch, rate: float) -> None:
+    """log(1 - 0) / log(1 - rate) is 0, also where log(1 - rate) underflows float32
+    (it was 0 / 0: NaN, then a negative index)."""
+    from skact.augment import tabular
+
+    def zeros(size, generator=None, dtype=torch.float32):
+        return torch.zeros(size, dtype=dtype)
+
+    monkeypatch.setattr(tabular.torch, "rand", zeros)
+    assert _bernoulli_cells(6, rate, _gen()).tolist() == list(range(6))
+
+
+def test_gaps_beyond_float32_integers_are_not_rounded() -> None:
+    """On a grid of 2**30 cells at rate 1e-8 the first hit is ~1e8 cells in: rounded
+    to float32 it is always even, and a multiple of 8 in most draws."""
+    counts = np.zeros(8)
+    for seed in range(400):
+        cells = _bernoulli_cells(2**30, 1e-8, _gen(seed))
+        counts[int(cells[0]) % 8] += 1
+    chi2 = float(((counts - 50) ** 2 / 50).sum())
+    assert chi2 < 7 + 5 * math.sqrt(14), counts
+
+
 @pytest.mark.parametrize("rate", [0.02, 0.2, 0.7])
 def test_cells_are_independent_trials_with_the_rate(rate: float) -> None:
     rows, width = 4000, 40

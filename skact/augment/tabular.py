@@ -164,7 +164,10 @@ def _bernoulli_cells(
     The gaps between successive hits are geometric, so they are drawn instead of one
     uniform per cell: ``floor(log(1 - u) / log(1 - rate))`` with ``u`` uniform. About
     ``rate * n_cells`` uniforms are drawn, in batches sized to cover all cells with
-    overwhelming probability; a batch that ends early is followed by another.
+    overwhelming probability; a batch that ends early is followed by another. The
+    uniforms are float32 (rounding comparable to ``torch.rand(n) < rate``), or float64
+    where float32 could not hold the gaps exactly: more than ``2**24`` cells left, or a
+    rate below ``1e-30``.
 
     Parameters
     ----------
@@ -201,7 +204,14 @@ def _bernoulli_cells(
             size = int(mean + 6 * math.sqrt(mean * (1 - rate)) + 16)
         else:
             size = draws
-        u = torch.rand(size, generator=generator)
+        # float32 is exact enough while the gaps that matter (below `remaining`) are
+        # integers it holds exactly and log(1 - rate) is a normal float32; past that,
+        # float64 (whose uniforms are other draws). Either way a uniform of 0 gives a
+        # gap of 0, never 0 / 0.
+        exact = remaining <= 2**24 and log_keep < -1e-30
+        u = torch.rand(
+            size, generator=generator, dtype=torch.float32 if exact else torch.float64
+        )
         # Any gap of `remaining` or more ends the cells; the cap (with a margin for
         # float32 rounding) keeps the sums far from overflowing.
         gaps = u.neg_().log1p_().div_(log_keep).clamp_(max=2.0 * remaining).long()
