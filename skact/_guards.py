@@ -101,8 +101,23 @@ def _wide_integers(X: Any) -> bool:
     return False
 
 
+#: How each value check's message ends: what to do about it. The CLI passes its own.
+ADVICE = {
+    "nan": "{name} encodes missing values itself with handle_missing='indicator'; or "
+    "impute them first, e.g. make_pipeline(SimpleImputer(), {name}()).",
+    "inf": "{name} needs finite values: clip them, or set them to NaN and impute them "
+    "(SimpleImputer).",
+    "range": "Rescale those columns first (e.g. a log transform or StandardScaler).",
+}
+
+
 def check_values(
-    X: np.ndarray, name: str = "ACTEncoder", columns: Any = None, allow_nan: bool = False
+    X: np.ndarray,
+    name: str = "ACTEncoder",
+    columns: Any = None,
+    *,
+    mixed: bool = False,
+    advice: dict[str, str] | None = None,
 ) -> None:
     """Raise a ValueError naming the columns if ``X`` holds NaN, inf or huge values.
 
@@ -114,33 +129,36 @@ def check_values(
         Estimator name for the messages.
     columns : sequence or None
         Column names (a DataFrame's), used in the messages instead of indices.
-    allow_nan : bool, default=False
-        Accept NaN (missing values that ``handle_missing="indicator"`` encodes).
+    mixed : bool, default=False
+        Check only what the mixed-table path refuses: infinity. It encodes NaN and
+        standardises in float64, so values beyond float32's range are fine there.
+    advice : dict, optional
+        Replaces the ends of the messages (:data:`ADVICE`'s keys; ``{name}`` is filled
+        in).
     """
+    advice = {**ADVICE, **(advice or {})}
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(np.sum(X, dtype=np.float64))  # sklearn's fast path
     if not finite:
         bad = np.isnan(X).any(axis=0)
-        if bad.any() and not allow_nan:
+        if bad.any() and not mixed:
             raise ValueError(
-                f"Input X contains NaN (in column(s) {_columns(bad, columns)}). {name} "
-                "encodes missing values itself with handle_missing='indicator'; or impute "
-                f"them first, e.g. make_pipeline(SimpleImputer(), {name}())."
+                f"Input X contains NaN (in column(s) {_columns(bad, columns)}). "
+                + advice["nan"].format(name=name)
             )
         bad = np.isinf(X).any(axis=0)
         if bad.any():
             raise ValueError(
                 f"Input X contains infinity (in column(s) {_columns(bad, columns)}). "
-                f"{name} needs finite values: clip them, or set them to NaN and impute "
-                "them (SimpleImputer)."
+                + advice["inf"].format(name=name)
             )
-    if X.dtype == np.float64:
+    if X.dtype == np.float64 and not mixed:
         bad = (X.max(axis=0) > FLOAT32_MAX) | (X.min(axis=0) < -FLOAT32_MAX)
         if bad.any():
             raise ValueError(
                 f"Input X has values beyond float32's range (|x| > {FLOAT32_MAX:.3g}) in "
-                f"column(s) {_columns(bad, columns)}; {name} computes in float32. Rescale "
-                "those columns first (e.g. a log transform or StandardScaler)."
+                f"column(s) {_columns(bad, columns)}; {name} computes in float32. "
+                + advice["range"].format(name=name)
             )
 
 

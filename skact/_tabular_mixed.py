@@ -571,9 +571,14 @@ class MixedTableAdapter:
         mean, std, magnitude, indicators = [], [], [], []
         for i, column in enumerate(numeric):
             present = column[~np.isnan(column)]
-            mean.append(present.mean() if present.size else 0.0)
-            std.append(present.std() if present.size else 1.0)
-            magnitude.append(np.abs(present).max() if present.size else 0.0)
+            largest = np.abs(present).max() if present.size else 0.0
+            # Squares (and sums) of values beyond ~1e154 overflow float64: an infinite
+            # std made such a column all zeros. Those are computed in units of the
+            # largest value; other columns exactly as numpy computes them.
+            unit = largest if largest > 1e150 else 1.0
+            mean.append((present / unit).mean() * unit if present.size else 0.0)
+            std.append((present / unit).std() * unit if present.size else 1.0)
+            magnitude.append(largest)
             if present.size < column.size:
                 indicators.append(i)
         return cls(

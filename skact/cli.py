@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from . import __version__, _persistence, _training
 from ._encoder import ACTEncoder
 from ._guards import check_values
+from ._tabular_mixed import MixedTableAdapter
 from .evaluation import (
     FewShotResult,
     few_shot_score,
@@ -355,23 +356,48 @@ def _encoder_from(args: argparse.Namespace) -> ACTEncoder:
     return encoder
 
 
-def _check_table(X: Any, names: list[str] | None, encoder: ACTEncoder) -> None:
+#: The ends of the value checks' messages, in the commands' terms.
+_FIT_ADVICE = {
+    "nan": "{name} encodes missing values itself with --handle-missing indicator; or "
+    "fill the empty cells first.",
+    "inf": "{name} needs finite values: clip them, or empty those cells and fit with "
+    "--handle-missing indicator.",
+    "range": "Rescale those columns first (e.g. take their logarithm).",
+}
+_MODEL_ADVICE = {
+    **_FIT_ADVICE,
+    "nan": "This model rejects missing values: fill the empty cells, or fit a model "
+    "that encodes them with skact fit --handle-missing indicator.",
+    "inf": "{name} needs finite values: clip them, or empty those cells and use a model "
+    "fitted with --handle-missing indicator.",
+}
+
+
+def _check_table(
+    X: Any, names: list[str] | None, encoder: ACTEncoder, fitting: bool
+) -> None:
     """The estimator's check of a table's values, naming columns by the file's header.
 
-    ``names`` is None for data whose columns have no names (images, a plain .npy); the
-    estimator then checks them itself, naming columns by position.
+    The checks are those of the path ``encoder`` sends the table down (the mixed-table
+    path accepts missing and float64-only values). ``names`` is None for data whose
+    columns have no names (images, a plain .npy); the estimator then checks them
+    itself, naming columns by position.
     """
-    if names is not None:
-        check_values(
-            X, "ACTEncoder", columns=names, allow_nan=encoder.handle_missing != "error"
-        )
+    if names is None:
+        return
+    if fitting:
+        mixed = encoder.handle_missing != "error"
+    else:
+        mixed = isinstance(getattr(encoder, "_adapter", None), MixedTableAdapter)
+    advice = _FIT_ADVICE if fitting else _MODEL_ADVICE
+    check_values(X, "ACTEncoder", columns=names, mixed=mixed, advice=advice)
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     _check_output(args.output, None, "MODEL")
     encoder = _encoder_from(args)
     X, _, names = _read(args.data, args.label)
-    _check_table(X, names, encoder)
+    _check_table(X, names, encoder, fitting=True)
     start = time.perf_counter()
     encoder.fit(X)
     _save_model(encoder, args.output)
@@ -387,7 +413,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     _check_output(args.output, FEATURE_SUFFIXES, "FEATURES")
     model = _load_model(args.model)
     X, y, names = _read(args.data, args.label)
-    _check_table(X, names, model)
+    _check_table(X, names, model, fitting=False)
     features = model.transform(X)
     names = [str(n) for n in model.get_feature_names_out()]
     if y is not None and args.output.suffix.lower() == ".csv":
@@ -401,13 +427,11 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
 
 def _labelled(
-    path: Path, label: str | None, labels: Path | None, model: ACTEncoder | None
-) -> tuple[Any, np.ndarray]:
+    path: Path, label: str | None, labels: Path | None
+) -> tuple[Any, np.ndarray, list[str] | None]:
     if label is not None and labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
     X, y, names = _read(path, label)
-    if model is not None:
-        _check_table(X, names, model)
     if labels is not None:
         y = _read_labels(labels)
     if y is None:
@@ -417,7 +441,7 @@ def _labelled(
         )
     if len(y) != len(X):
         raise UsageError(f"{path}: {len(X)} samples but {len(y)} labels")
-    return X, y
+    return X, y, names
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -426,11 +450,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.test is None and (args.test_labels is not None):
         raise UsageError("--test-labels needs --test")
     model = _load_model(args.model) if args.model is not None else None
-    X, y = _labelled(args.data, args.label, args.labels, model)
+    X, y, names = _labelled(args.data, args.label, args.labels)
     if model is None and isinstance(X, list):
         raise UsageError("an image folder can only be evaluated through a model (--model)")
+    tables = [(X, names)]
     if args.test is not None:
-        X_test, y_test = _labelled(args.test, args.label, args.test_labels, model)
+        X_test, y_test, test_names = _labelled(args.test, args.label, args.test_labels)
+        tables.append((X_test, test_names))
+    if model is not None:  # once every input is read: unreadable inputs are exit 2
+        for table, columns in tables:
+            _check_table(table, columns, model, fitting=False)
+    if args.test is not None:
         X_pool, y_pool = X, y
     else:
         try:
@@ -949,10 +979,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         # The estimator's advice, in the command's terms.
         error = str(exc).replace("handle_missing='indicator'", "--handle-missing indicator")
-        error = error.replace(
-            "; or impute them first, e.g. make_pipeline(SimpleImputer(), ACTEncoder()).",
-            ", or fill the empty cells first.",
-        )
         code = 1
     except KeyboardInterrupt:
         error, code = "interrupted", 130

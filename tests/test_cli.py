@@ -468,26 +468,61 @@ def test_value_errors_name_the_columns_of_the_header_in_every_command(tmp_path, 
     rows[3] = "2,inf,3,x"  # height
     rows[5] = "4,4.5,,x"  # weight
     (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
-    model = tmp_path / "m.skact"
+    model, out = tmp_path / "m.skact", tmp_path / "f.npy"
     options = ["-q", "--epochs", 1, "--batch-size", 4, "--hidden-layer-sizes", "8"]
-    code, _, err = run(
-        ["fit", tmp_path / "bad.csv", "--label", "kind", "-o", model, *options], capsys
-    )
+    fit = ["fit", tmp_path / "bad.csv", "--label", "kind", "-o", model, *options]
+    messages = []
+
+    code, _, err = run(fit, capsys)
+    messages.append(err)
     assert code == 1 and "NaN (in column(s) weight)" in err
+    assert "--handle-missing indicator" in err
     # with missing values allowed, the infinity is next; a label column given by its
     # position is removed and the other columns keep their names
-    argv = ["fit", tmp_path / "bad.csv", "--label", -1, "-o", model, *options]
-    code, _, err = run([*argv, "--handle-missing", "indicator"], capsys)
+    fit[3] = -1
+    code, _, err = run([*fit, "--handle-missing", "indicator"], capsys)
+    messages.append(err)
     assert code == 1 and "infinity (in column(s) height)" in err
-    code, _, _ = run(
-        ["fit", tmp_path / "ok.csv", "--label", "kind", "-o", model, *options], capsys
-    )
-    assert code == 0
-    out = tmp_path / "f.npy"
-    code, _, err = run(
-        ["transform", model, tmp_path / "bad.csv", "--label", "kind", "-o", out], capsys
-    )
+
+    fit[1], fit[3] = tmp_path / "ok.csv", "kind"
+    assert run(fit, capsys)[0] == 0
+    transform = ["transform", model, tmp_path / "bad.csv", "--label", "kind", "-o", out]
+    code, _, err = run(transform, capsys)
+    messages.append(err)
     assert code == 1 and "NaN (in column(s) weight)" in err and not out.exists()
-    argv = ["evaluate", tmp_path / "bad.csv", "--label", "kind", "--model", model]
-    code, _, err = run(argv, capsys)
+    # transform has no --handle-missing: the advice is to fit another model
+    assert "skact fit --handle-missing indicator" in err
+
+    evaluate = ["evaluate", tmp_path / "bad.csv", "--label", "kind", "--model", model]
+    code, _, err = run(evaluate, capsys)
+    messages.append(err)
     assert code == 1 and "NaN (in column(s) weight)" in err
+    # inputs that cannot be read are reported first, as usage errors (exit 2)
+    code, _, err = run([*evaluate, "--test", tmp_path / "missing.csv"], capsys)
+    assert code == 2 and "missing.csv" in err
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    code, _, err = run(["evaluate", unlabelled, "--model", model], capsys)
+    assert code == 2 and "no labels" in err
+
+    for message in messages:  # advice in the command's terms, not Python code
+        assert "SimpleImputer" not in message and "handle_missing=" not in message
+
+
+def test_the_command_line_checks_what_the_estimator_checks(tmp_path, capsys):
+    """Values beyond float32's range are refused on the float32 path only: the mixed
+    path (--handle-missing indicator) standardises in float64, as the estimator does."""
+    rows = ["a,b", *(f"{i}e300,{i}" for i in range(1, 13))]
+    (tmp_path / "huge.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "m.skact"
+    argv = ["fit", tmp_path / "huge.csv", "-o", model, "-q", "--epochs", 1]
+    argv += ["--batch-size", 4, "--hidden-layer-sizes", "8"]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "beyond float32's range" in err and "column(s) a;" in err
+    assert "take their logarithm" in err
+    code, _, err = run([*argv, "--handle-missing", "indicator"], capsys)
+    assert code == 0, err
+    out = tmp_path / "f.npy"
+    code, _, err = run(["transform", model, tmp_path / "huge.csv", "-o", out], capsys)
+    assert code == 0, err
+    assert np.isfinite(np.load(out)).all()

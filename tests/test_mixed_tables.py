@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -418,3 +419,21 @@ def test_polars_null_column_reads_like_pandas_column_of_none():
     np.testing.assert_array_equal(a.transform(via_polars), b.transform(via_pandas))
     with pytest.raises(ValueError, match="gone"):
         _small().fit(via_polars)
+
+
+def test_values_near_the_float64_limit_are_standardised_not_zeroed():
+    """The mixed path accepts values beyond float32's range (it standardises in
+    float64); their squares overflowed the std, which made the column all zeros."""
+    X = np.array([[i * 1e300, float(i)] for i in range(1, 13)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        adapter = MixedTableAdapter.fit(
+            read_table(X, "indicator"),
+            np.zeros(2, dtype=bool),
+            "indicator",
+            TabularAugment(),
+        )
+        stored = adapter.to_storage(read_table(X, "indicator")).numpy()
+    # both columns are the same ramp, so they standardise to the same values
+    np.testing.assert_allclose(stored[:, 0], stored[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(stored[:, 0].std(), 1.0, rtol=1e-5)
