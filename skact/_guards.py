@@ -116,7 +116,8 @@ def check_values(
     name: str = "ACTEncoder",
     columns: Any = None,
     *,
-    mixed: bool = False,
+    allow_nan: bool = False,
+    allow_huge: bool = False,
     advice: dict[str, str] | None = None,
 ) -> None:
     """Raise a ValueError naming the columns if ``X`` holds NaN, inf or huge values.
@@ -129,9 +130,11 @@ def check_values(
         Estimator name for the messages.
     columns : sequence or None
         Column names (a DataFrame's), used in the messages instead of indices.
-    mixed : bool, default=False
-        Check only what the mixed-table path refuses: infinity. It encodes NaN and
-        standardises in float64, so values beyond float32's range are fine there.
+    allow_nan : bool, default=False
+        Accept NaN (missing values, which ``handle_missing="indicator"`` encodes).
+    allow_huge : bool, default=False
+        Accept values beyond float32's range (the mixed-table path standardises in
+        float64).
     advice : dict, optional
         Replaces the ends of the messages (:data:`ADVICE`'s keys; ``{name}`` is filled
         in).
@@ -141,7 +144,7 @@ def check_values(
         finite = np.isfinite(np.sum(X, dtype=np.float64))  # sklearn's fast path
     if not finite:
         bad = np.isnan(X).any(axis=0)
-        if bad.any() and not mixed:
+        if bad.any() and not allow_nan:
             raise ValueError(
                 f"Input X contains NaN (in column(s) {_columns(bad, columns)}). "
                 + advice["nan"].format(name=name)
@@ -152,7 +155,7 @@ def check_values(
                 f"Input X contains infinity (in column(s) {_columns(bad, columns)}). "
                 + advice["inf"].format(name=name)
             )
-    if X.dtype == np.float64 and not mixed:
+    if X.dtype == np.float64 and not allow_huge:
         bad = (X.max(axis=0) > FLOAT32_MAX) | (X.min(axis=0) < -FLOAT32_MAX)
         if bad.any():
             raise ValueError(

@@ -52,7 +52,12 @@ class InputAdapter(Protocol):
 
 
 def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-    """Standard deviations to divide by, with 1 for columns constant up to rounding.
+    """Standard deviations to divide by, with a safe value for constant columns.
+
+    An exactly constant column gets 1 (as in scikit-learn's StandardScaler). A column
+    constant up to rounding gets its largest absolute value where that is above 1, so
+    that its rounding noise stays tiny after standardising (a column of 1e20s with
+    noise of 1e5 became values of 1e5).
 
     Parameters
     ----------
@@ -66,7 +71,10 @@ def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     ndarray of shape (n_features,), float64
     """
     scale = np.array(std, dtype=np.float64)
-    scale[scale <= 1e-12 * np.asarray(magnitude, dtype=np.float64)] = 1.0
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    rounding = (scale > 0) & (scale <= 1e-12 * magnitude)
+    scale[rounding] = np.maximum(1.0, magnitude[rounding])
+    scale[scale == 0] = 1.0
     return scale
 
 

@@ -32,6 +32,11 @@ from .networks import TabularEmbedding
 #: Values of ``handle_missing``.
 HANDLE_MISSING = ("error", "indicator")
 
+#: Numeric values beyond this are standardised in units of their column's size: the
+#: squares of values near 1e154 overflow float64 (and a sum over 1e8 rows of values
+#: near 1e150 would).
+HUGE = 1e100
+
 
 class MixedTable:
     """A table read column by column, each column keeping its own type.
@@ -575,7 +580,7 @@ class MixedTableAdapter:
             # Squares (and sums) of values beyond ~1e154 overflow float64: an infinite
             # std made such a column all zeros. Those are computed in units of the
             # largest value; other columns exactly as numpy computes them.
-            unit = largest if largest > 1e150 else 1.0
+            unit = largest if largest > HUGE else 1.0
             mean.append((present / unit).mean() * unit if present.size else 0.0)
             std.append((present / unit).std() * unit if present.size else 1.0)
             magnitude.append(largest)
@@ -608,7 +613,11 @@ class MixedTableAdapter:
             X = read_table(X, self.handle_missing)
         out = np.zeros((len(X), self.input_shape[0]), dtype=np.float32)
         for i, j in enumerate(self._numeric):
-            column = (_as_float(X.columns[j]) - self.mean[i]) / self.scale[i]
+            mean, scale = self.mean[i], self.scale[i]
+            # Columns of huge values in units of their size, where x - mean could
+            # overflow; dividing by 1.0 leaves the others exactly as they were.
+            unit = max(abs(mean), scale) if max(abs(mean), scale) > HUGE else 1.0
+            column = (_as_float(X.columns[j]) / unit - mean / unit) / (scale / unit)
             out[:, i] = np.nan_to_num(column, nan=0.0)  # a gap takes the mean
         n_num = len(self._numeric)
         for i, j in enumerate(self.indicators):

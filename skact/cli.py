@@ -88,7 +88,7 @@ def _load_model(path: Path) -> ACTEncoder:
     _require_file(path, "model")
     try:
         return _persistence.load(path)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
         raise UsageError(
             f"{path}: not a model file written by `skact fit` ({exc})"
         ) from None
@@ -376,21 +376,27 @@ _MODEL_ADVICE = {
 def _check_table(
     X: Any, names: list[str] | None, encoder: ACTEncoder, fitting: bool
 ) -> None:
-    """The estimator's check of a table's values, naming columns by the file's header.
+    """The estimator's check of a table's values, in the command's terms.
 
-    The checks are those of the path ``encoder`` sends the table down (the mixed-table
-    path accepts missing and float64-only values). ``names`` is None for data whose
-    columns have no names (images, a plain .npy); the estimator then checks them
-    itself, naming columns by position.
+    The checks are those of the path ``encoder`` sends the table down (missing values
+    pass where ``handle_missing`` encodes them; the mixed-table path standardises in
+    float64). Columns are named by the file's header; ``names`` is None for a plain
+    .npy (columns by position) and for images, which are not checked here.
     """
-    if names is None:
+    if names is None and not (isinstance(X, np.ndarray) and X.ndim == 2):
         return
     if fitting:
         mixed = encoder.handle_missing != "error"
     else:
         mixed = isinstance(getattr(encoder, "_adapter", None), MixedTableAdapter)
-    advice = _FIT_ADVICE if fitting else _MODEL_ADVICE
-    check_values(X, "ACTEncoder", columns=names, mixed=mixed, advice=advice)
+    check_values(
+        X,
+        "ACTEncoder",
+        columns=names,
+        allow_nan=encoder.handle_missing != "error",
+        allow_huge=mixed,
+        advice=_FIT_ADVICE if fitting else _MODEL_ADVICE,
+    )
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -976,9 +982,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except CommandError as exc:
         error, code = str(exc), exc.exit_code
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
         # The estimator's advice, in the command's terms.
         error = str(exc).replace("handle_missing='indicator'", "--handle-missing indicator")
+        for param in ("learning_rate", "alpha"):  # a failed fit's advice
+            error = error.replace(f"{param} (now", f"--{param.replace('_', '-')} (now")
         code = 1
     except KeyboardInterrupt:
         error, code = "interrupted", 130

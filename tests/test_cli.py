@@ -526,3 +526,37 @@ def test_the_command_line_checks_what_the_estimator_checks(tmp_path, capsys):
     code, _, err = run(["transform", model, tmp_path / "huge.csv", "-o", out], capsys)
     assert code == 0, err
     assert np.isfinite(np.load(out)).all()
+
+
+def test_a_plain_npy_table_gets_the_command_s_advice(tmp_path, capsys):
+    np.save(tmp_path / "gaps.npy", np.array([[1.0, np.nan], [2, 3], [3, 4], [4, 5]]))
+    argv = ["fit", tmp_path / "gaps.npy", "-o", tmp_path / "m.skact", "-q"]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "NaN (in column(s) 1)" in err  # no header: by position
+    assert "--handle-missing indicator" in err and "SimpleImputer" not in err
+
+
+def test_a_diverging_fit_is_an_error_message_with_the_options(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(64, 4))
+    np.save(tmp_path / "x.npy", X)
+    argv = ["fit", tmp_path / "x.npy", "-o", tmp_path / "m.skact", "-q", "--epochs", 3]
+    code, _, err = run([*argv, "--learning-rate", 1e12, "--batch-size", 16], capsys)
+    assert code == 1 and "NaN or infinite" in err  # not a traceback
+    assert "--learning-rate (now" in err and not (tmp_path / "m.skact").exists()
+
+
+def test_a_mixed_model_that_rejects_gaps_says_so_in_the_command_s_terms(tmp_path, capsys):
+    """A model fitted in Python on a mixed table with handle_missing='error' takes the
+    mixed path, but still rejects missing values: the CLI names the header's column."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=40), rng.integers(0, 3, 40)])
+    model = ACTEncoder(categorical_features=[1], max_iter=1, hidden_layer_sizes=(8,))
+    model.set_params(batch_size=8, verbose=0).fit(X)
+    model.save(tmp_path / "m.skact")
+    rows = ["num,cat", *(f"{a},{int(b)}" for a, b in X)]
+    rows[3] = "," + rows[3].split(",")[1]
+    (tmp_path / "gaps.csv").write_text("\n".join(rows) + "\n")
+    argv = ["transform", tmp_path / "m.skact", tmp_path / "gaps.csv", "-o"]
+    code, _, err = run([*argv, tmp_path / "f.npy"], capsys)
+    assert code == 1 and "NaN (in column(s) num)" in err
+    assert "skact fit --handle-missing indicator" in err and "x0" not in err

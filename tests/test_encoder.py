@@ -320,3 +320,19 @@ def test_digits_table_few_shot_beats_raw_pixels_by_four_points():
         StandardScaler().fit(X_tr), X_tr, y_tr, X_te, y_te, k=5, protocols=["linear"]
     )[0]
     assert act.mean >= raw.mean + 0.04, (act.mean, raw.mean)
+
+
+def test_a_column_constant_up_to_rounding_standardises_to_about_zero():
+    """Its std is rounding noise: dividing by 1 left values like 1e5 for a column of
+    1e20s; it is divided by its size instead, so the noise stays ~1e-15."""
+    from skact._inputs import TabularAdapter, safe_scale
+    from skact.augment.tabular import TabularAugment
+
+    X = np.array([[1e20 * (1 + 1e-15 * k), k] for k in range(12)])
+    stored = TabularAdapter.fit(X, TabularAugment()).to_storage(X).numpy()
+    assert np.abs(stored[:, 0]).max() < 1e-6
+    assert np.abs(stored[:, 1]).max() > 1  # an ordinary column is standardised
+    # exactly constant columns keep a scale of 1, as in StandardScaler; so does noise
+    # on small values; an ordinary std is kept
+    scales = safe_scale([0.0, 0.0, 1e-20, 2.0], [0.0, 1e20, 0.5, 3.0])
+    np.testing.assert_array_equal(scales, [1, 1, 1, 2])

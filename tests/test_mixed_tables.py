@@ -437,3 +437,27 @@ def test_values_near_the_float64_limit_are_standardised_not_zeroed():
     # both columns are the same ramp, so they standardise to the same values
     np.testing.assert_allclose(stored[:, 0], stored[:, 1], rtol=1e-6)
     np.testing.assert_allclose(stored[:, 0].std(), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1e300 * (1 + 1e-15 * k) for k in range(12)],  # constant up to rounding
+        [1.5e308, *[-1.5e308] * 11],  # x - mean overflows float64
+    ],
+    ids=["near-equal", "skewed"],
+)
+def test_columns_of_huge_values_standardise_to_small_finite_numbers(values):
+    X = np.column_stack([values, np.arange(12.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adapter = MixedTableAdapter.fit(
+            read_table(X, "indicator"),
+            np.zeros(2, dtype=bool),
+            "indicator",
+            TabularAugment(),
+        )
+        stored = adapter.to_storage(read_table(X, "indicator")).numpy()
+    assert np.isfinite(stored).all() and np.abs(stored[:, 0]).max() < 4
+    if len(set(values)) > 2:  # constant up to rounding: the noise stays noise
+        assert np.abs(stored[:, 0]).max() < 1e-6

@@ -167,7 +167,7 @@ def _bernoulli_cells(
     overwhelming probability; a batch that ends early is followed by another. The
     uniforms are float32 (rounding comparable to ``torch.rand(n) < rate``), or float64
     where float32 could not hold the gaps exactly: more than ``2**24`` cells left, or a
-    rate below ``1e-30``.
+    rate below ``2**-24`` (float32 uniforms could reach only some cells).
 
     Parameters
     ----------
@@ -205,10 +205,10 @@ def _bernoulli_cells(
         else:
             size = draws
         # float32 is exact enough while the gaps that matter (below `remaining`) are
-        # integers it holds exactly and log(1 - rate) is a normal float32; past that,
-        # float64 (whose uniforms are other draws). Either way a uniform of 0 gives a
-        # gap of 0, never 0 / 0.
-        exact = remaining <= 2**24 and log_keep < -1e-30
+        # integers it holds exactly and the rate is above its uniforms' resolution;
+        # past that, float64 (whose uniforms are other draws). Either way a uniform of
+        # 0 gives a gap of 0, never 0 / 0.
+        exact = remaining <= 2**24 and rate >= 2**-24
         u = torch.rand(
             size, generator=generator, dtype=torch.float32 if exact else torch.float64
         )
