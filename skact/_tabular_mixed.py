@@ -38,6 +38,12 @@ HANDLE_MISSING = ("error", "indicator")
 HUGE = 1e100
 
 
+def _unit(size: float) -> float:
+    """What to divide a numeric column by before its sums and differences: its size
+    when beyond :data:`HUGE`, else 1.0 (which leaves ordinary columns bit for bit)."""
+    return float(size) if size > HUGE else 1.0
+
+
 class MixedTable:
     """A table read column by column, each column keeping its own type.
 
@@ -577,10 +583,7 @@ class MixedTableAdapter:
         for i, column in enumerate(numeric):
             present = column[~np.isnan(column)]
             largest = np.abs(present).max() if present.size else 0.0
-            # Squares (and sums) of values beyond ~1e154 overflow float64: an infinite
-            # std made such a column all zeros. Those are computed in units of the
-            # largest value; other columns exactly as numpy computes them.
-            unit = largest if largest > HUGE else 1.0
+            unit = _unit(largest)  # an overflowing std made such a column all zeros
             mean.append((present / unit).mean() * unit if present.size else 0.0)
             std.append((present / unit).std() * unit if present.size else 1.0)
             magnitude.append(largest)
@@ -614,9 +617,7 @@ class MixedTableAdapter:
         out = np.zeros((len(X), self.input_shape[0]), dtype=np.float32)
         for i, j in enumerate(self._numeric):
             mean, scale = self.mean[i], self.scale[i]
-            # Columns of huge values in units of their size, where x - mean could
-            # overflow; dividing by 1.0 leaves the others exactly as they were.
-            unit = max(abs(mean), scale) if max(abs(mean), scale) > HUGE else 1.0
+            unit = _unit(max(abs(mean), scale))  # x - mean could overflow
             column = (_as_float(X.columns[j]) / unit - mean / unit) / (scale / unit)
             out[:, i] = np.nan_to_num(column, nan=0.0)  # a gap takes the mean
         n_num = len(self._numeric)

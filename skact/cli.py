@@ -26,7 +26,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 from . import __version__, _persistence, _training
 from ._encoder import ACTEncoder
 from ._guards import check_values
-from ._tabular_mixed import MixedTableAdapter
 from .evaluation import (
     FewShotResult,
     few_shot_score,
@@ -88,7 +87,7 @@ def _load_model(path: Path) -> ACTEncoder:
     _require_file(path, "model")
     try:
         return _persistence.load(path)
-    except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
+    except (ValueError, OSError) as exc:
         raise UsageError(
             f"{path}: not a model file written by `skact fit` ({exc})"
         ) from None
@@ -385,16 +384,12 @@ def _check_table(
     """
     if names is None and not (isinstance(X, np.ndarray) and X.ndim == 2):
         return
-    if fitting:
-        mixed = encoder.handle_missing != "error"
-    else:
-        mixed = isinstance(getattr(encoder, "_adapter", None), MixedTableAdapter)
     check_values(
         X,
         "ACTEncoder",
         columns=names,
         allow_nan=encoder.handle_missing != "error",
-        allow_huge=mixed,
+        allow_huge=encoder._is_mixed(X, reset=fitting),
         advice=_FIT_ADVICE if fitting else _MODEL_ADVICE,
     )
 

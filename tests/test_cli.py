@@ -424,8 +424,10 @@ def test_demo_prints_the_table_and_saves_a_plot(tmp_path, capsys):
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_unavailable_device_is_a_bad_argument_before_any_data_is_read(tmp_path, capsys):
+def test_unavailable_device_is_a_bad_argument_before_any_data_is_read(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU
     code, _, err = run(
         ["fit", tmp_path / "never-read.npy", "-o", tmp_path / "m", "--device", "cuda"],
         capsys,

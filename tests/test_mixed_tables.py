@@ -421,19 +421,22 @@ def test_polars_null_column_reads_like_pandas_column_of_none():
         _small().fit(via_polars)
 
 
+def _stored_numeric(X: np.ndarray) -> np.ndarray:
+    """``X`` (numeric columns) as the mixed path stores it, failing on any warning
+    (an overflow on the way)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_table(X, "indicator")
+        categorical = np.zeros(X.shape[1], dtype=bool)
+        adapter = MixedTableAdapter.fit(table, categorical, "indicator", TabularAugment())
+        return adapter.to_storage(table).numpy()
+
+
 def test_values_near_the_float64_limit_are_standardised_not_zeroed():
     """The mixed path accepts values beyond float32's range (it standardises in
     float64); their squares overflowed the std, which made the column all zeros."""
     X = np.array([[i * 1e300, float(i)] for i in range(1, 13)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no overflow on the way
-        adapter = MixedTableAdapter.fit(
-            read_table(X, "indicator"),
-            np.zeros(2, dtype=bool),
-            "indicator",
-            TabularAugment(),
-        )
-        stored = adapter.to_storage(read_table(X, "indicator")).numpy()
+    stored = _stored_numeric(X)
     # both columns are the same ramp, so they standardise to the same values
     np.testing.assert_allclose(stored[:, 0], stored[:, 1], rtol=1e-6)
     np.testing.assert_allclose(stored[:, 0].std(), 1.0, rtol=1e-5)
@@ -449,15 +452,7 @@ def test_values_near_the_float64_limit_are_standardised_not_zeroed():
 )
 def test_columns_of_huge_values_standardise_to_small_finite_numbers(values):
     X = np.column_stack([values, np.arange(12.0)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        adapter = MixedTableAdapter.fit(
-            read_table(X, "indicator"),
-            np.zeros(2, dtype=bool),
-            "indicator",
-            TabularAugment(),
-        )
-        stored = adapter.to_storage(read_table(X, "indicator")).numpy()
+    stored = _stored_numeric(X)
     assert np.isfinite(stored).all() and np.abs(stored[:, 0]).max() < 4
     if len(set(values)) > 2:  # constant up to rounding: the noise stays noise
         assert np.abs(stored[:, 0]).max() < 1e-6

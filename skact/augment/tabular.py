@@ -83,12 +83,8 @@ class TabularAugment:
             k = d if groups is None else n_groups
             if k is None:
                 raise ValueError("n_groups is needed with groups")
-            if x.device.type == "cpu":
-                view = _corrupt_on_cpu(x, pool, generator, self.corruption_rate, groups, k)
-            else:
-                view = _corrupt_everywhere(
-                    x, pool, generator, self.corruption_rate, groups, k
-                )
+            corrupt = _corrupt_on_cpu if x.device.type == "cpu" else _corrupt_everywhere
+            view = corrupt(x, pool, generator, self.corruption_rate, groups, k)
         width = d if noisy is None else noisy
         if self.noise_scale > 0 and width:
             noise = torch.randn(
