@@ -5,8 +5,8 @@ classifier in a pipeline.
 """
 
 from ._encoder import ACTEncoder
-from ._persistence import load
+from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
 
-__all__ = ["ACTEncoder", "NonFiniteLossError", "load"]
+__all__ = ["ACTEncoder", "ModelFileError", "NonFiniteLossError", "load"]
 __version__ = "0.1.0"

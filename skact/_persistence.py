@@ -44,7 +44,7 @@ from .augment.image import ImageAugment
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
 
-__all__ = ["FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "save"]
 
 #: Name written into every file, checked on load.
 FORMAT = "skact.ACTEncoder"
@@ -82,6 +82,24 @@ SAVED_ATTRIBUTES = frozenset(
         "_fitted_architecture",  # rebuilt from the saved parameters
     }
 )
+
+class ModelFileError(ValueError):
+    """A model file that :func:`skact.load` refuses: not a skact model, damaged, too
+    large for what it claims to hold, or tampered with.
+
+    Attributes
+    ----------
+    path : str
+        The file that was read.
+    member : str or None
+        The archive member at fault (``"skact.json"`` or ``"tensors.pt"``), when one is.
+    """
+
+    def __init__(self, message: str, *, path: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.member = member
+
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
