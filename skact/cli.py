@@ -13,17 +13,22 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import check_is_fitted
 
 from . import __version__, _persistence, _training
+from ._atomic import atomic_write
 from ._encoder import ACTEncoder
 from ._guards import check_values
 from .evaluation import (
@@ -87,6 +92,8 @@ def _load_model(path: Path) -> ACTEncoder:
     _require_file(path, "model")
     try:
         return _persistence.load(path)
+    except _persistence.ModelFileError as exc:
+        raise UsageError(str(exc)) from None  # it names the file and what is wrong
     except (ValueError, OSError) as exc:
         raise UsageError(
             f"{path}: not a model file written by `skact fit` ({exc})"
@@ -111,6 +118,38 @@ def _check_output(path: Path, suffixes: Sequence[str] | None, what: str) -> None
     if not path.parent.is_dir():
         raise UsageError(
             f"{what} {str(path)!r}: folder {str(path.parent)!r} does not exist"
+        )
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a folder; name a file in it")
+
+
+def _check_not_an_input(path: Path, what: str, inputs: dict[str, Path | None]) -> None:
+    """Fail before any work if writing ``path`` would overwrite one of ``inputs``.
+
+    ``inputs`` maps each input's name in the command (``DATA``, ``MODEL``, ...) to its
+    path. Links (symbolic or hard) to an input count as the input; an image file inside
+    an input folder counts as one of its images.
+    """
+    if not path.exists():
+        return  # a new file overwrites nothing
+    for name, source in inputs.items():
+        if source is None or not source.exists():
+            continue
+        if os.path.samefile(path, source):
+            same = f"is {name}" + (
+                "" if str(path) == str(source) else f" ({str(source)!r})"
+            )
+        elif (
+            source.is_dir()
+            and path.suffix.lower() in IMAGE_SUFFIXES
+            and path.resolve().is_relative_to(source.resolve())
+        ):
+            same = f"is an image of the {name} folder {str(source)!r}"
+        else:
+            continue
+        raise UsageError(
+            f"{what} {str(path)!r} {same}: writing it would destroy that input; "
+            "choose another output file"
         )
 
 
@@ -151,24 +190,90 @@ def list_images(folder: Path) -> tuple[list[str], np.ndarray | None]:
     return [str(p) for p in files], labels
 
 
-def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Column names and cells (as strings) of a CSV file; the header is optional."""
-    with path.open(newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
+#: Cell separators a CSV file may use. The first that splits every sampled line into
+#: the same number (more than one) of cells is the file's; else a comma.
+CSV_DELIMITERS = (",", ";", "\t", "|")
+_CSV_SAMPLE_CHARS = 1 << 16
+
+
+def _read_csv(path: Path, blank_rows: bool = False) -> tuple[list[str], np.ndarray, bool]:
+    """Column names, cells (as strings) and whether the file has a header (else the
+    names are the positions) of a CSV file.
+
+    The file is UTF-8 (a byte-order mark is skipped); the separator is guessed among
+    :data:`CSV_DELIMITERS`. Blank lines are skipped, except before the last non-blank
+    one when ``blank_rows`` (a one-column file, where they are empty cells). A trailing
+    unnamed column that is empty throughout (every line ends with a separator) is
+    dropped; other unnamed columns are called ``Unnamed: j``, as pandas does.
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            delimiter = _sniff_delimiter(f.read(_CSV_SAMPLE_CHARS))
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            try:
+                rows = list(reader)
+            except csv.Error as exc:
+                raise UsageError(
+                    f"{path}, line {reader.line_num}: not a readable CSV table ({exc}); "
+                    "a quote may be left open"
+                ) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (it holds the byte {exc.object[exc.start]:#04x}); "
+            "save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
+    if blank_rows:
+        while rows and not any(cell.strip() for cell in rows[-1]):
+            rows.pop()
+        rows = [row or [""] for row in rows]
+    else:
+        rows = [row for row in rows if row]
     if not rows:
         raise UsageError(f"{path}: empty CSV file")
-    if all(_is_number(cell) for cell in rows[0]):
+    header = not all(_is_number(cell) for cell in rows[0])
+    if not header:
         names = [str(i) for i in range(len(rows[0]))]
     else:
         names, rows = [c.strip() for c in rows[0]], rows[1:]
+        while (
+            names
+            and names[-1] == ""
+            and all(
+                len(row) < len(names) or not row[len(names) - 1].strip() for row in rows
+            )
+        ):
+            names.pop()
+            rows = [row[: len(names)] for row in rows]
+        names = [name or f"Unnamed: {j}" for j, name in enumerate(names)]
     if not rows:
         raise UsageError(f"{path}: CSV file has a header but no rows")
     widths = {len(row) for row in rows}
     if widths != {len(names)}:
+        separator = {"\t": "tab"}.get(delimiter, repr(delimiter))
         raise UsageError(
-            f"{path}: rows have {sorted(widths)} cells, the header {len(names)}"
+            f"{path}: rows have {sorted(widths)} cells, the header {len(names)} "
+            f"(cells separated by {separator}; the separators tried are "
+            + " ".join(repr(d) if d != "\t" else "tab" for d in CSV_DELIMITERS)
+            + ")"
         )
-    return names, np.array(rows, dtype=object)
+    return names, np.array(rows, dtype=object), header
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """The separator of a CSV file, from its first characters (see CSV_DELIMITERS)."""
+    lines = sample.splitlines()
+    if len(sample) == _CSV_SAMPLE_CHARS:
+        lines = lines[:-1]  # the last line may be cut short
+    lines = [line for line in lines if line.strip()][:100]
+    for delimiter in CSV_DELIMITERS:
+        try:
+            widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and widths.pop() > 1:
+            return delimiter
+    return ","
 
 
 def _is_number(cell: str) -> bool:
@@ -246,19 +351,28 @@ def read_data(path: Path, label: str | None = None) -> tuple[Any, np.ndarray | N
     y : ndarray of shape (n_samples,) or None
         Labels, when there are any.
     """
-    X, y, _ = _read(path, label)
-    return X, y
+    data = _read(path, label)
+    return data.X, data.y
 
 
-def _read(path: Path, label: str | None) -> tuple[Any, np.ndarray | None, list[str] | None]:
-    """:func:`read_data`, plus the table's column names (None for images and .npy)."""
+class _Data(NamedTuple):
+    """What :func:`_read` found in DATA."""
+
+    X: Any  #: numeric features (ndarray), or image paths (list of str)
+    y: np.ndarray | None  #: labels (blank: unlabeled), when there are any
+    columns: list[str] | None  #: the features' names in messages; None: by position
+    header: bool  #: whether ``columns`` come from the file (CSV header, Parquet)
+
+
+def _read(path: Path, label: str | None) -> _Data:
+    """:func:`read_data`, plus the table's column names."""
     _require_file(path, "DATA")
     if path.is_dir():
         if label is not None:
             raise UsageError(
                 "--label is for tables; an image folder's labels are its subfolders"
             )
-        return (*list_images(path), None)
+        return _Data(*list_images(path), None, False)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -266,14 +380,16 @@ def _read(path: Path, label: str | None) -> tuple[Any, np.ndarray | None, list[s
         except ValueError as exc:
             raise UsageError(f"{path}: not a numeric .npy array ({exc})") from None
         if label is None:
-            return array, None, None
+            return _Data(array, None, None, False)
         if array.ndim != 2:
             raise UsageError(f"{path}: --label needs a 2-d table, got shape {array.shape}")
         names, cells = [str(i) for i in range(array.shape[1])], array.astype(object)
+        header = False
     elif suffix == ".csv":
-        names, cells = _read_csv(path)
+        names, cells, header = _read_csv(path)
     elif suffix == ".parquet":
         names, cells = _read_parquet(path)
+        header = True
     else:
         raise UsageError(
             f"{path}: unknown format {suffix!r}; DATA must be "
@@ -283,10 +399,17 @@ def _read(path: Path, label: str | None) -> tuple[Any, np.ndarray | None, list[s
     y = None
     if label is not None:
         j = _column_index(names, label, path)
-        y = np.array([str(v) for v in cells[:, j]])
+        y = np.array([_label_text(v) for v in cells[:, j]])
         keep = [i for i in range(len(names)) if i != j]
         names, cells = [names[i] for i in keep], cells[:, keep]
-    return _to_float(cells, names, path), y, names
+    return _Data(_to_float(cells, names, path), y, names, header)
+
+
+def _label_text(value: Any) -> str:
+    """A label as text; a missing one (None, NaN: Parquet, .npy) is blank."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return ""
+    return str(value)
 
 
 def _read_labels(path: Path) -> np.ndarray:
@@ -295,19 +418,22 @@ def _read_labels(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         labels = np.load(path, allow_pickle=False)
     else:
-        _, cells = _read_csv(path)
+        _, cells, _ = _read_csv(path, blank_rows=True)
         if cells.shape[1] != 1:
             raise UsageError(
                 f"{path}: a labels file needs one column, found {cells.shape[1]}"
             )
         labels = cells[:, 0]
-    return np.array([str(v) for v in np.ravel(labels)])
+    return np.array([_label_text(v) for v in np.ravel(labels)])
 
 
 def write_features(
     path: Path, features: np.ndarray, names: Sequence[str], labels: np.ndarray | None = None
 ) -> None:
     """Write features as .npy, or CSV with a header (and the labels as a last column).
+
+    The file is replaced in one step (see :func:`skact._atomic.atomic_write`): an
+    interrupted write leaves the old file as it was.
 
     Parameters
     ----------
@@ -320,9 +446,10 @@ def write_features(
         Written as the last column of a CSV, under the name ``names[-1]`` when given.
     """
     if path.suffix.lower() == ".npy":
-        np.save(path, features)
+        with atomic_write(path) as f:
+            np.save(f, features)
         return
-    with path.open("w", newline="") as f:
+    with atomic_write(path, text=True) as f:
         writer = csv.writer(f)
         writer.writerow(names)
         for i, row in enumerate(features):
@@ -394,33 +521,120 @@ def _check_table(
     )
 
 
+class Interrupted(CommandError):
+    """Ctrl-C: exit status 130, as a shell reports a process stopped by SIGINT."""
+
+    exit_code = 130
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     _check_output(args.output, None, "MODEL")
+    _check_not_an_input(args.output, "MODEL", {"DATA": args.data})
     encoder = _encoder_from(args)
-    X, _, names = _read(args.data, args.label)
-    _check_table(X, names, encoder, fitting=True)
+    data = _read(args.data, args.label)
+    _check_table(data.X, data.columns, encoder, fitting=True)
     start = time.perf_counter()
-    encoder.fit(X)
+    try:
+        with warnings.catch_warnings():
+            # It tells a Python script what the estimator kept; the command says below
+            # what it wrote instead.
+            warnings.filterwarnings("ignore", "ACTEncoder.fit was interrupted")
+            encoder.fit(_as_table(data.X, data.columns if data.header else None, None))
+    except KeyboardInterrupt:
+        raise Interrupted(_save_interrupted(encoder, args.output)) from None
     _save_model(encoder, args.output)
     print(
-        f"fitted ACTEncoder on {len(X)} samples ({encoder.n_iter_} epochs, "
+        f"fitted ACTEncoder on {len(data.X)} samples ({encoder.n_iter_} epochs, "
         f"{time.perf_counter() - start:.1f} s, final loss {encoder.loss_curve_[-1]:.4f}); "
         f"saved to {args.output}"
     )
     return 0
 
 
+def _save_interrupted(encoder: ACTEncoder, path: Path) -> str:
+    """Save what an interrupted fit kept, if anything; say what was written."""
+    try:
+        check_is_fitted(encoder)
+    except NotFittedError:
+        return (
+            f"interrupted (Ctrl-C) before any training step; nothing was written to {path}"
+        )
+    _save_model(encoder, path)  # a second Ctrl-C here leaves the old file: atomic
+    n = encoder.n_iter_
+    return (
+        f"interrupted (Ctrl-C); saved the model trained so far ({n} complete epoch"
+        f"{'' if n == 1 else 's'}) to {path}"
+    )
+
+
+def _as_table(X: Any, columns: list[str] | None, model: ACTEncoder | None) -> Any:
+    """``X`` as the estimator should get it: with column names where they are known.
+
+    A pandas DataFrame carries the names: at fit (``model`` None) those of the file's
+    header (``columns``; None when the file has none), which ``fit`` records as
+    ``feature_names_in_``; with a fitted ``model``, the names it recorded, which
+    ``transform`` checks as for any DataFrame. :func:`_check_columns` has already
+    refused a header that differs; a table without one is taken column by column in
+    the model's order (scikit-learn would warn that it has no names). Otherwise, and
+    without pandas, or with a name used twice, the array itself: the model records no
+    names, and :func:`_check_columns` still compares a header with a model's names.
+    """
+    if model is not None:
+        names = getattr(model, "feature_names_in_", None)
+        columns = None if names is None else [str(n) for n in names]
+    fits = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == len(columns or ())
+    if columns is None or not fits or len(set(columns)) < len(columns):
+        return X
+    try:
+        import pandas as pd
+    except ImportError:
+        return X
+    return pd.DataFrame(X, columns=columns, copy=False)
+
+
+def _check_columns(model: ACTEncoder, data: _Data, path: Path, label: str | None) -> None:
+    """Refuse a table whose header differs from the one the model was fitted on."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or not data.header or data.columns is None:
+        return
+    fitted, columns = [str(n) for n in fitted], data.columns
+    if columns == fitted:
+        return
+    missing = [n for n in fitted if n not in columns]
+    unexpected = [n for n in columns if n not in fitted]
+    what = []
+    if missing:
+        what.append("missing " + _list_names(missing))
+    if unexpected:
+        what.append("not in the model " + _list_names(unexpected))
+    advice = "; name a label column with --label" if unexpected and label is None else ""
+    raise CommandError(
+        f"{path}: the columns differ from those the model was fitted on "
+        f"({'; '.join(what) or 'the same names in another order'}); the model takes "
+        f"{_list_names(fitted)}{advice}"
+    )
+
+
+def _list_names(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _cmd_transform(args: argparse.Namespace) -> int:
     _check_output(args.output, FEATURE_SUFFIXES, "FEATURES")
+    _check_not_an_input(args.output, "FEATURES", {"MODEL": args.model, "DATA": args.data})
     model = _load_model(args.model)
-    X, y, names = _read(args.data, args.label)
-    _check_table(X, names, model, fitting=False)
-    features = model.transform(X)
+    data = _read(args.data, args.label)
+    _check_columns(model, data, args.data, args.label)
+    _check_table(data.X, data.columns, model, fitting=False)
+    features = model.transform(
+        _as_table(data.X, data.columns if data.header else None, model)
+    )
     names = [str(n) for n in model.get_feature_names_out()]
-    if y is not None and args.output.suffix.lower() == ".csv":
+    if data.y is not None and args.output.suffix.lower() == ".csv":
         # An image folder's class labels (its subfolders) go in a column named "label".
         label_name = args.label if args.label is not None else "label"
-        write_features(args.output, features, [*names, label_name], y)
+        write_features(args.output, features, [*names, label_name], data.y)
     else:
         write_features(args.output, features, names)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features to {args.output}")
@@ -429,49 +643,103 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
 def _labelled(
     path: Path, label: str | None, labels: Path | None
-) -> tuple[Any, np.ndarray, list[str] | None]:
+) -> tuple[_Data, np.ndarray]:
+    """DATA and its labels; rows with a blank label are set aside (and counted)."""
     if label is not None and labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
-    X, y, names = _read(path, label)
-    if labels is not None:
-        y = _read_labels(labels)
+    data = _read(path, label)
+    y = data.y if labels is None else _read_labels(labels)
     if y is None:
         raise UsageError(
             f"{path}: no labels; name the label column with --label, give a labels file "
             "with --labels, or put the images of each class in their own subfolder"
         )
-    if len(y) != len(X):
-        raise UsageError(f"{path}: {len(X)} samples but {len(y)} labels")
-    return X, y, names
+    if len(y) != len(data.X):
+        raise UsageError(f"{path}: {len(data.X)} samples but {len(y)} labels")
+    # A blank cell is a row nobody labelled, not a class named ''.
+    labelled = np.flatnonzero(np.char.strip(y.astype(str)) != "")
+    if len(labelled) == 0:
+        raise UsageError(f"{path}: every label is blank")
+    X = data.X
+    if len(labelled) < len(y):
+        print(
+            f"{path}: {len(y) - len(labelled)} of {len(y)} samples have a blank label; "
+            "they are left out as unlabeled"
+        )
+        X = [X[i] for i in labelled] if isinstance(X, list) else X[labelled]
+    return data._replace(X=X, y=y[labelled]), y[labelled]
+
+
+def _check_enough_labels(y_pool: np.ndarray, args: argparse.Namespace) -> None:
+    """Fail before any encoding if a class has fewer than k samples to draw from."""
+    k = max(args.k)
+    classes, counts = np.unique(y_pool, return_counts=True)
+    short = [(str(c), int(n)) for c, n in zip(classes, counts, strict=True) if n < k]
+    if not short:
+        return
+    if len(short) == 1:
+        ((name, n),) = short
+        who = f"class {name!r} has {n} labelled sample{'' if n == 1 else 's'}"
+    else:
+        who = f"classes {_list_names([f'{c!r} ({n})' for c, n in short])} have"
+        who = who.replace('"', "") + " labelled samples"
+    if args.test is not None:
+        where, advice = f"in {args.data}", "lower --k or label more samples"
+    else:
+        where = (
+            f"left in {args.data} after holding out {args.test_size:.0%} for testing "
+            f"(--test-size {args.test_size:g})"
+        )
+        advice = "lower --k or --test-size, or label more samples"
+    raise CommandError(f"{who} {where}, fewer than k={k}; {advice}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:
         _check_output(args.output, (".json", ".md"), "--output")
+        _check_not_an_input(
+            args.output,
+            "--output",
+            {
+                "DATA": args.data,
+                "--labels": args.labels,
+                "--model": args.model,
+                "--test": args.test,
+                "--test-labels": args.test_labels,
+            },
+        )
     if args.test is None and (args.test_labels is not None):
         raise UsageError("--test-labels needs --test")
     model = _load_model(args.model) if args.model is not None else None
-    X, y, names = _labelled(args.data, args.label, args.labels)
-    if model is None and isinstance(X, list):
+    data, y = _labelled(args.data, args.label, args.labels)
+    if model is None and isinstance(data.X, list):
         raise UsageError("an image folder can only be evaluated through a model (--model)")
-    tables = [(X, names)]
+    inputs = [(data, args.data)]
     if args.test is not None:
-        X_test, y_test, test_names = _labelled(args.test, args.label, args.test_labels)
-        tables.append((X_test, test_names))
+        test, y_test = _labelled(args.test, args.label, args.test_labels)
+        inputs.append((test, args.test))
     if model is not None:  # once every input is read: unreadable inputs are exit 2
-        for table, columns in tables:
-            _check_table(table, columns, model, fitting=False)
+        for read, path in inputs:
+            _check_columns(model, read, path, args.label)
+            _check_table(read.X, read.columns, model, fitting=False)
     if args.test is not None:
-        X_pool, y_pool = X, y
+        X_pool, y_pool, X_test = data.X, y, test.X
     else:
         try:
             X_pool, X_test, y_pool, y_test = train_test_split(
-                X, y, test_size=args.test_size, stratify=y, random_state=args.seed
+                data.X,
+                y,
+                test_size=args.test_size,
+                stratify=y,
+                random_state=args.seed,
             )
         except ValueError as exc:
             raise UsageError(
                 f"cannot split {args.data} into a pool and a test set: {exc}"
             ) from None
+    _check_enough_labels(y_pool, args)
+    columns = data.columns if data.header else None
+    X_pool, X_test = (_as_table(X, columns, model) for X in (X_pool, X_test))
     representations: dict[str, Any] = {}
     if args.baselines:
         if isinstance(X_pool, list):
@@ -490,9 +758,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:
         if args.output.suffix.lower() == ".json":
             payload = {name: [r.to_dict() for r in rs] for name, rs in results.items()}
-            args.output.write_text(json.dumps(payload, indent=2))
+            text = json.dumps(payload, indent=2)
         else:
-            args.output.write_text(table + "\n")
+            text = table + "\n"
+        with atomic_write(args.output, text=True) as f:
+            f.write(text)
     return 0
 
 
@@ -559,8 +829,11 @@ def _plot(results: dict[str, list[FewShotResult]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format=path.suffix[1:].lower() or None)
+    finally:
+        plt.close(fig)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -867,7 +1140,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         help="encode DATA with a fitted model",
         description="Write the representation of DATA computed by a model from "
-        "'skact fit'. Only load model files you trust.",
+        "'skact fit'. Model files hold weights and settings only: loading one never "
+        "runs code from it.",
     )
     transform.add_argument(
         "model", type=Path, metavar="MODEL", help="file from 'skact fit'"

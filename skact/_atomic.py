@@ -1,0 +1,83 @@
+"""Write a file so that it is either the old one or the complete new one, never half.
+
+The content goes to a temporary file beside the destination (same folder, so the same
+file system), which :func:`os.replace` then moves over the destination in one step. A
+failure, Ctrl-C or ``kill -9`` before that step leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from typing import IO, Any
+
+__all__ = ["PARTIAL_SUFFIX", "atomic_write"]
+
+#: Suffix of the temporary files; a process killed mid-write leaves one behind, named
+#: ``.<destination name>.<random>.partial`` so that a user can tell what it was.
+PARTIAL_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` when the ``with`` block succeeds.
+
+    The file gets the mode of the file it replaces, or the umask's mode for a new file;
+    a symbolic link at ``path`` keeps pointing where it did and its target is replaced.
+    If the block raises (KeyboardInterrupt included), the temporary file is removed and
+    ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file.
+    text : bool, default=False
+        Open in text mode (UTF-8, no newline translation, as :mod:`csv` wants) instead
+        of binary.
+
+    Yields
+    ------
+    file object
+        The temporary file, open for writing.
+    """
+    target = os.path.realpath(path)  # a link's target is what gets replaced
+    try:
+        tmp, fd = _create_beside(target)
+    except OSError as exc:
+        # The user asked for ``path``; the hidden temporary name would only confuse.
+        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None
+    try:
+        if text:
+            file: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        else:
+            file = os.fdopen(fd, "wb")
+        with file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _create_beside(target: str) -> tuple[str, int]:
+    """Create a new, empty temporary file in ``target``'s folder: its path and fd."""
+    folder, name = os.path.split(target)
+    while True:
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        try:
+            # O_EXCL and mode 0o666: never another's file, and the umask applies, as
+            # it does for a plain open().
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
