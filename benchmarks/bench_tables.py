@@ -516,6 +516,21 @@ def markdown(report: dict[str, Any]) -> str:
             + (" (quick)" if config["quick"] else ""),
         ]
         lines += [line + "  " for line in entry[:-1]] + entry[-1:]
+    capped = sorted(
+        {(r["table"], r["n_fit"], r["n_pool"]) for r in report["results"]}
+        - {(r["table"], r["n_pool"], r["n_pool"]) for r in report["results"]}
+    )
+    if capped:
+        lines += [
+            "",
+            "Rows capped for pretraining (CPU time): "
+            + "; ".join(
+                f"{t}: ACT fitted on the first {n} of {pool} training rows (a random "
+                "subset: the split shuffles), features for all"
+                for t, n, pool in capped
+            )
+            + ".",
+        ]
     lines += _target_section(report["results"])
     by_table: dict[str, list[dict[str, Any]]] = {}
     for r in report["results"]:
@@ -655,7 +670,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--merge", action="store_true", help="keep other results already in tables.json"
     )
     parser.add_argument("--list", action="store_true", help="list tables and rows")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite tables.md from tables.json"
+    )
     args = parser.parse_args(argv)
+    json_path, md_path = args.output_dir / "tables.json", args.output_dir / "tables.md"
+    if args.render:
+        md_path.write_text(markdown(json.loads(json_path.read_text())))
+        return 0
 
     rows = all_rows()
     if args.list:
@@ -699,7 +721,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = args.output_dir / "tables.json", args.output_dir / "tables.md"
     report: dict[str, Any] = {"runs": [], "results": []}
     if args.merge and json_path.exists():
         report = json.loads(json_path.read_text())

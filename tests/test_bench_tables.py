@@ -190,3 +190,25 @@ def test_real_tables_are_mixed_and_as_documented(bench):
     assert with_nan == {"chile", "yrbss", "penguins"}
     X, _ = bench.TABLES["creditcard"].load()
     assert not {"expenditure", "share"} & set(X.columns)
+
+
+def test_render_rewrites_markdown_with_capped_pretraining(bench, tmp_path):
+    results = []
+    for row, mean in [("onehot", 0.5), ("act", 0.495)]:
+        r = result(bench, "yrbss", row, mean)
+        r.update(metric="accuracy", n_pool=9499, n_test=4072, n_fit=9499)
+        results.append(r)
+    results[1]["n_fit"] = 3000
+    run = {
+        "command": "python benchmarks/bench_tables.py",
+        "date": "2026-01-01T00:00:00+00:00",
+        "machine": bench._machine(1),
+        "versions": {"torch": "x"},
+        "config": {"encoder_params": {}, "seeds": [0, 1], "draws": 5, "quick": False},
+    }
+    (tmp_path / "tables.json").write_text(json.dumps({"runs": [run], "results": results}))
+    assert bench.main(["--render", "--output-dir", str(tmp_path)]) == 0
+    md = (tmp_path / "tables.md").read_text()
+    assert "yrbss: ACT fitted on the first 3000 of 9499 training rows" in md
+    assert "| yrbss | 0.495 | 0.500 | -0.005 | close |" in md
+    assert "| act | linear | 0.495 ± 0.000 | 3000 |" in md
