@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import _guards, _images, _persistence, _tabular_mixed, _training, distributed
-from ._inputs import InputAdapter, TabularAdapter
+from ._inputs import InputAdapter, TabularAdapter, check_table_container
 from ._tabular_mixed import MixedTable, MixedTableAdapter
 from ._training import NonFiniteLossError
 from .augment.image import ImageAugment
@@ -504,6 +504,7 @@ default="auto"
                 "ACTEncoder was fitted on images; transform needs images too (a 3-D or "
                 "4-D array, PIL images or file paths)"
             )
+        check_table_container(X)
         if self._is_mixed(X, reset):
             table = _tabular_mixed.read_table(X, self.handle_missing)
             validate_data(self, X, reset=reset, skip_check_array=True)

@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -67,7 +67,8 @@ def is_image_input(X: Any) -> bool:
     Images are 3-D and 4-D arrays (numpy or torch), and non-empty sequences (list,
     tuple, 1-D object array, pandas Series) whose first element is a PIL image, a
     ``str`` or a path-like object (read as a file path), or a 2-D or 3-D array (one
-    image; the sequence is stacked, so all must have one shape).
+    image; the sequence is stacked, so all must have one shape). A mapping (a dict of
+    columns, whose keys are strings) and a categorical Series are never images.
 
     Parameters
     ----------
@@ -90,9 +91,13 @@ def is_image_input(X: Any) -> bool:
     ndim = getattr(X, "ndim", None)
     if isinstance(X, np.ndarray | Tensor) and ndim in (3, 4):
         return True
-    if ndim not in (None, 1) or isinstance(X, str | bytes):
+    if ndim not in (None, 1) or isinstance(X, str | bytes | Mapping):
         return False
     if hasattr(X, "iloc"):  # pandas Series
+        import pandas as pd
+
+        if isinstance(X.dtype, pd.CategoricalDtype):
+            return False
         X = X.to_numpy()
     if isinstance(X, np.ndarray) and X.dtype != object:
         return False
@@ -335,9 +340,17 @@ def _opened(item: Any) -> Iterator[Any]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(item)
     except FileNotFoundError:
+        hint = ""
+        if not os.path.splitext(os.fspath(item))[1]:
+            # A name without an extension is more often a category than a file.
+            hint = (
+                ". A 1-D list or Series of strings is read as image file paths; to use "
+                "strings as a categorical feature, pass a table with one column instead: "
+                "s.to_frame() for a Series, pd.DataFrame({'name': values}) for a list"
+            )
         raise FileNotFoundError(
             f"image file not found: {os.fspath(item)!r}. Check the path (a relative one "
-            "is read from the current directory) or remove it from the input"
+            f"is read from the current directory) or remove it from the input{hint}"
         ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ValueError(

@@ -15,7 +15,8 @@ Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self
 
 import numpy as np
@@ -49,6 +50,67 @@ class InputAdapter(Protocol):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Self: ...
+
+
+def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
+    """Refuse containers that hold data but are not 2-D tables, naming the conversion.
+
+    Called for input that is not images. scikit-learn's own errors for these are
+    misleading: a pandas Series fails deep inside with a dtype error, a dict of columns
+    was read as image file names (its keys), a list of dicts as objects that are not
+    numbers. Other 1-D input (arrays, lists) keeps scikit-learn's "Expected 2D array"
+    error, which names the fix for arrays.
+
+    Parameters
+    ----------
+    X : object
+        User input to ``fit``, ``partial_fit`` or ``transform``.
+    name : str, default="ACTEncoder"
+        The estimator, as named in messages.
+
+    Raises
+    ------
+    ValueError
+        For a 1-D pandas Series or Index or a polars Series.
+    TypeError
+        For a mapping (a dict of columns) or a sequence of mappings (records).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_table_container(pd.DataFrame({"a": [1.0, 2.0]}))
+    >>> check_table_container({"a": [1.0, 2.0]})
+    Traceback (most recent call last):
+    ...
+    TypeError: X is a dict, ...
+    """
+    if isinstance(X, Mapping):
+        raise TypeError(
+            f"X is a {type(X).__name__}, but {name} needs a table of shape (n_samples, "
+            "n_features). For a dict of columns, pass a DataFrame: pd.DataFrame(X)."
+        )
+    if isinstance(X, Sequence) and not isinstance(X, str | bytes) and len(X) > 0:
+        if isinstance(X[0], Mapping):
+            raise TypeError(
+                f"X is a {type(X).__name__} of {type(X[0]).__name__}s (one per row), but "
+                f"{name} needs a table of shape (n_samples, n_features). Pass a "
+                "DataFrame: pd.DataFrame(X)."
+            )
+    if _is_series(X):
+        kind = f"{type(X).__module__.split('.')[0]} {type(X).__name__}"
+        raise ValueError(
+            f"X is a 1-D {kind}, but {name} needs a table of shape (n_samples, "
+            "n_features). To use it as one feature, pass it as a one-column table: "
+            "X.to_frame() (or df[['column']] rather than df['column'])."
+        )
+
+
+def _is_series(X: Any) -> bool:
+    """Whether ``X`` is a pandas Series or Index or a polars Series (all 1-D)."""
+    pd, pl = sys.modules.get("pandas"), sys.modules.get("polars")
+    return (pd is not None and isinstance(X, pd.Series | pd.Index)) or (
+        pl is not None and isinstance(X, pl.Series)
+    )
 
 
 def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:

@@ -227,6 +227,27 @@ CASES = [
         "sklearn",
     ),
     Case(
+        "A pandas Series (one column)",
+        "fit(df['a'])",
+        lambda: small().fit(pd.Series(X[:, 0], name="a")),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A dict of columns",
+        "fit({'a': [1.0, 2.0], 'b': [3.0, 4.0]})",
+        lambda: small().fit({"a": [1.0, 2.0], "b": [3.0, 4.0]}),
+        TypeError,
+        "skact",
+    ),
+    Case(
+        "A list of dicts (records)",
+        "fit([{'a': 1.0, 'b': 3.0}, {'a': 2.0, 'b': 4.0}])",
+        lambda: small().fit([{"a": 1.0, "b": 3.0}, {"a": 2.0, "b": 4.0}]),
+        TypeError,
+        "skact",
+    ),
+    Case(
         "Three dimensions (read as tiny images)",
         "fit(X.reshape(64, 3, 1))",
         lambda: small().fit(X.reshape(64, 3, 1)),
@@ -440,6 +461,54 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert tiny.startswith("images of 3x1 pixels (views of 5x2) are too small")
     cut_short = messages["A model file cut short (an interrupted copy)"]
     assert "corrupt or truncated" in cut_short
+
+
+def test_one_dimensional_containers_say_how_to_pass_a_column() -> None:
+    import polars as pl
+
+    messages = {c.problem: case_message(c) for c in CASES}
+    series = messages["A pandas Series (one column)"]
+    assert series.startswith("X is a 1-D pandas Series") and "X.to_frame()" in series
+    assert "pd.DataFrame(X)" in messages["A dict of columns"]
+    assert "list of dicts (one per row)" in messages["A list of dicts (records)"]
+    assert "pd.DataFrame(X)" in messages["A list of dicts (records)"]
+    column = X[:, 0]
+    others = {
+        "categorical pandas Series": pd.Series(["x", "y"] * 32, dtype="category"),
+        "pandas Index": pd.Index(column),
+        "polars Series": pl.Series("a", column),
+    }
+    for kind, value in others.items():
+        with pytest.raises(ValueError, match=rf"X is a 1-D {kind.split()[-2]} ") as info:
+            small().fit(value)
+        assert "X.to_frame()" in str(info.value), kind
+    # transform refuses them too, for tables of numbers and of categories.
+    numeric = small(max_iter=1).fit(X[:, :1])
+    with pytest.raises(ValueError, match=r"X\.to_frame\(\)"):
+        numeric.transform(pd.Series(column))
+    with pytest.raises(TypeError, match=r"pd\.DataFrame\(X\)"):
+        numeric.transform({"a": column})
+    mixed = small(max_iter=1).fit(pd.DataFrame({"c": ["x", "y"] * 32}))
+    with pytest.raises(ValueError, match=r"X\.to_frame\(\)"):
+        mixed.transform(pd.Series(["x", "y"], dtype="category"))
+    # ... and what they suggest works.
+    assert small(max_iter=1).fit(pd.Series(column).to_frame()).n_features_in_ == 1
+    assert small(max_iter=1).fit(pd.DataFrame({"a": column})).n_features_in_ == 1
+
+
+def test_a_series_of_image_paths_is_still_images(tmp_path: Path) -> None:
+    with contextlib.chdir(tmp_path):
+        paths = pd.Series(_image_files() * 2)
+        assert small(max_iter=1).fit(paths).transform(paths).shape == (4, 2)
+
+
+def test_strings_that_are_no_files_hint_at_a_one_column_table() -> None:
+    with pytest.raises(FileNotFoundError, match=r"s\.to_frame\(\) for a Series"):
+        small().fit(pd.Series(["cat", "dog"] * 4))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        with pytest.raises(FileNotFoundError) as info:
+            small().fit(_image_files("missing.png"))
+    assert "categorical" not in str(info.value)  # a file name: no hint
 
 
 def test_nan_message_names_dataframe_columns() -> None:
