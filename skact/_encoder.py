@@ -72,8 +72,9 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         Views drawn per sample; the loss averages over all pairs of views.
     adversary : {"ema", "previous", "batch"}, default="ema"
         Where ACT's adversary ``G`` comes from: an exponential moving average of past
-        batches' ``C_hat - I``, the previous batch's, or the current batch's (the biased
-        choice of the authors' code). See :class:`skact.objectives.Adversary`.
+        batches' ``C_hat - I``, the previous batch's, or the current batch's (biased:
+        half the gradient of ``alpha * ||C_hat - I||^2``; not the authors' code, which
+        does not detach its first pair's ``G``). See :class:`skact.objectives.Adversary`.
     adversary_momentum : float, default=0.9
         Weight of the past in the ``"ema"`` adversary.
     encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \

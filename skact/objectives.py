@@ -116,6 +116,14 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
     ``c`` their cross-correlation,
     ``L = sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2``.
 
+    Conventions where implementations differ: skact divides by ``std + 1e-5`` (``eps``
+    added to the standard deviation); the official code standardises with
+    ``BatchNorm1d(affine=False)``, which divides by ``sqrt(var + 1e-5)`` (``eps`` under
+    the square root), and lightly by the unbiased standard deviation, without ``eps``.
+    The two ``eps`` conventions differ only for features whose standard deviation is
+    near ``sqrt(1e-5)``, about 0.003, or below. ``lambd`` defaults to the paper's 5e-3
+    (the official code's is 0.0051).
+
     Parameters
     ----------
     z1, z2 : Tensor of shape (n, d)
@@ -148,7 +156,11 @@ def vicreg_loss(
     ``L = sim_weight * mean ||z1 - z2||^2 / d`` (the mean squared error)
     ``+ var_weight * (v(z1) + v(z2))`` with ``v(z) = mean_j relu(1 - sqrt(var_j + eps))``
     ``+ cov_weight * (c(z1) + c(z2))`` with ``c(z)`` the sum of squared off-diagonal
-    covariances divided by ``d``.
+    covariances divided by ``d`` (variances and covariances unbiased, over ``n - 1``).
+
+    The variance term follows the paper's formula, ``25 * (v(z1) + v(z2))``. The
+    official code and lightly halve it, ``25 * (v(z1) + v(z2)) / 2``: their loss is
+    this one with ``var_weight=12.5``.
 
     Parameters
     ----------
@@ -185,7 +197,12 @@ def vicreg_loss(
 def spectral_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
     """Spectral contrastive loss (HaoChen et al., 2021).
 
-    ``L = -2/n sum_i z1_i . z2_i + 1/(n(n-1)) sum_{i != j} (z1_i . z2_j)^2``.
+    ``L = -2/n sum_i z1_i . z2_i + 1/(n(n-1)) sum_{i != j} (z1_i . z2_j)^2``,
+    on the embeddings as given. The official code first projects each row onto the
+    ball of radius ``sqrt(mu)`` (a row longer than ``sqrt(mu)`` is rescaled to that
+    norm; ``mu = 1`` by default) and divides the loss by ``mu``; skact does neither, so
+    its loss is that one with ``mu`` infinite, and the scale of the embeddings is left
+    to the loss's own quadratic term.
 
     Parameters
     ----------
@@ -266,9 +283,15 @@ class Adversary:
     At its optimum ``G = C - I`` with ``C = E[f(x1) f(x2)^T]``. Three estimates:
 
     ``"batch"``
-        ``C_hat - I`` of the current mini-batch, detached (the authors' code). The
-        encoder gradient is then exactly half the gradient of the *biased* squared
-        estimate ``alpha * ||C_hat - I||^2``.
+        ``C_hat - I`` of the current mini-batch, detached. The encoder gradient is
+        then exactly half the gradient of the *biased* squared estimate
+        ``alpha * ||C_hat - I||_F^2``, where with more than two views ``C_hat`` is the
+        mean of the pairs' ``C_hat`` (see :class:`ACTCriterion`). This is not what the
+        authors' code does: there the first pair's ``G`` is its own ``C_hat - I``, not
+        detached, so with two views their gradient is the full gradient of
+        ``lambda * ||C_hat - I||_F^2``, twice this one at ``lambda = alpha`` (equal at
+        ``lambda = alpha / 2``); with more views each later pair takes its ``G`` from
+        the pair before it. Both square a batch estimate, so both are biased.
     ``"previous"``
         ``C_hat - I`` of the previous step: independent of the current batch, so the
         gradient is unbiased for the ``G`` in use.
@@ -375,7 +398,11 @@ class ACTCriterion:
     """ACT over any number of views with a persistent :class:`Adversary`.
 
     For ``k`` views the loss is averaged over the ``k (k - 1) / 2`` pairs; ``G`` is shared
-    by the pairs and its batch estimate is the mean of the pairs' ``C_hat``.
+    by the pairs and its batch estimate is the mean of the pairs' ``C_hat``. So with
+    ``adversary="batch"`` the regulariser's gradient is half the gradient of
+    ``alpha * ||mean_p C_hat_p - I||_F^2`` (the squared norm of the mean, not the mean of
+    the pairs' squared norms). The authors' code pairs differently: each pair's ``G``
+    comes from the pair before it in order, the first pair's from itself, undetached.
 
     Parameters
     ----------

@@ -375,3 +375,94 @@ def test_batch_adversary_is_biased_for_the_population_objective():
         for b in batches
     ) / len(batches)
     torch.testing.assert_close(fixed_average, target, atol=1e-12, rtol=1e-10)
+
+
+# ----------------------------- "batch" against a hand gradient, and the authors' code
+
+
+def _on_sqrt_d_sphere(seed, n, d, k):
+    """``k`` leaf views whose rows already have norm sqrt(d) (the rescaling is a no-op)."""
+    rng = np.random.default_rng(seed)
+    views = [rng.normal(size=(n, d)) for _ in range(k)]
+    return [t(math.sqrt(d) * v / np.linalg.norm(v, axis=1, keepdims=True)) for v in views]
+
+
+def _leaf_grads(loss_fn, views):
+    views = [v.clone().requires_grad_() for v in views]
+    loss_fn(views).backward()
+    return [v.grad.detach() for v in views]
+
+
+def _tangent(grad, z):
+    # At a row of norm sqrt(d), sqrt(d) * z / ||z|| has Jacobian I - u u^T (u = z / ||z||):
+    # a gradient reaches the raw row with its radial part removed.
+    u = z / z.norm(dim=1, keepdim=True)
+    return grad - (grad * u).sum(dim=1, keepdim=True) * u
+
+
+def test_batch_adversary_gradient_is_half_the_squared_gradient_by_hand():
+    n, d, alpha = 5, 3, 0.7
+    z1, z2 = _on_sqrt_d_sphere(6, n, d, 2)
+    g1, g2 = _leaf_grads(ACTCriterion(alpha, Adversary("batch")), [z1, z2])
+    # By hand, with C = z1^T z2 / n and E = C - I:
+    #   mean_i ||z1_i - z2_i||^2   has gradients  2/n (z1 - z2)      and  -2/n (z1 - z2);
+    #   alpha ||C - I||_F^2        has gradients  2 alpha/n z2 E^T   and  2 alpha/n z1 E.
+    e = z1.T @ z2 / n - torch.eye(d, dtype=z1.dtype)
+    squared_1, squared_2 = 2 * alpha / n * z2 @ e.T, 2 * alpha / n * z1 @ e
+    expected_1 = _tangent(2 / n * (z1 - z2) + 0.5 * squared_1, z1)
+    expected_2 = _tangent(-2 / n * (z1 - z2) + 0.5 * squared_2, z2)
+    assert torch.linalg.norm(_tangent(squared_1, z1)) > 0.1  # the regulariser counts
+    torch.testing.assert_close(g1, expected_1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g2, expected_2, rtol=1e-5, atol=1e-5)
+
+
+def _authors_two_view_loss(views, lam):
+    # The authors' code with two views: G = C_hat - I of the pair itself, not detached.
+    z1, z2 = (scale_to_sqrt_dim(v) for v in views)
+    c = z1.T @ z2 / z1.shape[0]
+    g = c - torch.eye(c.shape[0], dtype=c.dtype)
+    return (z1 - z2).pow(2).sum(dim=1).mean() + lam * (g * g).sum()
+
+
+def test_authors_two_view_gradient_is_batch_mode_at_twice_the_weight():
+    alpha = 0.6
+    views = _on_sqrt_d_sphere(7, 6, 3, 2)
+    ours = _leaf_grads(ACTCriterion(alpha, Adversary("batch")), views)
+    alignment = _leaf_grads(lambda v: _authors_two_view_loss(v, 0.0), views)
+    same = _leaf_grads(lambda v: _authors_two_view_loss(v, alpha / 2), views)
+    double = _leaf_grads(lambda v: _authors_two_view_loss(v, alpha), views)
+    for g_ours, g_align, g_same, g_double in zip(ours, alignment, same, double):
+        torch.testing.assert_close(g_ours, g_same, rtol=1e-5, atol=1e-5)
+        # At lambda = alpha their regulariser's gradient is twice that of "batch".
+        torch.testing.assert_close(
+            g_double - g_align, 2 * (g_ours - g_align), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_batch_adversary_with_three_views_halves_the_gradient_for_the_mean_c():
+    alpha, n, d = 0.5, 6, 3
+    views = _on_sqrt_d_sphere(8, n, d, 3)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    eye = torch.eye(d, dtype=torch.float64)
+
+    def alignment(vs):
+        z = [scale_to_sqrt_dim(v) for v in vs]
+        return sum((z[i] - z[j]).pow(2).sum(dim=1).mean() for i, j in pairs) / 3
+
+    def correlations(vs):
+        z = [scale_to_sqrt_dim(v) for v in vs]
+        return [z[i].T @ z[j] / n for i, j in pairs]
+
+    def squared_of_mean(vs):
+        return alpha * (sum(correlations(vs)) / 3 - eye).pow(2).sum()
+
+    def mean_of_squared(vs):
+        return alpha * sum((c - eye).pow(2).sum() for c in correlations(vs)) / 3
+
+    ours = _leaf_grads(ACTCriterion(alpha, Adversary("batch")), views)
+    align = _leaf_grads(alignment, views)
+    of_mean = _leaf_grads(squared_of_mean, views)
+    of_pairs = _leaf_grads(mean_of_squared, views)
+    for g, a, m, p in zip(ours, align, of_mean, of_pairs):
+        torch.testing.assert_close(g - a, 0.5 * m, rtol=1e-4, atol=1e-5)
+        assert torch.linalg.norm(g - a - 0.5 * p) > 0.01  # not the pairs' own squares
