@@ -7,6 +7,13 @@ classifier in a pipeline.
 from ._encoder import ACTEncoder
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
+from ._transfer import TransferClassifier
 
-__all__ = ["ACTEncoder", "ModelFileError", "NonFiniteLossError", "load"]
+__all__ = [
+    "ACTEncoder",
+    "ModelFileError",
+    "NonFiniteLossError",
+    "TransferClassifier",
+    "load",
+]
 __version__ = "0.1.0"

@@ -7,24 +7,27 @@ frozen features, averaged over many random draws of those samples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import get_scorer, make_scorer
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 
 from ._tabular_mixed import is_missing
+from ._transfer import semi_supervised_target
 
 __all__ = [
     "FewShotResult",
     "few_shot_score",
     "knn_probe",
+    "labeled_scorer",
     "linear_probe",
     "pca_baseline",
     "raw_baseline",
@@ -385,3 +388,81 @@ def pca_baseline(
         PCA(n_components=n_components, svd_solver="full", random_state=random_state)
     )
     return make_pipeline(*steps)
+
+
+class _LabeledScorer:
+    """A scorer restricted to the labeled rows (``y`` not -1, NaN or None)."""
+
+    def __init__(self, scorer: Callable[..., float], metric: Any) -> None:
+        self._scorer = scorer
+        self._metric = metric
+
+    def __call__(
+        self, estimator: Any, X: Any, y_true: Any, sample_weight: Any = None, **kwargs: Any
+    ) -> float:
+        if y_true is None:
+            raise ValueError(
+                f"{self!r} needs the labels y to score, got y=None; pass y to "
+                "GridSearchCV.fit or cross_validate, with -1 for unlabeled rows"
+            )
+        y_true, labeled = semi_supervised_target(y_true)
+        rows = np.flatnonzero(labeled)
+        if rows.size == 0:
+            raise ValueError(
+                f"{self!r} got a fold with no labeled rows: all {len(y_true)} labels "
+                "are -1 (or NaN/None). Label more rows, use fewer folds, or split with "
+                "StratifiedKFold, which treats -1 as a class of its own and so spreads "
+                "the labeled rows of each class over the folds (GridSearchCV's default "
+                "cv for a classifier)."
+            )
+        if sample_weight is not None:
+            kwargs["sample_weight"] = np.asarray(sample_weight)[rows]
+        return float(
+            self._scorer(estimator, _safe_indexing(X, rows), y_true[rows], **kwargs)
+        )
+
+    def __repr__(self) -> str:
+        metric = getattr(self._metric, "__name__", self._metric)
+        return f"labeled_scorer({metric!r})"
+
+
+def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
+    """A scorer that scores the labeled rows only, for data with few labels.
+
+    ``y`` follows scikit-learn's semi-supervised convention: -1 (or NaN, None) marks an
+    unlabeled row. The scorer drops those rows of the test fold, then scores the rest
+    with ``metric``. Pass it as ``scoring`` to
+    :class:`~sklearn.model_selection.GridSearchCV` or
+    :func:`~sklearn.model_selection.cross_validate`, for example with a
+    :class:`~skact.TransferClassifier`, whose encoder learns from the unlabeled rows.
+
+    Parameters
+    ----------
+    metric : str or callable
+        The name of a scikit-learn scorer (``"accuracy"``, ``"balanced_accuracy"``,
+        ``"f1_macro"``, ``"neg_log_loss"``; see
+        :func:`sklearn.metrics.get_scorer_names`), or a metric function
+        ``metric(y_true, y_pred) -> float``, greater is better, applied to
+        ``predict``'s output.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y, sample_weight=None)``. It raises a ValueError for a
+        fold without labeled rows; in a search with the default ``error_score=np.nan``
+        that fold's score is NaN, with a warning carrying the message.
+
+    See Also
+    --------
+    skact.TransferClassifier : Encoder on every row, classifier on the labeled rows.
+
+    Examples
+    --------
+    >>> from sklearn.dummy import DummyClassifier
+    >>> X, y = [[0], [1], [2], [3]], [0, 1, -1, -1]
+    >>> model = DummyClassifier(strategy="constant", constant=0).fit(X[:2], y[:2])
+    >>> labeled_scorer("accuracy")(model, X, y)  # the rows labeled -1 are left out
+    0.5
+    """
+    scorer = get_scorer(metric) if isinstance(metric, str) else make_scorer(metric)
+    return _LabeledScorer(scorer, metric)

@@ -1,15 +1,28 @@
 """Few-shot protocol: k-shot draws, probes, scoring of representations, tables."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_validate,
+)
 
+from skact import TransferClassifier
 from skact.evaluation import (
     FewShotResult,
     few_shot_score,
     knn_probe,
+    labeled_scorer,
     linear_probe,
     pca_baseline,
     raw_baseline,
@@ -235,3 +248,87 @@ def test_pca_baseline_keeps_the_requested_share_of_variance():
     # Without standardisation a feature with a large scale dominates the components.
     X[:, 0] *= 1000
     assert pca_baseline(0.9, standardize=False).fit(X)[-1].n_components_ == 1
+
+
+# ---------------------------------------------------------------- labeled-rows scorer
+
+
+class _Echo(DummyClassifier):
+    """Predicts the first feature of each row as its class."""
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0].astype(int)
+
+
+def test_labeled_scorer_leaves_the_unlabeled_rows_out():
+    model = _Echo().fit([[0], [1]], [0, 1])
+    X = np.array([[0], [1], [1], [1], [0], [1]])
+    y = np.array([0, 1, 0, -1, -1, 0])
+    assert labeled_scorer("accuracy")(model, X, y) == pytest.approx(2 / 4)
+    balanced = balanced_accuracy_score([0, 1, 0, 0], [0, 1, 1, 1])
+    assert labeled_scorer("balanced_accuracy")(model, X, y) == pytest.approx(balanced)
+    assert labeled_scorer(balanced_accuracy_score)(model, X, y) == pytest.approx(balanced)
+    weights = np.array([1.0, 1.0, 2.0, 5.0, 5.0, 0.0])
+    assert labeled_scorer("accuracy")(model, X, y, sample_weight=weights) == (
+        pytest.approx(2 / 4)
+    )
+    y_none = np.array([0, 1, 0, None, np.nan, 0], dtype=object)
+    assert labeled_scorer("accuracy")(model, X, y_none) == pytest.approx(2 / 4)
+
+
+def test_labeled_scorer_is_named_and_picklable():
+    scorer = labeled_scorer(balanced_accuracy_score)
+    assert repr(scorer) == "labeled_scorer('balanced_accuracy_score')"
+    assert repr(labeled_scorer("accuracy")) == "labeled_scorer('accuracy')"
+    model = _Echo().fit([[0], [1]], [0, 1])
+    X, y = np.array([[0], [1], [0]]), np.array([0, 1, -1])
+    assert pickle.loads(pickle.dumps(scorer))(model, X, y) == scorer(model, X, y)
+
+
+def test_labeled_scorer_refuses_a_fold_without_labels():
+    model = _Echo().fit([[0], [1]], [0, 1])
+    with pytest.raises(ValueError, match="no labeled rows: all 3 labels are -1"):
+        labeled_scorer("accuracy")(model, np.zeros((3, 1)), [-1, -1, -1])
+    with pytest.raises(ValueError, match="needs the labels y"):
+        labeled_scorer("accuracy")(model, np.zeros((3, 1)), None)
+    # In a search: the first split's test rows are all unlabeled.
+    X = np.arange(24.0).reshape(12, 2)
+    y = np.r_[[0, 1, 0, 1, 0, 1], np.full(6, -1)]
+    cv = [(np.arange(9), np.arange(9, 12)), (np.arange(3, 12), np.arange(3))]
+    model = TransferClassifier(PCA(1), LogisticRegression())
+    scorer = labeled_scorer("accuracy")
+    with pytest.raises(ValueError, match="StratifiedKFold"):
+        cross_validate(model, X, y, cv=cv, scoring=scorer, error_score="raise")
+    with pytest.warns(UserWarning, match="no labeled rows"):
+        scores = cross_validate(model, X, y, cv=cv, scoring=scorer)
+    assert np.isnan(scores["test_score"][0]) and np.isfinite(scores["test_score"][1])
+
+
+def test_grid_search_on_digits_scores_the_labeled_rows_of_each_fold():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200], y[:200]
+    y_few = np.full_like(y, -1)
+    for label in range(10):
+        y_few[np.flatnonzero(y == label)[:5]] = label  # 5 labels per class
+    model = TransferClassifier(
+        small_encoder(n_components=8, hidden_layer_sizes=(32,), batch_size=64),
+        LogisticRegression(max_iter=1000),
+    )
+    # -1 is a stratum of its own: each fold gets labeled rows of every class.
+    cv = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
+    scorer = labeled_scorer("balanced_accuracy")
+    search = GridSearchCV(
+        model, {"encoder__alpha": [0.01, 1.0]}, cv=cv, scoring=scorer, refit=False
+    ).fit(X, y_few)
+    # The same fits scored by hand, on the labeled rows of each test fold only.
+    by_hand = np.empty((2, 2))
+    for i, params in enumerate(search.cv_results_["params"]):
+        for j, (train, test) in enumerate(cv.split(X, y_few)):
+            fitted = clone(model).set_params(**params).fit(X[train], y_few[train])
+            labeled = test[y_few[test] != -1]
+            assert set(y[labeled]) == set(range(10))  # 2 or 3 labels per class
+            by_hand[i, j] = balanced_accuracy_score(y[labeled], fitted.predict(X[labeled]))
+            split_score = search.cv_results_[f"split{j}_test_score"][i]
+            assert split_score == pytest.approx(by_hand[i, j])
+    assert search.best_index_ == np.argmax(by_hand.mean(axis=1))
+    assert by_hand.min() > 0.2  # well above chance (0.1) with 5 labels per class
