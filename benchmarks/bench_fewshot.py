@@ -72,6 +72,69 @@ class Dataset:
     #: Pixels share one unit, so their baselines skip standardisation (stronger k-NN).
     standardize: bool
     description: str
+    #: A split of its own (pool and test parts) instead of the stratified 70/30 split.
+    split: Callable[[], tuple[Any, Any, np.ndarray, np.ndarray]] | None = None
+
+
+#: scikit-image's bundled photographs (no download): each is a class of photo tiles.
+PHOTOS = (
+    "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
+    "hubble_deep_field", "camera", "brick", "grass", "gravel",
+)  # fmt: skip
+PHOTO_TILE = 64
+PHOTO_POOL_TILES, PHOTO_TEST_TILES = 200, 60
+
+
+def photo_tiles() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tiles of scikit-image's bundled photographs (:data:`PHOTOS`): :func:`cut_tiles`."""
+    from skimage import data  # optional: the bench extra
+
+    return cut_tiles([np.asarray(getattr(data, name)()) for name in PHOTOS])
+
+
+def cut_tiles(
+    photos: Sequence[np.ndarray],
+    tile: int = PHOTO_TILE,
+    n_pool: int = PHOTO_POOL_TILES,
+    n_test: int = PHOTO_TEST_TILES,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """RGB tiles cut at random places from each photograph, labelled by photograph.
+
+    The pool tiles come from the left 70% of each photograph and the test tiles from
+    the right 30%, so no test tile shares a pixel with a pool tile (tiles drawn from one
+    region overlap, as crops of one scene do). Grey photographs are repeated on three
+    channels; an alpha channel is dropped.
+
+    Returns
+    -------
+    X_pool, X_test : ndarray of shape (n, tile, tile, 3), uint8
+    y_pool, y_test : ndarray of int
+    """
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[Any]] = {"X_pool": [], "X_test": [], "y_pool": [], "y_test": []}
+    for label, photo in enumerate(photos):
+        if photo.ndim == 2:
+            photo = np.repeat(photo[:, :, None], 3, axis=2)
+        photo = photo[:, :, :3]
+        cut = int(0.7 * photo.shape[1])
+        regions = (("pool", photo[:, :cut], n_pool), ("test", photo[:, cut:], n_test))
+        for part, region, n in regions:
+            rows = rng.integers(0, region.shape[0] - tile + 1, n)
+            cols = rng.integers(0, region.shape[1] - tile + 1, n)
+            parts[f"X_{part}"] += [
+                region[r : r + tile, c : c + tile] for r, c in zip(rows, cols)
+            ]
+            parts[f"y_{part}"] += [label] * n
+    X_pool, X_test = (np.stack(parts[k]).astype(np.uint8) for k in ("X_pool", "X_test"))
+    y_pool, y_test = (np.asarray(parts[k]) for k in ("y_pool", "y_test"))
+    order = rng.permutation(len(y_pool))  # classes interleaved, as a real folder is not
+    return X_pool[order], X_test, y_pool[order], y_test
+
+
+def _photo_tiles_whole() -> tuple[np.ndarray, np.ndarray]:
+    X_pool, X_test, y_pool, y_test = photo_tiles()
+    return np.concatenate([X_pool, X_test]), np.concatenate([y_pool, y_test])
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +168,15 @@ DATASETS = {
             lambda: datasets.load_wine(return_X_y=True),
             True,
             "13 features (178, 3 classes)",
+        ),
+        Dataset(
+            "photo_tiles",
+            _photo_tiles_whole,
+            False,
+            f"{PHOTO_TILE}x{PHOTO_TILE} RGB tiles of {len(PHOTOS)} scikit-image "
+            f"photographs, labelled by photograph ({PHOTO_POOL_TILES} pool and "
+            f"{PHOTO_TEST_TILES} test tiles each, from disjoint parts of the photo)",
+            split=photo_tiles,
         ),
     ]
 }
@@ -200,10 +272,13 @@ def run_dataset(
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Score every row on one data set; one result dict per row."""
-    X, y = dataset.load()
-    X_pool, X_test, y_pool, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=0
-    )
+    if dataset.split is not None:
+        X_pool, X_test, y_pool, y_test = dataset.split()
+    else:
+        X, y = dataset.load()
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=0.3, stratify=y, random_state=0
+        )
     if max_samples is not None:
         X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
         X_test, y_test = X_test[:max_samples], y_test[:max_samples]

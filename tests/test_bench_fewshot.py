@@ -146,3 +146,29 @@ def test_selection_errors_and_listing(bench, capsys):
     assert bench.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "dataset digits_images" in out and "row act:adversary=batch" in out
+
+
+def test_photo_tiles_keep_test_tiles_apart_from_pool_tiles(bench):
+    # Each pixel holds its column index (mod 256 twice: high and low byte), so a tile
+    # tells which columns of its photograph it came from.
+    width = 300
+    cols = np.arange(width)
+    high, low = (np.broadcast_to(c, (100, width)) for c in (cols // 256, cols % 256))
+    photo = np.stack([high, low, np.zeros((100, width), int)], axis=2).astype(np.uint8)
+    grey = np.zeros((80, 120), np.uint8)
+    X_pool, X_test, y_pool, y_test = bench.cut_tiles(
+        [photo, grey], tile=16, n_pool=50, n_test=20, seed=0
+    )
+    assert X_pool.shape == (100, 16, 16, 3) and X_test.shape == (40, 16, 16, 3)
+    assert np.bincount(y_pool).tolist() == [50, 50] and np.bincount(y_test).tolist() == [
+        20,
+        20,
+    ]
+    cut = int(0.7 * width)
+    pool_cols = X_pool[y_pool == 0][..., 0].astype(int) * 256 + X_pool[y_pool == 0][..., 1]
+    test_cols = X_test[y_test == 0][..., 0].astype(int) * 256 + X_test[y_test == 0][..., 1]
+    assert pool_cols.max() < cut <= test_cols.min()
+    assert not y_pool[:10].tolist() == sorted(y_pool[:10].tolist())  # interleaved
+    # The same seed gives the same tiles.
+    again = bench.cut_tiles([photo, grey], tile=16, n_pool=50, n_test=20, seed=0)
+    assert np.array_equal(again[0], X_pool)
