@@ -231,6 +231,13 @@ def _read_csv(path: Path, blank_rows: bool = False) -> tuple[list[str], np.ndarr
         rows = [row for row in rows if row]
     if not rows:
         raise UsageError(f"{path}: empty CSV file")
+    seen = [d for d in CSV_DELIMITERS[1:] if d in rows[0][0]]
+    if delimiter == "," and seen and all(len(row) == 1 for row in rows):
+        # Lines of one cell holding another separator: a file whose lines split
+        # unevenly by it (else it had been sniffed); split them so that the width
+        # check below says where and how.
+        delimiter = seen[0]
+        rows = [next(csv.reader([row[0]], delimiter=delimiter)) for row in rows]
     header = not all(_is_number(cell) for cell in rows[0])
     if not header:
         names = [str(i) for i in range(len(rows[0]))]
@@ -585,11 +592,17 @@ def _as_table(X: Any, columns: list[str] | None, model: ACTEncoder | None) -> An
     fits = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == len(columns or ())
     if columns is None or not fits or len(set(columns)) < len(columns):
         return X
+    pd = _pandas()
+    return X if pd is None else pd.DataFrame(X, columns=columns, copy=False)
+
+
+def _pandas() -> Any:
+    """The pandas module, or None: it is not one of skact's dependencies."""
     try:
-        import pandas as pd
+        import pandas
     except ImportError:
-        return X
-    return pd.DataFrame(X, columns=columns, copy=False)
+        return None
+    return pandas
 
 
 def _check_columns(model: ACTEncoder, data: _Data, path: Path, label: str | None) -> None:
@@ -607,7 +620,9 @@ def _check_columns(model: ACTEncoder, data: _Data, path: Path, label: str | None
         what.append("missing " + _list_names(missing))
     if unexpected:
         what.append("not in the model " + _list_names(unexpected))
-    advice = "; name a label column with --label" if unexpected and label is None else ""
+    advice = ""
+    if len(unexpected) == 1 and label is None:
+        advice = f"; if {unexpected[0]!r} holds labels, name it with --label"
     raise CommandError(
         f"{path}: the columns differ from those the model was fitted on "
         f"({'; '.join(what) or 'the same names in another order'}); the model takes "
