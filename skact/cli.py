@@ -4,7 +4,8 @@
 ``skact transform`` and ``skact evaluate`` do the same on the user's data (a CSV, .npy or
 Parquet table, or a folder of images). Run ``skact COMMAND --help`` for the options.
 Exit status: 0 on success, 2 for bad arguments or unreadable inputs, 1 when the work
-itself fails (for example a table whose width does not match the model).
+itself fails (for example a table whose width does not match the model), 130 after
+Ctrl-C. Output files are written whole or not at all, and never over an input.
 """
 
 from __future__ import annotations
@@ -232,7 +233,8 @@ def _read_csv(path: Path, blank_rows: bool = False) -> tuple[list[str], np.ndarr
     if not rows:
         raise UsageError(f"{path}: empty CSV file")
     seen = [d for d in CSV_DELIMITERS[1:] if d in rows[0][0]]
-    if delimiter == "," and seen and all(len(row) == 1 for row in rows):
+    one_column = all(len(row) == 1 for row in rows)
+    if delimiter == "," and seen and one_column and not blank_rows:
         # Lines of one cell holding another separator: a file whose lines split
         # unevenly by it (else it had been sniffed); split them so that the width
         # check below says where and how.
@@ -1093,7 +1095,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised features by Adversarial Contrastive Training (ACT), "
         "for few-shot classification.",
         epilog="Exit status: 0 on success, 2 for bad arguments or unreadable inputs, "
-        "1 when the work fails. Run 'skact COMMAND --help' for a command's options.",
+        "1 when the work fails, 130 after Ctrl-C. Run 'skact COMMAND --help' for a "
+        "command's options.",
     )
     parser.add_argument("--version", action="version", version=f"skact {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -1135,7 +1138,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         formatter_class=formatter,
         help="train an ACTEncoder on unlabeled DATA",
-        description="Train an ACTEncoder on DATA and save it; labels are not used.",
+        description="Train an ACTEncoder on DATA and save it; labels are not used. The "
+        "model keeps a table's header (with pandas installed), and 'skact transform' "
+        "checks it. Ctrl-C stops after the current step and saves the model trained so "
+        "far.",
     )
     fit.add_argument("data", type=Path, metavar="DATA", help=data_help)
     fit.add_argument(
@@ -1185,7 +1191,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a representation with few labels: draw k labelled samples per "
         "class from a pool, train a linear probe (logistic regression) and k-NN on them, "
         "and report the mean and standard deviation of the test accuracy over many draws. "
-        "DATA holds features (e.g. from 'skact transform'), or raw inputs with --model.",
+        "DATA holds features (e.g. from 'skact transform'), or raw inputs with --model. "
+        "Samples with a blank label are unlabeled: they are left out.",
     )
     evaluate.add_argument("data", type=Path, metavar="DATA", help=data_help)
     evaluate.add_argument("--label", metavar="COL", help=label_help)
@@ -1272,8 +1279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for param in ("learning_rate", "alpha"):  # a failed fit's advice
             error = error.replace(f"{param} (now", f"--{param.replace('_', '-')} (now")
         code = 1
-    except KeyboardInterrupt:
-        error, code = "interrupted", 130
+    except KeyboardInterrupt:  # outputs are written whole or not at all
+        error, code = "interrupted (Ctrl-C); no file was written", 130
     print(f"skact {args.command}: error: {error}", file=sys.stderr)
     return code
 

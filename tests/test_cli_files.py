@@ -193,8 +193,13 @@ def test_evaluate_results_are_written_whole(fitted, tmp_path, capsys):
     argv = ["evaluate", d / "data.csv", "--label", "label", "--k", 1, "--draws", 1]
     # Ctrl-C after the text is written, before the file is in place
     with mock.patch("skact._atomic.os.fsync", side_effect=KeyboardInterrupt):
-        code, _, _ = run([*argv, "-o", out], capsys)
-    assert code == 130 and out.read_text() == "old" and _partials(tmp_path) == []
+        code, _, err = run([*argv, "-o", out], capsys)
+    assert (
+        code == 130
+        and "interrupted (Ctrl-C); no file was written" in err
+        and out.read_text() == "old"
+        and _partials(tmp_path) == []
+    )
 
 
 def test_the_plot_is_written_whole(tmp_path):
