@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["PARTIAL_SUFFIX", "atomic_write"]
+__all__ = ["PARTIAL_SUFFIX", "STALE_SECONDS", "atomic_write", "remove_stale_partials"]
 
-#: Suffix of the temporary files; a process killed mid-write leaves one behind, named
-#: ``.<destination name>.<random>.partial`` so that a user can tell what it was.
+#: Suffix of the temporary files, named ``.<destination name>.<pid>-<random>.partial``
+#: so that a user who sees one left by a killed process can tell what it was.
 PARTIAL_SUFFIX = ".partial"
+_PARTIAL = re.compile(r"\..+\.(\d+)-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX))
+#: A temporary file untouched for this long, of a process that is gone, is a leftover.
+STALE_SECONDS = 60.0
 
 
 @contextlib.contextmanager
@@ -28,7 +33,8 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
     The file gets the mode of the file it replaces, or the umask's mode for a new file;
     a symbolic link at ``path`` keeps pointing where it did and its target is replaced.
     If the block raises (KeyboardInterrupt included), the temporary file is removed and
-    ``path`` is untouched.
+    ``path`` is untouched. Temporary files that killed processes left in the folder are
+    removed (see :func:`remove_stale_partials`).
 
     Parameters
     ----------
@@ -44,6 +50,7 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         The temporary file, open for writing.
     """
     target = os.path.realpath(path)  # a link's target is what gets replaced
+    remove_stale_partials(os.path.dirname(target))
     try:
         tmp, fd = _create_beside(target)
     except OSError as exc:
@@ -74,10 +81,55 @@ def _create_beside(target: str) -> tuple[str, int]:
     """Create a new, empty temporary file in ``target``'s folder: its path and fd."""
     folder, name = os.path.split(target)
     while True:
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        random = f"{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = os.path.join(folder, f".{name}.{random}{PARTIAL_SUFFIX}")
         try:
             # O_EXCL and mode 0o666: never another's file, and the umask applies, as
             # it does for a plain open().
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+
+
+def remove_stale_partials(folder: str) -> None:
+    """Remove the temporary files that killed writes left in ``folder``.
+
+    A file is left alone while it is younger than :data:`STALE_SECONDS` or its process
+    (named in the file name) is alive, so another process's write keeps its file.
+
+    Parameters
+    ----------
+    folder : str
+        The folder to tidy; unreadable folders and entries are skipped.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        match = _PARTIAL.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_SECONDS:
+            continue
+        if _process_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would send Ctrl-C on Windows: never guess there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or an id no process can have
+    return True

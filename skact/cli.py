@@ -335,9 +335,14 @@ def _to_float(cells: np.ndarray, names: list[str], path: Path) -> np.ndarray:
         try:
             np.where(missing[:, j], np.nan, cells[:, j]).astype(np.float64)
         except (TypeError, ValueError):
+            bad = next(str(c) for c in cells[:, j] if not _is_number(str(c)))
+            advice = "name it with --label if it holds the labels, else remove it"
+            if _is_number(bad.replace(",", ".", 1)):
+                advice = (
+                    f"it has decimal commas ({bad!r}): save the file with decimal points"
+                )
             raise UsageError(
-                f"{path}: column {names[j]!r} is not numeric; name it with --label if it "
-                "holds the labels, else remove it"
+                f"{path}: column {names[j]!r} is not numeric; {advice}"
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 

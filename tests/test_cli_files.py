@@ -12,7 +12,7 @@ import pytest
 
 import skact
 from skact import ACTEncoder, ModelFileError, cli
-from skact._atomic import PARTIAL_SUFFIX, atomic_write
+from skact._atomic import PARTIAL_SUFFIX, STALE_SECONDS, atomic_write
 from skact._training import Trainer
 from skact.cli import main, read_data
 
@@ -160,6 +160,25 @@ def test_atomic_write_keeps_the_mode_and_the_link_and_names_the_path(tmp_path):
     assert info.value.filename == str(missing)
 
 
+def test_the_next_write_removes_what_killed_writes_left(tmp_path):
+    dead = 2**22 + 1  # above Linux's pid_max default: no such process
+    names = {
+        "dead_old": f".f.npy.{dead}-0123abcd{PARTIAL_SUFFIX}",
+        "dead_new": f".g.npy.{dead}-0123abce{PARTIAL_SUFFIX}",
+        "alive_old": f".h.npy.{os.getpid()}-0123abcf{PARTIAL_SUFFIX}",
+        "unrelated": f"notes.{dead}-0123abcd.txt",
+    }
+    for key, name in names.items():
+        (tmp_path / name).write_bytes(b"x")
+        if key != "dead_new":
+            old = (tmp_path / name).stat().st_mtime - STALE_SECONDS - 1
+            os.utime(tmp_path / name, (old, old))
+    with atomic_write(tmp_path / "f.npy") as f:
+        f.write(b"new")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"f.npy", *(names[k] for k in ("dead_new", "alive_old", "unrelated"))}
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 def test_transform_failing_mid_write_keeps_the_old_features(
     fitted, tmp_path, capsys, suffix
@@ -244,6 +263,23 @@ def test_the_separator_is_sniffed(tmp_path, sep):
     features, labels = read_data(tmp_path / "t.csv", "label")
     np.testing.assert_array_equal(features, X)
     assert labels.tolist() == y.tolist()
+
+
+def test_decimal_commas_are_named_with_the_fix(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("a;b\n1,5;2\n3;4,25\n")
+    code, _, err = run(["fit", tmp_path / "t.csv", "-o", tmp_path / "m.skact"], capsys)
+    assert code == 2
+    assert "column 'a' is not numeric; it has decimal commas ('1,5'): save the" in err
+
+
+def test_missing_parquet_labels_are_blank(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"a": [1.0, 2.0, 3.0], "label": ["x", None, "y"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    _, labels = read_data(tmp_path / "t.parquet", "label")
+    assert labels.tolist() == ["x", "", "y"]  # not "None", a class
 
 
 def test_quoted_commas_keep_the_comma_as_separator(tmp_path):
