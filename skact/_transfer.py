@@ -143,8 +143,7 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         The labels seen in ``fit``.
     n_features_in_ : int
-        Number of features seen in ``fit``, where the encoder records it (not for
-        images).
+        Number of features seen in ``fit``, as the fitted encoder records it.
     feature_names_in_ : ndarray of str of shape (n_features_in_,)
         Column names seen in ``fit``, where ``X`` had them.
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -118,6 +119,20 @@ def test_dataframe_feature_names_come_from_the_encoder():
     assert model.feature_names_in_.tolist() == ["a", "b", "c", "d"]
     assert not hasattr(
         TransferClassifier(StandardScaler(), LogisticRegression()), "n_features_in_"
+    )
+
+
+def test_images_go_to_the_encoder_and_score_indexes_them():
+    digits = load_digits()
+    images = (digits.images[:60] * 16).astype(np.uint8)
+    y_few = _few_labels(digits.target[:60], per_class=2)
+    model = TransferClassifier(small_encoder(max_iter=1), LogisticRegression())
+    model.fit(images, y_few)
+    prediction = model.classifier_.predict(model.encoder_.transform(images))
+    np.testing.assert_array_equal(model.predict(images), prediction)
+    y_test = np.where(np.arange(60) < 30, digits.target[:60], -1)
+    assert model.score(images, y_test) == pytest.approx(
+        np.mean(prediction[:30] == digits.target[:30])
     )
 
 
