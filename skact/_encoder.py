@@ -34,13 +34,15 @@ from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES
 
-#: Attributes holding tensors: pickled through torch so that storage can be remapped.
+#: Attributes holding tensors: pickled through torch so that storage can be remapped to
+#: the device in use. ``_generator_state`` is not among them (it is pickled as a numpy
+#: array): a generator's state is a CPU ByteTensor whatever the generator's device, and
+#: mapped to CUDA it is refused.
 _TORCH_ATTRS = (
     "encoder_",
     "projector_",
     "_optimizer_state",
     "_adversary_state",
-    "_generator_state",
 )
 
 
@@ -132,16 +134,22 @@ default="auto"
         or 4 holds them; if both axis 1 and the last axis could, the smaller one does
         (the last on a tie).
     batch_size : int or "auto", default="auto"
-        Samples per optimisation step (smaller when the data is smaller). ``"auto"``:
+        Largest number of samples per optimisation step. An epoch splits the data into
+        ``ceil(n_samples / batch_size)`` batches of near-equal size (511 samples with
+        ``batch_size=256``: 256 and 255), so no step takes more than ``batch_size``;
+        no batch takes fewer than 2 samples (BatchNorm needs two), so with
+        ``batch_size=2`` an odd number of samples leaves one batch of 3. ``"auto"``:
         256 for tables; for images ``min(256, max(32, n_samples // 20))``, so that
         small image sets still get about 20 steps per epoch (on 1,257 digits, 62).
     max_iter : int or "auto", default="auto"
         Training epochs of ``fit``. ``"auto"``: 100 for tables, 50 for images (the
         paper trains 1000 epochs on CIFAR; raise it for large image sets).
     learning_rate : float or "auto", default="auto"
-        Peak learning rate of Adam, reached after a linear warm-up and then decayed on
-        a cosine to 5% by the end of ``fit``. ``"auto"``: 1e-3 for tables, 2e-3 for
-        images.
+        Peak learning rate of Adam. Each ``fit`` call (with ``warm_start`` too) runs
+        its own schedule over its ``max_iter`` epochs: a linear warm-up over a tenth of
+        its steps (at most 500), then a cosine decay to 5% of the peak by its last
+        step. A run of ``partial_fit`` calls warms up over its first 100 steps and then
+        stays at the peak. ``"auto"``: 1e-3 for tables, 2e-3 for images.
     weight_decay : float, default=1e-6
         Adam's weight decay.
     early_stopping : bool, default=False
@@ -157,7 +165,11 @@ default="auto"
         Continue training the fitted network (and optimiser) instead of starting anew.
         The parameters that shape the network (``encoder``, ``n_components``,
         ``hidden_layer_sizes``, ``projection_dim``, ``image_size``) must stay as they
-        were fitted (a ValueError says which changed); the others may change.
+        were fitted (a ValueError says which changed); the others may change, and the
+        values set now are used (``learning_rate``, ``weight_decay``, ``adversary``,
+        ``adversary_momentum``...): the running state is kept (Adam's moments, the
+        adversary's average), not the old settings. The learning-rate schedule starts
+        again, as for a fresh ``fit`` of ``max_iter`` epochs.
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else MPS, else CPU.
     distributed : bool or "auto", default="auto"
@@ -341,7 +353,15 @@ default="auto"
           again, so that scripts stop as the user asked; catch it to go on. A second
           Ctrl-C interrupts at once;
         - CUDA out of memory: the epoch is retried with half the batch size (with a
-          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised.
+          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised;
+        - an error while computing the early-stopping validation loss (after an epoch
+          finished): the model trained so far is kept, as after Ctrl-C, and the error
+          is raised with a note saying so.
+
+        The learning rate follows its own schedule in every call: a linear warm-up
+        over a tenth of the call's steps (at most 500), then a cosine decay to 5% of
+        ``learning_rate`` at the call's last step; with ``warm_start`` too, so that a
+        warm-started fit of ``max_iter`` epochs has the schedule of a fresh one.
 
         Parameters
         ----------
@@ -364,10 +384,12 @@ default="auto"
     def partial_fit(self, X: Any, y: None = None) -> ACTEncoder:
         """Train one epoch on ``X``, creating the model on the first call.
 
-        Preprocessing statistics are measured on the first call and kept; the learning
-        rate stays at its peak after the warm-up (there is no known end to decay to).
-        Failures are handled as in :meth:`fit`; a failed call after the first leaves
-        the estimator as it was.
+        Preprocessing statistics are measured on the first call and kept. The learning
+        rate warms up linearly over the first 100 optimiser steps of a run of
+        ``partial_fit`` calls (those of a new model, or those after a ``fit``), then
+        stays at ``learning_rate``: there is no known end to decay to. Failures are
+        handled as in :meth:`fit`; a failed call after the first leaves the estimator
+        as it was.
 
         Parameters
         ----------
@@ -468,10 +490,14 @@ default="auto"
             buffer = io.BytesIO()
             torch.save(tensors, buffer)
             state["_torch_payload"] = buffer.getvalue()
+        if "_generator_state" in state:
+            state["_generator_state"] = state["_generator_state"].numpy().copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         payload = state.pop("_torch_payload", None)
+        if "_step" in state:  # pickled by a skact without the partial_fit schedule
+            state.setdefault("_partial_fit_start", None)
         if payload is not None:
             saved = device = state.get("device_", torch.device("cpu"))
             if device.type == "cuda" and not torch.cuda.is_available():
@@ -482,11 +508,13 @@ default="auto"
             tensors = torch.load(
                 io.BytesIO(payload), map_location=device, weights_only=False
             )
-            if "_generator_state" in tensors:  # as skact.load does
-                tensors["_generator_state"] = _training.generator_state_for(
-                    tensors["_generator_state"], saved, device, state["_shuffle_rng"]
-                )
             state.update(tensors)
+            if "_generator_state" in state:  # as skact.load does
+                # A tensor in the payload (mapped to ``device``) from older skact.
+                generator_state = torch.as_tensor(state["_generator_state"]).cpu()
+                state["_generator_state"] = _training.generator_state_for(
+                    generator_state, saved, device, state["_shuffle_rng"]
+                )
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ internals
@@ -566,7 +594,8 @@ default="auto"
                     f"ACTEncoder.fit was interrupted; {kept}. The KeyboardInterrupt is "
                     "raised again; catch it to continue your script.",
                     UserWarning,
-                    stacklevel=3,
+                    # _fit, fit / partial_fit, sklearn's _fit_context wrapper, the caller
+                    stacklevel=4,
                 )
                 raise
             n = self.n_iter_ if trained else 0
@@ -581,8 +610,11 @@ default="auto"
                 f"{kept}. Try a lower learning_rate (now {self._learning_rate()}) or alpha "
                 f"(now {self.alpha}), or look for extreme values in X."
             ) from None
-        except BaseException:
-            rollback.restore()
+        except BaseException as exc:
+            if started and _guards.keeps_trained_model(exc):
+                self.encoder_.eval()
+            else:
+                rollback.restore()
             raise
         return self
 
@@ -598,8 +630,12 @@ default="auto"
             aug_seed += world.rank
         self._adapter = self._make_adapter(X)
         self._expose_adapter_attributes()
+        # The networks are built on the CPU, from the CPU's default generator, seeded
+        # alone: torch.manual_seed would also reseed every CUDA device's generator, which
+        # fork_rng(devices=[]) does not restore (and covering the devices would
+        # initialise CUDA on each one).
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+            torch.default_generator.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
             if isinstance(self._adapter, _images.ImageAdapter):
                 _check_image_forward(
@@ -615,6 +651,7 @@ default="auto"
         self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
         self._step = 0
+        self._partial_fit_start: int | None = None
         self._fitted_architecture = self._architecture()
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
@@ -727,8 +764,10 @@ default="auto"
                 data[order[:n_val].to(device)],
                 data[order[n_val:].to(device)],
             )
-        n_train = data.shape[0] if world is None else int(world.sum(data.shape[0]))
-        trainer = self._make_trainer(n_train, epochs if horizon else None)
+        shard_sizes = None if world is None else tuple(world.gather(data.shape[0]))
+        trainer = self._make_trainer(
+            data.shape[0], epochs if horizon else None, shard_sizes
+        )
 
         # Stored data is gathered by rows: index_select is several times faster on the
         # CPU than the general indexing of data[idx] (20x for a batch of uint8 images).
@@ -759,13 +798,25 @@ default="auto"
                 self.loss_curve_.append(loss)
                 postfix = {"loss": f"{loss:.4f}"}
                 if validation is not None:
-                    val_loss = self._validation_loss(validation, adapter, trainer.generator)
-                    if world is not None:
-                        val_loss = world.mean(val_loss)
+                    try:
+                        val_loss = self._validation_loss(
+                            validation, adapter, trainer.amp_dtype
+                        )
+                        if world is not None:
+                            val_loss = world.mean(val_loss)
+                    except Exception as exc:
+                        # The epoch is whole and saved below: keep it, as after Ctrl-C.
+                        _guards.keep_trained_model(
+                            exc,
+                            "ACTEncoder: computing the early-stopping validation loss "
+                            f"failed after epoch {self.n_iter_}; the model trained so "
+                            f"far ({self.n_iter_} epochs) is kept.",
+                        )
+                        raise
                     self.validation_loss_curve_.append(val_loss)
                     postfix["val"] = f"{val_loss:.4f}"
                     if val_loss < best[0] - self.tol:
-                        best = (val_loss, trainer._snapshot(), 0)
+                        best = (val_loss, trainer.snapshot(), 0)
                     else:
                         best = (best[0], best[1], best[2] + 1)
                 bar.set_postfix(postfix)
@@ -780,7 +831,7 @@ default="auto"
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
             if best[1] is not None and best[2] > 0:
                 # The best epoch's weights, whether the patience or max_iter ran out.
-                trainer._restore(best[1])
+                trainer.restore(best[1])
         finally:
             bar.close()
             self._save_trainer(trainer)
@@ -826,7 +877,17 @@ default="auto"
                 "a clone) to train a new network, or set the parameters back."
             )
 
-    def _make_trainer(self, n_samples: int, epochs: int | None) -> _training.Trainer:
+    def _make_trainer(
+        self,
+        n_samples: int,
+        epochs: int | None,
+        shard_sizes: tuple[int, ...] | None = None,
+    ) -> _training.Trainer:
+        """A trainer continuing the stored state, with the parameters set now.
+
+        ``n_samples`` rows on this process (``shard_sizes``: every rank's, under
+        data-parallel training); ``epochs`` of a ``fit`` call, None for ``partial_fit``.
+        """
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
@@ -835,19 +896,32 @@ default="auto"
             params, learning_rate, self.weight_decay, self.device_
         )
         if self._optimizer_state is not None:
-            optimizer.load_state_dict(self._optimizer_state)
+            _training.load_optimizer_state(optimizer, self._optimizer_state)
         criterion = OBJECTIVES[self.objective](
             self.alpha, self.adversary, self.adversary_momentum
         )
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
+        n_total = n_samples if shard_sizes is None else sum(shard_sizes)
         batch_size = self.batch_size
         if batch_size == "auto":
-            batch_size = _AUTO_BATCH_SIZE.get(self._adapter.kind, lambda n: 256)(n_samples)
-        batch_size = min(int(batch_size), n_samples)
-        steps_per_epoch = max(1, n_samples // batch_size)
-        total = None if epochs is None else self._step + epochs * steps_per_epoch
+            batch_size = _AUTO_BATCH_SIZE.get(self._adapter.kind, lambda n: 256)(n_total)
+        batch_size = min(int(batch_size), n_total)
+        steps_per_epoch = _training.n_batches(
+            n_total, batch_size, None if shard_sizes is None else min(shard_sizes)
+        )
+        # Every fit call runs its own schedule (warm_start too: the same as a fresh fit
+        # of its length); a run of partial_fit calls shares one, with no end.
+        if epochs is None:
+            if self._partial_fit_start is None:
+                self._partial_fit_start = self._step
+            start, total = self._partial_fit_start, None
+            warmup = _training.PARTIAL_FIT_WARMUP_STEPS
+        else:
+            self._partial_fit_start = None
+            start, total = self._step, epochs * steps_per_epoch
+            warmup = min(500, max(1, total // 10))
         generator = _training.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         trainer = _training.Trainer(
@@ -859,17 +933,19 @@ default="auto"
             n_views=self.n_views,
             batch_size=batch_size,
             learning_rate=learning_rate,
-            warmup_steps=min(500, max(1, (total or 10 * steps_per_epoch) // 10)),
+            warmup_steps=warmup,
             device=self.device_,
             generator=generator,
             shuffle_rng=self._shuffle_rng,
             step=self._step,
+            schedule_start=start,
             total_steps=total,
             amp_dtype=_training.autocast_dtype(self.device_),
+            adversary=adversary,
         )
         world = distributed.current(self.distributed)
-        if world is not None:
-            return distributed.wrap(trainer, world, n_batches=steps_per_epoch)
+        if world is not None and shard_sizes is not None:
+            return distributed.wrap(trainer, world, shard_sizes)
         return trainer
 
     def _learning_rate(self) -> float:
@@ -887,23 +963,45 @@ default="auto"
         self._step = trainer.step
 
     def _validation_loss(
-        self, data: Tensor, adapter: InputAdapter, generator: torch.Generator
+        self, data: Tensor, adapter: InputAdapter, amp_dtype: torch.dtype | None
     ) -> float:
-        """Loss on held-out data with fixed views and the batch estimate of ``G``."""
+        """Loss on held-out data with fixed views and the batch estimate of ``G``.
+
+        The views are drawn for the whole set at once (input-sized, small next to the
+        network's activations), so the value does not depend on the batching; the
+        network then runs in batches of ``transform``'s size, in ``amp_dtype``.
+        """
         criterion = OBJECTIVES[self.objective](self.alpha, "batch", self.adversary_momentum)
         fixed = _training.make_generator(self.device_, 12345)
         modules = [m for m in (self.encoder_, self.projector_) if m is not None]
+        step = _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else 256,
+            adapter.input_shape,
+            self.device_,
+        )
         for m in modules:
             m.eval()
-        with torch.no_grad():
-            views = [adapter.view(data, data, fixed) for _ in range(self.n_views)]
-            z = self.encoder_(torch.cat(views))
-            if self.projector_ is not None:
-                z = self.projector_(z)
-            loss = float(criterion(list(z.float().chunk(self.n_views))))
-        for m in modules:
-            m.train()
-        return loss
+        try:
+            with torch.no_grad():
+                views = torch.cat(
+                    [adapter.view(data, data, fixed) for _ in range(self.n_views)]
+                )
+                chunks = []
+                for batch in views.split(step):
+                    with torch.autocast(
+                        self.device_.type,
+                        dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None,
+                    ):
+                        z = self.encoder_(batch)
+                        if self.projector_ is not None:
+                            z = self.projector_(z)
+                    chunks.append(z.float())
+                z = torch.cat(chunks)
+                return float(criterion(list(z.chunk(self.n_views))))
+        finally:
+            for m in modules:
+                m.train()
 
 
 #: What the "auto" training parameters mean for each kind of input (measured on digits:

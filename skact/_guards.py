@@ -244,6 +244,38 @@ class FitRollback:
             setattr(self.estimator, name, value)
 
 
+def keep_trained_model(exc: BaseException, note: str) -> None:
+    """Mark ``exc`` as raised between epochs: the estimator keeps what it trained.
+
+    For failures outside an optimisation step (the early-stopping validation loss),
+    where the model is whole; :meth:`ACTEncoder.fit` then skips the rollback. ``note``
+    is added to the error for the user.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error about to propagate.
+    note : str
+        What was kept, in the user's terms.
+    """
+    exc.add_note(note)
+    exc.skact_keeps_model = True  # type: ignore[attr-defined]
+
+
+def keeps_trained_model(exc: BaseException) -> bool:
+    """Whether :func:`keep_trained_model` marked ``exc``.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    bool
+    """
+    return getattr(exc, "skact_keeps_model", False) is True
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 
@@ -321,11 +353,12 @@ def run_epoch_with_oom_retry(
         # Retry outside the except block, so the traceback's tensors can be freed.
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        before = trainer.batch_count(n_samples)
         trainer.batch_size = failed // 2
         if trainer.total_steps is not None:
-            remaining = trainer.total_steps - trainer.step
-            ratio = max(1, n_samples // trainer.batch_size) / max(1, n_samples // failed)
-            trainer.total_steps = trainer.step + round(remaining * ratio)
+            done = trainer.step - trainer.schedule_start
+            ratio = trainer.batch_count(n_samples) / before
+            trainer.total_steps = done + round((trainer.total_steps - done) * ratio)
         warnings.warn(
             f"CUDA ran out of memory with batch_size={failed}; retrying the epoch with "
             f"batch_size={trainer.batch_size} for the rest of this fit.",

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .objectives import Adversary
+
 #: A view function: ``(batch on device, generator) -> one augmented view``.
 ViewFn = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -132,7 +134,12 @@ def to_device(tensor: Tensor, device: torch.device) -> Tensor:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype for ``device``: bf16 on CUDA, none elsewhere.
+    """Mixed-precision dtype for ``device``: bf16 on GPUs that compute in it, else none.
+
+    A CUDA device needs compute capability 8.0 (Ampere) or more: older GPUs (V100, T4)
+    only emulate bf16, slower than float32, and ``torch.cuda.is_bf16_supported()``
+    counts that emulation and asks about the current device, not ``device``. ROCm
+    GPUs compute in bf16.
 
     Parameters
     ----------
@@ -142,7 +149,9 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     -------
     torch.dtype or None
     """
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type != "cuda":
+        return None
+    if torch.version.hip or torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.bfloat16
     return None
 
@@ -190,17 +199,17 @@ def generator_state_for(
 def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
     """Learning-rate multiplier: linear warm-up, then cosine decay to 5% of the peak.
 
-    With ``total_steps=None`` (``partial_fit``: no known horizon) the rate stays at its
-    peak after the warm-up.
+    With ``total_steps=None`` (``partial_fit``: the schedule has no known end) the rate
+    stays at its peak after the warm-up.
 
     Parameters
     ----------
     step : int
-        Optimiser steps taken so far.
+        Optimiser steps taken so far in this schedule.
     warmup_steps : int
         Length of the linear warm-up.
     total_steps : int or None
-        Steps in the whole run.
+        Steps in the whole schedule.
 
     Returns
     -------
@@ -217,6 +226,63 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
         return 1.0
     progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+#: Steps over which a run of ``partial_fit`` calls warms the learning rate up (``fit``
+#: warms up over a tenth of its steps, at most 500). Counted in steps, not calls, so
+#: that chunks of any size see the same schedule.
+PARTIAL_FIT_WARMUP_STEPS = 100
+
+#: Fewest rows in a training batch: BatchNorm normalises by the batch's statistics.
+MIN_BATCH_ROWS = 2
+
+
+def n_batches(n_samples: int, batch_size: int, smallest_shard: int | None = None) -> int:
+    """Batches per epoch: enough that none exceeds ``batch_size``, none below 2 rows.
+
+    The data is split into ``ceil(n_samples / batch_size)`` near-equal batches (511
+    rows in batches of 256: 256 and 255), unless that would leave a process with a
+    batch of fewer than :data:`MIN_BATCH_ROWS` rows (then fewer, larger batches: with
+    ``batch_size=2``, 3 rows make one batch).
+
+    Parameters
+    ----------
+    n_samples : int
+        Rows per epoch, over all processes.
+    batch_size : int
+        Largest batch, over all processes.
+    smallest_shard : int or None
+        Rows of the process holding the fewest (data-parallel training); None: one
+        process holds all ``n_samples``.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> n_batches(511, 256), n_batches(512, 256), n_batches(3, 2)
+    (2, 2, 1)
+    """
+    smallest = n_samples if smallest_shard is None else smallest_shard
+    return max(1, min(-(-n_samples // batch_size), smallest // MIN_BATCH_ROWS))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Restore the running state of ``saved`` (Adam's moments and step counts) only.
+
+    ``optimizer.load_state_dict`` would also bring back the saved hyperparameters
+    (``weight_decay``, ``lr``...) over those the optimizer was built with now.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Built with the hyperparameters to use.
+    saved : dict
+        A ``state_dict()`` of an optimizer over the same parameters.
+    """
+    groups = optimizer.state_dict()["param_groups"]
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
 
 
 #: Input values per ``transform`` batch on the CPU (256 KiB of float32): the network's
@@ -320,17 +386,25 @@ class Trainer:
     shuffle_rng : numpy.random.Generator
         Drives the batch order.
     step : int
-        Optimiser steps taken so far (for the schedule).
+        Optimiser steps taken so far, over the model's life.
+    schedule_start : int
+        The ``step`` at which the learning-rate schedule began (the warm-up counts from
+        there).
     total_steps : int or None
-        Steps of the whole run (the end of the cosine decay); None: no decay.
+        Length of the schedule in steps (the end of the cosine decay); None: no decay.
     amp_dtype : torch.dtype or None
         Mixed-precision dtype, None for float32.
     stop_requested : callable or None
         Polled after each step; when it returns True the epoch stops there and
         KeyboardInterrupt is raised (see :func:`skact._guards.deferred_interrupt`).
-    n_batches : int or None
-        Batches per epoch. None derives it from ``batch_size``; data-parallel training
-        sets it so that every process takes the same number of steps on its shard.
+    shard_sizes : tuple of int or None
+        Under data-parallel training, the rows each process holds: the batch count
+        comes from their sum and ``batch_size`` (see :func:`n_batches`), so every
+        process takes the same number of steps, and follows ``batch_size`` when it
+        changes. None: this process holds all the data.
+    adversary : Adversary or None
+        The ACT criterion's adversary, whose running ``G`` is snapshotted and restored
+        with the weights.
     indices_on_device : bool, default=True
         Whether :meth:`run_epoch` hands ``take`` each batch's indices as a tensor on
         ``device`` (the epoch's permutation is copied there once, not at every step)
@@ -350,10 +424,12 @@ class Trainer:
     generator: torch.Generator
     shuffle_rng: np.random.Generator
     step: int = 0
+    schedule_start: int = 0
     total_steps: int | None = None
     amp_dtype: torch.dtype | None = field(default=None)
     stop_requested: Callable[[], bool] | None = None
-    n_batches: int | None = None
+    shard_sizes: tuple[int, ...] | None = None
+    adversary: Adversary | None = None
     indices_on_device: bool = True
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
@@ -362,16 +438,44 @@ class Trainer:
         Parameters
         ----------
         n_samples : int
+            Rows this process holds.
 
         Returns
         -------
         list of ndarray of int
-            Every sample once; no batch smaller than ``batch_size // 2`` unless the data
-            is smaller.
+            Every sample once, in :func:`n_batches` batches: none larger than
+            ``batch_size`` (over all processes), none smaller than
+            :data:`MIN_BATCH_ROWS` unless the data is.
         """
         order = self.shuffle_rng.permutation(n_samples)
-        n_batches = self.n_batches or max(1, n_samples // self.batch_size)
-        return np.array_split(order, n_batches)
+        return np.array_split(order, self.batch_count(n_samples))
+
+    def batch_count(self, n_samples: int) -> int:
+        """Batches per epoch at the current ``batch_size`` (see :meth:`batches`).
+
+        Parameters
+        ----------
+        n_samples : int
+            Rows this process holds.
+
+        Returns
+        -------
+        int
+        """
+        if self.shard_sizes is None:
+            return n_batches(n_samples, self.batch_size)
+        return n_batches(sum(self.shard_sizes), self.batch_size, min(self.shard_sizes))
+
+    def learning_rate_now(self) -> float:
+        """The learning rate of the next step.
+
+        Returns
+        -------
+        float
+        """
+        return self.learning_rate * lr_factor(
+            self.step - self.schedule_start, self.warmup_steps, self.total_steps
+        )
 
     def training_step(self, batch: Tensor) -> Tensor:
         """One optimiser step on a batch; returns the detached loss (no host sync).
@@ -386,10 +490,9 @@ class Trainer:
         Tensor
             Scalar loss.
         """
+        learning_rate = self.learning_rate_now()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate * lr_factor(
-                self.step, self.warmup_steps, self.total_steps
-            )
+            group["lr"] = learning_rate
         views = [self.view_fn(batch, self.generator) for _ in range(self.n_views)]
         with torch.autocast(
             self.device.type,
@@ -409,8 +512,9 @@ class Trainer:
     def run_epoch(self, n_samples: int, take: Callable[[Any], Tensor]) -> float:
         """Train one pass over the data and return the mean loss.
 
-        The weights are snapshotted first; if the loss turns non-finite, or a step fails
-        with an exception, they are restored and the error is raised
+        The weights, the optimiser and the adversary are snapshotted first; if the loss
+        turns non-finite, or a step fails with an exception, they are restored and the
+        error is raised
         (:class:`NonFiniteLossError` for the loss). When ``stop_requested`` turns True
         the epoch ends after the current step, keeping its steps, and KeyboardInterrupt
         is raised.
@@ -427,7 +531,7 @@ class Trainer:
         -------
         float
         """
-        snapshot = self._snapshot()
+        snapshot = self.snapshot()
         start_step = self.step
         self.encoder.train()
         if self.projector is not None:
@@ -452,13 +556,13 @@ class Trainer:
                 # (and the gradients) before the restore allocates.
                 traceback.clear_frames(exc.__traceback__)
                 self.optimizer.zero_grad(set_to_none=True)
-            self._restore(snapshot)
+            self.restore(snapshot)
             self.step = start_step
             raise
         mean = float(total) / done  # the epoch's one host sync
         if not math.isfinite(mean):
             failed_step, self.step = self.step, start_step
-            self._restore(snapshot)
+            self.restore(snapshot)
             raise NonFiniteLossError(
                 f"the training loss became {mean} by step {failed_step}; the weights of "
                 "the last finite epoch were restored. Try a lower learning_rate or alpha."
@@ -470,16 +574,53 @@ class Trainer:
     def _modules(self) -> list[nn.Module]:
         return [m for m in (self.encoder, self.projector) if m is not None]
 
-    def _snapshot(self) -> tuple[list[dict[str, Tensor]], dict[str, object]]:
+    def snapshot(self) -> TrainingSnapshot:
+        """Copy the training state: weights, optimiser state and the adversary's ``G``.
+
+        Returns
+        -------
+        TrainingSnapshot
+        """
         modules = [
             {k: v.detach().clone() for k, v in m.state_dict().items()}
             for m in self._modules()
         ]
-        # Adam's moments go non-finite with the weights, so they are kept too.
-        return modules, copy.deepcopy(self.optimizer.state_dict())
+        # Adam's moments and the adversary's G go non-finite with the weights (a NaN
+        # C_hat poisons G for every later step), so they are kept too.
+        return TrainingSnapshot(
+            modules,
+            copy.deepcopy(self.optimizer.state_dict()),
+            None if self.adversary is None else copy.deepcopy(self.adversary.state_dict()),
+        )
 
-    def _restore(self, snapshot: tuple[list[dict[str, Tensor]], dict[str, object]]) -> None:
-        modules, optimizer = snapshot
-        for module, state in zip(self._modules(), modules):
+    def restore(self, snapshot: TrainingSnapshot) -> None:
+        """Put back the state of :meth:`snapshot`.
+
+        Parameters
+        ----------
+        snapshot : TrainingSnapshot
+        """
+        for module, state in zip(self._modules(), snapshot.modules):
             module.load_state_dict(state)
-        self.optimizer.load_state_dict(optimizer)
+        self.optimizer.load_state_dict(snapshot.optimizer)
+        if self.adversary is not None and snapshot.adversary is not None:
+            self.adversary.load_state_dict(snapshot.adversary)
+
+
+@dataclass(frozen=True)
+class TrainingSnapshot:
+    """The state :meth:`Trainer.restore` puts back.
+
+    Parameters
+    ----------
+    modules : list of dict
+        State dicts of the encoder and the projection head (when there is one).
+    optimizer : dict
+        The optimiser's state dict.
+    adversary : dict or None
+        The adversary's state dict, None without an adversary.
+    """
+
+    modules: list[dict[str, Tensor]]
+    optimizer: dict[str, Any]
+    adversary: dict[str, Any] | None

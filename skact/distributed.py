@@ -340,22 +340,23 @@ class _Replica(DistributedDataParallel):
     parts: tuple[nn.Module, nn.Module | None]
 
 
-def wrap(trainer: Trainer, world: World, n_batches: int) -> Trainer:
+def wrap(trainer: Trainer, world: World, shard_sizes: Sequence[int]) -> Trainer:
     """Prepare ``trainer`` for data-parallel training on ``world``.
 
     The encoder and the projection head are chained and wrapped in one DDP module
     (which broadcasts rank 0's parameters, so replicas start identical whatever each
     rank's ``random_state``, and reduces all gradients together), BatchNorm
     becomes SyncBatchNorm on CUDA, the ACT criterion reduces over the ranks, and every
-    rank takes ``n_batches`` steps per epoch.
+    rank takes the same number of steps per epoch, computed from the global number of
+    rows and the trainer's ``batch_size`` (so it follows the out-of-memory back-off).
 
     Parameters
     ----------
     trainer : Trainer
         Built for the global batch: ``batch_size`` is the global batch size.
     world : World
-    n_batches : int
-        Steps per epoch, computed from the global number of samples.
+    shard_sizes : sequence of int
+        The rows each rank trains on, in rank order (see :meth:`World.gather`).
 
     Returns
     -------
@@ -367,7 +368,7 @@ def wrap(trainer: Trainer, world: World, n_batches: int) -> Trainer:
             f"batch_size={trainer.batch_size} is the global batch over {world.world_size} "
             f"ranks; it must be at least 2 * world_size = {2 * world.world_size}."
         )
-    trainer.n_batches = n_batches
+    trainer.shard_sizes = tuple(int(n) for n in shard_sizes)
     if hasattr(trainer.criterion, "reduce"):
         # The ACT criterion's loss is a function of the global sums alone, the same on
         # every rank: its reduction needs no collective on the way back.

@@ -354,6 +354,9 @@ class Adversary:
     def update(self, correlation: Tensor) -> None:
         """Record the current batch's ``C_hat`` after the encoder step.
 
+        A non-finite ``C_hat`` (a diverging step) is not recorded: ``G`` stays as it
+        was, so the step can be undone and training continued.
+
         Parameters
         ----------
         correlation : Tensor of shape (d, d)
@@ -362,10 +365,15 @@ class Adversary:
         if self.mode == "batch":
             return
         target = _minus_identity(correlation.detach().float())
-        if self.mode == "previous" or self.state is None:
-            self.state = target
-        else:
-            self.state = self.momentum * self.state + (1 - self.momentum) * target
+        if self.state is None:
+            # Once per model: a host sync is affordable here, not at every step.
+            if bool(torch.isfinite(target).all()):
+                self.state = target
+            return
+        if self.mode == "ema":
+            target = self.momentum * self.state + (1 - self.momentum) * target
+        # torch.where keeps the step free of a host sync (no Python branch on a value).
+        self.state = torch.where(torch.isfinite(target).all(), target, self.state)
 
     def state_dict(self) -> dict[str, object]:
         """Return the adversary's state (for checkpoints).
@@ -378,16 +386,22 @@ class Adversary:
         return {"mode": self.mode, "momentum": self.momentum, "state": self.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state returned by :meth:`state_dict`.
+        """Restore the running estimate of a state returned by :meth:`state_dict`.
+
+        ``mode`` and ``momentum`` stay those this adversary was built with (the
+        parameters in force now, for ``warm_start``). A non-finite estimate (saved
+        after a diverging step by an older skact) is dropped: the next step starts
+        from its own batch, as the first step does.
 
         Parameters
         ----------
         state : dict
             As returned by :meth:`state_dict`.
         """
-        self.mode = str(state["mode"])
-        self.momentum = float(state["momentum"])
-        self.state = state["state"]
+        estimate = state["state"]
+        if isinstance(estimate, Tensor) and not bool(torch.isfinite(estimate).all()):
+            estimate = None
+        self.state = estimate
 
 
 def _minus_identity(c: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ records with a single process computing the same thing on the concatenated batch
 from __future__ import annotations
 
 import copy
+import math
 import os
 import pickle
 import socket
@@ -152,7 +153,7 @@ def _steps(rank: int) -> dict[str, dict[str, list]]:
     assert world is not None and world.rank == rank
     records = {}
     for name in SCENARIOS:
-        trainer = distributed.wrap(_trainer(name), world, n_batches=1)
+        trainer = distributed.wrap(_trainer(name), world, shard_sizes=SPLIT)
         records[name] = _record_steps(trainer, [_local(b, rank) for b in _global_batches()])
         distributed.unwrap(trainer)
         records[name]["unwrapped"] = [type(trainer.encoder).__name__]
@@ -272,9 +273,10 @@ def test_fit_ranks_end_with_identical_weights(records):
 
 
 def test_fit_batch_size_is_the_global_batch(records):
-    # 300 rows, global batch 64: 4 steps per epoch on each rank (150 rows, 37-38 each).
+    # 300 rows, global batch 64: 5 steps per epoch on each rank (150 rows, 30 each),
+    # none above 64 rows over the ranks.
     for record in records:
-        assert record["n_steps"] == 3 * (300 // 64)
+        assert record["n_steps"] == 3 * math.ceil(300 / 64)
 
 
 def test_fit_early_stopping_agrees_across_ranks(records):
@@ -285,9 +287,10 @@ def test_fit_early_stopping_agrees_across_ranks(records):
 
 
 def test_partial_fit_shards_each_chunk(records):
-    """partial_fit under DDP: each 150-row chunk is one epoch of 150 // 64 global steps."""
+    """partial_fit under DDP: each 150-row chunk is one epoch of ceil(150 / 64) global
+    steps."""
     first, second = records
-    assert first["partial_steps"] == second["partial_steps"] == 2 * (150 // 64)
+    assert first["partial_steps"] == second["partial_steps"] == 2 * math.ceil(150 / 64)
     for key, value in first["partial_state"].items():
         assert torch.equal(value, second["partial_state"][key]), key
 
@@ -295,7 +298,7 @@ def test_partial_fit_shards_each_chunk(records):
 def test_fit_distributed_false_trains_alone(records):
     first, second = records
     # All 300 rows on each rank (not a shard), and two different models.
-    assert first["alone_steps"] == second["alone_steps"] == 300 // 64
+    assert first["alone_steps"] == second["alone_steps"] == math.ceil(300 / 64)
     assert any(
         not torch.equal(v, second["alone_state"][k])
         for k, v in first["alone_state"].items()

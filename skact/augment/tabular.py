@@ -61,7 +61,8 @@ class TabularAugment:
         pool : Tensor of shape (m, d)
             Rows whose values replace corrupted cells (the training data).
         generator : torch.Generator
-            Source of randomness, on the device of ``x``.
+            Source of randomness, on the device of ``x`` or on the CPU (for devices
+            without generators, such as MPS: the numbers are drawn there and moved).
         groups : Tensor of int64 of shape (d,), optional
             Group of each column, on the device of ``x``: the columns of a group are
             corrupted together, from one donor row (a value and its missing-value
@@ -88,8 +89,8 @@ class TabularAugment:
         width = d if noisy is None else noisy
         if self.noise_scale > 0 and width:
             noise = torch.randn(
-                n, width, generator=generator, device=x.device, dtype=x.dtype
-            )
+                n, width, generator=generator, device=generator.device, dtype=x.dtype
+            ).to(x.device)
             if width == d:
                 view = view + self.noise_scale * noise
             else:
@@ -113,8 +114,12 @@ def _corrupt_everywhere(
     the host), so every cell is gathered from the pool and kept or not.
     """
     n = x.shape[0]
-    draw = torch.rand(n, k, generator=generator, device=x.device)
-    rows = torch.randint(0, pool.shape[0], (n, k), generator=generator, device=x.device)
+    # Drawn where the generator lives: MPS has no generator of its own here, and
+    # torch refuses a CPU generator for an MPS tensor.
+    on = generator.device
+    draw = torch.rand(n, k, generator=generator, device=on).to(x.device)
+    rows = torch.randint(0, pool.shape[0], (n, k), generator=generator, device=on)
+    rows = rows.to(x.device)
     mask = draw < rate
     if groups is not None:
         mask, rows = mask[:, groups], rows[:, groups]
