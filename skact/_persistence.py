@@ -16,19 +16,32 @@ zip archive of two members,
 The networks are rebuilt from the parameters and then given the saved weights. A
 user-supplied ``encoder`` module or callable is code, so it is not saved: its weights
 are, and :func:`load` needs the same architecture passed as ``encoder=``.
+
+:func:`load` trusts nothing in the file: it reads regular files only, bounds what it
+reads by what the saved architecture can need, and checks every tensor's shape, dtype
+and values against the networks it rebuilds. Whatever it refuses raises
+:class:`ModelFileError`, which names the file and the member at fault.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import io
 import json
+import math
 import os
 import pickle
-import tempfile
+import re
+import secrets
+import stat
+import time
 import warnings
 import zipfile
+from collections.abc import Iterator, Sequence
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -77,11 +90,13 @@ SAVED_ATTRIBUTES = frozenset(
         "_generator_state",
         "_shuffle_rng",
         "_step",
+        "_partial_fit_start",
         "categories_",
         "is_categorical_",
         "_fitted_architecture",  # rebuilt from the saved parameters
     }
 )
+
 
 class ModelFileError(ValueError):
     """A model file that :func:`skact.load` refuses: not a skact model, damaged, too
@@ -107,8 +122,13 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
     """Write a fitted estimator to ``path`` (see the module docstring for the layout).
 
-    The file is written to a temporary name and then renamed, so an interrupted save
-    never leaves a truncated file in place of a good one.
+    The file is written to a temporary file in the same folder, named
+    ``.skact-<process id>-<random>.tmp``, and then renamed, so an interrupted save never
+    leaves a truncated file in place of a good one. A save also removes the temporary
+    files that killed saves left in that folder (those over a minute old whose process
+    is gone). The file gets the mode of the file it replaces, or for a new file the
+    mode the umask gives (as :func:`open` does); saving to a symbolic link replaces
+    the link's target.
 
     Parameters
     ----------
@@ -134,6 +154,7 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
         "n_components_out": int(estimator._n_components_out),
         "device": str(estimator.device_),
         "step": int(estimator._step),
+        "partial_fit_start": estimator._partial_fit_start,
         "shuffle_rng": estimator._shuffle_rng.bit_generator.state,
     }
     config = {
@@ -161,17 +182,86 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
     }
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".skact-", suffix=".tmp", dir=directory)
+    asked = os.fspath(path)
+    target = os.path.realpath(asked)  # through a symbolic link: replace its target
+    folder = os.path.dirname(target)
+    _remove_stale_temporaries(folder)
+    tmp = None
     try:
+        tmp, fd = _create_temporary(folder)
         with os.fdopen(fd, "wb") as file, zipfile.ZipFile(file, "w") as archive:
             archive.writestr(_CONFIG, json.dumps(config, indent=1))
             archive.writestr(_TENSORS, buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # The user asked for ``path``; the hidden temporary name would only confuse.
+            raise type(exc)(exc.errno, exc.strerror, asked) from None
         raise
+
+
+#: Temporary files of :func:`save`: ``.skact-<pid>-<hex>.tmp`` (skact 0.1.0 wrote
+#: ``.skact-<random>.tmp``, without the process id).
+_TEMPORARY = re.compile(r"\.skact-(?:(\d+)-)?\w+\.tmp")
+#: A temporary file untouched for this long, of a process that is gone, is a leftover.
+_STALE_SECONDS = 60.0
+
+
+def _create_temporary(folder: str) -> tuple[str, int]:
+    """A new, empty temporary file in ``folder``: its path and an fd open for writing."""
+    while True:
+        tmp = os.path.join(folder, f".skact-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            # O_EXCL: never another's file. Mode 0o666: the umask applies, as it does
+            # for open() (mkstemp's 0o600 hid models from colleagues on a shared disk).
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove the temporary files that killed saves left in ``folder``.
+
+    A file is left alone while it is younger than a minute or its process (named in
+    the file name) is alive, so a concurrent save of another process keeps its file.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < _STALE_SECONDS:
+            continue
+        if match.group(1) is not None and _process_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would send Ctrl-C on Windows: never guess there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or an id no process can have
+    return True
 
 
 def load(
@@ -181,6 +271,10 @@ def load(
     encoder: Any = None,
 ) -> ACTEncoder:
     """Load an estimator written by :meth:`ACTEncoder.save`, without running code from it.
+
+    The file is checked before it is used: a regular file (not a device or a pipe),
+    each member no larger than the saved architecture can need, and every tensor of
+    the shape and dtype that architecture expects, with finite values.
 
     Parameters
     ----------
@@ -205,9 +299,12 @@ def load(
     ------
     FileNotFoundError
         No file at ``path``.
+    ModelFileError
+        Not a skact model file, or a damaged, oversized or tampered one, a newer format
+        version, or a pickle payload among the tensors. A ``ValueError``; its ``path``
+        and ``member`` say where the fault is.
     ValueError
-        Not a skact file, a newer format version, a pickle payload or other Python
-        objects among the tensors, or ``encoder`` missing or not matching the weights.
+        ``encoder`` missing, given for a built-in encoder, or not matching the weights.
 
     Examples
     --------
@@ -223,71 +320,228 @@ def load(
     """
     from ._encoder import ACTEncoder
 
-    config, raw = _read_archive(path)
-    corrupt = (
-        f"{os.fspath(path)!r} is corrupt or truncated: {_TENSORS} is not readable "
-        "({}). Save the model again, or copy the file again."
-    )
-    try:
-        tensors = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # A torch archive or a pickle stream (protocol 2 and later begin with 0x80)
-        # that holds more than tensors is refused as such; other bytes are damage.
-        if not (raw[:1] == b"\x80" or zipfile.is_zipfile(io.BytesIO(raw))):
-            raise ValueError(corrupt.format("not a torch archive")) from None
-        raise ValueError(
-            f"refusing to load {os.fspath(path)!r}: its {_TENSORS} holds Python objects "
-            "other than tensors and plain values (a pickle payload, which could run "
-            "code when loaded). skact.load never unpickles code; do not open this file "
-            "with pickle, joblib or torch.load(weights_only=False) unless you trust "
-            "who made it."
-        ) from None
-    except (RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(corrupt.format(f"{type(exc).__name__}: {exc}")) from None
-    try:
-        return _rebuild(ACTEncoder, config, tensors, device, encoder)
-    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
-        raise ValueError(
-            f"{os.fspath(path)!r} is incomplete or corrupt ({type(exc).__name__}: {exc})."
-        ) from None
+    name = os.fspath(path)
+    with _open_regular_file(name) as file:
+        archive = _open_archive(file, name)
+        with archive:
+            members = _members(archive, name)
+            config = _read_config(archive, members[_CONFIG], name)
+            plan = _plan(ACTEncoder, config, name, encoder, device)
+            raw = _read_member(
+                archive,
+                members[_TENSORS],
+                name,
+                plan.tensor_bytes,
+                f"that the architecture in {_CONFIG} can need",
+            )
+    tensors = _load_tensors(raw, name)
+    if raw.getbuffer().nbytes < plan.weight_bytes:
+        # Says what is wrong more plainly than the first weight of the wrong shape.
+        raise _corrupt(
+            name,
+            _CONFIG,
+            f"its architecture needs {plan.weight_bytes:,} bytes of weights, but "
+            f"{_TENSORS} holds {raw.getbuffer().nbytes:,} bytes",
+        )
+    del raw
+    _check_tensors(tensors, plan, name)
+    with _corrupt_unless_ok(name, None):
+        return _rebuild(plan, tensors)
 
 
 # ------------------------------------------------------------------------ reading
 
+_MiB = 2**20
+#: Largest ``skact.json`` read. Its size grows with the columns (names, masks), the
+#: categories and the epochs: 16 MiB hold, in save's indented JSON, 500,000 category
+#: strings of 20 characters or 700,000 epochs of loss curve; parsing a hostile file of
+#: that size takes a few hundred MB at most.
+_MAX_CONFIG_BYTES = 16 * _MiB
+#: ``tensors.pt`` may exceed the tensors its architecture implies by twice their size
+#: plus this per tensor: torch.save's record of each (a zip entry aligned to 64 bytes,
+#: its name, its pickled description) takes a few hundred bytes.
+_BYTES_PER_TENSOR_RECORD = 4096
+#: Read members this much at a time, so that a member larger than its zip header
+#: declares is caught before it fills memory.
+_CHUNK_BYTES = 4 * _MiB
 
-def _read_archive(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
-    """The checked configuration and the raw tensor bytes of a ``.skact`` file."""
-    name = os.fspath(path)
+
+def _corrupt(name: str, member: str | None, why: str) -> ModelFileError:
+    return ModelFileError(
+        f"{name!r} is corrupt{'' if member is None else f' ({member})'}: {why}. Save "
+        "the model again, or copy the file again.",
+        path=name,
+        member=member,
+    )
+
+
+@contextlib.contextmanager
+def _corrupt_unless_ok(name: str, member: str | None) -> Iterator[None]:
+    """Report any error of the block, which only reads the file, as a corrupt file."""
     try:
-        with zipfile.ZipFile(name) as archive:
-            members = set(archive.namelist())
-            if _CONFIG not in members or _TENSORS not in members:
-                raise ValueError(_not_skact(name, f"it lacks {_CONFIG} or {_TENSORS}"))
-            config = json.loads(archive.read(_CONFIG))
-            raw = archive.read(_TENSORS)
-    except (zipfile.BadZipFile, EOFError) as exc:
-        with open(name, "rb") as f:
-            starts_as_zip = f.read(4) == b"PK\x03\x04"
-        if not starts_as_zip:
-            raise ValueError(_not_skact(name, "not a zip archive")) from None
-        raise ValueError(
-            f"{name!r} is corrupt or truncated (a damaged zip archive: {exc}). Save the "
-            "model again, or copy the file again."
+        yield
+    except (ModelFileError, MemoryError):
+        raise
+    except Exception as exc:  # whatever a tampered value makes fail: the file is at fault
+        where = "" if member is None else f" ({member})"
+        raise ModelFileError(
+            f"{name!r} is incomplete or corrupt{where}: {type(exc).__name__}: {exc}. Save "
+            "the model again, or copy the file again.",
+            path=name,
+            member=member,
         ) from None
+
+
+def _open_regular_file(name: str) -> IO[bytes]:
+    """``name`` opened for reading, if it is a regular file (or a link to one)."""
+    _refuse_unless_regular(os.stat(name).st_mode, name)
+    # O_NONBLOCK: a FIFO swapped in after the stat above opens at once instead of
+    # waiting for a writer; fstat then refuses it.
+    fd = os.open(
+        name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        _refuse_unless_regular(os.fstat(fd).st_mode, name)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_unless_regular(mode: int, name: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISSOCK: "a socket",
+    }
+    kind = next((k for test, k in kinds.items() if test(mode)), "not a regular file")
+    raise ModelFileError(
+        f"{name!r} is not a model file: it is {kind}. skact.load reads regular files "
+        "only; pass the path of a file written by ACTEncoder.save.",
+        path=name,
+    )
+
+
+def _open_archive(file: IO[bytes], name: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        file.seek(0)
+        if file.read(4) != b"PK\x03\x04":
+            raise ModelFileError(_not_skact(name, "not a zip archive"), path=name) from None
+        raise _damaged_zip(name, None, exc) from None
+
+
+def _damaged_zip(name: str, member: str | None, exc: BaseException) -> ModelFileError:
+    return ModelFileError(
+        f"{name!r} is corrupt or truncated (a damaged zip archive: {exc}). Save the "
+        "model again, or copy the file again.",
+        path=name,
+        member=member,
+    )
+
+
+def _members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
+    """The two members, after checking that each can be read as skact writes it."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if _CONFIG not in names or _TENSORS not in names:
+        raise ModelFileError(
+            _not_skact(name, f"it lacks {_CONFIG} or {_TENSORS}"), path=name
+        )
+    for member in (_CONFIG, _TENSORS):
+        if names.count(member) > 1:
+            # zipfile would silently read the last one; another reader, the first.
+            raise _corrupt(
+                name,
+                member,
+                f"the archive holds {names.count(member)} members named {member}",
+            )
+    members = {
+        info.filename: info for info in infos if info.filename in (_CONFIG, _TENSORS)
+    }
+    for member, info in members.items():
+        if info.flag_bits & 0x1:
+            raise _corrupt(name, member, "it is encrypted, which skact never does")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _corrupt(
+                name,
+                member,
+                f"it uses zip compression method {info.compress_type}; skact reads "
+                "stored and deflated members only",
+            )
+    return members
+
+
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int, bound: str
+) -> io.BytesIO:
+    """A member's bytes, refused unless its declared and actual sizes are within
+    ``limit``: a small file can declare, or inflate to, gigabytes."""
+    member = info.filename
+    if info.file_size > limit:
+        raise _corrupt(
+            name,
+            member,
+            f"{member} declares {info.file_size:,} bytes, more than the {limit:,} {bound}",
+        )
+    chunks, size = [], 0
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_CHUNK_BYTES):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > info.file_size:
+                    raise _corrupt(name, member, "it is larger than its zip header says")
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise _damaged_zip(name, member, exc) from None
+    # One copy: BytesIO shares a bytes object (growing a BytesIO chunk by chunk
+    # copied a 134 MB ResNet-18 file several times, a quarter of the load time).
+    return io.BytesIO(b"".join(chunks))
+
+
+def _read_config(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
+) -> dict[str, Any]:
+    """The checked configuration of a ``.skact`` file."""
+    limit = _MAX_CONFIG_BYTES
+    data = _read_member(archive, info, name, limit, "a configuration may take").getvalue()
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _corrupt(name, _CONFIG, f"it is not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{name!r} is corrupt: {_CONFIG}: {exc}") from None
+        raise ModelFileError(
+            f"{name!r} is corrupt: {_CONFIG}: {exc}", path=name, member=_CONFIG
+        ) from None
+    except RecursionError:
+        raise _corrupt(
+            name, _CONFIG, "its JSON is nested too deeply to be skact's"
+        ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(_not_skact(name, f"{_CONFIG} names another format"))
+        raise ModelFileError(
+            _not_skact(name, f"{_CONFIG} names another format"), path=name, member=_CONFIG
+        )
     version = config.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{name!r} is corrupt: format_version={version!r}.")
+    if type(version) is not int or version < 1:
+        raise ModelFileError(
+            f"{name!r} is corrupt: format_version={version!r}.", path=name, member=_CONFIG
+        )
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise ModelFileError(
             f"{name!r} was saved by skact {config.get('skact_version', '?')} in format "
             f"version {version}; this skact ({_skact_version()}) reads format versions "
-            f"up to {FORMAT_VERSION}. Upgrade skact to load it."
+            f"up to {FORMAT_VERSION}. Upgrade skact to load it.",
+            path=name,
+            member=_CONFIG,
         )
-    return config, raw
+    return config
 
 
 def _not_skact(name: str, why: str) -> str:
@@ -298,16 +552,110 @@ def _not_skact(name: str, why: str) -> str:
     )
 
 
-def _rebuild(
+def _load_tensors(raw: io.BytesIO, name: str) -> dict[str, Any]:
+    try:
+        tensors = torch.load(raw, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # A torch archive or a pickle stream (protocol 2 and later begin with 0x80)
+        # that holds more than tensors is refused as such; other bytes are damage.
+        head = raw.getbuffer()[:1].tobytes()
+        if not (head == b"\x80" or zipfile.is_zipfile(raw)):
+            raise _unreadable_tensors(name, "not a torch archive") from None
+        raise ModelFileError(
+            f"refusing to load {name!r}: its {_TENSORS} holds Python objects "
+            "other than tensors and plain values (a pickle payload, which could run "
+            "code when loaded). skact.load never unpickles code; do not open this file "
+            "with pickle, joblib or torch.load(weights_only=False) unless you trust "
+            "who made it.",
+            path=name,
+            member=_TENSORS,
+        ) from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # torch's reader fails in many ways on damaged bytes
+        raise _unreadable_tensors(name, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(tensors, dict) or set(tensors) != _TENSOR_KEYS:
+        keys = sorted(map(str, tensors)) if isinstance(tensors, dict) else type(tensors)
+        raise _corrupt(name, _TENSORS, f"it holds {keys}, not {sorted(_TENSOR_KEYS)}")
+    return tensors
+
+
+_TENSOR_KEYS = {"encoder", "projector", "optimizer", "adversary", "generator", "arrays"}
+
+
+def _unreadable_tensors(name: str, why: str) -> ModelFileError:
+    return ModelFileError(
+        f"{name!r} is corrupt or truncated: {_TENSORS} is not readable ({why}). Save "
+        "the model again, or copy the file again.",
+        path=name,
+        member=_TENSORS,
+    )
+
+
+# ------------------------------------------------------------- what the file must hold
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What a checked ``skact.json`` describes, before any tensor is read.
+
+    ``encoder`` and ``projector`` are the networks built on the meta device (shapes
+    and dtypes, no memory); ``arrays`` the adapter's arrays as ``(shape, dtype)``.
+    """
+
+    estimator: ACTEncoder
+    config: dict[str, Any]
+    custom: str | None
+    encoder: torch.nn.Module
+    projector: torch.nn.Module | None
+    arrays: dict[str, tuple[tuple[int, ...], torch.dtype]]
+    correlation_width: int
+    weight_bytes: int
+    tensor_bytes: int
+    target: torch.device
+    shuffle_rng: np.random.Generator
+
+
+#: The adapter's arrays: their dtype, and their length as a function of the adapter's
+#: JSON state and the fitted attributes.
+_ADAPTER_ARRAYS: dict[str, dict[str, tuple[torch.dtype, Any]]] = {
+    "tabular": {
+        "mean": (torch.float64, lambda state, fitted: fitted["n_features_in_"]),
+        "scale": (torch.float64, lambda state, fitted: fitted["n_features_in_"]),
+    },
+    "mixed": {
+        "mean": (torch.float64, lambda state, fitted: state["is_categorical"].count(False)),
+        "scale": (
+            torch.float64,
+            lambda state, fitted: state["is_categorical"].count(False),
+        ),
+    },
+    "image": {
+        "mean": (torch.float32, lambda state, fitted: state["channels"]),
+        "std": (torch.float32, lambda state, fitted: state["channels"]),
+    },
+}
+#: Arrays that divide: a saved one is never 0.
+_POSITIVE_ARRAYS = frozenset({"scale", "std"})
+
+
+def _plan(
     cls: type[ACTEncoder],
     config: dict[str, Any],
-    tensors: dict[str, Any],
-    device: str | torch.device | None,
+    name: str,
     encoder: Any,
-) -> ACTEncoder:
-    """A fitted estimator from a checked configuration and its tensors."""
-    params = _params_from_json(config["params"])
-    custom = config["custom_encoder"]
+    device: str | torch.device | None,
+) -> _Plan:
+    """The estimator, adapter and networks a checked configuration describes.
+
+    What comes from the file fails as a corrupt file; the caller's ``encoder`` and
+    ``device`` fail with their own errors.
+    """
+    with _corrupt_unless_ok(name, _CONFIG):
+        custom = config["custom_encoder"]
+        saved_encoder = config["params"]["encoder"]
+        if custom is not None and not isinstance(custom, str):
+            raise _corrupt(name, _CONFIG, f"custom_encoder={custom!r}")
     if custom is not None and encoder is None:
         raise ValueError(
             f"this model was fitted with a user-supplied encoder ({custom}); its code is "
@@ -316,45 +664,484 @@ def _rebuild(
         )
     if custom is None and encoder is not None:
         raise ValueError(
-            f"encoder= is only for models fitted with a user-supplied encoder; this one "
-            f"used encoder={params['encoder']!r}."
+            f"encoder= is only for models fitted with a user-supplied encoder; this "
+            f"one used encoder={saved_encoder!r}."
         )
-    if encoder is not None:
-        params["encoder"] = encoder
+    with _corrupt_unless_ok(name, _CONFIG):
+        estimator = _estimator(cls, config, custom is not None, name)
+        fitted = config["fitted"]
+        _check_fitted(fitted, name)
+        shuffle_rng = _bit_generator(fitted["shuffle_rng"])
+        arrays = _placeholder_adapter(estimator, config["adapter"], fitted, name)
+        width = fitted["n_components_out"]
+        saved = torch.device(fitted["device"])
+    if custom is not None:
+        estimator.set_params(encoder=encoder)
     if device is not None:
-        params["device"] = device
-    estimator = cls(**params)
-    estimator._validate_params()
-    if config.get("output") is not None:
-        estimator.set_output(transform=config["output"])
+        estimator.set_params(device=device)
+    estimator._validate_params()  # only the caller's encoder and device can fail now
+    target = _target_device(saved, device)
+    network, projector = _planned_networks(estimator, width, custom, name)
+    # G is the cross-correlation of what the objective sees: the head's output.
+    correlation = width if projector is None else int(estimator.projection_dim or 0)
+    weights = [*network.state_dict().values()]
+    parameters = [*network.parameters()]
+    if projector is not None:
+        weights += projector.state_dict().values()
+        parameters += projector.parameters()
+    expected = (
+        sum(_nbytes(t) for t in weights)
+        + 2 * sum(_nbytes(p) for p in parameters)  # Adam's two moments
+        + 4 * correlation**2  # the adversary's G, float32
+        + _cpu_generator_state_size()
+        + sum(math.prod(s) * d.itemsize for s, d in arrays.values())
+    )
+    records = len(weights) + 3 * len(parameters) + len(arrays) + 2
+    return _Plan(
+        estimator=estimator,
+        config=config,
+        custom=custom,
+        encoder=network,
+        projector=projector,
+        arrays=arrays,
+        correlation_width=correlation,
+        weight_bytes=sum(_nbytes(t) for t in weights),
+        tensor_bytes=2 * expected + _BYTES_PER_TENSOR_RECORD * records + _MiB,
+        target=target,
+        shuffle_rng=shuffle_rng,
+    )
 
+
+#: What ``set_output(transform=...)`` accepts.
+_OUTPUT_CONTAINERS = ("default", "pandas", "polars")
+
+
+def _estimator(
+    cls: type[ACTEncoder], config: dict[str, Any], custom: bool, name: str
+) -> ACTEncoder:
+    """The estimator with the saved parameters and output container, checked."""
+    params = _params_from_json(config["params"])
+    if custom:
+        params["encoder"] = "auto"  # stands in for the caller's, validated apart
+    estimator = cls(**params)
+    try:
+        estimator._validate_params()
+    except ValueError as exc:
+        raise _corrupt(name, _CONFIG, f"its parameters are invalid ({exc})") from None
+    output = config["output"]
+    if output is not None:
+        if output not in _OUTPUT_CONTAINERS:
+            raise _corrupt(
+                name,
+                _CONFIG,
+                f"output={output!r} is not one of set_output's {_OUTPUT_CONTAINERS}",
+            )
+        estimator.set_output(transform=output)
+    return estimator
+
+
+def _placeholder_adapter(
+    estimator: ACTEncoder, spec: dict[str, Any], fitted: dict[str, Any], name: str
+) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Give ``estimator`` the saved adapter with placeholder arrays (enough to build
+    its networks); return the shapes and dtypes the real arrays must have."""
+    kind = spec["kind"]
+    if kind not in ADAPTERS:
+        raise ModelFileError(
+            f"{name!r} holds an unknown input adapter kind {kind!r}; this skact "
+            f"knows {sorted(ADAPTERS)}. Upgrade skact to load this model.",
+            path=name,
+            member=_CONFIG,
+        )
+    state = spec["state"]
+    arrays: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
+        f"adapter.{field}": ((_count(length(state, fitted), field, name),), dtype)
+        for field, (dtype, length) in _ADAPTER_ARRAYS[kind].items()
+    }
+    references = _array_references(state)
+    if references != set(arrays):
+        raise _corrupt(
+            name,
+            _CONFIG,
+            f"the adapter refers to arrays {sorted(references)}, not {sorted(arrays)}",
+        )
+    _check_category_dtypes(state, name)
+    placeholders = {key: torch.ones(shape, dtype=d) for key, (shape, d) in arrays.items()}
+    adapter = ADAPTERS[kind].from_state_dict(_join_arrays(state, placeholders))
+    if kind == "image":
+        pixels = adapter.channels * math.prod(adapter.image_size)
+        if pixels != fitted["n_features_in_"]:
+            raise _corrupt(
+                name,
+                _CONFIG,
+                f"n_features_in_={fitted['n_features_in_']}, but its images have "
+                f"{pixels} values",
+            )
+    estimator._adapter = adapter
+    return arrays
+
+
+def _planned_networks(
+    estimator: ACTEncoder, width: int, custom: str | None, name: str
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The networks to check the tensors against: built-in ones on the meta device
+    (a lying architecture allocates nothing), a caller's encoder as it is."""
+    if custom is not None:
+        try:
+            return _networks(estimator, width, "cpu")
+        except Exception as exc:
+            raise ValueError(
+                f"the encoder passed to skact.load does not build a network for this "
+                f"model's input of shape {estimator._adapter.input_shape}: {exc}"
+            ) from exc
+    try:
+        network, projector = _networks(estimator, width, "meta")
+        produced = estimator.n_components  # what a built-in encoder outputs, if set
+        if produced is None:  # a probe on the meta device (a quarter second for ResNet)
+            network.eval()
+            probe = torch.zeros((2, *estimator._adapter.input_shape), device="meta")
+            produced = network(probe).shape[-1]
+    except Exception as exc:
+        produced, failure = None, type(exc).__name__
+    if produced != width:
+        architecture = ", ".join(f"{k}={v!r}" for k, v in estimator._architecture().items())
+        why = f"outputs {produced} features, not {width}" if produced else failure
+        raise _corrupt(
+            name,
+            _CONFIG,
+            f"its parameters ({architecture}) do not describe the network for its "
+            f"{estimator._adapter.kind} input ({why})",
+        )
+    return network, projector
+
+
+def _nbytes(tensor: Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def _count(value: Any, what: str, name: str) -> int:
+    if type(value) is not int or value < 0:
+        raise _corrupt(name, _CONFIG, f"the length of {what} is {value!r}")
+    return value
+
+
+def _check_fitted(fitted: dict[str, Any], name: str) -> None:
+    """Refuse fitted values of the wrong type, before they reach int() or a network."""
+    for key, least in (
+        ("n_features_in_", 1),
+        ("n_components_out", 1),
+        ("n_iter_", 0),
+        ("step", 0),
+    ):
+        value = fitted[key]
+        if type(value) is not int or value < least:
+            raise _corrupt(name, _CONFIG, f"fitted {key}={value!r}")
+    for key in ("loss_curve_", "validation_loss_curve_"):
+        curve = fitted[key]
+        if not isinstance(curve, list) or not all(type(v) in (int, float) for v in curve):
+            raise _corrupt(name, _CONFIG, f"fitted {key} is not a list of numbers")
+    names = fitted["feature_names_in_"]
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != fitted["n_features_in_"]
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise _corrupt(
+            name, _CONFIG, "fitted feature_names_in_ is not one name per feature"
+        )
+    start = fitted.get("partial_fit_start")  # absent from files of older skact
+    if start is not None and (type(start) is not int or not 0 <= start <= fitted["step"]):
+        raise _corrupt(name, _CONFIG, f"fitted partial_fit_start={start!r}")
+    if not isinstance(fitted["device"], str):
+        raise _corrupt(name, _CONFIG, f"fitted device={fitted['device']!r}")
+    torch.device(fitted["device"])
+
+
+def _check_category_dtypes(state: dict[str, Any], name: str) -> None:
+    """Category dtypes are ``"str"`` or numbers: a JSON-chosen dtype such as
+    ``"V1000000000"`` would allocate a gigabyte per category."""
+    for dtype in state.get("category_dtypes", []):
+        if dtype == "str":
+            continue
+        if not isinstance(dtype, str) or np.dtype(dtype).kind not in "biuf":
+            raise _corrupt(name, _CONFIG, f"category dtype {dtype!r}")
+
+
+def _array_references(value: Any) -> set[str]:
+    """The keys of ``tensors.pt``'s arrays that an adapter state refers to."""
+    if isinstance(value, dict):
+        refs = {v for k, v in value.items() if k in ("__tensor__", "__ndarray__")}
+        for v in value.values():
+            refs |= _array_references(v)
+        return refs
+    if isinstance(value, list):
+        return set().union(*map(_array_references, value)) if value else set()
+    return set()
+
+
+def _networks(
+    estimator: ACTEncoder, width: int, device: str
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The encoder and projection head for ``estimator``'s adapter, on ``device``
+    ("meta" to learn shapes and dtypes without allocating a possibly huge network)."""
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        network = estimator._make_encoder(estimator._adapter.input_shape)
+        projector = estimator._make_projector(width)
+    return network, projector
+
+
+def _allocated(plan: _Plan, width: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The planned networks on the CPU, ready to receive every saved tensor.
+
+    Built-in ones are moved off the meta device uninitialised: the saved weights
+    overwrite them all, and initialising ResNet-18 first cost a tenth of a second.
+    """
+    modules = [m for m in (plan.encoder, plan.projector) if m is not None]
+    on_meta = any(t.is_meta for m in modules for t in m.state_dict().values())
+    if not on_meta:
+        return plan.encoder, plan.projector  # a caller's encoder, built on the CPU
+    # A buffer outside the state dict would stay uninitialised: build afresh then.
+    if any(set(dict(m.named_buffers())) - set(m.state_dict()) for m in modules):
+        return _networks(plan.estimator, width, "cpu")
+    projector = None if plan.projector is None else plan.projector.to_empty(device="cpu")
+    return plan.encoder.to_empty(device="cpu"), projector
+
+
+@functools.cache
+def _cpu_generator_state_size() -> int:
+    return torch.Generator().get_state().numel()
+
+
+# ----------------------------------------------------------------- checking the tensors
+
+
+def _check_tensors(tensors: dict[str, Any], plan: _Plan, name: str) -> None:
+    """Refuse tensors that do not fit the architecture: wrong keys, shapes or dtypes
+    (a (1,) scale would broadcast, int64 weights be cast), or values that are not
+    finite. Everything is checked here, not later inside torch or transform."""
+    # The adapter first: it fixes the input width the encoder's shapes follow.
+    arrays = tensors["arrays"]
+    expected_arrays = {
+        key: torch.empty(shape, dtype=dtype, device="meta")
+        for key, (shape, dtype) in plan.arrays.items()
+    }
+    _check_state(arrays, expected_arrays, "", name)
+    for key, value in arrays.items():
+        if key.rsplit(".", 1)[-1] in _POSITIVE_ARRAYS and not bool((value > 0).all()):
+            raise _corrupt(name, _TENSORS, f"{key} holds values <= 0")
+    encoder_expected = plan.encoder.state_dict()
+    if plan.custom is not None:
+        # The caller's architecture: a mismatch is theirs to fix (shapes), unless
+        # the values themselves are damaged.
+        _check_finite(tensors["encoder"], "encoder", name)
+        _check_state(
+            tensors["encoder"], encoder_expected, "encoder", name, caller_error=True
+        )
+    else:
+        _check_state(tensors["encoder"], encoder_expected, "encoder", name)
+    if plan.projector is None:
+        if tensors["projector"] is not None:
+            raise _corrupt(
+                name, _TENSORS, "it holds projector weights for a model without one"
+            )
+    else:
+        _check_state(tensors["projector"], plan.projector.state_dict(), "projector", name)
+    parameters = [*plan.encoder.parameters()]
+    if plan.projector is not None:
+        parameters += plan.projector.parameters()
+    _check_optimizer(tensors["optimizer"], parameters, name)
+    _check_adversary(tensors["adversary"], plan.correlation_width, name)
+    _check_generator(tensors["generator"], plan, name)
+
+
+def _check_state(
+    state: Any,
+    expected: dict[str, Tensor],
+    what: str,
+    name: str,
+    *,
+    caller_error: bool = False,
+) -> None:
+    """``state`` must hold exactly ``expected``'s keys, each a tensor of the same
+    shape and dtype, with finite values. ``what`` prefixes the keys in messages
+    ("encoder" gives "encoder.layers.0.weight"); an empty one leaves them as they are.
+    ``caller_error``: a mismatch is the caller's (their encoder), a plain ValueError."""
+    label = f"{what}." if what else ""
+    network = f"the saved {what or 'input statistics'} do not fit the model built for them"
+    if what in ("encoder", "projector"):
+        network = f"the saved {what} weights do not fit the network built for them"
+    problem = None
+    if not isinstance(state, dict) or set(state) != set(expected):
+        keys = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        problem = f"{network}: they hold {keys}, the network {sorted(expected)}"
+    else:
+        for key, want in expected.items():
+            got = state[key]
+            if isinstance(got, Tensor) and (got.shape, got.dtype) == (
+                want.shape,
+                want.dtype,
+            ):
+                continue
+            found = (
+                f"{got.dtype} of shape {tuple(got.shape)}"
+                if isinstance(got, Tensor)
+                else type(got).__name__
+            )
+            problem = (
+                f"{network}: {label}{key} is {found}, not {want.dtype} of shape "
+                f"{tuple(want.shape)}"
+            )
+            break
+    if problem is not None:
+        if caller_error:
+            raise ValueError(problem)
+        raise _corrupt(name, _TENSORS, problem)
+    _check_finite(state, what, name)
+
+
+def _check_finite(state: Any, what: str, name: str) -> None:
+    if not isinstance(state, dict):
+        return
+    label = f"{what}." if what else ""
+    for key, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point():
+            # A finite sum means finite values (NaN and inf propagate), in a fraction
+            # of isfinite's time; only a sum that overflows needs the full check.
+            if bool(value.sum(dtype=torch.float64).isfinite()):
+                continue
+            if not bool(torch.isfinite(value).all()):
+                raise _corrupt(name, _TENSORS, f"{label}{key} holds NaN or infinite values")
+
+
+def _check_optimizer(state: Any, parameters: Sequence[Tensor], name: str) -> None:
+    """Adam's saved state: one entry per parameter, moments of the parameter's shape."""
+    if state is None:
+        return
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise _corrupt(name, _TENSORS, "the optimizer state is not a torch optimizer's")
+    groups = state["param_groups"]
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups
+    ):
+        raise _corrupt(name, _TENSORS, "the optimizer's parameter groups are malformed")
+    ids = [i for g in groups for i in g["params"]]
+    if ids != list(range(len(parameters))):
+        raise _corrupt(
+            name,
+            _TENSORS,
+            f"the optimizer state covers {len(ids)} parameters; the network has "
+            f"{len(parameters)}",
+        )
+    for group in groups:
+        for key, value in group.items():
+            if key != "params" and not _plain(value):
+                raise _corrupt(name, _TENSORS, f"the optimizer's {key}={value!r}")
+    per_parameter = state["state"]
+    if not isinstance(per_parameter, dict) or not set(per_parameter) <= set(ids):
+        raise _corrupt(name, _TENSORS, "the optimizer state names unknown parameters")
+    for i, entry in per_parameter.items():
+        if not isinstance(entry, dict):
+            raise _corrupt(name, _TENSORS, f"the optimizer state of parameter {i}")
+        param = parameters[i]
+        for key, value in entry.items():
+            scalar = key == "step"
+            ok = isinstance(value, Tensor) and (
+                (value.numel() == 1 and value.is_floating_point())
+                if scalar
+                else (value.shape == param.shape and value.dtype == param.dtype)
+            )
+            if not ok:
+                found = (
+                    f"{value.dtype} of shape {tuple(value.shape)}"
+                    if isinstance(value, Tensor)
+                    else repr(value)
+                )
+                raise _corrupt(
+                    name,
+                    _TENSORS,
+                    f"the optimizer's {key} of parameter {i} is {found}, for a "
+                    f"parameter of shape {tuple(param.shape)}",
+                )
+        _check_finite(entry, f"optimizer.state.{i}", name)
+
+
+def _plain(value: Any) -> bool:
+    """A hyperparameter value torch could have written: a finite number, a bool, a
+    string, None, or a tuple of those."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _check_adversary(state: Any, width: int, name: str) -> None:
+    """The ACT adversary: plain settings and a (width, width) float32 ``G`` or None."""
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise _corrupt(name, _TENSORS, "the adversary state is not a dict")
+    for key, value in state.items():
+        if isinstance(value, Tensor):
+            if value.shape != (width, width) or value.dtype != torch.float32:
+                raise _corrupt(
+                    name,
+                    _TENSORS,
+                    f"adversary.{key} is {value.dtype} of shape {tuple(value.shape)}, "
+                    f"not float32 of shape {(width, width)}",
+                )
+        elif not _plain(value):
+            raise _corrupt(name, _TENSORS, f"adversary.{key}={value!r}")
+    _check_finite(state, "adversary", name)
+
+
+def _check_generator(state: Any, plan: _Plan, name: str) -> None:
+    """The random generator's state, tried on the generator it will restore: a wrong
+    one must fail here, not in the first step of a later ``partial_fit``."""
+    if not isinstance(state, Tensor) or state.dtype != torch.uint8 or state.ndim != 1:
+        raise _corrupt(name, _TENSORS, "the random generator state is not a uint8 vector")
+    saved = torch.device(plan.config["fitted"]["device"])
+    if saved.type != plan.target.type:
+        return  # reseeded for the new device type (see _training.generator_state_for)
+    try:
+        _training.make_generator(plan.target, 0).set_state(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise _corrupt(
+            name, _TENSORS, f"the random generator state is invalid ({exc})"
+        ) from None
+
+
+def _target_device(saved: torch.device, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return _training.resolve_device(device)
+    return _available_or_cpu(saved)
+
+
+# -------------------------------------------------------------------------- rebuilding
+
+
+def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
+    """A fitted estimator from a checked plan and its checked tensors."""
+    estimator = plan.estimator
+    config = plan.config
     fitted = config["fitted"]
     saved_device = torch.device(fitted["device"])
-    if device is not None:
-        target = _training.resolve_device(device)
-    else:
-        target = _available_or_cpu(saved_device)
+    target = plan.target
 
     adapter_spec = config["adapter"]
-    if adapter_spec["kind"] not in ADAPTERS:
-        raise ValueError(
-            f"unknown input adapter kind {adapter_spec['kind']!r}; this skact knows "
-            f"{sorted(ADAPTERS)}. Upgrade skact to load this model."
-        )
     adapter = ADAPTERS[adapter_spec["kind"]].from_state_dict(
         _join_arrays(adapter_spec["state"], tensors["arrays"])
     )
     estimator._adapter = adapter  # _make_encoder reads it (embedding front-end)
-    with torch.random.fork_rng(devices=[]):
-        network = estimator._make_encoder(adapter.input_shape)
-        width = int(fitted["n_components_out"])
-        projector = estimator._make_projector(width)
+    width = int(fitted["n_components_out"])
+    network, projector = _allocated(plan, width)
     _load_weights(network, tensors["encoder"], "encoder")
     if projector is not None:
         _load_weights(projector, tensors["projector"], "projection head")
 
     estimator.device_ = target
-    estimator._adapter = adapter
     estimator._n_components_out = width
     estimator.encoder_ = estimator._placed(network).eval()
     estimator.projector_ = projector.to(target).eval() if projector is not None else None
@@ -363,11 +1150,12 @@ def _rebuild(
     if adversary is not None and isinstance(adversary.get("state"), Tensor):
         adversary = {**adversary, "state": adversary["state"].to(target)}
     estimator._adversary_state = adversary
-    estimator._shuffle_rng = _bit_generator(fitted["shuffle_rng"])
+    estimator._shuffle_rng = plan.shuffle_rng
     estimator._generator_state = _training.generator_state_for(
         tensors["generator"], saved_device, target, estimator._shuffle_rng
     )
     estimator._step = int(fitted["step"])
+    estimator._partial_fit_start = fitted.get("partial_fit_start")
     estimator._fitted_architecture = estimator._architecture()
     estimator.n_iter_ = int(fitted["n_iter_"])
     estimator.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]

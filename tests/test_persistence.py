@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import stat
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -165,6 +168,84 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
             small(random_state=1).fit(X).save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.skact"]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_saved_file_has_the_umask_mode_or_the_replaced_files(tmp_path: Path) -> None:
+    """Today's main made every model 0600 (mkstemp's mode), unreadable to colleagues."""
+    enc = small().fit(X)
+    old = os.umask(0o022)
+    try:
+        enc.save(tmp_path / "shared.skact")
+        os.umask(0o077)
+        enc.save(tmp_path / "private.skact")
+        (tmp_path / "group.skact").write_bytes(b"")
+        os.chmod(tmp_path / "group.skact", 0o640)
+        enc.save(tmp_path / "group.skact")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "shared.skact") == 0o644
+    assert _mode(tmp_path / "private.skact") == 0o600
+    assert _mode(tmp_path / "group.skact") == 0o640
+
+
+def test_saving_to_a_symbolic_link_replaces_its_target(tmp_path: Path) -> None:
+    target, link = tmp_path / "models" / "v1.skact", tmp_path / "current.skact"
+    target.parent.mkdir()
+    small().fit(X).save(target)
+    link.symlink_to(target)
+    newer = small(random_state=1).fit(X)
+    newer.save(link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    np.testing.assert_array_equal(skact.load(target).transform(X), newer.transform(X))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["v1.skact"]
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        (lambda tmp: tmp / "a-file" / "enc.skact", NotADirectoryError),  # creating it
+        (lambda tmp: tmp / "a-folder", IsADirectoryError),  # renaming it
+    ],
+    ids=["folder is a file", "destination is a folder"],
+)
+def test_save_error_names_the_path_asked_for(tmp_path: Path, where, error) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-folder" / "keep").write_bytes(b"")
+    path = where(tmp_path)
+    with pytest.raises(error) as info:
+        small().fit(X).save(path)
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert not [p for p in tmp_path.rglob(".skact-*")]
+
+
+def test_save_removes_temporary_files_of_killed_saves(tmp_path: Path) -> None:
+    """Only files over a minute old whose process is gone: a concurrent save in
+    another process keeps its temporary file."""
+    dead = 2**22 + 1  # above Linux's largest pid_max: no process has it
+    names = {
+        f".skact-{dead}-0a1b2c3d.tmp": (True, True),  # old, process gone: removed
+        ".skact-k3x9_q2m.tmp": (True, True),  # skact 0.1.0's name (no pid), old
+        f".skact-{dead}-ffffffff.tmp": (False, False),  # process gone, but just written
+        f".skact-{os.getpid()}-12345678.tmp": (True, False),  # process alive
+        ".skact-notes.txt": (True, False),  # not a temporary file of save
+    }
+    two_minutes_ago = time.time() - 120
+    for name, (old, _) in names.items():
+        (tmp_path / name).write_bytes(b"partial")
+        if old:
+            os.utime(tmp_path / name, (two_minutes_ago, two_minutes_ago))
+    small().fit(X).save(tmp_path / "enc.skact")
+    left = {p.name for p in tmp_path.iterdir()}
+    removed = {n for n, (_, gone) in names.items() if gone}
+    if os.name != "posix":  # process ids are not checked there: only 0.1.0's names go
+        removed = {".skact-k3x9_q2m.tmp"}
+    assert left == {"enc.skact", *names} - removed
 
 
 def test_random_state_instance_is_not_saved(tmp_path: Path) -> None:
@@ -337,7 +418,9 @@ def test_invalid_saved_device_is_a_corrupt_file(tmp_path: Path) -> None:
     config = rewrite(path)
     config["fitted"]["device"] = "not-a-device"
     rewrite(path, config=config)
-    with pytest.raises(ValueError, match=r"incomplete or corrupt \(RuntimeError"):
+    with pytest.raises(
+        ValueError, match=r"incomplete or corrupt \(skact\.json\): RuntimeError"
+    ):
         skact.load(path)
 
 

@@ -1,0 +1,540 @@
+"""skact.load on hostile model files: size bombs, devices and pipes, duplicate members,
+tampered tensors, zip features skact never writes, and deep JSON.
+
+Each case must raise :class:`skact.ModelFileError` naming the file and the member at
+fault, quickly and within bounded memory, and never blame the user's data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import threading
+import tracemalloc
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import skact
+
+from _small import small_encoder
+
+X = np.random.default_rng(0).normal(size=(64, 5))
+#: Python allocations allowed while refusing a bomb (the file itself is ~1 MB).
+MEMORY_BOUND = 32 * 2**20
+#: What the bombs inflate to.
+BOMB = 128 * 2**20
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, Any]]:
+    """The members of a genuine small model: skact.json's bytes and the tensors."""
+    path = tmp_path_factory.mktemp("model") / "model.skact"
+    small_encoder(adversary="ema").fit(X).save(path)
+    with zipfile.ZipFile(path) as z:
+        config = z.read("skact.json")
+        tensors = torch.load(io.BytesIO(z.read("tensors.pt")), weights_only=True)
+    return config, tensors
+
+
+@pytest.fixture(scope="module")
+def zeros_deflated() -> bytes:
+    """A raw deflate stream of BOMB zero bytes (about 600 KB)."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    chunk = bytes(16 * 2**20)
+    stream = b"".join(compressor.compress(chunk) for _ in range(BOMB // len(chunk)))
+    return stream + compressor.flush()
+
+
+def tensor_bytes(tensors: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+class Member:
+    """One zip member, written as given: sizes, flags and method may lie."""
+
+    def __init__(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        method: int = zipfile.ZIP_STORED,
+        size: int | None = None,
+        crc: int | None = None,
+        flags: int = 0,
+    ) -> None:
+        self.name, self.data, self.method, self.flags = name, data, method, flags
+        self.size = len(data) if size is None else size
+        self.crc = zlib.crc32(data) if crc is None else crc
+
+
+def write_zip(path: Path, members: list[Member]) -> None:
+    """A zip archive exactly as described (zipfile refuses to write most of these)."""
+    body, directory = io.BytesIO(), io.BytesIO()
+    for m in members:
+        name, offset = m.name.encode(), body.tell()
+        common = (m.flags, m.method, 0, 0x21, m.crc, len(m.data), m.size, len(name))
+        body.write(struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, *common, 0))
+        body.write(name + m.data)
+        directory.write(
+            struct.pack(
+                "<4s4B4HL2L5H2L",
+                b"PK\x01\x02",
+                20,
+                3,
+                20,
+                0,
+                *common,
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+        )
+        directory.write(name)
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),
+        directory.tell(), body.tell(), 0,
+    )  # fmt: skip
+    path.write_bytes(body.getvalue() + directory.getvalue() + end)
+
+
+def refused(path: Path, member: str | None, *, timeout: float = 20.0) -> str:
+    """Load ``path`` in a thread; it must raise ModelFileError naming the file and
+    ``member`` within ``timeout`` seconds and allocate at most MEMORY_BOUND."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            skact.load(path)
+        except BaseException as exc:  # handed to the test thread, whatever it is
+            outcome["error"] = exc
+
+    tracemalloc.start()
+    try:
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not worker.is_alive(), f"skact.load did not return within {timeout} s"
+    error = outcome.get("error")
+    assert isinstance(error, skact.ModelFileError), repr(error)
+    assert peak < MEMORY_BOUND, f"{peak / 2**20:.0f} MiB allocated"
+    message = str(error)
+    assert error.path == str(path) and repr(str(path)) in message
+    assert error.member == member
+    if member is not None:
+        assert member in message
+    assert "Traceback" not in message and "got a table" not in message
+    return message
+
+
+# ------------------------------------------------------------------------- size bombs
+
+
+def test_tensor_member_inflating_to_128_mib_is_refused_before_reading(
+    tmp_path: Path, saved, zeros_deflated: bytes
+) -> None:
+    config, _ = saved
+    path = tmp_path / "bomb.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config),
+            Member(
+                "tensors.pt",
+                zeros_deflated,
+                method=zipfile.ZIP_DEFLATED,
+                size=BOMB,
+                crc=zlib.crc32(bytes(BOMB)),
+            ),
+        ],
+    )
+    assert path.stat().st_size < 2 * 2**20
+    message = refused(path, "tensors.pt")
+    assert f"declares {BOMB:,} bytes" in message
+    assert "that the architecture in skact.json can need" in message
+
+
+def test_member_larger_than_its_header_says_is_read_in_bounded_chunks(
+    tmp_path: Path, saved, zeros_deflated: bytes
+) -> None:
+    """The header claims 64 KiB (within the bound); the data inflates to 128 MiB."""
+    config, _ = saved
+    path = tmp_path / "liar.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config),
+            Member("tensors.pt", zeros_deflated, method=zipfile.ZIP_DEFLATED, size=2**16),
+        ],
+    )
+    assert "a damaged zip archive" in refused(path, "tensors.pt")
+
+
+def test_config_member_of_128_mib_whitespace_is_refused(tmp_path: Path, saved) -> None:
+    """Today's main parsed a 1 GiB JSON of whitespace (2.4 GB of memory)."""
+    _, tensors = saved
+    path = tmp_path / "json-bomb.skact"
+    spaces = zlib.compressobj(1, zlib.DEFLATED, -15)
+    padded = spaces.compress(b" " * BOMB) + spaces.flush()
+    write_zip(
+        path,
+        [
+            Member(
+                "skact.json",
+                padded,
+                method=zipfile.ZIP_DEFLATED,
+                size=BOMB,
+                crc=zlib.crc32(b" " * BOMB),
+            ),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert f"declares {BOMB:,} bytes" in refused(path, "skact.json")
+
+
+# ----------------------------------------------------------------- devices and pipes
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero (POSIX)")
+def test_link_to_a_character_device_is_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "zero.skact"
+    path.symlink_to("/dev/zero")
+    assert "it is a character device" in refused(path, None, timeout=5)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+def test_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "pipe.skact"
+    os.mkfifo(path)
+    assert "it is a named pipe (FIFO)" in refused(path, None, timeout=5)
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    assert "it is a directory" in refused(tmp_path, None)
+
+
+def test_link_to_a_regular_model_file_loads(tmp_path: Path) -> None:
+    enc = small_encoder().fit(X)
+    enc.save(tmp_path / "model.skact")
+    (tmp_path / "link.skact").symlink_to(tmp_path / "model.skact")
+    loaded = skact.load(tmp_path / "link.skact")
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+# ------------------------------------------------------------------- zip features
+
+
+def test_duplicate_members_are_refused(tmp_path: Path, saved) -> None:
+    """zipfile reads the last of two skact.json; another reader would read the first."""
+    config, tensors = saved
+    other = json.loads(config)
+    other["params"]["alpha"] = 1.0
+    path = tmp_path / "twice.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config),
+            Member("skact.json", json.dumps(other).encode()),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert "the archive holds 2 members named skact.json" in refused(path, "skact.json")
+
+
+def test_encrypted_member_is_refused(tmp_path: Path, saved) -> None:
+    config, tensors = saved
+    path = tmp_path / "encrypted.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config),
+            Member("tensors.pt", tensor_bytes(tensors), flags=1),
+        ],
+    )
+    assert "it is encrypted" in refused(path, "tensors.pt")
+
+
+def test_unknown_compression_method_is_refused(tmp_path: Path, saved) -> None:
+    config, tensors = saved
+    path = tmp_path / "method.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config, method=99),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert "zip compression method 99" in refused(path, "skact.json")
+
+
+def test_deflated_members_load(tmp_path: Path) -> None:
+    """A model re-zipped with compression is still a model."""
+    enc = small_encoder().fit(X)
+    enc.save(tmp_path / "model.skact")
+    with zipfile.ZipFile(tmp_path / "model.skact") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(tmp_path / "deflated.skact", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    loaded = skact.load(tmp_path / "deflated.skact")
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+# ----------------------------------------------------------------------- skact.json
+
+
+def _edit(key_path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        *parents, last = key_path.split(".")
+        for key in parents:
+            config = config[key]
+        config[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "member", "message"),
+    [
+        (_edit("fitted.n_iter_", "x"), "skact.json", "fitted n_iter_='x'"),
+        (_edit("fitted.n_components_out", True), "skact.json", "n_components_out=True"),
+        (_edit("output", "evil"), "skact.json", "output='evil' is not one of set_output's"),
+        (
+            _edit("params.encoder", "convnet"),
+            "skact.json",
+            "do not describe the network for its tabular input",
+        ),
+        (_edit("fitted.n_components_out", 7), "skact.json", "outputs 3 features, not 7"),
+        (
+            _edit("params.hidden_layer_sizes", [10**12]),
+            "skact.json",
+            "bytes of weights, but tensors.pt holds",
+        ),
+        (_edit("params.n_components", "3"), "skact.json", "its parameters are invalid"),
+        (
+            _edit("fitted.shuffle_rng.state.state", "x"),
+            "skact.json",
+            "incomplete or corrupt",
+        ),
+        (
+            _edit("fitted.feature_names_in_", ["a"]),
+            "skact.json",
+            "not one name per feature",
+        ),
+        (
+            _edit("adapter.kind", "image"),
+            "skact.json",
+            "incomplete or corrupt (skact.json): KeyError",
+        ),
+        (
+            _edit("fitted.n_features_in_", 6),
+            "tensors.pt",
+            "adapter.mean is torch.float64 of shape (5,), not torch.float64 of shape (6,)",
+        ),
+    ],
+    ids=[
+        "int as string",
+        "bool as int",
+        "output container",
+        "image encoder on a table",
+        "lying width",
+        "huge layer",
+        "invalid parameter",
+        "random state",
+        "feature names",
+        "adapter kind",
+        "feature count",
+    ],
+)
+def test_tampered_config_is_a_corrupt_file(
+    tmp_path: Path, saved, edit, member: str, message: str
+) -> None:
+    """Today's main raised ValueError("invalid literal for int()"), sklearn's "output
+    config must be in [...]" at transform, or "got a table" for a lying encoder."""
+    config, tensors = saved
+    config = json.loads(config)
+    edit(config)
+    path = tmp_path / "tampered.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", json.dumps(config).encode()),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert message in refused(path, member)
+
+
+def test_deeply_nested_json_is_refused(tmp_path: Path, saved) -> None:
+    _, tensors = saved
+    path = tmp_path / "deep.skact"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    write_zip(
+        path, [Member("skact.json", deep), Member("tensors.pt", tensor_bytes(tensors))]
+    )
+    assert "nested too deeply" in refused(path, "skact.json")
+
+
+def test_config_that_is_not_utf8_is_refused(tmp_path: Path, saved) -> None:
+    config, tensors = saved
+    path = tmp_path / "latin1.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", config + b"\xff"),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert "it is not UTF-8 text" in refused(path, "skact.json")
+
+
+# ---------------------------------------------------------------------- tensors.pt
+
+
+def _set(key_path: str, make: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of the tensors: ``make(old value)`` at ``key_path`` ("a/0/b"; a missing
+    key gives None)."""
+
+    def edit(tensors: dict[str, Any]) -> None:
+        parent: Any = tensors
+        *keys, last = [k for k in key_path.split("/")]
+        for key in keys:
+            parent = parent[_key(parent, key)]
+        key = _key(parent, last)
+        old = parent.get(key) if isinstance(parent, dict) else parent[key]
+        parent[key] = make(old)
+
+    return edit
+
+
+def _key(parent: Any, key: str) -> Any:
+    """List indices and the optimizer's parameter ids are ints; other keys, strings."""
+    if key.isdigit() and (isinstance(parent, list) or key not in parent):
+        return int(key)
+    return key
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _set("arrays/adapter.scale", lambda t: t[:1]),
+            "adapter.scale is torch.float64 of shape (1,), not torch.float64 of shape (5,)",
+        ),
+        (_set("arrays/adapter.scale", lambda t: -t), "adapter.scale holds values <= 0"),
+        (
+            _set("encoder/layers.0.weight", lambda t: (t * 1e7).long()),
+            "encoder.layers.0.weight is torch.int64 of shape (8, 5)",
+        ),
+        (
+            _set("encoder/layers.0.weight", lambda t: t.to(torch.complex64)),
+            "is torch.complex64",
+        ),
+        (
+            _set("encoder/layers.0.bias", lambda t: t[:1]),
+            "encoder.layers.0.bias is torch.float32 of shape (1,), not torch.float32 of "
+            "shape (8,)",
+        ),
+        (
+            _set(
+                "encoder/layers.0.weight",
+                lambda t: t.index_fill(0, torch.tensor([2]), np.nan),
+            ),
+            "encoder.layers.0.weight holds NaN or infinite values",
+        ),
+        (
+            _set("projector/layers.0.weight", lambda t: t.fill_(np.inf)),
+            "projector.layers.0.weight holds NaN or infinite values",
+        ),
+        (_set("encoder/extra", lambda t: torch.zeros(1)), "do not fit the network"),
+        (
+            _set("optimizer/state/0/exp_avg", lambda t: t[:1]),
+            "the optimizer's exp_avg of parameter 0 is torch.float32 of shape (1, 5)",
+        ),
+        (
+            _set("optimizer/state/0/exp_avg_sq", lambda t: t.fill_(np.nan)),
+            "optimizer.state.0.exp_avg_sq holds NaN",
+        ),
+        (
+            _set("optimizer/param_groups/0/params", lambda p: p[:-1]),
+            "the optimizer state covers",
+        ),
+        (
+            _set("adversary/state", lambda t: t[:2, :2]),
+            "adversary.state is torch.float32 of shape (2, 2)",
+        ),
+        (
+            _set("generator", lambda t: t[:100]),
+            "the random generator state is invalid",
+        ),
+        (_set("generator", lambda t: t.long()), "not a uint8 vector"),
+        (_set("projector", lambda t: None), "do not fit the network"),
+    ],
+    ids=[
+        "scale (1,)",
+        "negative scale",
+        "int64 weights",
+        "complex weights",
+        "broadcastable bias",
+        "NaN weight",
+        "infinite weight",
+        "extra weight",
+        "optimizer moment shape",
+        "optimizer moment NaN",
+        "optimizer parameters",
+        "adversary shape",
+        "generator size",
+        "generator dtype",
+        "missing projector",
+    ],
+)
+def test_tampered_tensors_are_a_corrupt_file(tmp_path: Path, saved, edit, message) -> None:
+    """Today's main broadcast a (1,) scale, cast int64 weights silently, accepted
+    complex ones, blamed the user's data for NaN weights, and failed inside torch in a
+    later partial_fit for a wrong generator state."""
+    config, tensors = saved
+    tensors = _copy(tensors)
+    edit(tensors)
+    path = tmp_path / "tampered.skact"
+    write_zip(
+        path, [Member("skact.json", config), Member("tensors.pt", tensor_bytes(tensors))]
+    )
+    text = refused(path, "tensors.pt")
+    assert message in text
+    assert "far outside the range" not in text
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def test_untampered_rewrite_loads(tmp_path: Path, saved) -> None:
+    """The writer above makes valid archives: the checks, not the writer, refuse."""
+    config, tensors = saved
+    path = tmp_path / "plain.skact"
+    write_zip(
+        path, [Member("skact.json", config), Member("tensors.pt", tensor_bytes(tensors))]
+    )
+    assert skact.load(path).transform(X).shape == (64, 3)
