@@ -128,8 +128,8 @@ rst_epilog = "\n".join(
 
 # -- Links into scikit-learn's documentation ------------------------------------------
 # Methods inherited from scikit-learn (set_output, get_metadata_routing) carry :ref:
-# roles to labels of scikit-learn's own site; resolve them to links there rather than
-# fail the build (intersphinx would need the network at build time).
+# and :term: roles to labels of scikit-learn's own site; resolve them to links there
+# rather than fail the build (intersphinx would need the network at build time).
 SKLEARN_DOCS = "https://scikit-learn.org/stable/"
 SKLEARN_LABELS = {
     "metadata_routing": "metadata_routing.html",
@@ -145,13 +145,17 @@ def _sklearn_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 
     from docutils import nodes
 
-    if node.get("reftype") != "ref" or "sklearn." not in (node.source or ""):
+    reftype = node.get("reftype")
+    if reftype not in ("ref", "term") or "sklearn." not in (node.source or ""):
         return None
     label = node["reftarget"]
-    page = SKLEARN_LABELS.get(label, f"search.html?q={quote(label)}")
     text = contnode.astext()
-    if text == label:  # a bare label: say what it is instead of printing it
-        text = "scikit-learn's example"
+    if reftype == "term":  # set_score_request's :term:`meta-estimator`
+        page = f"glossary.html#term-{quote(label.lower())}"
+    else:
+        page = SKLEARN_LABELS.get(label, f"search.html?q={quote(label)}")
+        if text == label:  # a bare label: say what it is instead of printing it
+            text = "scikit-learn's example"
     return nodes.reference(text, text, internal=False, refuri=SKLEARN_DOCS + page)
 
 

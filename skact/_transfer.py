@@ -144,7 +144,7 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         The labels seen in ``fit``.
     n_features_in_ : int
         Number of features seen in ``fit``, as the fitted encoder records it.
-    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+    feature_names_in_ : ndarray of str of shape (n_features,)
         Column names seen in ``fit``, where ``X`` had them.
 
     See Also
@@ -204,7 +204,7 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         y, labeled = _check_target(X, y)
         self.classes_ = np.unique(y[labeled])
-        # Without labels: pass y[...] here once ACTEncoder.fit accepts labels (issue 17).
+        # y=None for now: pass y here once ACTEncoder.fit accepts labels (issue 17, 1-2).
         self.encoder_ = clone(self.encoder).fit(X, None)
         features = self.encoder_.transform(X)
         self.classifier_ = clone(self.classifier)
@@ -219,7 +219,8 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             self.classifier_.fit(features, targets)
         else:
             self._label_codes = False
-            self.classifier_.fit(features[labeled], y[labeled])
+            rows = np.flatnonzero(labeled)
+            self.classifier_.fit(_safe_indexing(features, rows), y[rows])
         return self
 
     @available_if(_classifier_has("predict"))
