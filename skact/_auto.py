@@ -1,0 +1,163 @@
+"""What ``"auto"`` means: the network, view size, batch size, epochs and learning rate
+that ``ACTEncoder`` picks for a kind of input on the device it trains on.
+
+The rule, written as code so that it can be tested with the device injected (the
+user guide's pages on tables and images print the same rules):
+
+- tables, any device: ``mlp``, the row as it is, 100 epochs, learning rate 1e-3;
+- images on CUDA (and other accelerators): ``resnet18`` at the stored size (``convnet``
+  for tiny images, under 32 pixels), 50 epochs, learning rate 2e-3;
+- images on a CPU or MPS: ``convnet``, views of at most :data:`CPU_VIEW_SIDE` pixels on
+  the longer side, 50 epochs or fewer for large sets (a budget of pixels processed,
+  at least :data:`MIN_EPOCHS`), learning rate 2e-3.
+
+Batch size: 256 for tables; ``min(256, max(32, n // 20))`` for images, so that small
+image sets still get about 20 steps per epoch.
+
+Why the CPU rule: the paper's CIFAR ResNet-18 at 32 px and more costs about a minute per
+epoch of 2,000 images on a 2-core CPU (hours with the default epochs), while the small
+ConvNet on views of at most 32 px is many times cheaper and, measured on the photo-tile
+benchmark, gives features that beat raw pixels by a wide margin (``benchmarks/results``).
+The epochs on the CPU follow a budget of pixels processed (``samples x view area x
+epochs``), so that a default fit takes minutes, not hours, whatever the set's size;
+tiny images (digits) keep the full 50 epochs, which the budget allows them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "CPU_PIXEL_BUDGET",
+    "CPU_VIEW_SIDE",
+    "AutoSettings",
+    "image_settings",
+    "image_view_size",
+    "table_settings",
+]
+
+#: Longer side (pixels) of the views the network sees on a CPU or MPS device when the
+#: augmentation is left to ``ACTEncoder`` (``augment=None``).
+CPU_VIEW_SIDE = 32
+#: Pixels (samples x view area, summed over the epochs) a default CPU fit processes at
+#: most, when that leaves at least ``MIN_EPOCHS``: 2,000 views of 32 x 32 get 20 epochs.
+CPU_PIXEL_BUDGET = 2000 * 32 * 32 * 20
+#: Fewest and most epochs of ``max_iter="auto"`` for images.
+MIN_EPOCHS, IMAGE_EPOCHS = 5, 50
+TABLE_EPOCHS = 100
+#: Devices whose defaults follow the CPU rule (no fast convolutions assumed).
+_CPU_LIKE = ("cpu", "mps")
+#: Images smaller than this (longer side, pixels) are tiny: glyphs and icons.
+TINY_IMAGE = 32
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What ``"auto"`` resolves to for one fit.
+
+    Attributes
+    ----------
+    encoder : str
+        ``encoder="auto"``'s network.
+    batch_size : int
+        ``batch_size="auto"``'s samples per step.
+    max_iter : int
+        ``max_iter="auto"``'s epochs.
+    learning_rate : float
+        ``learning_rate="auto"``'s peak learning rate.
+    """
+
+    encoder: str
+    batch_size: int
+    max_iter: int
+    learning_rate: float
+
+
+def table_settings(n_samples: int) -> AutoSettings:
+    """The ``"auto"`` settings of a table of ``n_samples`` rows (any device).
+
+    Parameters
+    ----------
+    n_samples : int
+
+    Returns
+    -------
+    AutoSettings
+
+    Examples
+    --------
+    >>> table_settings(1000)
+    AutoSettings(encoder='mlp', batch_size=256, max_iter=100, learning_rate=0.001)
+    """
+    return AutoSettings("mlp", 256, TABLE_EPOCHS, 1e-3)
+
+
+def image_view_size(
+    device_type: str, image_size: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The size of the views the network sees, when the device caps it.
+
+    On a CPU or MPS device, images whose longer side exceeds :data:`CPU_VIEW_SIDE` are
+    viewed at that longer side (aspect kept); elsewhere, and for smaller images, None:
+    the default augmentation's own size.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type`` of the device that trains (``"cuda"``, ``"mps"``,
+        ``"cpu"``, ...).
+    image_size : tuple of (int, int)
+        Stored height and width.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+
+    Examples
+    --------
+    >>> image_view_size("cpu", (64, 96)), image_view_size("cuda", (64, 96))
+    ((21, 32), None)
+    """
+    side = max(image_size)
+    if device_type not in _CPU_LIKE or side <= CPU_VIEW_SIDE:
+        return None
+    scale = CPU_VIEW_SIDE / side
+    return (
+        max(1, round(image_size[0] * scale)),
+        max(1, round(image_size[1] * scale)),
+    )
+
+
+def image_settings(
+    device_type: str, view_size: tuple[int, int], n_samples: int
+) -> AutoSettings:
+    """The ``"auto"`` settings of ``n_samples`` images seen at ``view_size``.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type`` of the device that trains.
+    view_size : tuple of (int, int)
+        Height and width of the network input (the augmentation's output).
+    n_samples : int
+        Training images (the global count under distributed training).
+
+    Returns
+    -------
+    AutoSettings
+
+    Examples
+    --------
+    >>> image_settings("cpu", (32, 32), 2000).max_iter
+    20
+    >>> image_settings("cuda", (32, 32), 2000).encoder
+    'resnet18'
+    """
+    batch_size = min(256, max(32, n_samples // 20))
+    if device_type in _CPU_LIKE:
+        pixels = max(1, n_samples) * view_size[0] * view_size[1]
+        epochs = min(IMAGE_EPOCHS, max(MIN_EPOCHS, math.floor(CPU_PIXEL_BUDGET / pixels)))
+        return AutoSettings("convnet", batch_size, epochs, 2e-3)
+    encoder = "convnet" if max(view_size) < TINY_IMAGE else "resnet18"
+    return AutoSettings(encoder, batch_size, IMAGE_EPOCHS, 2e-3)
