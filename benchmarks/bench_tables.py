@@ -212,6 +212,7 @@ def all_rows() -> dict[str, Row]:
         # Defaults need 20 rows per leaf, so with few labels they predict one class.
         Row("hgb:min_samples_leaf=1", "hgb", {"min_samples_leaf": 1}),
         Row("act+onehot", "act", join_onehot=True, variant=True),
+        Row("act:corruption_rate=0.05", "act", {"corruption_rate": 0.05}, variant=True),
         Row("act:corruption_rate=0.1", "act", {"corruption_rate": 0.1}, variant=True),
         Row("act:corruption_rate=0.3", "act", {"corruption_rate": 0.3}, variant=True),
         Row(
