@@ -14,8 +14,10 @@ import re
 import runpy
 import subprocess
 import sys
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import joblib
 import numpy as np
@@ -113,19 +115,81 @@ def test_example_grid_search(quick_fits: None, capsys: Capture) -> None:
 
 # ------------------------------------------------------------------ user guide code
 
-_CODE_BLOCK = re.compile(
-    r"^( *)\.\. code-block:: python\n((?:\1 +:.*\n)*)\n((?:\1 +.*\n|\n)+)", re.MULTILINE
-)
+GUIDE = sorted(p.name for p in (DOCS / "user_guide").glob("*.rst"))
+#: Code-block languages that run as Python; a bare ``::`` literal block is Python too
+#: (Sphinx's default highlighting).
+PYTHON = {"python", "python3", "py"}
+_DIRECTIVE = re.compile(r"( *)\.\. code-block:: *(\S+)")
+#: rst comments (invisible on the page) about the next block: ``.. not-run: <reason>``
+#: keeps it out of the test; ``.. needs: <module>, ...`` runs it where those modules
+#: (an optional extra) are installed.
+_NOT_RUN = re.compile(r" *\.\. not-run:(.*)")
+_NEEDS = re.compile(r" *\.\. needs:(.*)")
+
+
+class Block(NamedTuple):
+    line: int  # 1-based line of the directive or of the paragraph ending in ``::``
+    language: str
+    code: str
+    not_run: str | None  # the reason given by a ``.. not-run:`` comment
+    needs: tuple[str, ...] = ()  # modules named by a ``.. needs:`` comment
+
+
+def code_blocks(page: Path) -> list[Block]:
+    """Every code block of an rst page (``.. code-block::`` and ``::``), dedented."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    reason: str | None = None
+    needs: tuple[str, ...] = ()
+    i = 0
+    while i < len(lines):
+        line, stripped = lines[i], lines[i].strip()
+        marker, needed = _NOT_RUN.match(line), _NEEDS.match(line)
+        directive = _DIRECTIVE.match(line)
+        if marker:
+            reason = marker.group(1).strip()
+            assert reason, f"{page.name}:{i + 1}: say why the block does not run"
+        elif needed:
+            needs = tuple(m.strip() for m in needed.group(1).split(",") if m.strip())
+        elif directive or (stripped.endswith("::") and not stripped.startswith("..")):
+            indent = len(line) - len(line.lstrip())
+            j = i + 1
+            while directive and j < len(lines) and lines[j].strip().startswith(":"):
+                j += 1  # the directive's options (:caption: ...)
+            body = []
+            while j < len(lines) and (
+                not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent
+            ):
+                body.append(lines[j])
+                j += 1
+            language = directive.group(2) if directive else "python"
+            code = textwrap.dedent("\n".join(body)).strip("\n")
+            blocks.append(Block(i + 1, language, code, reason, needs))
+            reason, needs, i = None, (), j
+            continue
+        elif stripped:
+            reason, needs = None, ()  # a marker applies to the block right after it
+        i += 1
+    return blocks
+
+
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def python_blocks(page: Path) -> list[str]:
-    """The ``.. code-block:: python`` blocks of an rst page, dedented, in order."""
-    blocks = []
-    for m in _CODE_BLOCK.finditer(page.read_text(encoding="utf-8")):
-        lines = m.group(3).rstrip("\n").splitlines()
-        indent = min(len(x) - len(x.lstrip()) for x in lines if x.strip())
-        blocks.append("\n".join(x[indent:] for x in lines))
-    return blocks
+    """The Python blocks of an rst page that run here, in order."""
+    return [
+        b.code
+        for b in code_blocks(page)
+        if b.language in PYTHON
+        and b.not_run is None
+        and all(_installed(m) for m in b.needs)
+    ]
 
 
 def run_page(relpath: str) -> dict:
@@ -136,21 +200,42 @@ def run_page(relpath: str) -> dict:
     return namespace
 
 
-def test_python_blocks_parser() -> None:
+def test_code_block_parser(tmp_path: Path) -> None:
     blocks = python_blocks(DOCS / "user_guide" / "quickstart.rst")
     assert blocks[0].startswith("from sklearn.datasets import load_digits")
     assert all(not b.startswith(" ") for b in blocks)
+    page = tmp_path / "page.rst"
+    page.write_text(
+        "Save it::\n\n    a = 1\n\n    b = a\n\ntext\n\n"
+        ".. not-run: needs a GPU\n\n"
+        ".. code-block:: python\n   :caption: x.py\n\n   c = 2\n\n"
+        ".. code-block:: bash\n\n   ls\n\n"
+        ".. math::\n\n   x\n\n"
+        ".. needs: no_such_module, json\n\n"
+        ".. code-block:: python\n\n   d = 3\n"
+    )
+    assert code_blocks(page) == [
+        Block(1, "python", "a = 1\n\nb = a", None),
+        Block(11, "python", "c = 2", "needs a GPU"),
+        Block(16, "bash", "ls", None),
+        Block(26, "python", "d = 3", None, ("no_such_module", "json")),
+    ]
+    assert python_blocks(page) == ["a = 1\n\nb = a"]  # the others do not run here
+    page.write_text(".. not-run:\n\n.. code-block:: python\n\n   c = 2\n")
+    with pytest.raises(AssertionError, match="say why"):
+        code_blocks(page)
 
 
-def test_index_page_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("index.rst")
-    assert 0 <= float(capsys.readouterr().out) <= 1
-    assert ns["model"].named_steps["actencoder"].n_iter_ == 2
+def test_every_guide_block_runs_or_says_why_not() -> None:
+    for name in GUIDE:
+        for block in code_blocks(DOCS / "user_guide" / name):
+            if block.language in PYTHON:
+                continue
+            # Shell commands are shown, not run: they install packages or launch jobs.
+            assert block.language in ("bash", "console", "text"), (name, block)
 
 
-def test_quickstart_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("user_guide/quickstart.rst")
-    out = capsys.readouterr().out
+def _check_quickstart(ns: dict, out: str) -> None:
     # The values the page quotes in its comments.
     assert ns["features"].shape == (540, 64) and ns["features"].dtype == np.float32
     assert "['actencoder0' 'actencoder1' 'actencoder2']" in out
@@ -159,36 +244,94 @@ def test_quickstart_code(quick_fits: None, capsys: Capture) -> None:
     assert "accuracy with 5 labels per class" in out
 
 
-def test_tabular_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("user_guide/tabular.rst")
-    out = capsys.readouterr().out
+def _check_tabular(ns: dict, out: str) -> None:
     assert "['actencoder0', 'actencoder1', 'actencoder2']" in out
     assert ns["features"].shape == (569, 16)
     assert "(569, 8)" in out
 
 
-def test_few_shot_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("user_guide/few_shot.rst")
-    out = capsys.readouterr().out
+def _check_few_shot(ns: dict, out: str) -> None:
     assert ns["encoder"].n_iter_ == 2  # never refitted by the pipelines or the search
     assert ns["search"].best_estimator_.steps[0][1].estimator is ns["encoder"]
     assert len(re.findall(r"k= [15] (linear|knn)", out)) == 3 * 2 * 2
 
 
-def test_grid_search_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("user_guide/grid_search.rst")
+def _check_grid_search(ns: dict, out: str) -> None:
     assert len(ns["search"].cv_results_["params"]) == 4
-    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 2
+    assert len(out.strip().splitlines()) == 1 + 2
 
 
-def test_devices_code(quick_fits: None, capsys: Capture) -> None:
-    ns = run_page("user_guide/devices.rst")
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == str(ns["encoder"].device_)
-    assert out[1] == "(5, 64)"
+def _check_devices(ns: dict, out: str) -> None:
+    lines = out.splitlines()
+    assert lines[0] == str(ns["encoder"].device_)
+    assert lines[1] == "(5, 64)"
     np.testing.assert_array_equal(
         ns["restored"].transform(ns["X"][:5]), ns["encoder"].transform(ns["X"][:5])
     )
+
+
+#: What a page's code prints or builds, beyond running without an error.
+PAGE_CHECKS: dict[str, Callable[[dict, str], None]] = {
+    "quickstart.rst": _check_quickstart,
+    "tabular.rst": _check_tabular,
+    "few_shot.rst": _check_few_shot,
+    "grid_search.rst": _check_grid_search,
+    "devices.rst": _check_devices,
+}
+
+
+def _check_persistence(ns: dict, out: str) -> None:
+    assert "Pass the same architecture" in out
+    X = ns["X"][:5]
+    again = skact.load("mine.skact", encoder=ns["MyNet"]())
+    np.testing.assert_array_equal(ns["encoder"].transform(X), again.transform(X))
+
+
+def _write_photos() -> None:
+    """The folder of photos images.rst streams from (a reader has their own)."""
+    from PIL import Image
+
+    Path("photos").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(f"photos/{i}.jpg")
+
+
+PAGE_CHECKS["persistence.rst"] = _check_persistence
+#: What a page's code expects to find on the reader's disk.
+PAGE_SETUP: dict[str, Callable[[], None]] = {"images.rst": _write_photos}
+#: Pages whose code ran in the default test run before every page was run; the others
+#: (together over a minute on a 2-core machine) run with ``-m slow``.
+DEFAULT_RUN = {
+    "quickstart.rst",
+    "tabular.rst",
+    "few_shot.rst",
+    "grid_search.rst",
+    "devices.rst",
+}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [p if p in DEFAULT_RUN else pytest.param(p, marks=pytest.mark.slow) for p in GUIDE],
+)
+def test_user_guide_code(
+    page: str, quick_fits: None, capsys: Capture, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # files the code writes land in a scratch folder
+    PAGE_SETUP.get(page, lambda: None)()
+    ns = run_page(f"user_guide/{page}")
+    PAGE_CHECKS.get(page, lambda ns, out: None)(ns, capsys.readouterr().out)
+
+
+def test_index_page_code(
+    quick_fits: None, capsys: Capture, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ns = run_page("index.rst")
+    assert 0 <= float(capsys.readouterr().out) <= 1
+    assert ns["model"].named_steps["actencoder"].n_iter_ == 2
 
 
 # ------------------------------------------------------------------ generated pages
