@@ -18,6 +18,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
+    clone,
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
@@ -605,10 +606,15 @@ default="auto"
                 if trained
                 else "no epoch finished: the estimator is left unfitted"
             )
-            raise NonFiniteLossError(
+            problem = (
                 f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
-                f"{kept}. Try a lower learning_rate (now {self._learning_rate()}) or alpha "
-                f"(now {self.alpha}), or look for extreme values in X."
+                f"{kept}."
+            )
+            lower = {"learning_rate": self._learning_rate(), "alpha": self.alpha}
+            raise NonFiniteLossError(
+                f"{problem} Try a lower learning_rate (now {lower['learning_rate']}) or "
+                f"alpha (now {self.alpha}), or look for extreme values in X.",
+                advice=_guards.Advice(problem, "diverged", lower),
             ) from None
         except BaseException as exc:
             if started and _guards.keeps_trained_model(exc):
@@ -1012,6 +1018,65 @@ _AUTO_BATCH_SIZE: dict[str, Callable[[int], int]] = {
     "tabular": lambda n: 256,
     "image": lambda n: min(256, max(32, n // 20)),
 }
+
+
+def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
+    """What a ``fit`` of ``estimator`` on ``X`` would use, with every ``"auto"`` resolved.
+
+    ``X`` is read as ``fit`` reads it (image files: their headers and a sample of
+    pixels); nothing is trained and ``estimator`` is left unchanged. The ``skact``
+    command prints these values before it trains.
+
+    Parameters
+    ----------
+    estimator : ACTEncoder
+    X : array-like or images
+        Training data, as ``fit`` takes it.
+
+    Returns
+    -------
+    dict
+        ``n_samples``, ``kind`` (``"table"``, ``"mixed table"`` or ``"images"``),
+        ``input_shape``, ``encoder`` (the network's name, or the class of a module),
+        ``max_iter``, ``batch_size``, ``learning_rate`` and ``device`` (a str).
+    """
+    # A clone: reading X records feature names on the estimator that reads it.
+    probe = clone(estimator)
+    X = probe._validate_input(X, reset=True)
+    adapter = probe._make_adapter(X)
+    kind, n_samples = adapter.kind, _n_samples(X)
+    spec = estimator.encoder
+    if spec == "auto":
+        name = (
+            _images.default_encoder(adapter.input_shape) if kind == "image" else "mlp"
+        )
+    elif isinstance(spec, str):
+        name = spec
+    else:
+        name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
+    batch_size = estimator.batch_size
+    if batch_size == "auto":
+        batch_size = _AUTO_BATCH_SIZE.get(kind, lambda n: 256)(n_samples)
+    return {
+        "n_samples": n_samples,
+        "kind": {"image": "images"}.get(
+            kind, "mixed table" if isinstance(adapter, MixedTableAdapter) else "table"
+        ),
+        "input_shape": tuple(adapter.input_shape),
+        "encoder": name,
+        "max_iter": (
+            _AUTO_MAX_ITER.get(kind, 100)
+            if isinstance(estimator.max_iter, str)
+            else int(estimator.max_iter)
+        ),
+        "batch_size": min(int(batch_size), n_samples),
+        "learning_rate": (
+            _AUTO_LEARNING_RATE.get(kind, 1e-3)
+            if isinstance(estimator.learning_rate, str)
+            else float(estimator.learning_rate)
+        ),
+        "device": str(_training.resolve_device(estimator.device)),
+    }
 
 
 def _n_samples(X: Any) -> int:

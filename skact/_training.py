@@ -354,7 +354,20 @@ def make_adam(
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite."""
+    """Raised when the training loss becomes NaN or infinite.
+
+    Parameters
+    ----------
+    *args
+        The message, as for any exception.
+    advice : skact._guards.Advice or None, default=None
+        The parameters to lower, as data (``ACTEncoder.fit`` sets it), so that the
+        ``skact`` command can name its own options.
+    """
+
+    def __init__(self, *args: Any, advice: Any = None) -> None:
+        super().__init__(*args)
+        self.advice = advice
 
 
 @dataclass
