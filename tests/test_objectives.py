@@ -162,9 +162,11 @@ def test_adversary_get_is_detached():
 def test_adversary_state_dict_round_trip():
     adv = Adversary("ema", momentum=0.5)
     adv.update(t(C_HAT))
-    other = Adversary("batch")
+    other = Adversary("ema", momentum=0.9)
     other.load_state_dict(adv.state_dict())
-    assert (other.mode, other.momentum) == ("ema", 0.5)
+    # The running estimate comes back; the mode and momentum stay those in force now
+    # (issue 15, item 10: warm_start applies the parameters set now).
+    assert (other.mode, other.momentum) == ("ema", 0.9)
     np.testing.assert_allclose(other.state.numpy(), adv.state.numpy())
 
 
