@@ -898,3 +898,13 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     write_table()
     print(f"wrote {DOC}")
+
+
+def test_a_sparse_dok_matrix_is_not_a_dict_of_columns():
+    # dok_matrix subclasses dict: it gets scikit-learn's sparse-input error, not the
+    # "dict of columns" advice (found by parametrize_with_checks).
+    import scipy.sparse as sp
+
+    X = sp.dok_matrix(np.eye(4))
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        ACTEncoder(max_iter=1).fit(X)
