@@ -53,6 +53,7 @@ from ._images import ImageAdapter
 from ._inputs import TabularAdapter
 from ._tabular_mixed import MixedTableAdapter
 from .augment.image import ImageAugment
+from .objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
@@ -155,6 +156,7 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
         "device": str(estimator.device_),
         "step": int(estimator._step),
         "partial_fit_start": estimator._partial_fit_start,
+        "network": estimator._network_name,
         "shuffle_rng": estimator._shuffle_rng.bit_generator.state,
     }
     config = {
@@ -673,6 +675,7 @@ def _plan(
         _check_fitted(fitted, name)
         shuffle_rng = _bit_generator(fitted["shuffle_rng"])
         arrays = _placeholder_adapter(estimator, config["adapter"], fitted, name)
+        estimator._network_name = _saved_network(estimator, fitted, name)
         width = fitted["n_components_out"]
         saved = torch.device(fitted["device"])
     if custom is not None:
@@ -857,6 +860,21 @@ def _check_fitted(fitted: dict[str, Any], name: str) -> None:
     torch.device(fitted["device"])
 
 
+def _saved_network(estimator: ACTEncoder, fitted: dict[str, Any], name: str) -> str | None:
+    """The built-in network the file was trained with (None for a user's network)."""
+    network = fitted.get("network")  # absent from files of older skact
+    if network is None:
+        if not isinstance(estimator.encoder, str):
+            return None
+        # Older skact chose "auto"'s network by the view size alone, as CUDA does now.
+        return estimator._adapter.network_name(estimator.encoder, "cuda")
+    if network not in estimator._adapter.networks or (
+        estimator.encoder not in ("auto", network)
+    ):
+        raise _corrupt(name, _CONFIG, f"fitted network={network!r}")
+    return str(network)
+
+
 def _check_category_dtypes(state: dict[str, Any], name: str) -> None:
     """Category dtypes are ``"str"`` or numbers: a JSON-chosen dtype such as
     ``"V1000000000"`` would allocate a gigabyte per category."""
@@ -1007,7 +1025,7 @@ def _check_finite(state: Any, what: str, name: str) -> None:
         if isinstance(value, Tensor) and value.is_floating_point():
             # A finite sum means finite values (NaN and inf propagate), in a fraction
             # of isfinite's time; only a sum that overflows needs the full check.
-            if bool(value.sum(dtype=torch.float64).isfinite()):
+            if bool(value.sum().isfinite()):
                 continue
             if not bool(torch.isfinite(value).all()):
                 raise _corrupt(name, _TENSORS, f"{label}{key} holds NaN or infinite values")
@@ -1199,6 +1217,8 @@ def _bit_generator(state: dict[str, Any]) -> np.random.Generator:
 
 #: How an ImageAugment parameter is marked in the saved parameters.
 _AUGMENT_KEY = "__image_augment__"
+#: How an objective instance is marked: its registry name and parameters.
+_OBJECTIVE_KEY = "__objective__"
 
 
 def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -1226,6 +1246,15 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
                 k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()
             }
             out[name] = {_AUGMENT_KEY: augment}
+        elif isinstance(value, Objective):
+            if OBJECTIVES.get(value.name) is not type(value):
+                raise TypeError(
+                    f"parameter {name}={value!r} cannot be saved: ACTEncoder.save "
+                    f"rebuilds skact's own objectives ({', '.join(OBJECTIVES)}) from "
+                    "their parameters, not a subclass; pickle the estimator instead."
+                )
+            own = {k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()}
+            out[name] = {_OBJECTIVE_KEY: {"name": value.name, "params": own}}
         else:
             out[name] = _json_value(name, value)
     return out, custom
@@ -1256,9 +1285,23 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
             return tuple(v)
         if isinstance(v, dict) and _AUGMENT_KEY in v:
             return ImageAugment(**{k: value(a) for k, a in v[_AUGMENT_KEY].items()})
+        if isinstance(v, dict) and _OBJECTIVE_KEY in v:
+            return _objective_from_json(v)
         return v
 
     return {k: value(v) for k, v in params.items()}
+
+
+def _objective_from_json(saved: dict[str, Any]) -> Any:
+    """The saved objective, or ``saved`` itself where it describes none: the
+    estimator's parameter validation then refuses the file."""
+    spec = saved[_OBJECTIVE_KEY]
+    try:
+        objective = OBJECTIVES[spec["name"]](**spec["params"])
+        objective.validate()
+    except (KeyError, TypeError, ValueError):
+        return saved
+    return objective
 
 
 def _split_arrays(value: Any, key: str, arrays: dict[str, Tensor]) -> Any:
