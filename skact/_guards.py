@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sklearn.utils.validation import validate_data
 from torch import Tensor
 
-from ._training import Trainer
+if TYPE_CHECKING:  # the trainer calls run_epoch_with_oom_retry: no import cycle
+    from ._training import Trainer
 
 #: CUDA out of memory halves the batch size down to this floor, then gives up.
 OOM_MIN_BATCH_SIZE = 16
@@ -101,13 +103,59 @@ def _wide_integers(X: Any) -> bool:
     return False
 
 
-#: How each value check's message ends: what to do about it. The CLI passes its own.
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """The fix an error suggests, as data, so that a front end can say it in its terms.
+
+    The exception's message says the fix in Python's terms (``handle_missing=
+    'indicator'``); the ``skact`` command renders the same advice as its options
+    (``--handle-missing indicator``) instead of rewriting the message.
+
+    Attributes
+    ----------
+    problem : str
+        What is wrong: the message without its advice.
+    reason : {"nan", "inf", "range", "diverged"}
+        Which advice follows.
+    parameters : dict
+        ACTEncoder parameter -> value: the setting that fixes the problem (``"nan"``:
+        ``{"handle_missing": "indicator"}``), or the current value of each parameter
+        to lower (``"diverged"``).
+    """
+
+    problem: str
+    reason: str
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class AdvisedValueError(ValueError):
+    """A ValueError whose advice is also given as data (:class:`Advice`).
+
+    Parameters
+    ----------
+    message : str
+        The whole message, advice included, in the API's terms.
+    advice : Advice
+    """
+
+    def __init__(self, message: str, advice: Advice) -> None:
+        super().__init__(message)
+        self.advice = advice
+
+
+#: How each value check's message ends: what to do about it, in the API's terms.
 ADVICE = {
     "nan": "{name} encodes missing values itself with handle_missing='indicator'; or "
     "impute them first, e.g. make_pipeline(SimpleImputer(), {name}()).",
     "inf": "{name} needs finite values: clip them, or set them to NaN and impute them "
     "(SimpleImputer).",
     "range": "Rescale those columns first (e.g. a log transform or StandardScaler).",
+}
+#: The parameter settings each advice names.
+_ADVISED_SETTINGS: dict[str, dict[str, Any]] = {
+    "nan": {"handle_missing": "indicator"},
+    "inf": {},
+    "range": {},
 }
 
 
@@ -118,9 +166,9 @@ def check_values(
     *,
     allow_nan: bool = False,
     allow_huge: bool = False,
-    advice: dict[str, str] | None = None,
 ) -> None:
-    """Raise a ValueError naming the columns if ``X`` holds NaN, inf or huge values.
+    """Raise an :class:`AdvisedValueError` naming the columns if ``X`` holds NaN, inf or
+    huge values.
 
     Parameters
     ----------
@@ -135,33 +183,33 @@ def check_values(
     allow_huge : bool, default=False
         Accept values beyond float32's range (the mixed-table path standardises in
         float64).
-    advice : dict, optional
-        Replaces the ends of the messages (:data:`ADVICE`'s keys; ``{name}`` is filled
-        in).
     """
-    advice = {**ADVICE, **(advice or {})}
+
+    def fail(problem: str, reason: str) -> AdvisedValueError:
+        advice = Advice(problem, reason, dict(_ADVISED_SETTINGS[reason]))
+        return AdvisedValueError(problem + " " + ADVICE[reason].format(name=name), advice)
+
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(np.sum(X, dtype=np.float64))  # sklearn's fast path
     if not finite:
         bad = np.isnan(X).any(axis=0)
         if bad.any() and not allow_nan:
-            raise ValueError(
-                f"Input X contains NaN (in column(s) {_columns(bad, columns)}). "
-                + advice["nan"].format(name=name)
+            raise fail(
+                f"Input X contains NaN (in column(s) {_columns(bad, columns)}).", "nan"
             )
         bad = np.isinf(X).any(axis=0)
         if bad.any():
-            raise ValueError(
-                f"Input X contains infinity (in column(s) {_columns(bad, columns)}). "
-                + advice["inf"].format(name=name)
+            raise fail(
+                f"Input X contains infinity (in column(s) {_columns(bad, columns)}).",
+                "inf",
             )
     if X.dtype == np.float64 and not allow_huge:
         bad = (X.max(axis=0) > FLOAT32_MAX) | (X.min(axis=0) < -FLOAT32_MAX)
         if bad.any():
-            raise ValueError(
+            raise fail(
                 f"Input X has values beyond float32's range (|x| > {FLOAT32_MAX:.3g}) in "
-                f"column(s) {_columns(bad, columns)}; {name} computes in float32. "
-                + advice["range"].format(name=name)
+                f"column(s) {_columns(bad, columns)}; {name} computes in float32.",
+                "range",
             )
 
 

@@ -198,7 +198,7 @@ def test_transform_failing_mid_write_keeps_the_old_features(
         file.write(b"\x93NUMPY half" if suffix == ".npy" else "0.5,half\n")
         raise Killed
 
-    target = "skact.cli.np.save" if suffix == ".npy" else "skact.cli.csv.writer"
+    target = "skact.cli.files.np.save" if suffix == ".npy" else "skact.cli.files.csv.writer"
     with mock.patch(target, dies_mid_write), pytest.raises(Killed):
         main([str(a) for a in argv])
     assert out.read_bytes() == before
@@ -236,9 +236,9 @@ def test_the_plot_is_written_whole(tmp_path):
 
     with mock.patch.object(Figure, "savefig", dies_mid_write):
         with pytest.raises(KeyboardInterrupt):
-            cli._plot(results, path)
+            cli.commands._plot(results, path)
     assert path.read_bytes() == b"old" and _partials(tmp_path) == []
-    cli._plot(results, path)
+    cli.commands._plot(results, path)
     assert path.read_bytes()[:4] == b"\x89PNG" and _partials(tmp_path) == []
 
 
@@ -253,7 +253,7 @@ def test_a_byte_order_mark_is_not_data(tmp_path):
     (tmp_path / "named.csv").write_text("\ufeff" + _csv_text(X))
     features, labels = read_data(tmp_path / "named.csv", "a")  # not "\ufeffa"
     assert labels.tolist() == [repr(float(v)) for v in X[:, 0]]
-    assert cli._read(tmp_path / "named.csv", None).columns == ["a", "b", "c", "d"]
+    assert cli.files.read(tmp_path / "named.csv", None).columns == ["a", "b", "c", "d"]
 
 
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
@@ -293,12 +293,12 @@ def test_trailing_separators_are_not_a_column(tmp_path):
     X, y = _blobs(n=3)
     lines = _csv_text(X, y).splitlines()
     (tmp_path / "t.csv").write_text("".join(line + ",\n" for line in lines))
-    data = cli._read(tmp_path / "t.csv", "label")
+    data = cli.files.read(tmp_path / "t.csv", "label")
     np.testing.assert_array_equal(data.X, X)
     assert data.columns == ["a", "b", "c", "d"]
     # an unnamed column that holds values is kept, under a name the messages can use
     (tmp_path / "u.csv").write_text("a,\n1,\n2,3\n")
-    data = cli._read(tmp_path / "u.csv", None)
+    data = cli.files.read(tmp_path / "u.csv", None)
     assert data.columns == ["a", "Unnamed: 1"]
 
 
@@ -420,7 +420,7 @@ def test_evaluate_through_a_model_checks_the_header(fitted, tmp_path, capsys):
 def test_without_pandas_fit_records_no_names(tmp_path, monkeypatch, capsys):
     X, _ = _blobs()
     (tmp_path / "t.csv").write_text(_csv_text(X))
-    monkeypatch.setattr(cli, "_pandas", lambda: None)  # as if it were not installed
+    monkeypatch.setattr(cli.files, "pandas", lambda: None)  # as if it were not installed
     code, _, err = run(
         ["fit", tmp_path / "t.csv", "-o", tmp_path / "m.skact", *TINY], capsys
     )

@@ -1,0 +1,65 @@
+"""The ``skact`` command: a few-shot demo, and fit / transform / evaluate on files.
+
+``skact demo`` shows the main job on scikit-learn's bundled digits; ``skact fit``,
+``skact transform`` and ``skact evaluate`` do the same on the user's data (a CSV, .npy or
+Parquet table, or a folder of images). Run ``skact COMMAND --help`` for the options.
+Exit status: 0 on success, 2 for bad arguments or unreadable inputs, 1 when the work
+itself fails (for example a table whose width does not match the model), 130 after
+Ctrl-C. Output files are written whole or not at all, and never over an input.
+
+The package: :mod:`~skact.cli.parser` derives the options from ``ACTEncoder``'s
+parameters, :mod:`~skact.cli.commands` runs them, :mod:`~skact.cli.files` reads and
+writes the files.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .commands import COMMANDS, render_error
+from .errors import CommandError, Interrupted, UsageError
+from .files import list_images, read_data, write_features
+from .parser import build_parser
+
+__all__ = [
+    "CommandError",
+    "Interrupted",
+    "UsageError",
+    "build_parser",
+    "list_images",
+    "main",
+    "read_data",
+    "write_features",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``skact`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        Arguments without the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 for bad arguments or inputs, 1 when the work fails,
+        130 after Ctrl-C.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argparse's usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return int(COMMANDS[args.command](args))
+    except CommandError as exc:
+        error, code = str(exc), exc.exit_code
+    except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
+        error, code = render_error(exc, args.command), 1
+    except KeyboardInterrupt:  # outputs are written whole or not at all
+        error, code = "interrupted (Ctrl-C); no file was written", 130
+    print(f"skact {args.command}: error: {error}", file=sys.stderr)
+    return code
