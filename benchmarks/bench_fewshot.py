@@ -5,7 +5,8 @@ on the unlabeled training part; a linear probe and k-NN are then trained on k la
 samples per class and scored on the test part, over many label draws and several training
 seeds. Rows: raw features, PCA, ACT with its defaults, ACT with each other adversary, a
 small sweep of alpha, other SCARF corruption rates (tables), half and twice the default
-epochs, and the baseline objectives with the same encoder and epochs.
+epochs, and the baseline objectives with the same encoder and epochs, each with its main
+hyper-parameter swept over as many values as ACT's alpha (:data:`BASELINE_SWEEPS`).
 
 Prints a table per data set and writes ``fewshot.json`` and ``fewshot.md`` (with the
 command, machine, library versions and date) under ``benchmarks/results/``.
@@ -47,6 +48,7 @@ from skact import ACTEncoder
 from skact._environment import versions
 from skact._images import is_image_input
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
+from skact.objectives import OBJECTIVES
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10)
@@ -58,6 +60,17 @@ CORRUPTION_RATES = (0.1, 0.2, 0.4)
 EPOCH_FACTORS = (0.5, 2)
 EPOCH_FACTOR = "epoch_factor"
 BASELINE_OBJECTIVES = ("barlow_twins", "vicreg", "spectral", "nt_xent")
+#: Each baseline's main hyper-parameter and its values, as many as ALPHAS (the default
+#: among them is the plain row). Barlow Twins: the paper's 5e-3 (for 8192 features) to
+#: about 1 / d and beyond for skact's 64. VICReg: sim = var = 25 against cov, the ratio
+#: the paper's ablation varies (25:cov = 100 to 5). Spectral: the official code's mu = 1
+#: (the norm bound) up to no bound (skact's default, None). NT-Xent: SimCLR's 0.05 to 1.
+BASELINE_SWEEPS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "barlow_twins": ("lambd", (1e-3, 5e-3, 0.02, 0.05, 0.2)),
+    "vicreg": ("cov_weight", (0.25, 0.5, 1.0, 2.5, 5.0)),
+    "spectral": ("mu", (1.0, 4.0, 16.0, 64.0, None)),
+    "nt_xent": ("temperature", (0.05, 0.1, 0.2, 0.5, 1.0)),
+}
 #: --quick: a small network, a few epochs, one seed, two draws, at most this many samples.
 QUICK_ENCODER = {"hidden_layer_sizes": (32,), "n_components": 16, "projection_dim": 16}
 QUICK_SAMPLES = 300
@@ -203,22 +216,48 @@ def representation_rows() -> dict[str, dict[str, Any] | None]:
         rows[f"act:epochs=x{factor:g}"] = {EPOCH_FACTOR: factor}
     for objective in BASELINE_OBJECTIVES:
         rows[objective] = {"objective": objective}
+        name, values = BASELINE_SWEEPS[objective]
+        default = OBJECTIVES[objective]().get_params()[name]
+        for value in values:
+            if value != default:
+                # scikit-learn's nested-parameter name, as a grid search sets it.
+                key = f"objective__{name}"
+                rows[f"{objective}:{name}={_fmt(value)}"] = {
+                    "objective": objective,
+                    key: value,
+                }
     return rows
+
+
+def _fmt(value: Any) -> str:
+    return "None" if value is None else f"{value:g}"
+
+
+def resolve_objective(params: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``objective`` and its ``objective__<name>`` entries by an instance.
+
+    Rows store the objective's name and nested parameters (JSON in ``fewshot.json``);
+    ACTEncoder takes an objective instance with them.
+    """
+    nested = {k: v for k, v in params.items() if k.startswith("objective__")}
+    if not nested:
+        return params
+    rest = {k: v for k, v in params.items() if k not in nested}
+    own = {k.removeprefix("objective__"): v for k, v in nested.items()}
+    return {**rest, "objective": OBJECTIVES[params["objective"]](**own)}
 
 
 def resolve_epochs(params: dict[str, Any], encoder_params: dict[str, Any], X: Any) -> dict:
     """Replace an epoch factor by ``max_iter``: the factor times the default epochs.
 
     The default is ``encoder_params["max_iter"]`` when given, else what ACTEncoder's
-    ``max_iter="auto"`` resolves to for this input (images and tables differ).
+    ``max_iter="auto"`` resolves to for this input on this machine's device.
     """
     if EPOCH_FACTOR not in params:
         return params
-    from skact._encoder import _AUTO_MAX_ITER
+    from skact import resolved_settings
 
-    base = encoder_params.get("max_iter", "auto")
-    if base == "auto":
-        base = _AUTO_MAX_ITER["image" if is_image_input(X) else "tabular"]
+    base = resolved_settings(ACTEncoder(**encoder_params), X)["max_iter"]
     rest = {k: v for k, v in params.items() if k != EPOCH_FACTOR}
     return {**rest, "max_iter": max(1, round(params[EPOCH_FACTOR] * base))}
 
@@ -302,7 +341,9 @@ def run_dataset(
                     make = raw_baseline if row == "raw" else pca_baseline
                     representation = make(standardize=dataset.standardize).fit(X_pool)
                 else:
-                    row_params = resolve_epochs(params, encoder_params, X_pool)
+                    row_params = resolve_objective(
+                        resolve_epochs(params, encoder_params, X_pool)
+                    )
                     representation = ACTEncoder(
                         **{**encoder_params, **row_params, "random_state": seed}
                     ).fit(X_pool)

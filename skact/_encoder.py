@@ -33,7 +33,7 @@ from ._training import NonFiniteLossError
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, Objective, make_objective
 
 #: Attributes holding tensors: pickled through torch so that storage can be remapped to
 #: the device in use. ``_generator_state`` is not among them (it is pickled as a numpy
@@ -64,8 +64,15 @@ class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         For the ConvNet it is the channel count of the last convolution (before global
         pooling); for ResNet-18 a value other than 512 adds a linear layer after the
         pooled 512 features.
-    objective : {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"}, default="act"
-        Training objective; the baselines share everything else, for comparisons.
+    objective : {"act", "barlow_twins", "vicreg", "spectral", "nt_xent"} or \
+Objective, default="act"
+        Training objective; the baselines share everything else, for comparisons. A
+        name uses that objective's default parameters (``"act"``: ``alpha``,
+        ``adversary`` and ``adversary_momentum`` below); an instance such as
+        ``BarlowTwinsLoss(lambd=0.02)`` or ``ACTLoss(alpha=0.1)`` (see
+        :mod:`skact.objectives`) sets its own, which a grid search reaches as
+        ``objective__lambd``. With an ``ACTLoss``, leave the three ACT parameters
+        below at their defaults.
     alpha : float, default=0.03
         Weight of the ACT regulariser (the paper's lambda). Tune it first. The default
         won the few-shot benchmark (``benchmarks/results/fewshot.md``) against 0.01,
@@ -238,7 +245,7 @@ default="auto"
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "objective": [StrOptions(set(OBJECTIVES))],
+        "objective": [StrOptions(set(OBJECTIVES)), Objective],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_views": [Interval(Integral, 2, None, closed="left")],
         "adversary": [StrOptions({"ema", "previous", "batch"})],
@@ -276,7 +283,7 @@ default="auto"
         self,
         n_components: int | None = None,
         *,
-        objective: str = "act",
+        objective: str | Objective = "act",
         alpha: float = 0.03,
         n_views: int = 2,
         adversary: str = "ema",
@@ -903,8 +910,11 @@ default="auto"
         )
         if self._optimizer_state is not None:
             _training.load_optimizer_state(optimizer, self._optimizer_state)
-        criterion = OBJECTIVES[self.objective](
-            self.alpha, self.adversary, self.adversary_momentum
+        criterion = make_objective(
+            self.objective,
+            alpha=self.alpha,
+            adversary=self.adversary,
+            adversary_momentum=self.adversary_momentum,
         )
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
@@ -977,7 +987,13 @@ default="auto"
         network's activations), so the value does not depend on the batching; the
         network then runs in batches of ``transform``'s size, in ``amp_dtype``.
         """
-        criterion = OBJECTIVES[self.objective](self.alpha, "batch", self.adversary_momentum)
+        criterion = make_objective(
+            self.objective,
+            alpha=self.alpha,
+            adversary=self.adversary,
+            adversary_momentum=self.adversary_momentum,
+            batch_adversary=True,
+        )
         fixed = _training.make_generator(self.device_, 12345)
         modules = [m for m in (self.encoder_, self.projector_) if m is not None]
         step = _training.transform_batch_size(

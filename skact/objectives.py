@@ -5,6 +5,13 @@ shape ``(n, d)`` (row ``i`` of each is a view of the same sample) and returns a 
 tensor. No data loading and no training loop lives here, so each formula can be checked
 against a hand computation.
 
+Each objective is also a small :class:`torch.nn.Module` holding its own
+hyper-parameters (:class:`ACTLoss`, :class:`BarlowTwinsLoss`, :class:`VICRegLoss`,
+:class:`SpectralContrastiveLoss`, :class:`NTXentLoss`), with scikit-learn's
+``get_params`` / ``set_params``: ``ACTEncoder(objective=NTXentLoss(temperature=0.2))``
+clones, saves and grid-searches as ``objective__temperature``. :func:`make_objective`
+is the one place that turns ``ACTEncoder``'s ``objective`` into the training criterion.
+
 ACT (Adversarial Contrastive Training) is a minimax problem: the regulariser
 ``||E[f(x1) f(x2)^T] - I||_F^2`` is replaced by ``<E[f(x1) f(x2)^T] - I, G>_F`` with an
 adversary ``G`` that is held fixed during the encoder step. :class:`Adversary` supplies
@@ -13,21 +20,37 @@ adversary ``G`` that is held fixed during the encoder step. :class:`Adversary` s
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from sklearn.base import clone
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from torch import Tensor, nn
 
 __all__ = [
     "OBJECTIVES",
+    "ACTCriterion",
+    "ACTLoss",
     "Adversary",
+    "BarlowTwinsLoss",
+    "NTXentLoss",
+    "Objective",
+    "SpectralContrastiveLoss",
+    "VICRegLoss",
     "act_loss",
     "barlow_twins_loss",
     "cross_correlation",
+    "make_objective",
     "multiview_loss",
     "nt_xent_loss",
     "scale_to_sqrt_dim",
@@ -109,7 +132,9 @@ def act_loss(z1: Tensor, z2: Tensor, adversary: Tensor, alpha: float) -> Tensor:
     return alignment + alpha * dual
 
 
-def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
+def barlow_twins_loss(
+    z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5
+) -> Tensor:
     """Barlow Twins loss (Zbontar et al., 2021).
 
     Each feature is standardised over the batch (biased variance, as BatchNorm); with
@@ -130,6 +155,8 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
         Embeddings of two views.
     lambd : float, default=5e-3
         Weight of the off-diagonal (redundancy reduction) term.
+    eps : float, default=1e-5
+        Added to each feature's standard deviation before dividing by it.
 
     Returns
     -------
@@ -137,7 +164,7 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3) -> Tensor:
         Scalar loss.
     """
     n = z1.shape[0]
-    c = _standardize(z1).T @ _standardize(z2) / n
+    c = _standardize(z1, eps).T @ _standardize(z2, eps) / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
     return on_diag + lambd * off_diag
@@ -194,31 +221,42 @@ def vicreg_loss(
     )
 
 
-def spectral_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
+def spectral_contrastive_loss(z1: Tensor, z2: Tensor, mu: float | None = None) -> Tensor:
     """Spectral contrastive loss (HaoChen et al., 2021).
 
-    ``L = -2/n sum_i z1_i . z2_i + 1/(n(n-1)) sum_{i != j} (z1_i . z2_j)^2``,
-    on the embeddings as given. The official code first projects each row onto the
-    ball of radius ``sqrt(mu)`` (a row longer than ``sqrt(mu)`` is rescaled to that
-    norm; ``mu = 1`` by default) and divides the loss by ``mu``; skact does neither, so
-    its loss is that one with ``mu`` infinite, and the scale of the embeddings is left
-    to the loss's own quadratic term.
+    ``L = -2/n sum_i z1_i . z2_i + 1/(n(n-1)) sum_{i != j} (z1_i . z2_j)^2``.
+    With ``mu`` set, as in the official code, each row is first projected onto the ball
+    of radius ``sqrt(mu)`` (a row longer than ``sqrt(mu)`` is rescaled to that norm) and
+    the loss is divided by ``mu``. ``mu=None`` (skact's default) uses the embeddings as
+    given: the official loss with ``mu`` infinite, the scale of the embeddings left to
+    the loss's own quadratic term.
 
     Parameters
     ----------
     z1, z2 : Tensor of shape (n, d)
         Embeddings of two views.
+    mu : float or None, default=None
+        Squared radius of the ball the rows are projected onto (the official code's
+        default is 1); None: no projection.
 
     Returns
     -------
     Tensor
         Scalar loss.
     """
+    if mu is not None:
+        z1, z2 = _into_ball(z1, math.sqrt(mu)), _into_ball(z2, math.sqrt(mu))
     n = z1.shape[0]
     sim = z1 @ z2.T
     positive = torch.diagonal(sim).mean()
     off = sim.pow(2).sum() - torch.diagonal(sim).pow(2).sum()
-    return -2 * positive + off / (n * (n - 1))
+    loss = -2 * positive + off / (n * (n - 1))
+    return loss if mu is None else loss / mu
+
+
+def _into_ball(z: Tensor, radius: float) -> Tensor:
+    norm = z.norm(dim=1, keepdim=True)
+    return torch.where(norm < radius, z, radius * F.normalize(z, dim=1))
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
@@ -505,22 +543,417 @@ class ACTCriterion:
         return (alignment + self.alpha * dual).mean()
 
 
-def _pairwise(
-    fn: Callable[[Tensor, Tensor], Tensor],
-) -> Callable[[Sequence[Tensor]], Tensor]:
-    def criterion(views: Sequence[Tensor]) -> Tensor:
-        return multiview_loss(fn, [z.float() for z in views])
+class Objective(nn.Module):
+    """An objective of any number of views, with scikit-learn parameters.
 
-    return criterion
+    A subclass stores its constructor arguments unchanged (as a scikit-learn estimator
+    does), declares their valid values in ``_parameter_constraints`` and implements
+    :meth:`pair_loss`; :meth:`forward` averages it over all pairs of views.
+    ``get_params`` / ``set_params`` make an instance a nested parameter of
+    :class:`~skact.ACTEncoder`: ``clone`` copies it and a grid search sets
+    ``objective__<name>``. It holds no weights; training uses a fresh copy built by
+    :func:`make_objective`, so the instance passed to ``ACTEncoder`` is never changed.
+    """
+
+    #: The ``objective`` string that means this class with its default parameters.
+    name: ClassVar[str]
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, for copies, grid searches and saving.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: no parameter is itself an object with parameters.
+
+        Returns
+        -------
+        dict
+            ``type(obj)(**obj.get_params())`` builds an equal objective.
+        """
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> Objective:
+        """Set constructor arguments by name.
+
+        Parameters
+        ----------
+        **params
+            Parameter names and values, as :meth:`get_params` lists them.
+
+        Returns
+        -------
+        Objective
+            This object.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a parameter.
+        """
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; valid "
+                    f"parameters: {', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first parameter out of range.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            A ValueError and TypeError whose message names the parameter.
+        """
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(),
+            caller_name=type(self).__name__,
+        )
+
+    def extra_repr(self) -> str:
+        """The parameters, as ``repr`` shows them after the class name."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+
+    def pair_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
+        """The loss of two views.
+
+        Parameters
+        ----------
+        z1, z2 : Tensor of shape (n, d)
+            Embeddings of two views of the same ``n`` samples.
+
+        Returns
+        -------
+        Tensor
+            Scalar loss.
+        """
+        raise NotImplementedError
+
+    def forward(self, views: Sequence[Tensor]) -> Tensor:
+        """Mean of :meth:`pair_loss` over all pairs of views, computed in float32.
+
+        Parameters
+        ----------
+        views : sequence of Tensor of shape (n, d)
+            At least two views.
+
+        Returns
+        -------
+        Tensor
+            Scalar loss.
+        """
+        return multiview_loss(self.pair_loss, [z.float() for z in views])
 
 
-#: Objectives by name; each value builds a criterion ``views -> scalar``.
-OBJECTIVES: dict[str, Callable[..., Callable[[Sequence[Tensor]], Tensor]]] = {
-    "act": lambda alpha, adversary, momentum: ACTCriterion(
-        alpha, Adversary(adversary, momentum)
-    ),
-    "barlow_twins": lambda alpha, adversary, momentum: _pairwise(barlow_twins_loss),
-    "vicreg": lambda alpha, adversary, momentum: _pairwise(vicreg_loss),
-    "spectral": lambda alpha, adversary, momentum: _pairwise(spectral_contrastive_loss),
-    "nt_xent": lambda alpha, adversary, momentum: _pairwise(nt_xent_loss),
+_NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
+_POSITIVE = [Interval(Real, 0, None, closed="neither")]
+
+
+class ACTLoss(Objective):
+    """ACT with a persistent adversary (:class:`ACTCriterion`), as an objective.
+
+    ``ACTEncoder(objective="act")`` takes ``alpha``, ``adversary`` and
+    ``adversary_momentum`` from the encoder's own parameters; ``objective=ACTLoss(...)``
+    takes them from here instead (the encoder's must then keep their defaults).
+
+    Parameters
+    ----------
+    alpha : float, default=0.03
+        Weight of the regulariser (the paper's lambda), as :func:`act_loss`.
+    adversary : {"ema", "previous", "batch"}, default="ema"
+        Where ``G`` comes from; see :class:`Adversary`.
+    momentum : float, default=0.9
+        Weight of the past in the ``"ema"`` adversary.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> float(ACTLoss(alpha=0.5, adversary="batch")([z, z]))
+    0.0
+    """
+
+    name = "act"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": _NON_NEGATIVE,
+        "adversary": [StrOptions(set(Adversary.modes))],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self, alpha: float = 0.03, adversary: str = "ema", momentum: float = 0.9
+    ) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.adversary = adversary
+        self.momentum = momentum
+        self._running: ACTCriterion | None = None
+
+    def criterion(self, batch_adversary: bool = False) -> ACTCriterion:
+        """A new criterion with these parameters and an adversary with no past.
+
+        Parameters
+        ----------
+        batch_adversary : bool, default=False
+            Take ``G`` from each batch itself, whatever ``adversary`` says (a loss on
+            held-out data, where no state may carry over).
+
+        Returns
+        -------
+        ACTCriterion
+        """
+        mode = "batch" if batch_adversary else self.adversary
+        return ACTCriterion(self.alpha, Adversary(mode, self.momentum))
+
+    def forward(self, views: Sequence[Tensor]) -> Tensor:
+        """ACT loss of the views; ``G`` carries over from call to call.
+
+        Parameters
+        ----------
+        views : sequence of Tensor of shape (n, d)
+            At least two views.
+
+        Returns
+        -------
+        Tensor
+            Scalar loss.
+        """
+        running = self._running
+        if running is None or (running.adversary.mode, running.adversary.momentum) != (
+            self.adversary,
+            self.momentum,
+        ):
+            running = self._running = self.criterion()
+        running.alpha = self.alpha
+        return running(views)
+
+
+class BarlowTwinsLoss(Objective):
+    """Barlow Twins (Zbontar et al., 2021): :func:`barlow_twins_loss` as an objective.
+
+    Parameters
+    ----------
+    lambd : float, default=5e-3
+        Weight of the off-diagonal (redundancy reduction) term (the paper's lambda,
+        5e-3 for 8192 features; about ``1 / d`` is often suggested for ``d`` features).
+    eps : float, default=1e-5
+        Added to each feature's standard deviation before dividing by it.
+    """
+
+    name = "barlow_twins"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "lambd": _NON_NEGATIVE,
+        "eps": _POSITIVE,
+    }
+
+    def __init__(self, lambd: float = 5e-3, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.lambd = lambd
+        self.eps = eps
+
+    def pair_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return barlow_twins_loss(z1, z2, self.lambd, self.eps)
+
+
+class VICRegLoss(Objective):
+    """VICReg (Bardes et al., 2022): :func:`vicreg_loss` as an objective.
+
+    Parameters
+    ----------
+    sim_weight, var_weight, cov_weight : float, default=25, 25, 1
+        Weights of the invariance, variance and covariance terms (the paper's
+        lambda, mu and nu). The official code's loss is this one with
+        ``var_weight=12.5`` (it halves the variance term).
+    eps : float, default=1e-4
+        Added to the variance before the square root.
+    """
+
+    name = "vicreg"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "sim_weight": _NON_NEGATIVE,
+        "var_weight": _NON_NEGATIVE,
+        "cov_weight": _NON_NEGATIVE,
+        "eps": _POSITIVE,
+    }
+
+    def __init__(
+        self,
+        sim_weight: float = 25.0,
+        var_weight: float = 25.0,
+        cov_weight: float = 1.0,
+        eps: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.sim_weight = sim_weight
+        self.var_weight = var_weight
+        self.cov_weight = cov_weight
+        self.eps = eps
+
+    def pair_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return vicreg_loss(
+            z1, z2, self.sim_weight, self.var_weight, self.cov_weight, self.eps
+        )
+
+
+class SpectralContrastiveLoss(Objective):
+    """Spectral contrastive loss (HaoChen et al., 2021) as an objective.
+
+    Parameters
+    ----------
+    mu : float or None, default=None
+        Rows are projected onto the ball of radius ``sqrt(mu)`` and the loss divided
+        by ``mu``, as in the official code (whose default is 1); None: no projection
+        (see :func:`spectral_contrastive_loss`).
+    """
+
+    name = "spectral"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"mu": [*_POSITIVE, None]}
+
+    def __init__(self, mu: float | None = None) -> None:
+        super().__init__()
+        self.mu = mu
+
+    def pair_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return spectral_contrastive_loss(z1, z2, self.mu)
+
+
+class NTXentLoss(Objective):
+    """NT-Xent of SimCLR (Chen et al., 2020): :func:`nt_xent_loss` as an objective.
+
+    Parameters
+    ----------
+    temperature : float, default=0.5
+        Softmax temperature (SimCLR tried 0.05 to 1; 0.5 was its default, 0.1 its best
+        with large batches).
+
+    Examples
+    --------
+    >>> from sklearn.base import clone
+    >>> clone(NTXentLoss(temperature=0.2))
+    NTXentLoss(temperature=0.2)
+    """
+
+    name = "nt_xent"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"temperature": _POSITIVE}
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def pair_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return nt_xent_loss(z1, z2, self.temperature)
+
+
+#: Objective classes by the name ``ACTEncoder(objective=...)`` accepts; the name alone
+#: means the class with its default parameters (ACT: the encoder's ``alpha``,
+#: ``adversary`` and ``adversary_momentum``).
+OBJECTIVES: dict[str, type[Objective]] = {
+    cls.name: cls
+    for cls in (ACTLoss, BarlowTwinsLoss, VICRegLoss, SpectralContrastiveLoss, NTXentLoss)
 }
+
+#: ``ACTEncoder``'s parameters that configure ACT, and the ``ACTLoss`` parameter of each.
+_ACT_PARAMETERS = {
+    "alpha": "alpha",
+    "adversary": "adversary",
+    "adversary_momentum": "momentum",
+}
+
+
+def make_objective(
+    objective: str | Objective,
+    *,
+    alpha: float = 0.03,
+    adversary: str = "ema",
+    adversary_momentum: float = 0.9,
+    batch_adversary: bool = False,
+) -> Callable[[Sequence[Tensor]], Tensor]:
+    """The training criterion ``views -> scalar`` for ``ACTEncoder``'s ``objective``.
+
+    A name builds that objective with its default parameters (``"act"`` with
+    ``alpha``, ``adversary`` and ``adversary_momentum``); an :class:`Objective` is
+    validated and copied, so training leaves the caller's instance as it was.
+
+    Parameters
+    ----------
+    objective : str or Objective
+        A key of :data:`OBJECTIVES` or an objective instance.
+    alpha, adversary, adversary_momentum
+        ``ACTEncoder``'s ACT parameters. They build ``"act"``; with an
+        :class:`ACTLoss` instance they must keep their defaults (the instance's own
+        parameters are used; two values for one setting would be ambiguous); other
+        objectives ignore them.
+    batch_adversary : bool, default=False
+        ACT only: take ``G`` from each batch itself (a loss on held-out data).
+
+    Returns
+    -------
+    callable
+        A new criterion: :class:`ACTCriterion` for ACT (its ``adversary`` holds ``G``),
+        else a copy of the objective module.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, a parameter of the objective out of range, or ACT
+        parameters set both on the encoder and on an :class:`ACTLoss`.
+
+    Examples
+    --------
+    >>> criterion = make_objective(NTXentLoss(temperature=0.2))
+    >>> criterion.temperature
+    0.2
+    """
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective must be one of {sorted(OBJECTIVES)} or an "
+                f"skact.objectives.Objective, got {objective!r}"
+            )
+        if objective == "act":
+            objective = ACTLoss(alpha, adversary, adversary_momentum)
+        else:
+            objective = OBJECTIVES[objective]()
+    elif not isinstance(objective, Objective):
+        raise TypeError(
+            "objective must be a name or an skact.objectives.Objective such as "
+            f"BarlowTwinsLoss(lambd=0.01), got {type(objective).__name__}"
+        )
+    else:
+        objective.validate()
+        if isinstance(objective, ACTLoss):
+            _check_act_parameters(
+                objective,
+                {
+                    "alpha": alpha,
+                    "adversary": adversary,
+                    "adversary_momentum": adversary_momentum,
+                },
+            )
+    if isinstance(objective, ACTLoss):
+        return objective.criterion(batch_adversary)
+    return clone(objective)
+
+
+def _check_act_parameters(objective: ACTLoss, encoder_values: dict[str, Any]) -> None:
+    defaults = ACTLoss().get_params()
+    for name, own in _ACT_PARAMETERS.items():
+        value = encoder_values[name]
+        if value != defaults[own]:
+            raise ValueError(
+                f"{name}={value!r} is set on ACTEncoder, but objective={objective!r} "
+                f"has its own {own}: set it there (ACTLoss({own}={value!r}), or "
+                f"objective__{own} in a grid search) and leave ACTEncoder's {name} at "
+                f"its default, or use objective='act'."
+            )

@@ -25,7 +25,7 @@ from torch import distributed as dist
 from skact import ACTEncoder, distributed
 from skact._training import Trainer
 from skact.networks import MLP
-from skact.objectives import OBJECTIVES, ACTCriterion, Adversary
+from skact.objectives import ACTCriterion, Adversary, make_objective
 
 from _small import small_encoder
 
@@ -112,7 +112,7 @@ def _trainer(name: str) -> Trainer:
     return Trainer(
         encoder=encoder,
         projector=projector,
-        criterion=OBJECTIVES[objective](0.5, adversary, 0.9),
+        criterion=make_objective(objective, alpha=0.5, adversary=adversary),
         optimizer=torch.optim.Adam(params, lr=1e-2),
         view_fn=_RowViews(n_views),
         n_views=n_views,

@@ -11,14 +11,30 @@ from itertools import combinations
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
+import skact
+import skact._encoder
+from skact import ACTEncoder
 from skact.objectives import (
     OBJECTIVES,
     ACTCriterion,
+    ACTLoss,
     Adversary,
+    BarlowTwinsLoss,
+    NTXentLoss,
+    Objective,
+    SpectralContrastiveLoss,
+    VICRegLoss,
     act_loss,
     barlow_twins_loss,
     cross_correlation,
+    make_objective,
     multiview_loss,
     nt_xent_loss,
     scale_to_sqrt_dim,
@@ -269,14 +285,14 @@ def test_multiview_loss_averages_all_unordered_pairs():
 def test_registry_baselines_average_the_pairwise_loss(name, two_view):
     rng = np.random.default_rng(5)
     views = [t(rng.normal(size=(8, 4))) for _ in range(3)]
-    loss = OBJECTIVES[name](0.2, "batch", 0.9)(views)
+    loss = make_objective(name, alpha=0.2, adversary="batch")(views)
     pairs = [(0, 1), (0, 2), (1, 2)]
     expected = np.mean([float(two_view(views[i], views[j])) for i, j in pairs])
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_registry_act_builds_criterion_with_requested_adversary():
-    criterion = OBJECTIVES["act"](0.25, "ema", 0.8)
+    criterion = make_objective("act", alpha=0.25, adversary="ema", adversary_momentum=0.8)
     assert isinstance(criterion, ACTCriterion)
     assert (criterion.alpha, criterion.adversary.mode, criterion.adversary.momentum) == (
         0.25,
@@ -468,3 +484,354 @@ def test_batch_adversary_with_three_views_halves_the_gradient_for_the_mean_c():
     for g, a, m, p in zip(ours, align, of_mean, of_pairs):
         torch.testing.assert_close(g - a, 0.5 * m, rtol=1e-4, atol=1e-5)
         assert torch.linalg.norm(g - a - 0.5 * p) > 0.01  # not the pairs' own squares
+
+
+# ------------------------------------------- objective modules and their own parameters
+
+#: A small, fast encoder for fits in these tests.
+SMALL = {"hidden_layer_sizes": (16,), "n_components": 8, "projection_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def wine():
+    return load_wine().data[:90]
+
+
+def test_barlow_twins_module_matches_numpy_with_its_own_lambd_and_eps():
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    lambd, eps = 0.1, 0.5  # a large eps, so that it shows in the value
+
+    def standardized(z):
+        return (z - z.mean(0)) / (z.std(0) + eps)
+
+    c = standardized(a).T @ standardized(b) / 6
+    on = sum((1 - c[i, i]) ** 2 for i in range(3))
+    off = sum(c[i, j] ** 2 for i in range(3) for j in range(3) if i != j)
+    loss = BarlowTwinsLoss(lambd=lambd, eps=eps)([t(a), t(b)])
+    assert float(loss) == pytest.approx(on + lambd * off, rel=1e-5)
+    assert float(loss) != pytest.approx(float(BarlowTwinsLoss()([t(a), t(b)])), rel=1e-2)
+
+
+def test_vicreg_module_matches_numpy_with_its_own_weights():
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(5, 3)), 0.3 * rng.normal(size=(5, 3))
+    sim, var, cov, eps = 2.0, 3.0, 0.5, 1e-3
+
+    def variance(z):
+        return np.mean(np.maximum(0, 1 - np.sqrt(z.var(axis=0, ddof=1) + eps)))
+
+    def covariance(z):
+        m = np.cov(z, rowvar=False)
+        return sum(m[i, j] ** 2 for i in range(3) for j in range(3) if i != j) / 3
+
+    expected = (
+        sim * np.mean((a - b) ** 2)
+        + var * (variance(a) + variance(b))
+        + cov * (covariance(a) + covariance(b))
+    )
+    loss = VICRegLoss(sim_weight=sim, var_weight=var, cov_weight=cov, eps=eps)
+    assert float(loss([t(a), t(b)])) == pytest.approx(expected, rel=1e-6)
+
+
+def test_spectral_module_projects_onto_the_ball_of_radius_sqrt_mu():
+    # The official code: rows longer than sqrt(mu) are rescaled to it, the loss / mu.
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    mu, n = 1.0, 4
+    norms = np.linalg.norm(np.concatenate([a, b]), axis=1)
+    assert (norms < 1).any() and (norms > 1).any()  # both branches are exercised
+
+    def project(z):
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        return np.where(norm < math.sqrt(mu), z, math.sqrt(mu) * z / norm)
+
+    pa, pb = project(a), project(b)
+    positive = sum(pa[i] @ pb[i] for i in range(n)) / n
+    negative = sum((pa[i] @ pb[j]) ** 2 for i in range(n) for j in range(n) if i != j)
+    expected = (-2 * positive + negative / (n * (n - 1))) / mu
+    loss = SpectralContrastiveLoss(mu=mu)([t(a), t(b)])
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_spectral_module_without_mu_is_the_unprojected_loss():
+    rng = np.random.default_rng(14)
+    a, b = t(rng.normal(size=(4, 2))), t(rng.normal(size=(4, 2)))
+    unbounded = float(spectral_contrastive_loss(a, b))
+    assert float(SpectralContrastiveLoss()([a, b])) == pytest.approx(unbounded, rel=1e-6)
+    # A ball wider than every row projects nothing: the loss is only divided by mu.
+    assert float(SpectralContrastiveLoss(mu=100.0)([a, b])) == pytest.approx(
+        unbounded / 100, rel=1e-6
+    )
+
+
+def test_nt_xent_module_uses_its_temperature():
+    rng = np.random.default_rng(15)
+    a, b = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    z = np.concatenate([a, b])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    tau = 0.2
+    total = 0.0
+    for i in range(6):
+        others = sum(math.exp(z[i] @ z[j] / tau) for j in range(6) if j != i)
+        total += -math.log(math.exp(z[i] @ z[(i + 3) % 6] / tau) / others)
+    loss = NTXentLoss(temperature=tau)([t(a), t(b)])
+    assert float(loss) == pytest.approx(total / 6, rel=1e-6)
+
+
+def test_act_module_matches_the_hand_computation():
+    # "batch": G = C_hat - I of the batch, so the value is alignment + alpha ||C - I||^2.
+    loss = ACTLoss(alpha=0.1, adversary="batch")([t(Z1), t(Z2)])
+    assert float(loss) == pytest.approx(ALIGNMENT + 0.1 * SQUARED, **F32)
+
+
+def test_act_module_carries_g_from_call_to_call():
+    objective = ACTLoss(alpha=0.5, adversary="previous")
+    objective([t(Z1), t(Z2)])
+    # Second call, identical views: alignment 0, G = the first call's C_hat - I.
+    c2 = np.array([[2.04, 0.28], [0.28, 3.96]]) / 3  # (1/3) sum_i z2_i z2_i^T
+    expected = 0.5 * np.sum((c2 - np.eye(2)) * (np.array(C_HAT) - np.eye(2)))
+    assert float(objective([t(Z2), t(Z2)])) == pytest.approx(expected, **F32)
+    # A new adversary mode starts a new G: "batch" uses this call's C_hat.
+    objective.set_params(adversary="batch")
+    batch = 0.5 * np.sum((c2 - np.eye(2)) ** 2)
+    assert float(objective([t(Z2), t(Z2)])) == pytest.approx(batch, **F32)
+
+
+@pytest.mark.parametrize(
+    ("objective", "two_view"),
+    [
+        (BarlowTwinsLoss(lambd=0.05), lambda a, b: barlow_twins_loss(a, b, lambd=0.05)),
+        (VICRegLoss(var_weight=5.0), lambda a, b: vicreg_loss(a, b, var_weight=5.0)),
+        (SpectralContrastiveLoss(), spectral_contrastive_loss),
+        (NTXentLoss(temperature=0.1), lambda a, b: nt_xent_loss(a, b, 0.1)),
+    ],
+)
+def test_modules_average_their_pair_loss_over_all_pairs_of_views(objective, two_view):
+    rng = np.random.default_rng(16)
+    views = [t(rng.normal(size=(8, 4))) for _ in range(3)]
+    expected = np.mean(
+        [float(two_view(views[i], views[j])) for i, j in [(0, 1), (0, 2), (1, 2)]]
+    )
+    assert float(objective(views)) == pytest.approx(expected, rel=1e-5)
+
+
+ALL_MODULES = [
+    ACTLoss(alpha=0.1, adversary="previous", momentum=0.5),
+    BarlowTwinsLoss(lambd=0.02, eps=1e-4),
+    VICRegLoss(sim_weight=10.0, var_weight=10.0, cov_weight=2.0, eps=1e-3),
+    SpectralContrastiveLoss(mu=4.0),
+    NTXentLoss(temperature=0.1),
+]
+
+
+@pytest.mark.parametrize("objective", ALL_MODULES, ids=lambda o: type(o).__name__)
+def test_get_params_set_params_and_clone(objective):
+    params = objective.get_params()
+    assert type(objective)(**params).get_params() == params
+    copy = clone(objective)
+    assert copy is not objective and type(copy) is type(objective)
+    assert copy.get_params() == params
+    name = next(iter(params))
+    assert copy.set_params(**{name: params[name] * 2}) is copy
+    assert copy.get_params()[name] == params[name] * 2
+    assert objective.get_params() == params  # the original is untouched
+    with pytest.raises(
+        ValueError, match=f"invalid parameter 'nope' for {type(objective).__name__}"
+    ):
+        objective.set_params(nope=1)
+    assert repr(objective).startswith(f"{type(objective).__name__}({name}=")
+
+
+def test_registry_names_the_classes_and_act_defaults_are_the_encoders():
+    assert {name: cls.name for name, cls in OBJECTIVES.items()} == {
+        name: name for name in ("act", "barlow_twins", "vicreg", "spectral", "nt_xent")
+    }
+    assert all(issubclass(cls, Objective) for cls in OBJECTIVES.values())
+    encoder = ACTEncoder().get_params()
+    assert ACTLoss().get_params() == {
+        "alpha": encoder["alpha"],
+        "adversary": encoder["adversary"],
+        "momentum": encoder["adversary_momentum"],
+    }
+
+
+def test_encoder_exposes_the_objectives_parameters_as_nested_ones():
+    enc = ACTEncoder(objective=BarlowTwinsLoss(lambd=0.02))
+    assert enc.get_params()["objective__lambd"] == 0.02
+    enc.set_params(objective__lambd=0.1)
+    assert enc.objective.lambd == 0.1
+    copy = clone(enc)
+    assert copy.objective is not enc.objective
+    assert copy.objective.get_params() == {"lambd": 0.1, "eps": 1e-5}
+    assert "objective=BarlowTwinsLoss(lambd=0.1, eps=1e-05)" in repr(enc)
+
+
+def test_make_objective_copies_the_instance_and_validates_it():
+    objective = NTXentLoss(temperature=0.2)
+    criterion = make_objective(objective)
+    assert criterion is not objective and criterion.temperature == 0.2
+    act = make_objective(ACTLoss(alpha=0.2, adversary="ema", momentum=0.5))
+    assert isinstance(act, ACTCriterion)
+    assert (act.alpha, act.adversary.mode, act.adversary.momentum) == (0.2, "ema", 0.5)
+    held_out = make_objective(ACTLoss(adversary="ema"), batch_adversary=True)
+    assert held_out.adversary.mode == "batch"
+    # The baselines carry neither an adversary nor a reduce hook (distributed.wrap
+    # looks for one to tell ACT apart).
+    for name in ("barlow_twins", "vicreg", "spectral", "nt_xent"):
+        built = make_objective(name, alpha=0.5, adversary="batch")
+        assert not hasattr(built, "adversary") and not hasattr(built, "reduce")
+    with pytest.raises(
+        InvalidParameterError, match="'temperature' parameter of NTXentLoss"
+    ):
+        make_objective(NTXentLoss(temperature=0.0))
+    with pytest.raises(ValueError, match="objective must be one of"):
+        make_objective("simclr")
+    with pytest.raises(TypeError, match=r"BarlowTwinsLoss\(lambd=0.01\)"):
+        make_objective(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        (
+            NTXentLoss(temperature=0),
+            r"'temperature' parameter of NTXentLoss must be a float in the range \(0.0,",
+        ),
+        (
+            BarlowTwinsLoss(lambd=-1),
+            r"'lambd' parameter of BarlowTwinsLoss must be a float in the range \[0.0,",
+        ),
+        (BarlowTwinsLoss(eps=0), "'eps' parameter of BarlowTwinsLoss"),
+        (VICRegLoss(cov_weight=-1), "'cov_weight' parameter of VICRegLoss"),
+        (
+            SpectralContrastiveLoss(mu=0),
+            r"'mu' parameter of SpectralContrastiveLoss must be .* or None",
+        ),
+        (
+            ACTLoss(adversary="future"),
+            "'adversary' parameter of ACTLoss must be a str among",
+        ),
+        (ACTLoss(momentum=1.0), "'momentum' parameter of ACTLoss"),
+        ("simclr", "'objective' parameter of ACTEncoder must be a str among"),
+        (
+            NTXentLoss,
+            "'objective' parameter of ACTEncoder .* instance of 'skact.objectives.Objec",
+        ),
+    ],
+)
+def test_fit_rejects_bad_objectives_naming_the_parameter(wine, objective, message):
+    with pytest.raises(ValueError, match=message):
+        ACTEncoder(objective=objective, max_iter=1, **SMALL).fit(wine)
+
+
+def test_fit_refuses_act_parameters_set_twice(wine):
+    enc = ACTEncoder(objective=ACTLoss(alpha=0.03), alpha=0.1, max_iter=1, **SMALL)
+    with pytest.raises(ValueError, match=r"ACTLoss\(alpha=0.1\), or objective__alpha"):
+        enc.fit(wine)
+    enc = ACTEncoder(objective=ACTLoss(), adversary="batch", max_iter=1, **SMALL)
+    with pytest.raises(ValueError, match="objective__adversary"):
+        enc.fit(wine)
+
+
+#: The criteria before objectives had parameters: the functions with their defaults.
+FUNCTIONAL = {
+    "barlow_twins": barlow_twins_loss,
+    "vicreg": vicreg_loss,
+    "spectral": spectral_contrastive_loss,
+    "nt_xent": nt_xent_loss,
+}
+
+
+@pytest.mark.parametrize("name", ["act", *FUNCTIONAL])
+def test_names_train_bit_identically_to_the_functional_losses(wine, name, monkeypatch):
+    params = {**SMALL, "max_iter": 2, "random_state": 0, "adversary": "previous"}
+    by_name = ACTEncoder(objective=name, **params).fit(wine).transform(wine)
+    by_instance = ACTEncoder(objective=OBJECTIVES[name](), **params)
+    if name == "act":  # the instance carries the ACT parameters itself
+        by_instance.set_params(adversary="ema", objective__adversary="previous")
+    by_instance = by_instance.fit(wine).transform(wine)
+
+    calls = []
+
+    def functional(
+        objective, *, alpha, adversary, adversary_momentum, batch_adversary=False
+    ):
+        calls.append(objective)
+        if objective == "act":
+            return ACTCriterion(alpha, Adversary(adversary, adversary_momentum))
+        fn = FUNCTIONAL[objective]
+        return lambda views: multiview_loss(fn, [z.float() for z in views])
+
+    monkeypatch.setattr(skact._encoder, "make_objective", functional)
+    reference = ACTEncoder(objective=name, **params).fit(wine).transform(wine)
+    assert calls  # the estimator builds its criterion through the factory
+    np.testing.assert_array_equal(by_name, reference)
+    np.testing.assert_array_equal(by_instance, reference)
+
+
+def test_an_objectives_parameter_reaches_training_and_the_instance_is_untouched(wine):
+    params = {**SMALL, "max_iter": 2, "random_state": 0}
+    objective = ACTLoss(adversary="ema")
+    ACTEncoder(objective=objective, **params).fit(wine)
+    assert objective._running is None  # training used a copy
+    low = ACTEncoder(objective=NTXentLoss(temperature=0.05), **params).fit(wine)
+    high = ACTEncoder(objective=NTXentLoss(temperature=1.0), **params).fit(wine)
+    assert not np.allclose(low.transform(wine), high.transform(wine))
+
+
+def test_grid_search_over_the_objectives_temperature(wine):
+    y = load_wine().target[:90]
+    pipe = make_pipeline(
+        ACTEncoder(objective=NTXentLoss(), max_iter=1, random_state=0, **SMALL),
+        LogisticRegression(max_iter=200),
+    )
+    search = GridSearchCV(
+        pipe, {"actencoder__objective__temperature": [0.1, 1.0]}, cv=2
+    ).fit(wine, y)
+    assert list(search.cv_results_["param_actencoder__objective__temperature"]) == [
+        0.1,
+        1.0,
+    ]
+    best = search.best_estimator_.named_steps["actencoder"].objective
+    assert best.temperature == search.best_params_["actencoder__objective__temperature"]
+    assert pipe.named_steps["actencoder"].objective.temperature == 0.5
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        VICRegLoss(cov_weight=0.5),
+        ACTLoss(alpha=0.1, adversary="previous"),
+        SpectralContrastiveLoss(),
+    ],
+    ids=lambda o: type(o).__name__,
+)
+def test_save_and_load_rebuild_the_objective(wine, tmp_path, objective):
+    enc = ACTEncoder(objective=objective, max_iter=1, random_state=0, **SMALL).fit(wine)
+    enc.save(tmp_path / "model.skact")
+    loaded = skact.load(tmp_path / "model.skact")
+    assert type(loaded.objective) is type(objective)
+    assert loaded.objective.get_params() == objective.get_params()
+    np.testing.assert_array_equal(loaded.transform(wine), enc.transform(wine))
+
+
+def test_save_refuses_an_objective_it_cannot_rebuild(wine, tmp_path):
+    class Halved(NTXentLoss):
+        pass
+
+    enc = ACTEncoder(objective=Halved(), max_iter=1, random_state=0, **SMALL).fit(wine)
+    with pytest.raises(TypeError, match="pickle the estimator instead"):
+        enc.save(tmp_path / "model.skact")
+
+
+def test_load_leaves_an_unknown_saved_objective_to_validation():
+    from skact import _persistence
+
+    saved = {"__objective__": {"name": "simclr", "params": {}}}
+    assert _persistence._params_from_json({"objective": saved})["objective"] == saved
+    bad = {"__objective__": {"name": "nt_xent", "params": {"temperature": -1.0}}}
+    assert _persistence._params_from_json({"objective": bad})["objective"] == bad
+    good = {"__objective__": {"name": "nt_xent", "params": {"temperature": 0.2}}}
+    rebuilt = _persistence._params_from_json({"objective": good})["objective"]
+    assert isinstance(rebuilt, NTXentLoss) and rebuilt.temperature == 0.2

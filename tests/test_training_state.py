@@ -27,7 +27,7 @@ from skact import ACTEncoder, NonFiniteLossError, _guards, _training, distribute
 from skact._training import Trainer, lr_factor, n_batches
 from skact.augment.tabular import TabularAugment, _corrupt_everywhere
 from skact.networks import build_encoder
-from skact.objectives import OBJECTIVES, Adversary
+from skact.objectives import Adversary, make_objective
 
 from _small import small_encoder
 
@@ -415,7 +415,7 @@ def test_out_of_memory_under_ddp_shrinks_the_batch(monkeypatch):
     monkeypatch.setattr(distributed, "_replicate", lambda module, device, sync: module)
     monkeypatch.setattr(distributed, "_summed", lambda tensor: tensor.clone())
     parts = _trainer_parts(64)
-    parts["criterion"] = OBJECTIVES["vicreg"](0.0, "ema", 0.9)
+    parts["criterion"] = make_objective("vicreg")
     trainer = Trainer(**parts)
     world = distributed.World(
         rank=0, world_size=2, local_rank=0, device=torch.device("cpu")
@@ -443,7 +443,7 @@ def _trainer_parts(batch_size: int) -> dict[str, Any]:
     return dict(
         encoder=encoder,
         projector=None,
-        criterion=OBJECTIVES["act"](0.1, "ema", 0.9),
+        criterion=make_objective("act", alpha=0.1),
         optimizer=torch.optim.Adam(encoder.parameters(), lr=1e-3),
         view_fn=lambda batch, generator: batch,
         n_views=2,
