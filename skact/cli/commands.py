@@ -129,7 +129,7 @@ def _summary(settings: dict[str, Any], data: Data) -> str:
     kind = settings["kind"]
     if data.is_images:
         c, h, w = settings["input_shape"]
-        what = f"images, {c} channel{'' if c == 1 else 's'} of {h}x{w} pixels"
+        what = f"images seen at {h}x{w} pixels, {_plural(c, 'channel')}"
     else:
         what = f"{kind}, {_plural(data.X.shape[1], 'column')}"
         if data.categorical is not None and data.categorical.any():
