@@ -47,22 +47,32 @@ def resolve_device(spec: str | torch.device) -> torch.device:
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+
+    def refused(problem: str, instead: tuple[str, ...] = ()) -> ValueError:
+        # The advice as data too: the skact command names its --device option.
+        from ._guards import Advice, AdvisedValueError  # _guards imports this module
+
+        use = " or ".join(f"device={d!r}" for d in instead)
+        return AdvisedValueError(
+            f"device={problem}" + (f"; use {use}." if instead else "."),
+            Advice(problem, "device", {"device": instead} if instead else {}),
+        )
+
     try:
         device = torch.device(spec)
     except RuntimeError as exc:
-        raise ValueError(f"device={spec!r} is not a valid torch device: {exc}") from None
+        raise refused(f"{spec!r} is not a valid torch device: {exc}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={spec!r} was requested but CUDA is not available; "
-                "use device='auto' or device='cpu'."
+            raise refused(
+                f"{spec!r} was requested but CUDA is not available", ("auto", "cpu")
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible."
+            raise refused(
+                f"{spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
             )
     if device.type == "mps" and not _mps_available():
-        raise ValueError(f"device={spec!r} was requested but MPS is not available.")
+        raise refused(f"{spec!r} was requested but MPS is not available")
     return device
 
 

@@ -335,3 +335,19 @@ def test_the_guide_s_commands_run(tmp_path, capsys, monkeypatch):
             ran += 1
     assert ran == 4  # fit, transform and two evaluations; the table example has no data
     assert Path("features.csv").read_text().startswith("path,actencoder0,")
+
+
+def test_an_unavailable_device_is_advised_in_each_front_end_s_terms(monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # also on a GPU
+    with pytest.raises(AdvisedValueError) as info:
+        ACTEncoder(device="cuda").fit(np.zeros((4, 2)))
+    assert str(info.value) == (
+        "device='cuda' was requested but CUDA is not available; use device='auto' or "
+        "device='cpu'."
+    )
+    assert info.value.advice.parameters == {"device": ("auto", "cpu")}
+    with pytest.raises(SystemExit):
+        parse_fit("--device", "cuda")
+    err = capsys.readouterr().err
+    assert "argument --device: 'cuda' was requested but CUDA is not available; use " in err
+    assert "auto or cpu" in err and "device=" not in err

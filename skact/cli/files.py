@@ -38,7 +38,9 @@ __all__ = [
 
 #: File suffixes read as images when DATA is a folder.
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+#: File suffixes read as tables.
 TABLE_SUFFIXES = (".csv", ".npy", ".parquet")
+#: File suffixes ``skact transform`` writes features as.
 FEATURE_SUFFIXES = (".csv", ".npy")
 #: Column name of the image paths ``skact transform --with-paths`` writes first.
 PATH_COLUMN = "path"

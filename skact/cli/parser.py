@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import __version__, _training
 from .._encoder import ACTEncoder
+from .._guards import Advice
 
 __all__ = ["EXCLUDED", "OPTIONS", "build_parser"]
 
@@ -231,9 +232,12 @@ def _device(text: str) -> str:
     try:
         _training.resolve_device(text)
     except ValueError as exc:
-        message = str(exc).replace(f"device={text!r}", repr(text))
-        message = message.replace("device='auto' or device='cpu'", "auto or cpu")
-        raise argparse.ArgumentTypeError(message) from None
+        advice = getattr(exc, "advice", None)
+        if not isinstance(advice, Advice):
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        instead = advice.parameters.get("device", ())
+        use = f"; use {' or '.join(instead)}" if instead else ""
+        raise argparse.ArgumentTypeError(advice.problem + use) from None
     return text
 
 
