@@ -399,7 +399,8 @@ def evaluate(args: argparse.Namespace) -> int:
             names = [n for n, c in zip(data.columns or [], data.categorical) if c]
             raise UsageError(
                 f"{args.data}: columns {files.list_names(names)} hold text, so DATA is "
-                "not numeric features; give the model that encodes it with --model"
+                "not numeric features; name a label column with --label, or give the "
+                "model that encodes DATA with --model"
             )
     if test is not None:
         X_pool, y_pool, X_test = data.X, y, test.X

@@ -97,8 +97,8 @@ OPTIONS: dict[str, Option] = {
     ),
     "image_size": Option(
         "--image-size",
-        "images: size they are stored and seen at, N or HxW pixels; 'none': the most "
-        "common size in the folder",
+        "images: size to store them at, N or HxW pixels; 'none': the most common size "
+        "in the folder",
         "N",
     ),
     "image_layout": Option(
@@ -128,7 +128,7 @@ OPTIONS: dict[str, Option] = {
         "--device", "'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'"
     ),
     "random_state": Option(
-        "--seed", "random seed of the training ('none': a fresh one each run)"
+        "--seed", "random seed of the training ('none': a fresh one each run)", "SEED"
     ),
 }
 
