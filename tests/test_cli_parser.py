@@ -351,3 +351,36 @@ def test_an_unavailable_device_is_advised_in_each_front_end_s_terms(monkeypatch,
     err = capsys.readouterr().err
     assert "argument --device: 'cuda' was requested but CUDA is not available; use " in err
     assert "auto or cpu" in err and "device=" not in err
+
+
+@pytest.mark.parametrize("reader", ["parquet", "csv without pandas"])
+def test_text_columns_are_categorical_in_parquet_and_without_pandas(
+    reader, tmp_path, capsys, monkeypatch
+):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "h": rng.normal(size=40),
+            "c": np.array(["a", "b"])[rng.integers(0, 2, 40)],
+            "k": np.array(["x", "y"])[rng.integers(0, 2, 40)],
+        }
+    )
+    table.loc[3, "c"] = None  # a missing category
+    if reader == "parquet":
+        pytest.importorskip("pyarrow")
+        data = tmp_path / "t.parquet"
+        table.to_parquet(data)
+    else:
+        data = tmp_path / "t.csv"
+        table.to_csv(data, index=False)
+        monkeypatch.setattr("skact.cli.files.pandas", lambda: None)
+    model, out = tmp_path / "m.skact", tmp_path / "f.npy"
+    argv = ["fit", data, "--label", "k", "-o", model, "--handle-missing", "indicator"]
+    code, printed, err = run([*argv, *TINY], capsys)
+    assert code == 0, err
+    assert "(mixed table, 2 columns, categorical: 'c')" in printed
+    assert skact.load(model).is_categorical_.tolist() == [False, True]
+    code, _, err = run(["transform", model, data, "--label", "k", "-o", out], capsys)
+    assert code == 0, err
+    assert np.load(out).shape == (40, 3)
