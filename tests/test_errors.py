@@ -906,5 +906,5 @@ def test_a_sparse_dok_matrix_is_not_a_dict_of_columns():
     import scipy.sparse as sp
 
     X = sp.dok_matrix(np.eye(4))
-    with pytest.raises(TypeError, match="[Ss]parse"):
+    with pytest.raises(TypeError, match=r"[Ss]parse"):
         ACTEncoder(max_iter=1).fit(X)
