@@ -422,6 +422,8 @@ def markdown(report: dict[str, Any]) -> str:
         entry += [
             f"   skipped {name}: {why}" for name, why in run.get("skipped", {}).items()
         ]
+        if run.get("note"):  # how the run was made, where the command does not say
+            entry.append(f"   note: {run['note']}")
         lines += [line + "  " for line in entry[:-1]] + entry[-1:]  # "  ": line breaks
     by_dataset: dict[str, list[dict[str, Any]]] = {}
     for result in report["results"]:
