@@ -270,8 +270,9 @@ def bind(encoder: ACTEncoder, X: np.ndarray) -> Bound:
     adapter = encoder._adapter
     device = encoder.device_
     data = _training.to_device(adapter.to_storage(adapter_input(encoder, X)), device)
-    trainer = encoder._make_trainer(data.shape[0], None)
-    trainer.view_fn = lambda batch, gen: adapter.view(batch, data, gen)
+    trainer = encoder._make_trainer(
+        data.shape[0], None, view_fn=lambda batch, gen: adapter.view(batch, data, gen)
+    )
     for module in (trainer.encoder, trainer.projector):
         if module is not None:
             module.train()

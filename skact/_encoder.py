@@ -7,7 +7,7 @@ import functools
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -24,9 +24,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from . import _guards, _images, _persistence, _tabular_mixed, _training, distributed
+from . import (
+    _callbacks,
+    _guards,
+    _images,
+    _persistence,
+    _tabular_mixed,
+    _training,
+    distributed,
+)
 from ._inputs import InputAdapter, TabularAdapter, check_table_container
 from ._tabular_mixed import MixedTable, MixedTableAdapter
 from ._training import NonFiniteLossError
@@ -195,8 +202,11 @@ default="auto"
         ``GridSearchCV(n_jobs=2)``, run with one thread). Under ``distributed``
         training the weights start from rank 0's and the views differ between ranks.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar with the running loss; 2 also prints each
-        epoch's loss.
+        0 is silent; 1 shows a progress bar with the running loss, which advances
+        within epochs, and after the first steps the estimated time of the fit; 2 also
+        prints each epoch's loss. Whatever ``verbose``, a fit with ``max_iter="auto"``
+        estimated to take over 10 minutes on a CPU warns, naming the parameters that
+        would shorten it.
 
     Attributes
     ----------
@@ -355,11 +365,12 @@ default="auto"
         - the loss turns NaN or infinite: the weights of the last finite epoch are kept
           (``n_iter_`` counts the epochs they had) and :class:`NonFiniteLossError` is
           raised; if no epoch finished, the estimator is left unfitted;
-        - Ctrl-C (KeyboardInterrupt): training stops at the end of the current step, the
-          model trained so far is kept and usable by ``transform`` (``n_iter_`` counts
-          the complete epochs), a warning says so, and the KeyboardInterrupt is raised
-          again, so that scripts stop as the user asked; catch it to go on. A second
-          Ctrl-C interrupts at once;
+        - Ctrl-C (KeyboardInterrupt): training stops at the end of the current step (a
+          step slower than a second is abandoned at once, with the weights of the last
+          complete step), the model trained so far is kept and usable by
+          ``transform`` (``n_iter_`` counts the complete epochs), a warning says so,
+          and the KeyboardInterrupt is raised again, so that scripts stop as the user
+          asked; catch it to go on. A second Ctrl-C interrupts at once;
         - CUDA out of memory: the epoch is retried with half the batch size (with a
           warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised;
         - an error while computing the early-stopping validation loss (after an epoch
@@ -744,7 +755,7 @@ default="auto"
     ) -> None:
         """Run ``epochs`` epochs on ``X`` from the stored training state.
 
-        ``stop_requested`` is polled after each step (Ctrl-C, see ``_guards``).
+        ``stop_requested`` says whether Ctrl-C was pressed (see ``_guards``).
         """
         adapter: InputAdapter = self._adapter
         device = self.device_
@@ -759,7 +770,7 @@ default="auto"
             if stream
             else _training.to_device(adapter.to_storage(X), device)
         )
-        validation = None
+        held_out = None
         if self.early_stopping and not stream:
             n_val = max(2, round(self.validation_fraction * data.shape[0]))
             if data.shape[0] < 4:
@@ -773,14 +784,11 @@ default="auto"
                     "training needs; use a smaller validation_fraction."
                 )
             order = torch.from_numpy(self._shuffle_rng.permutation(data.shape[0]))
-            validation, data = (
+            held_out, data = (
                 data[order[:n_val].to(device)],
                 data[order[n_val:].to(device)],
             )
         shard_sizes = None if world is None else tuple(world.gather(data.shape[0]))
-        trainer = self._make_trainer(
-            data.shape[0], epochs if horizon else None, shard_sizes
-        )
 
         # Stored data is gathered by rows: index_select is several times faster on the
         # CPU than the general indexing of data[idx] (20x for a batch of uint8 images).
@@ -793,65 +801,55 @@ default="auto"
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, batch if stream else data, generator)
 
-        trainer.view_fn = view_fn
-        trainer.stop_requested = stop_requested
-        trainer.indices_on_device = not stream
-        best: tuple[float, Any, int] = (np.inf, None, 0)
-        bar = tqdm(
-            range(epochs),
-            desc="ACTEncoder",
-            unit="epoch",
-            disable=not self.verbose or (world is not None and world.rank > 0),
-            leave=False,
+        trainer = self._make_trainer(
+            data.shape[0],
+            epochs if horizon else None,
+            shard_sizes,
+            view_fn=view_fn,
+            held_out=held_out,
+            callbacks=self._make_callbacks(
+                show=not (world is not None and world.rank > 0),
+                auto_epochs=horizon and isinstance(self.max_iter, str),
+            ),
+            stop_requested=stop_requested,
+            indices_on_device=not stream,
         )
         try:
-            for _ in bar:
-                loss = _guards.run_epoch_with_oom_retry(trainer, data.shape[0], take)
-                self.n_iter_ += 1
-                self.loss_curve_.append(loss)
-                postfix = {"loss": f"{loss:.4f}"}
-                if validation is not None:
-                    try:
-                        val_loss = self._validation_loss(
-                            validation, adapter, trainer.amp_dtype
-                        )
-                        if world is not None:
-                            val_loss = world.mean(val_loss)
-                    except Exception as exc:
-                        # The epoch is whole and saved below: keep it, as after Ctrl-C.
-                        _guards.keep_trained_model(
-                            exc,
-                            "ACTEncoder: computing the early-stopping validation loss "
-                            f"failed after epoch {self.n_iter_}; the model trained so "
-                            f"far ({self.n_iter_} epochs) is kept.",
-                        )
-                        raise
-                    self.validation_loss_curve_.append(val_loss)
-                    postfix["val"] = f"{val_loss:.4f}"
-                    if val_loss < best[0] - self.tol:
-                        best = (val_loss, trainer.snapshot(), 0)
-                    else:
-                        best = (best[0], best[1], best[2] + 1)
-                bar.set_postfix(postfix)
-                if self.verbose > 1:
-                    tqdm.write(
-                        f"epoch {self.n_iter_}: "
-                        + ", ".join(f"{k} {v}" for k, v in postfix.items())
-                    )
-                if validation is not None and best[2] >= self.n_iter_no_change:
-                    break
-                if stop_requested is not None and stop_requested():
-                    raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
-            if best[1] is not None and best[2] > 0:
-                # The best epoch's weights, whether the patience or max_iter ran out.
-                trainer.restore(best[1])
+            trainer.fit(data.shape[0], take, epochs)
         finally:
-            bar.close()
             self._save_trainer(trainer)
-            distributed.unwrap(trainer)
+            trainer.close()
         if world is not None:
             distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
+
+    def _make_callbacks(self, show: bool, auto_epochs: bool) -> list[_callbacks.Callback]:
+        """Progress and logging as ``verbose`` asks, the time estimate, early stopping.
+
+        ``show``: this process may print (rank 0); ``auto_epochs``: the fit's length
+        comes from ``max_iter="auto"``, so a long one warns with the ways to shorten it.
+        """
+        callbacks: list[_callbacks.Callback] = []
+        if self.verbose and show:
+            callbacks.append(_callbacks.ProgressBar("ACTEncoder"))
+        if self.verbose > 1:
+            callbacks.append(_callbacks.EpochLog(first_epoch=self.n_iter_ + 1))
+        advice = None
+        if auto_epochs and self.device_.type == "cpu":
+            shorter = (
+                "max_iter (e.g. max_iter=10), encoder='convnet', a smaller image_size "
+                "or a larger batch_size"
+                if self._adapter.kind == "image"
+                else "max_iter (e.g. max_iter=20), smaller hidden_layer_sizes or a "
+                "larger batch_size"
+            )
+            advice = f"To make it shorter, set {shorter}."
+        callbacks.append(
+            _callbacks.TimeEstimate(verbose=bool(self.verbose) and show, advice=advice)
+        )
+        if self.early_stopping:
+            callbacks.append(_callbacks.EarlyStopping(self.n_iter_no_change, self.tol))
+        return callbacks
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, in channels_last for images (fit and load)."""
@@ -895,11 +893,19 @@ default="auto"
         n_samples: int,
         epochs: int | None,
         shard_sizes: tuple[int, ...] | None = None,
+        *,
+        view_fn: _training.ViewFn,
+        held_out: Tensor | None = None,
+        callbacks: Sequence[_callbacks.Callback] = (),
+        stop_requested: Callable[[], bool] | None = None,
+        indices_on_device: bool = True,
     ) -> _training.Trainer:
         """A trainer continuing the stored state, with the parameters set now.
 
         ``n_samples`` rows on this process (``shard_sizes``: every rank's, under
-        data-parallel training); ``epochs`` of a ``fit`` call, None for ``partial_fit``.
+        data-parallel training); ``epochs`` of a ``fit`` call, None for ``partial_fit``;
+        ``held_out``: rows for the early-stopping validation loss; the other arguments
+        are the :class:`~skact._training.Trainer`'s.
         """
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
@@ -940,12 +946,13 @@ default="auto"
             warmup = min(500, max(1, total // 10))
         generator = _training.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
-        trainer = _training.Trainer(
+        world = distributed.current(self.distributed)
+        return _training.Trainer(
             encoder=self.encoder_,
             projector=self.projector_,
             criterion=criterion,
             optimizer=optimizer,
-            view_fn=lambda b, g: b,
+            view_fn=view_fn,
             n_views=self.n_views,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -957,12 +964,22 @@ default="auto"
             schedule_start=start,
             total_steps=total,
             amp_dtype=_training.autocast_dtype(self.device_),
+            stop_requested=stop_requested,
+            strategy=(
+                distributed.DataParallel(world, shard_sizes)
+                if world is not None and shard_sizes is not None
+                else _training.SingleProcess()
+            ),
             adversary=adversary,
+            indices_on_device=indices_on_device,
+            validation=(
+                None
+                if held_out is None
+                else self._validation(held_out, _training.derived_seed(generator))
+            ),
+            callbacks=callbacks,
+            epoch=self.n_iter_,
         )
-        world = distributed.current(self.distributed)
-        if world is not None and shard_sizes is not None:
-            return distributed.wrap(trainer, world, shard_sizes)
-        return trainer
 
     def _learning_rate(self) -> float:
         """The peak learning rate, with "auto" resolved for the fitted input kind."""
@@ -972,21 +989,26 @@ default="auto"
         return float(self.learning_rate)
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
+        """Keep the trainer's state and its epochs' losses (also after a failure)."""
+        self.n_iter_ = trainer.epoch
+        self.loss_curve_ += [logs["loss"] for logs in trainer.history]
+        self.validation_loss_curve_ += [
+            logs["validation_loss"] for logs in trainer.history if "validation_loss" in logs
+        ]
         self._optimizer_state = trainer.optimizer.state_dict()
         adversary = getattr(trainer.criterion, "adversary", None)
         self._adversary_state = adversary.state_dict() if adversary is not None else None
         self._generator_state = trainer.generator.get_state()
         self._step = trainer.step
 
-    def _validation_loss(
-        self, data: Tensor, adapter: InputAdapter, amp_dtype: torch.dtype | None
-    ) -> float:
-        """Loss on held-out data with fixed views and the batch estimate of ``G``.
+    def _validation(self, data: Tensor, seed: int) -> _training.Validation:
+        """The early-stopping loss on held-out ``data``: fixed views drawn from
+        ``seed``, the batch estimate of ``G``, batches of ``transform``'s size."""
+        adapter = self._adapter
 
-        The views are drawn for the whole set at once (input-sized, small next to the
-        network's activations), so the value does not depend on the batching; the
-        network then runs in batches of ``transform``'s size, in ``amp_dtype``.
-        """
+        def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
+            return adapter.view(batch, data, generator)
+
         criterion = make_objective(
             self.objective,
             alpha=self.alpha,
@@ -994,36 +1016,12 @@ default="auto"
             adversary_momentum=self.adversary_momentum,
             batch_adversary=True,
         )
-        fixed = _training.make_generator(self.device_, 12345)
-        modules = [m for m in (self.encoder_, self.projector_) if m is not None]
-        step = _training.transform_batch_size(
+        batch_size = _training.transform_batch_size(
             self.batch_size if isinstance(self.batch_size, int) else 256,
             adapter.input_shape,
             self.device_,
         )
-        for m in modules:
-            m.eval()
-        try:
-            with torch.no_grad():
-                views = torch.cat(
-                    [adapter.view(data, data, fixed) for _ in range(self.n_views)]
-                )
-                chunks = []
-                for batch in views.split(step):
-                    with torch.autocast(
-                        self.device_.type,
-                        dtype=amp_dtype or torch.float32,
-                        enabled=amp_dtype is not None,
-                    ):
-                        z = self.encoder_(batch)
-                        if self.projector_ is not None:
-                            z = self.projector_(z)
-                    chunks.append(z.float())
-                z = torch.cat(chunks)
-                return float(criterion(list(z.chunk(self.n_views))))
-        finally:
-            for m in modules:
-                m.train()
+        return _training.Validation(data, view_fn, criterion, seed, batch_size)
 
 
 #: What the "auto" training parameters mean for each kind of input (measured on digits:
@@ -1063,9 +1061,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     kind, n_samples = adapter.kind, _n_samples(X)
     spec = estimator.encoder
     if spec == "auto":
-        name = (
-            _images.default_encoder(adapter.input_shape) if kind == "image" else "mlp"
-        )
+        name = _images.default_encoder(adapter.input_shape) if kind == "image" else "mlp"
     elif isinstance(spec, str):
         name = spec
     else:

@@ -331,10 +331,13 @@ def keeps_trained_model(exc: BaseException) -> bool:
 def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     """Turn the first Ctrl-C inside the block into a request the training loop polls.
 
-    The loop stops at the end of the current step, so no step is cut in half. A second
-    Ctrl-C raises KeyboardInterrupt at once (for a step that hangs). Outside the main
-    thread, or when someone else handles SIGINT, nothing is installed and the block
-    changes nothing.
+    The trainer polls it after each step and, while steps are slow, before each layer
+    and before the loss: a step under way is then abandoned before it changes the
+    weights, so training stops within about one layer's time with the weights of the
+    last complete step (see :class:`skact._training.Trainer`). A second Ctrl-C raises
+    KeyboardInterrupt at once (for a layer that hangs). Outside the main thread, or
+    when someone else handles SIGINT, nothing is installed and the block changes
+    nothing.
 
     Yields
     ------

@@ -10,20 +10,26 @@ import contextlib
 import copy
 import math
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import joblib
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import _guards
+from ._callbacks import Callback
 from .objectives import Adversary
 
 #: A view function: ``(batch on device, generator) -> one augmented view``.
 ViewFn = Callable[[Tensor, torch.Generator], Tensor]
+
+#: A training objective: ``criterion(list of embeddings, one per view) -> scalar``.
+Criterion = Callable[[Sequence[Tensor]], Tensor]
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
@@ -180,6 +186,27 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     """
     gen_device = device if device.type in ("cuda", "cpu") else torch.device("cpu")
     return torch.Generator(device=gen_device).manual_seed(seed)
+
+
+def derived_seed(generator: torch.Generator, stream: int = 1) -> int:
+    """A seed for another random stream of the fit that seeded ``generator``.
+
+    The seed comes from ``generator``'s initial seed (kept across ``get_state`` /
+    ``set_state``, so a warm start derives the same one), not from its draws: deriving
+    it changes nothing else in the fit.
+
+    Parameters
+    ----------
+    generator : torch.Generator
+    stream : int, default=1
+        Which derived stream (1: the early-stopping views).
+
+    Returns
+    -------
+    int
+    """
+    sequence = np.random.SeedSequence([generator.initial_seed(), stream])
+    return int(sequence.generate_state(1)[0])
 
 
 def generator_state_for(
@@ -380,9 +407,143 @@ class NonFiniteLossError(FloatingPointError):
         self.advice = advice
 
 
+class Strategy(Protocol):
+    """How a :class:`Trainer` spreads its work: one process, or several (data parallel).
+
+    :class:`SingleProcess` is the default; :class:`skact.distributed.DataParallel`
+    trains one model on several processes.
+    """
+
+    def attach(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module | None,
+        criterion: Criterion,
+        device: torch.device,
+        batch_size: int,
+    ) -> tuple[nn.Module, nn.Module | None, Criterion]:
+        """The encoder, projection head and criterion that training steps run."""
+        ...
+
+    def batch_count(self, n_samples: int, batch_size: int) -> int:
+        """Batches per epoch, the same on every process."""
+        ...
+
+    def mean(self, value: float) -> float:
+        """``value`` averaged over the processes."""
+        ...
+
+    def release(self) -> None:
+        """Undo :meth:`attach`'s changes to the networks (no collective)."""
+        ...
+
+
+class SingleProcess:
+    """Training in this process alone: the networks and the criterion as they are."""
+
+    def attach(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module | None,
+        criterion: Criterion,
+        device: torch.device,
+        batch_size: int,
+    ) -> tuple[nn.Module, nn.Module | None, Criterion]:
+        """Return the networks and the criterion unchanged.
+
+        Parameters
+        ----------
+        encoder, projector : nn.Module
+        criterion : callable
+        device : torch.device
+        batch_size : int
+
+        Returns
+        -------
+        tuple
+            ``(encoder, projector, criterion)``.
+        """
+        return encoder, projector, criterion
+
+    def batch_count(self, n_samples: int, batch_size: int) -> int:
+        """:func:`n_batches` of ``n_samples``.
+
+        Parameters
+        ----------
+        n_samples, batch_size : int
+
+        Returns
+        -------
+        int
+        """
+        return n_batches(n_samples, batch_size)
+
+    def mean(self, value: float) -> float:
+        """``value`` itself (one process).
+
+        Parameters
+        ----------
+        value : float
+
+        Returns
+        -------
+        float
+        """
+        return value
+
+    def release(self) -> None:
+        """Nothing to undo."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Held-out data whose loss :class:`Trainer` computes after each epoch.
+
+    The views are fixed (drawn from ``seed`` at every epoch), so that the loss changes
+    only with the weights; the criterion takes ``G`` from the held-out batch itself.
+
+    Parameters
+    ----------
+    data : Tensor
+        Held-out rows, stored as the training rows are.
+    view_fn : callable
+        ``view_fn(batch, generator) -> augmented view`` of held-out rows.
+    criterion : callable
+        ``criterion(list of embeddings) -> scalar loss``.
+    seed : int
+        Seeds the views.
+    batch_size : int
+        Rows per forward pass (views of all rows are drawn at once: input-sized, small
+        next to the network's activations, and the value does not depend on it).
+    """
+
+    data: Tensor
+    view_fn: ViewFn
+    criterion: Criterion
+    seed: int
+    batch_size: int
+
+
+#: A step shorter than this ends soon enough for Ctrl-C: the per-layer polls (a Python
+#: call before each layer, a few percent of a small MLP's step) are then removed.
+FAST_STEP_SECONDS = 0.1
+
+#: Ctrl-C abandons the step under way when the last complete step took this long (or
+#: none has completed yet); a shorter step is finished, as it ends within about this.
+SLOW_STEP_SECONDS = 1.0
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a step: the step is abandoned before it changed the weights."""
+
+
 @dataclass
 class Trainer:
     """Runs optimisation epochs of a self-supervised objective.
+
+    Everything the trainer uses is given here; :meth:`fit` runs the epochs and calls
+    the ``callbacks`` (progress, time estimate, early stopping, ...), and
+    :meth:`close` undoes what ``strategy`` changed in the networks.
 
     Parameters
     ----------
@@ -418,13 +579,18 @@ class Trainer:
     amp_dtype : torch.dtype or None
         Mixed-precision dtype, None for float32.
     stop_requested : callable or None
-        Polled after each step; when it returns True the epoch stops there and
-        KeyboardInterrupt is raised (see :func:`skact._guards.deferred_interrupt`).
-    shard_sizes : tuple of int or None
-        Under data-parallel training, the rows each process holds: the batch count
-        comes from their sum and ``batch_size`` (see :func:`n_batches`), so every
-        process takes the same number of steps, and follows ``batch_size`` when it
-        changes. None: this process holds all the data.
+        Whether Ctrl-C was pressed (see :func:`skact._guards.deferred_interrupt`);
+        polled after each step and, in :meth:`fit` until a step takes less than
+        :data:`FAST_STEP_SECONDS`, before each layer of the networks and before the
+        loss. When it turns True during a step and the last step took
+        :data:`SLOW_STEP_SECONDS` or more (or none has completed), the step is abandoned
+        (it has not changed the weights yet; BatchNorm layers it ran have counted its
+        batch in their running statistics); a shorter one is finished. The epoch ends
+        with the steps it completed and KeyboardInterrupt is raised.
+    strategy : Strategy, default=SingleProcess()
+        How the work is spread: :class:`skact.distributed.DataParallel` trains on
+        several processes (the batch count then comes from every process's rows and
+        ``batch_size`` is the global batch).
     adversary : Adversary or None
         The ACT criterion's adversary, whose running ``G`` is snapshotted and restored
         with the weights.
@@ -432,11 +598,23 @@ class Trainer:
         Whether :meth:`run_epoch` hands ``take`` each batch's indices as a tensor on
         ``device`` (the epoch's permutation is copied there once, not at every step)
         rather than as a numpy array (for data that lives on the host, such as files).
+    validation : Validation or None
+        Held-out data whose loss is computed after each epoch (``"validation_loss"``
+        in the callbacks' logs).
+    callbacks : sequence of Callback
+        Called in this order (see :class:`skact._callbacks.Callback`).
+    epoch : int
+        Epochs completed so far, over the model's life.
+
+    Attributes
+    ----------
+    history : list of dict
+        The logs of each epoch of :meth:`fit` (``"loss"``, ``"validation_loss"``).
     """
 
     encoder: nn.Module
     projector: nn.Module | None
-    criterion: Callable[[Sequence[Tensor]], Tensor]
+    criterion: Criterion
     optimizer: torch.optim.Optimizer
     view_fn: ViewFn
     n_views: int
@@ -451,9 +629,26 @@ class Trainer:
     total_steps: int | None = None
     amp_dtype: torch.dtype | None = field(default=None)
     stop_requested: Callable[[], bool] | None = None
-    shard_sizes: tuple[int, ...] | None = None
+    strategy: Strategy = field(default_factory=SingleProcess)
     adversary: Adversary | None = None
     indices_on_device: bool = True
+    validation: Validation | None = None
+    callbacks: Sequence[Callback] = ()
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list, init=False)
+    _stop_polls: list[Any] = field(default_factory=list, init=False, repr=False)
+    _step_seconds: float | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._train_encoder, self._train_projector, self._train_criterion = (
+            self.strategy.attach(
+                self.encoder, self.projector, self.criterion, self.device, self.batch_size
+            )
+        )
+
+    def close(self) -> None:
+        """Give the networks back as they were built (see :meth:`Strategy.release`)."""
+        self.strategy.release()
 
     def batches(self, n_samples: int) -> list[np.ndarray]:
         """Split a random permutation of ``n_samples`` into near-equal batches.
@@ -485,9 +680,7 @@ class Trainer:
         -------
         int
         """
-        if self.shard_sizes is None:
-            return n_batches(n_samples, self.batch_size)
-        return n_batches(sum(self.shard_sizes), self.batch_size, min(self.shard_sizes))
+        return self.strategy.batch_count(n_samples, self.batch_size)
 
     def learning_rate_now(self) -> float:
         """The learning rate of the next step.
@@ -499,6 +692,38 @@ class Trainer:
         return self.learning_rate * lr_factor(
             self.step - self.schedule_start, self.warmup_steps, self.total_steps
         )
+
+    def forward(self, x: Tensor, *, training: bool = True) -> Tensor:
+        """Embeddings of ``x`` in float32: the encoder, then the head, in ``amp_dtype``.
+
+        Parameters
+        ----------
+        x : Tensor
+            Model-ready inputs on the device.
+        training : bool, default=True
+            Run the networks the training steps run (under data-parallel training, the
+            replicas); False: the networks themselves (a pass on this process alone).
+
+        Returns
+        -------
+        Tensor
+        """
+        encoder, projector = (
+            (self._train_encoder, self._train_projector)
+            if training
+            else (self.encoder, self.projector)
+        )
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            z = encoder(x)
+            if projector is not None:
+                z = projector(z)
+        if self._stop_polls:  # before the loss: an ACT adversary would update G
+            self._check_stop()
+        return z.float()
 
     def training_step(self, batch: Tensor) -> Tensor:
         """One optimiser step on a batch; returns the detached loss (no host sync).
@@ -517,20 +742,106 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         views = [self.view_fn(batch, self.generator) for _ in range(self.n_views)]
-        with torch.autocast(
-            self.device.type,
-            dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None,
-        ):
-            z = self.encoder(torch.cat(views))
-            if self.projector is not None:
-                z = self.projector(z)
-        loss = self.criterion(list(z.float().chunk(self.n_views)))
+        z = self.forward(torch.cat(views))
+        loss = self._train_criterion(list(z.chunk(self.n_views)))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
         return loss.detach()
+
+    def validation_loss(self) -> float:
+        """The loss of :attr:`validation`'s data with its fixed views, in eval mode.
+
+        Returns
+        -------
+        float
+            Averaged over the processes.
+        """
+        validation = self.validation
+        if validation is None:
+            raise ValueError("this Trainer was built without validation data")
+        generator = make_generator(self.device, validation.seed)
+        modules = self._modules()
+        for m in modules:
+            m.eval()
+        try:
+            with torch.no_grad():
+                data = validation.data
+                views = torch.cat(
+                    [validation.view_fn(data, generator) for _ in range(self.n_views)]
+                )
+                z = torch.cat(
+                    [
+                        self.forward(batch, training=False)
+                        for batch in views.split(validation.batch_size)
+                    ]
+                )
+                loss = float(validation.criterion(list(z.chunk(self.n_views))))
+        finally:
+            for m in modules:
+                m.train()
+        return self.strategy.mean(loss)
+
+    def fit(self, n_samples: int, take: Callable[[Any], Tensor], n_epochs: int) -> None:
+        """Train up to ``n_epochs`` epochs, calling the callbacks.
+
+        Each epoch runs through :func:`skact._guards.run_epoch_with_oom_retry`; its
+        logs are appended to :attr:`history`. A callback's :meth:`~Callback.on_epoch_end`
+        returning True ends the fit; Ctrl-C (``stop_requested``) raises
+        KeyboardInterrupt after the steps completed so far. An error while computing
+        the validation loss leaves the epoch's training in place (the error is marked
+        with :func:`skact._guards.keep_trained_model`).
+
+        Parameters
+        ----------
+        n_samples : int
+            Rows this process holds.
+        take : callable
+            ``take(indices) -> batch`` on the device (see :meth:`run_epoch`).
+        n_epochs : int
+            Epochs to run at most.
+        """
+        for callback in self.callbacks:
+            callback.on_fit_begin(self, n_epochs, n_samples)
+        error: BaseException | None = None
+        try:
+            with self._interruptible():
+                for epoch in range(n_epochs):
+                    n_steps = self.batch_count(n_samples)
+                    for callback in self.callbacks:
+                        callback.on_epoch_begin(self, epoch, n_steps)
+                    logs = {"loss": _guards.run_epoch_with_oom_retry(self, n_samples, take)}
+                    self.epoch += 1
+                    self.history.append(logs)
+                    if self.validation is not None:
+                        logs["validation_loss"] = self._checked_validation_loss()
+                    stop = False
+                    for callback in self.callbacks:
+                        stop = bool(callback.on_epoch_end(self, epoch, logs)) or stop
+                    if stop:
+                        break
+                    if self.stop_requested is not None and self.stop_requested():
+                        raise KeyboardInterrupt("training interrupted (Ctrl-C)")
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for callback in self.callbacks:
+                callback.on_fit_end(self, error)
+
+    def _checked_validation_loss(self) -> float:
+        try:
+            return self.validation_loss()
+        except Exception as exc:
+            # The epoch is whole: keep it, as after Ctrl-C.
+            epochs = f"{self.epoch} epoch{'' if self.epoch == 1 else 's'}"
+            _guards.keep_trained_model(
+                exc,
+                "computing the early-stopping validation loss failed after epoch "
+                f"{self.epoch}; the model trained so far ({epochs}) is kept.",
+            )
+            raise
 
     def run_epoch(self, n_samples: int, take: Callable[[Any], Tensor]) -> float:
         """Train one pass over the data and return the mean loss.
@@ -539,8 +850,8 @@ class Trainer:
         turns non-finite, or a step fails with an exception, they are restored and the
         error is raised
         (:class:`NonFiniteLossError` for the loss). When ``stop_requested`` turns True
-        the epoch ends after the current step, keeping its steps, and KeyboardInterrupt
-        is raised.
+        the epoch ends with the steps it completed (a step under way is abandoned
+        before it changes the weights) and KeyboardInterrupt is raised.
 
         Parameters
         ----------
@@ -567,10 +878,20 @@ class Trainer:
         done = 0
         try:
             for idx in batches:
+                started = time.perf_counter()
                 total += self.training_step(take(idx))
                 done += 1
+                self._step_seconds = time.perf_counter() - started
+                if self._stop_polls and self._step_seconds < FAST_STEP_SECONDS:
+                    self._remove_stop_polls()
+                for callback in self.callbacks:
+                    callback.on_step_end(self, len(idx))
                 if self.stop_requested is not None and self.stop_requested():
                     break
+        except StepInterrupted:
+            # Abandoned before optimizer.step: the weights are those of the last
+            # complete step, which are kept.
+            self.optimizer.zero_grad(set_to_none=True)
         except BaseException as exc:
             # A step cut short (out of memory, a raw Ctrl-C) may leave the weights half
             # updated: go back to the start of the epoch.
@@ -582,6 +903,8 @@ class Trainer:
             self.restore(snapshot)
             self.step = start_step
             raise
+        if done == 0:
+            raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
         mean = float(total) / done  # the epoch's one host sync
         if not math.isfinite(mean):
             failed_step, self.step = self.step, start_step
@@ -593,6 +916,44 @@ class Trainer:
         if done < len(batches):
             raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
         return mean
+
+    def _check_stop(self) -> None:
+        slow = self._step_seconds is None or self._step_seconds >= SLOW_STEP_SECONDS
+        if slow and self.stop_requested is not None and self.stop_requested():
+            raise StepInterrupted("training step abandoned (Ctrl-C)")
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Poll ``stop_requested`` before every layer while the block runs.
+
+        A Python signal handler runs between two operations, so one slow step (seconds
+        to minutes for an image batch on a CPU) would otherwise delay Ctrl-C to its end;
+        checking before each leaf layer abandons it within one layer's time. Once a
+        step takes less than :data:`FAST_STEP_SECONDS` the checks are removed: the
+        poll after each step is then soon enough.
+        """
+        if self.stop_requested is None:
+            yield
+            return
+
+        def check(module: nn.Module, args: Any) -> None:
+            self._check_stop()
+
+        self._stop_polls = [
+            leaf.register_forward_pre_hook(check)
+            for module in self._modules()
+            for leaf in module.modules()
+            if next(leaf.children(), None) is None
+        ]
+        try:
+            yield
+        finally:
+            self._remove_stop_polls()
+
+    def _remove_stop_polls(self) -> None:
+        for handle in self._stop_polls:
+            handle.remove()
+        self._stop_polls = []
 
     def _modules(self) -> list[nn.Module]:
         return [m for m in (self.encoder, self.projector) if m is not None]

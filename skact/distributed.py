@@ -41,18 +41,18 @@ from torch import Tensor, nn
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ._training import Trainer, resolve_device
+from ._training import n_batches, resolve_device
+from .objectives import ACTCriterion
 
 __all__ = [
     "TORCHRUN_VARIABLES",
+    "DataParallel",
     "World",
     "all_reduce_sum",
     "average_buffers",
     "current",
     "setup",
     "shared_sum",
-    "unwrap",
-    "wrap",
 ]
 
 #: Environment variables that ``torchrun`` sets and ``init_process_group`` reads.
@@ -329,79 +329,107 @@ _NO_FORWARD_BUFFER_SYNC: dict[str, Any] = (
 )
 
 
-class _Replica(DistributedDataParallel):
-    """DDP wrapper that remembers what :func:`wrap` changed, for :func:`unwrap`.
+class DataParallel:
+    """A :class:`~skact._training.Trainer` strategy: one model trained on every rank.
 
-    ``swapped`` lists the BatchNorm layers replaced by SyncBatchNorm; ``parts`` holds
-    the encoder and the projection head that the wrapped ``nn.Sequential`` chains.
-    """
-
-    swapped: list[tuple[nn.Module, str, nn.Module]]
-    parts: tuple[nn.Module, nn.Module | None]
-
-
-def wrap(trainer: Trainer, world: World, shard_sizes: Sequence[int]) -> Trainer:
-    """Prepare ``trainer`` for data-parallel training on ``world``.
-
+    Given to the trainer (``Trainer(..., strategy=DataParallel(world, shard_sizes))``),
+    which calls :meth:`attach` when it is built and :meth:`release` when it is closed.
     The encoder and the projection head are chained and wrapped in one DDP module
     (which broadcasts rank 0's parameters, so replicas start identical whatever each
-    rank's ``random_state``, and reduces all gradients together), BatchNorm
-    becomes SyncBatchNorm on CUDA, the ACT criterion reduces over the ranks, and every
-    rank takes the same number of steps per epoch, computed from the global number of
-    rows and the trainer's ``batch_size`` (so it follows the out-of-memory back-off).
+    rank's ``random_state``, and reduces all gradients together), BatchNorm becomes
+    SyncBatchNorm on CUDA, the ACT criterion reduces over the ranks, and every rank
+    takes the same number of steps per epoch, computed from the global number of rows
+    and the trainer's ``batch_size`` (so it follows the out-of-memory back-off).
 
     Parameters
     ----------
-    trainer : Trainer
-        Built for the global batch: ``batch_size`` is the global batch size.
     world : World
     shard_sizes : sequence of int
         The rows each rank trains on, in rank order (see :meth:`World.gather`).
-
-    Returns
-    -------
-    Trainer
-        The same trainer, modified.
     """
-    if trainer.batch_size < 2 * world.world_size:
-        raise ValueError(
-            f"batch_size={trainer.batch_size} is the global batch over {world.world_size} "
-            f"ranks; it must be at least 2 * world_size = {2 * world.world_size}."
-        )
-    trainer.shard_sizes = tuple(int(n) for n in shard_sizes)
-    if hasattr(trainer.criterion, "reduce"):
-        # The ACT criterion's loss is a function of the global sums alone, the same on
-        # every rank: its reduction needs no collective on the way back.
-        trainer.criterion.reduce = shared_sum
-    else:
-        trainer.criterion = _mean_over_ranks(trainer.criterion, world.world_size)
-    sync = trainer.device.type == "cuda"
-    # The trainer runs the head on the encoder's output, so one DDP module chains them:
-    # one gradient reduction per step for both networks instead of one each.
-    parts = (trainer.encoder, trainer.projector)
-    chained = (
-        trainer.encoder
-        if trainer.projector is None
-        else nn.Sequential(trainer.encoder, trainer.projector)
-    )
-    replica = _replicate(chained, trainer.device, sync)
-    replica.parts = parts
-    trainer.encoder, trainer.projector = replica, None
-    return trainer
 
+    def __init__(self, world: World, shard_sizes: Sequence[int]) -> None:
+        self.world = world
+        self.shard_sizes = tuple(int(n) for n in shard_sizes)
+        self._swapped: list[tuple[nn.Module, str, nn.Module]] = []
 
-def unwrap(trainer: Trainer) -> None:
-    """Undo :func:`wrap`'s changes to the networks (no collective: safe after an error).
+    def attach(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module | None,
+        criterion: Callable[[Sequence[Tensor]], Tensor],
+        device: torch.device,
+        batch_size: int,
+    ) -> tuple[nn.Module, nn.Module | None, Callable[[Sequence[Tensor]], Tensor]]:
+        """The replica and the criterion that training steps run on this rank.
 
-    Parameters
-    ----------
-    trainer : Trainer
-    """
-    replica = trainer.encoder
-    if isinstance(replica, _Replica):
-        for parent, child_name, original in replica.swapped:
+        Parameters
+        ----------
+        encoder, projector : nn.Module
+            The networks, identical in structure on every rank.
+        criterion : callable
+        device : torch.device
+        batch_size : int
+            The global batch size.
+
+        Returns
+        -------
+        tuple
+            ``(replica, None, criterion)``: the replica runs the head after the encoder.
+        """
+        size = self.world.world_size
+        if batch_size < 2 * size:
+            raise ValueError(
+                f"batch_size={batch_size} is the global batch over {size} ranks; it "
+                f"must be at least 2 * world_size = {2 * size}."
+            )
+        if isinstance(criterion, ACTCriterion):
+            # The ACT criterion's loss is a function of the global sums alone, the same
+            # on every rank: its reduction needs no collective on the way back. A new
+            # criterion sharing the adversary leaves the caller's unchanged.
+            criterion = ACTCriterion(criterion.alpha, criterion.adversary, shared_sum)
+        else:
+            criterion = _mean_over_ranks(criterion, size)
+        # The trainer runs the head on the encoder's output, so one DDP module chains
+        # them: one gradient reduction per step for both networks instead of one each.
+        chained = encoder if projector is None else nn.Sequential(encoder, projector)
+        replica, self._swapped = _replicate(chained, device, device.type == "cuda")
+        return replica, None, criterion
+
+    def batch_count(self, n_samples: int, batch_size: int) -> int:
+        """Batches per epoch from every rank's rows (:func:`~skact._training.n_batches`).
+
+        Parameters
+        ----------
+        n_samples : int
+            This rank's rows (the count comes from ``shard_sizes``).
+        batch_size : int
+            The global batch size.
+
+        Returns
+        -------
+        int
+        """
+        return n_batches(sum(self.shard_sizes), batch_size, min(self.shard_sizes))
+
+    def mean(self, value: float) -> float:
+        """Mean of ``value`` over the ranks.
+
+        Parameters
+        ----------
+        value : float
+
+        Returns
+        -------
+        float
+        """
+        return self.world.mean(value)
+
+    def release(self) -> None:
+        """Give the networks their BatchNorm back (no collective: safe after an error)."""
+        for parent, child_name, original in self._swapped:
             setattr(parent, child_name, original)
-        trainer.encoder, trainer.projector = replica.parts
+        self._swapped = []
 
 
 def average_buffers(modules: Sequence[nn.Module | None], world: World) -> None:
@@ -424,7 +452,10 @@ def average_buffers(modules: Sequence[nn.Module | None], world: World) -> None:
                 buffer /= world.world_size
 
 
-def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) -> _Replica:
+def _replicate(
+    module: nn.Module, device: torch.device, sync_batchnorm: bool
+) -> tuple[nn.Module, list[tuple[nn.Module, str, nn.Module]]]:
+    """``module`` in DDP, and the BatchNorm layers swapped for SyncBatchNorm."""
     swapped = _swap_sync_batchnorm(module) if sync_batchnorm else []
     # Training-mode BatchNorm uses batch statistics, so the running statistics need no
     # broadcast before every forward pass; average_buffers reconciles them at the end.
@@ -434,19 +465,18 @@ def _replicate(module: nn.Module, device: torch.device, sync_batchnorm: bool) ->
     # networks' gradients then go in one all-reduce. On CUDA, DDP's defaults stand.
     buckets: dict[str, Any] = {"bucket_cap_mb": 25.0} if device.type == "cpu" else {}
     try:
-        replica = _Replica(
+        replica = DistributedDataParallel(
             module,
             device_ids=[device.index] if device.type == "cuda" else None,
             **_NO_FORWARD_BUFFER_SYNC,
             **buckets,
         )
     except BaseException:
-        # No replica to unwrap later: give the fitted networks their BatchNorm back now.
+        # No strategy to release later: give the fitted networks their BatchNorm back.
         for parent, name, original in swapped:
             setattr(parent, name, original)
         raise
-    replica.swapped = swapped
-    return replica
+    return replica, swapped
 
 
 def _swap_sync_batchnorm(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:

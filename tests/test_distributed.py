@@ -96,7 +96,7 @@ SCENARIOS = {
 }
 
 
-def _trainer(name: str) -> Trainer:
+def _trainer(name: str, strategy: distributed.DataParallel | None = None) -> Trainer:
     """A trainer with BatchNorm-free networks, identical in every process."""
     objective, n_views, adversary, with_projector = SCENARIOS[name]
     torch.manual_seed(0)
@@ -122,6 +122,7 @@ def _trainer(name: str) -> Trainer:
         device=torch.device("cpu"),
         generator=torch.Generator().manual_seed(0),
         shuffle_rng=np.random.default_rng(0),
+        **({} if strategy is None else {"strategy": strategy}),
     )
 
 
@@ -153,9 +154,9 @@ def _steps(rank: int) -> dict[str, dict[str, list]]:
     assert world is not None and world.rank == rank
     records = {}
     for name in SCENARIOS:
-        trainer = distributed.wrap(_trainer(name), world, shard_sizes=SPLIT)
+        trainer = _trainer(name, distributed.DataParallel(world, shard_sizes=SPLIT))
         records[name] = _record_steps(trainer, [_local(b, rank) for b in _global_batches()])
-        distributed.unwrap(trainer)
+        trainer.close()
         records[name]["unwrapped"] = [type(trainer.encoder).__name__]
     return records
 
@@ -364,7 +365,7 @@ def test_sync_batchnorm_swap_shares_parameters_and_is_undone():
 
 def test_failed_replication_gives_the_batchnorm_layers_back():
     """If DDP cannot be built (here: no process group), the SyncBatchNorm swap made for
-    CUDA is undone at once, since no replica will exist for unwrap to undo it."""
+    CUDA is undone at once, since no replica will exist for release to undo it."""
     mlp = MLP(4, (8, 8), 3)
     originals = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)]
     assert not dist.is_initialized()

@@ -304,9 +304,12 @@ def test_epoch_indices_reach_take_once_per_epoch_as_device_tensors(on_device):
     epoch (no host-to-device copy per step); host data (files) gets numpy arrays."""
     X = np.random.default_rng(0).normal(size=(70, 4)).astype(np.float32)
     enc = small_encoder(batch_size=16).fit(X)
-    trainer = enc._make_trainer(len(X), None)
-    trainer.view_fn = lambda batch, generator: batch
-    trainer.indices_on_device = on_device
+    trainer = enc._make_trainer(
+        len(X),
+        None,
+        view_fn=lambda batch, generator: batch,
+        indices_on_device=on_device,
+    )
     data = torch.from_numpy(X)
     seen = []
 

@@ -294,15 +294,26 @@ def test_batch_count_rule():
 # ------------------------------------------------------ 13. a batched validation loss
 
 
+def _validating_trainer(
+    enc: ACTEncoder, data: torch.Tensor, amp_dtype: torch.dtype | None = None
+) -> Trainer:
+    """The trainer ``enc`` would continue with, holding out ``data``."""
+    trainer = enc._make_trainer(
+        len(X), None, view_fn=lambda batch, generator: batch, held_out=data
+    )
+    trainer.amp_dtype = amp_dtype
+    return trainer
+
+
 def test_validation_loss_is_batched_and_equals_the_unbatched_value(monkeypatch):
     enc = small(max_iter=1).fit(X)
     data = torch.from_numpy(X[:40]).float()
-    whole = enc._validation_loss(data, enc._adapter, None)
+    whole = _validating_trainer(enc, data).validation_loss()
     rows: list[int] = []
     hook = enc.encoder_.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
     monkeypatch.setattr(_training, "TRANSFORM_VALUES", 30)  # 10 rows of 3 features
     try:
-        batched = enc._validation_loss(data, enc._adapter, None)
+        batched = _validating_trainer(enc, data).validation_loss()
     finally:
         hook.remove()
     assert max(rows) == 10 and sum(rows) == 2 * 40  # 2 views of the 40 rows
@@ -314,8 +325,8 @@ def test_validation_loss_runs_in_the_training_precision():
     dtypes: list[torch.dtype] = []
     enc.encoder_.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
     data = torch.from_numpy(X[:20]).float()
-    enc._validation_loss(data, enc._adapter, torch.bfloat16)
-    enc._validation_loss(data, enc._adapter, None)
+    _validating_trainer(enc, data, torch.bfloat16).validation_loss()
+    _validating_trainer(enc, data, None).validation_loss()
     assert dtypes == [torch.bfloat16, torch.float32]
 
 
@@ -323,16 +334,16 @@ def test_early_stopping_fit_uses_the_batched_loss(monkeypatch):
     monkeypatch.setattr(_training, "TRANSFORM_VALUES", 15)  # 5 rows of 3 features
     enc = small(early_stopping=True, validation_fraction=0.25, max_iter=2)
     rows: list[int] = []
-    original = ACTEncoder._validation_loss
+    original = Trainer.validation_loss
 
-    def validation_loss(self: ACTEncoder, *args: Any) -> float:
-        hook = self.encoder_.register_forward_pre_hook(lambda m, a: rows.append(len(a[0])))
+    def validation_loss(self: Trainer) -> float:
+        hook = self.encoder.register_forward_pre_hook(lambda m, a: rows.append(len(a[0])))
         try:
-            return original(self, *args)
+            return original(self)
         finally:
             hook.remove()
 
-    monkeypatch.setattr(ACTEncoder, "_validation_loss", validation_loss)
+    monkeypatch.setattr(Trainer, "validation_loss", validation_loss)
     enc.fit(X)
     assert len(enc.validation_loss_curve_) == 2
     assert max(rows) == 5 and sum(rows) == 2 * 2 * 16  # 2 epochs x 2 views x 16 rows
@@ -340,17 +351,17 @@ def test_early_stopping_fit_uses_the_batched_loss(monkeypatch):
 
 def test_a_failing_validation_loss_keeps_the_fresh_model():
     calls = {"n": 0}
-    original = ACTEncoder._validation_loss
+    original = Trainer.validation_loss
 
-    def validation_loss(self: ACTEncoder, *args: Any) -> float:
+    def validation_loss(self: Trainer) -> float:
         calls["n"] += 1
         if calls["n"] == 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")
-        return original(self, *args)
+        return original(self)
 
     enc = small(early_stopping=True, max_iter=4)
     with (
-        mock.patch.object(ACTEncoder, "_validation_loss", validation_loss),
+        mock.patch.object(Trainer, "validation_loss", validation_loss),
         pytest.raises(torch.cuda.OutOfMemoryError) as info,
     ):
         enc.fit(X)
@@ -412,15 +423,17 @@ def _map_tensors(value: Any, device: str) -> Any:
 
 def test_out_of_memory_under_ddp_shrinks_the_batch(monkeypatch):
     """Simulated: two ranks of 64 rows each, collectives replaced by the identity."""
-    monkeypatch.setattr(distributed, "_replicate", lambda module, device, sync: module)
+    monkeypatch.setattr(
+        distributed, "_replicate", lambda module, device, sync: (module, [])
+    )
     monkeypatch.setattr(distributed, "_summed", lambda tensor: tensor.clone())
     parts = _trainer_parts(64)
     parts["criterion"] = make_objective("vicreg")
-    trainer = Trainer(**parts)
     world = distributed.World(
         rank=0, world_size=2, local_rank=0, device=torch.device("cpu")
     )
-    trainer = distributed.wrap(trainer, world, shard_sizes=(64, 64))
+    parts["strategy"] = distributed.DataParallel(world, shard_sizes=(64, 64))
+    trainer = Trainer(**parts)
     data = torch.randn(64, 4)
     tried: list[int] = []
 
