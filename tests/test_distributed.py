@@ -373,3 +373,31 @@ def test_failed_replication_gives_the_batchnorm_layers_back():
         distributed._replicate(mlp, torch.device("cpu"), sync_batchnorm=True)
     assert [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)] == originals
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in mlp.modules())
+
+
+def test_data_parallel_strategy_leaves_the_callers_objects_as_they_were(monkeypatch):
+    """The strategy returns a criterion reducing over the ranks without changing the
+    caller's, refuses a global batch smaller than 2 rows per rank, and its release
+    gives the networks their BatchNorm layers back (simulated: no process group)."""
+    monkeypatch.setattr(distributed, "DistributedDataParallel", lambda module, **kw: module)
+    world = distributed.World(
+        rank=0, world_size=2, local_rank=0, device=torch.device("cpu")
+    )
+    mlp = MLP(4, (8,), 3)
+    originals = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)]
+    criterion = make_objective("act", alpha=0.5)
+    assert isinstance(criterion, ACTCriterion) and criterion.reduce is None
+    strategy = distributed.DataParallel(world, shard_sizes=(7, 5))
+    with pytest.raises(ValueError, match="at least 2 \\* world_size = 4"):
+        strategy.attach(mlp, None, criterion, torch.device("cuda"), batch_size=3)
+    replica, head, reducing = strategy.attach(
+        mlp, None, criterion, torch.device("cuda"), batch_size=12
+    )
+    assert head is None and criterion.reduce is None
+    assert isinstance(reducing, ACTCriterion) and reducing.reduce is distributed.shared_sum
+    assert reducing.adversary is criterion.adversary  # G is the trainer's to snapshot
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in replica.modules())
+    assert strategy.batch_count(7, batch_size=12) == 1  # 12 rows over both ranks
+    strategy.release()
+    assert [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)] == originals
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in mlp.modules())
