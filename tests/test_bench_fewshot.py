@@ -9,6 +9,7 @@ from sklearn.model_selection import train_test_split
 
 from skact import ACTEncoder
 from skact.evaluation import few_shot_score, raw_baseline
+from skact.objectives import OBJECTIVES
 
 from _benchmarks import benchmark_module
 
@@ -30,6 +31,22 @@ def test_rows_cover_baselines_objectives_adversaries_and_alphas(bench):
     assert defaults["adversary"] not in adversaries  # the default row is not repeated
     alphas = {p["alpha"] for p in rows.values() if p and "alpha" in p}
     assert len(alphas | {defaults["alpha"]}) >= 4
+
+
+def test_each_baseline_sweeps_its_parameter_over_as_many_values_as_alpha(bench):
+    rows = bench.representation_rows()
+    for objective, (name, values) in bench.BASELINE_SWEEPS.items():
+        sweep = [p for p in rows.values() if p and p.get("objective") == objective]
+        assert len(sweep) == len(values) == len(bench.ALPHAS)
+        default = OBJECTIVES[objective]().get_params()[name]
+        seen = []
+        for params in sweep:
+            built = bench.resolve_objective(params)["objective"]
+            # The default row keeps the name: the objective with its defaults.
+            seen.append(default if isinstance(built, str) else getattr(built, name))
+            assert isinstance(built, str) or type(built) is OBJECTIVES[objective]
+        assert sorted(seen, key=str) == sorted(values, key=str)
+    assert json.dumps(rows)  # the rows are stored in fewshot.json as they are
 
 
 def test_corruption_rows_are_skipped_for_images(bench, capsys):
