@@ -251,15 +251,13 @@ def resolve_epochs(params: dict[str, Any], encoder_params: dict[str, Any], X: An
     """Replace an epoch factor by ``max_iter``: the factor times the default epochs.
 
     The default is ``encoder_params["max_iter"]`` when given, else what ACTEncoder's
-    ``max_iter="auto"`` resolves to for this input (images and tables differ).
+    ``max_iter="auto"`` resolves to for this input on this machine's device.
     """
     if EPOCH_FACTOR not in params:
         return params
-    from skact._encoder import _AUTO_MAX_ITER
+    from skact import resolved_settings
 
-    base = encoder_params.get("max_iter", "auto")
-    if base == "auto":
-        base = _AUTO_MAX_ITER["image" if is_image_input(X) else "tabular"]
+    base = resolved_settings(ACTEncoder(**encoder_params), X)["max_iter"]
     rest = {k: v for k, v in params.items() if k != EPOCH_FACTOR}
     return {**rest, "max_iter": max(1, round(params[EPOCH_FACTOR] * base))}
 

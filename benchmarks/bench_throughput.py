@@ -281,7 +281,7 @@ def bind(encoder: ACTEncoder, X: np.ndarray) -> Bound:
 
 def adapter_input(encoder: ACTEncoder, X: np.ndarray) -> Any:
     """``X`` as the estimator's validation hands it to the adapter."""
-    return encoder._validate_input(X, reset=False)
+    return encoder._read_input(X, reset=False)[1]
 
 
 def measure_breakdown(bound: Bound, steps: int) -> dict[str, float]:

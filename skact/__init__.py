@@ -4,7 +4,7 @@
 classifier in a pipeline.
 """
 
-from ._encoder import ACTEncoder
+from ._encoder import ACTEncoder, resolved_settings
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
 from ._transfer import TransferClassifier
@@ -15,5 +15,6 @@ __all__ = [
     "NonFiniteLossError",
     "TransferClassifier",
     "load",
+    "resolved_settings",
 ]
 __version__ = "0.1.0"

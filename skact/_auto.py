@@ -2,14 +2,18 @@
 that ``ACTEncoder`` picks for a kind of input on the device it trains on.
 
 The rule, written as code so that it can be tested with the device injected (the
-user guide's pages on tables and images print the same rules):
+user guide's page on images prints the same table):
 
-- tables, any device: ``mlp``, the row as it is, 100 epochs, learning rate 1e-3;
-- images on CUDA (and other accelerators): ``resnet18`` at the stored size (``convnet``
-  for tiny images, under 32 pixels), 50 epochs, learning rate 2e-3;
-- images on a CPU or MPS: ``convnet``, views of at most :data:`CPU_VIEW_SIDE` pixels on
-  the longer side, 50 epochs or fewer for large sets (a budget of pixels processed,
-  at least :data:`MIN_EPOCHS`), learning rate 2e-3.
+======  =============  ========================  ===============  =============
+input   device         ``encoder``, view size    ``max_iter``     learning rate
+======  =============  ========================  ===============  =============
+table   any            ``mlp``, the row          100              1e-3
+images  CUDA, other    ``resnet18`` at the       50               2e-3
+        accelerators   stored size (``convnet``
+                       under 32 pixels)
+images  CPU, MPS       ``convnet``, longer side  pixel budget,    2e-3
+                       at most 32 pixels         5 to 50
+======  =============  ========================  ===============  =============
 
 Batch size: 256 for tables; ``min(256, max(32, n // 20))`` for images, so that small
 image sets still get about 20 steps per epoch.
@@ -32,6 +36,7 @@ __all__ = [
     "CPU_PIXEL_BUDGET",
     "CPU_VIEW_SIDE",
     "AutoSettings",
+    "image_encoder",
     "image_settings",
     "image_view_size",
     "table_settings",
@@ -129,6 +134,31 @@ def image_view_size(
     )
 
 
+def image_encoder(device_type: str, view_size: tuple[int, int]) -> str:
+    """The network ``encoder="auto"`` picks for images seen at ``view_size``.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type`` of the device that trains.
+    view_size : tuple of (int, int)
+        Height and width of the network input (the augmentation's output).
+
+    Returns
+    -------
+    str
+        ``"convnet"`` or ``"resnet18"``.
+
+    Examples
+    --------
+    >>> image_encoder("cpu", (64, 64)), image_encoder("cuda", (64, 64))
+    ('convnet', 'resnet18')
+    """
+    if device_type in _CPU_LIKE or max(view_size) < TINY_IMAGE:
+        return "convnet"
+    return "resnet18"
+
+
 def image_settings(
     device_type: str, view_size: tuple[int, int], n_samples: int
 ) -> AutoSettings:
@@ -155,9 +185,8 @@ def image_settings(
     'resnet18'
     """
     batch_size = min(256, max(32, n_samples // 20))
+    epochs = IMAGE_EPOCHS
     if device_type in _CPU_LIKE:
         pixels = max(1, n_samples) * view_size[0] * view_size[1]
         epochs = min(IMAGE_EPOCHS, max(MIN_EPOCHS, math.floor(CPU_PIXEL_BUDGET / pixels)))
-        return AutoSettings("convnet", batch_size, epochs, 2e-3)
-    encoder = "convnet" if max(view_size) < TINY_IMAGE else "resnet18"
-    return AutoSettings(encoder, batch_size, IMAGE_EPOCHS, 2e-3)
+    return AutoSettings(image_encoder(device_type, view_size), batch_size, epochs, 2e-3)

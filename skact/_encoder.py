@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -22,36 +22,17 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from . import (
-    _callbacks,
-    _guards,
-    _images,
-    _persistence,
-    _tabular_mixed,
-    _training,
-    distributed,
-)
-from ._inputs import InputAdapter, TabularAdapter, check_table_container
-from ._tabular_mixed import MixedTable, MixedTableAdapter
+from . import _callbacks, _guards, _images, _persistence, _state, _training, distributed
+from ._auto import AutoSettings
 from ._training import NonFiniteLossError
+from .adapters.base import InputAdapter
+from .adapters.factory import read_input
 from .augment.image import ImageAugment
-from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES, Objective, make_objective
-
-#: Attributes holding tensors: pickled through torch so that storage can be remapped to
-#: the device in use. ``_generator_state`` is not among them (it is pickled as a numpy
-#: array): a generator's state is a CPU ByteTensor whatever the generator's device, and
-#: mapped to CUDA it is refused.
-_TORCH_ATTRS = (
-    "encoder_",
-    "projector_",
-    "_optimizer_state",
-    "_adversary_state",
-)
 
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -97,9 +78,12 @@ Objective, default="act"
     encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \
 default="auto"
         The representation network. ``"auto"`` is ``"mlp"`` for tables; for images it
-        is ``"convnet"`` (a 5-layer ConvNet) when the longer side of the network input
-        (``augment``'s output size) is under 32 pixels, else ``"resnet18"`` (the
-        paper's CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool). A module is copied
+        depends on the device the fit uses (``device_``): on a CPU or MPS device
+        ``"convnet"`` (a 5-layer ConvNet); on CUDA and other accelerators
+        ``"convnet"`` when the longer side of the network input (``augment``'s output
+        size) is under 32 pixels, else ``"resnet18"`` (the paper's CIFAR ResNet-18:
+        3x3 stride-1 stem, no max-pool). The user guide's page on images has the
+        table; :func:`resolved_settings` says what a fit would pick. A module is copied
         and trained; a callable is called with the input shape (without the batch
         axis; ``(C, H, W)`` for images) and must return a module. A user network's
         output width is the representation width (``n_components`` must be None or
@@ -136,9 +120,10 @@ default="auto"
     augment : ImageAugment or None, default=None
         Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
         size the network sees, in training and in ``transform``. None: the ACT paper's
-        views for images of 32 pixels or more; for tiny images, 50-100% crops upsampled
-        1.5 times, brightness and contrast jitter, no flip (the user guide's page on
-        images gives the details).
+        views for images of 32 pixels or more, made at 32 pixels on the longer side
+        (aspect kept) when a CPU or MPS device trains on larger images; for tiny
+        images, 50-100% crops upsampled 1.5 times, brightness and contrast jitter, no
+        flip (the user guide's page on images gives the details).
     image_size : int or tuple of (int, int) or None, default=None
         Height and width images are stored at. Files and PIL images of another size
         are resized with PIL's bilinear filter, arrays with an antialiased bilinear
@@ -154,17 +139,22 @@ default="auto"
         ``batch_size=256``: 256 and 255), so no step takes more than ``batch_size``;
         no batch takes fewer than 2 samples (BatchNorm needs two), so with
         ``batch_size=2`` an odd number of samples leaves one batch of 3. ``"auto"``:
-        256 for tables; for images ``min(256, max(32, n_samples // 20))``, so that
-        small image sets still get about 20 steps per epoch (on 1,257 digits, 62).
+        256 for tables; for images ``min(256, max(32, n_samples // 20))`` on every
+        device, so that small image sets still get about 20 steps per epoch (on 1,257
+        digits, 62). Under ``distributed`` training ``n_samples`` counts every rank's.
     max_iter : int or "auto", default="auto"
-        Training epochs of ``fit``. ``"auto"``: 100 for tables, 50 for images (the
-        paper trains 1000 epochs on CIFAR; raise it for large image sets).
+        Training epochs of ``fit``. ``"auto"``: 100 for tables; for images 50 on CUDA
+        and other accelerators (the paper trains 1000 epochs on CIFAR; raise it for
+        large image sets), and on a CPU or MPS device a budget of pixels processed,
+        ``40,960,000 / (n_samples x view height x view width)`` epochs kept between 5
+        and 50 (2,000 views of 32x32: 20; 8x8 digits: 50).
     learning_rate : float or "auto", default="auto"
         Peak learning rate of Adam. Each ``fit`` call (with ``warm_start`` too) runs
         its own schedule over its ``max_iter`` epochs: a linear warm-up over a tenth of
         its steps (at most 500), then a cosine decay to 5% of the peak by its last
         step. A run of ``partial_fit`` calls warms up over its first 100 steps and then
-        stays at the peak. ``"auto"``: 1e-3 for tables, 2e-3 for images.
+        stays at the peak. ``"auto"``: 1e-3 for tables, 2e-3 for images, on every
+        device.
     weight_decay : float, default=1e-6
         Adam's weight decay.
     early_stopping : bool, default=False
@@ -442,7 +432,7 @@ default="auto"
         ndarray of shape (n_samples, n_components), float32
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        _, X = self._read_input(X, reset=False)
         adapter: InputAdapter = self._adapter
         encoder: nn.Module = self.encoder_
         device = self.device_
@@ -504,13 +494,19 @@ default="auto"
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
-        tensors = {name: state.pop(name) for name in _TORCH_ATTRS if name in state}
+        # Through torch, so that their storage can be mapped to the device in use.
+        tensors = {
+            name: state.pop(name)
+            for name in _state.names_stored_as(_state.Stored.TENSORS)
+            if name in state
+        }
         if tensors:
             buffer = io.BytesIO()
             torch.save(tensors, buffer)
             state["_torch_payload"] = buffer.getvalue()
-        if "_generator_state" in state:
-            state["_generator_state"] = state["_generator_state"].numpy().copy()
+        for name in _state.names_stored_as(_state.Stored.GENERATOR):
+            if name in state:  # a CPU ByteTensor that torch would map to CUDA
+                state[name] = state[name].numpy().copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -518,12 +514,8 @@ default="auto"
         if "_step" in state:  # pickled by a skact without the partial_fit schedule
             state.setdefault("_partial_fit_start", None)
         if payload is not None:
-            saved = device = state.get("device_", torch.device("cpu"))
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")
-            elif device.type == "mps" and not _training._mps_available():
-                device = torch.device("cpu")
-            state["device_"] = device
+            saved = state.get("device_", torch.device("cpu"))
+            device = state["device_"] = _state.available_or_cpu(saved)
             tensors = torch.load(
                 io.BytesIO(payload), map_location=device, weights_only=False
             )
@@ -538,36 +530,9 @@ default="auto"
 
     # ------------------------------------------------------------------ internals
 
-    def _validate_input(self, X: Any, reset: bool) -> Any:
-        adapter = None if reset else getattr(self, "_adapter", None)
-        fitted_kind = getattr(adapter, "kind", None)
-        if _images.is_image_input(X):
-            if fitted_kind not in (None, "image"):
-                raise ValueError(f"ACTEncoder was fitted on {fitted_kind} data; got images")
-            if reset and hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-            return _images.as_images(X, self.image_layout)
-        if fitted_kind == "image":
-            raise ValueError(
-                "ACTEncoder was fitted on images; transform needs images too (a 3-D or "
-                "4-D array, PIL images or file paths)"
-            )
-        check_table_container(X)
-        if self._is_mixed(X, reset):
-            table = _tabular_mixed.read_table(X, self.handle_missing)
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            return table
-        return _guards.validate_table(self, X, reset=reset)
-
-    def _is_mixed(self, X: Any, reset: bool) -> bool:
-        """Whether ``X`` goes to the mixed-table adapter (decided in ``fit``)."""
-        if not reset:
-            return isinstance(getattr(self, "_adapter", None), MixedTableAdapter)
-        return (
-            self.handle_missing != "error"
-            or not isinstance(self.categorical_features, str)
-            or _tabular_mixed.is_mixed_input(X)
-        )
+    def _read_input(self, X: Any, reset: bool) -> tuple[type[InputAdapter], Any]:
+        """``X``'s adapter class and ``X`` read by it (see ``adapters.factory``)."""
+        return read_input(X, self, None if reset else self._adapter)
 
     def _fit(self, X: Any, epochs: int | str, reset: bool, horizon: bool) -> ACTEncoder:
         # The failure policy is documented in ``fit``.
@@ -577,7 +542,7 @@ default="auto"
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
             if not reset:
                 self._check_architecture_unchanged()
-            X = self._validate_input(X, reset=reset)
+            adapter_class, X = self._read_input(X, reset=reset)
             n_samples = _n_samples(X)
             if n_samples < 2:
                 raise ValueError(
@@ -588,16 +553,17 @@ default="auto"
             distributed.setup(self.distributed, self.device)
             with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
-                    self._initialize(X)
+                    self._initialize(X, adapter_class)
                 started = True
                 if isinstance(epochs, str):  # max_iter="auto"
-                    epochs = _AUTO_MAX_ITER.get(self._adapter.kind, 100)
+                    epochs = self._auto_settings(n_samples).max_iter
                 with _images.cudnn_benchmark(self.device_):
                     self._train(X, epochs, horizon, interrupted)
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
             trained = started and (not reset or self._step > 0)
+            rate = self._learning_rate() if started else self.learning_rate
             if not trained:
                 rollback.restore()
             else:
@@ -628,7 +594,7 @@ default="auto"
                 f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
                 f"{kept}."
             )
-            lower = {"learning_rate": self._learning_rate(), "alpha": self.alpha}
+            lower = {"learning_rate": rate, "alpha": self.alpha}
             raise NonFiniteLossError(
                 f"{problem} Try a lower learning_rate (now {lower['learning_rate']}) or "
                 f"alpha (now {self.alpha}), or look for extreme values in X.",
@@ -642,7 +608,7 @@ default="auto"
             raise
         return self
 
-    def _initialize(self, X: Any) -> None:
+    def _initialize(self, X: Any, adapter_class: type[InputAdapter]) -> None:
         """Create the adapter, networks and training state from scratch."""
         self.device_ = _training.resolve_device(self.device)
         rng = check_random_state(self.random_state)
@@ -652,8 +618,13 @@ default="auto"
             # Weights come from rank 0 (DDP broadcasts them); views differ per rank.
             self.device_ = world.place(self.device_)
             aug_seed += world.rank
-        self._adapter = self._make_adapter(X)
+        self._adapter = adapter_class.from_input(X, self, self.device_)
         self._expose_adapter_attributes()
+        self._network_name = (
+            self._adapter.network_name(self.encoder, self.device_.type)
+            if isinstance(self.encoder, str)
+            else None
+        )
         # The networks are built on the CPU, from the CPU's default generator, seeded
         # alone: torch.manual_seed would also reseed every CUDA device's generator, which
         # fork_rng(devices=[]) does not restore (and covering the devices would
@@ -661,10 +632,7 @@ default="auto"
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(init_seed)
             encoder = self._make_encoder(self._adapter.input_shape)
-            if isinstance(self._adapter, _images.ImageAdapter):
-                _check_image_forward(
-                    encoder, self._adapter.input_shape, self._adapter.image_size
-                )
+            self._adapter.check_network(encoder)
             width = _output_width(encoder, self._adapter.input_shape)
             projector = self._make_projector(width)
         self._n_components_out = width
@@ -682,46 +650,28 @@ default="auto"
         self.validation_loss_curve_: list[float] = []
 
     def _expose_adapter_attributes(self) -> None:
-        """Mirror the adapter's fitted column information as public attributes."""
-        self.categories_ = list(getattr(self._adapter, "categories_", []))
-        is_categorical = getattr(self._adapter, "is_categorical_", None)
-        if is_categorical is not None and not is_categorical.any():
-            is_categorical = None
-        self.is_categorical_ = is_categorical
+        """Set the public attributes the adapter defines (``categories_``, ...)."""
+        for name, value in self._adapter.fitted_attributes().items():
+            setattr(self, name, value)
 
-    def _make_adapter(self, X: Any) -> InputAdapter:
-        if isinstance(X, np.ndarray | _images.ImageFiles) and _images.is_image_input(X):
-            adapter = _images.ImageAdapter.fit(X, self.augment, self.image_size)
-            # The number of values the encoder reads per stored image.
-            self.n_features_in_ = adapter.channels * int(np.prod(adapter.image_size))
-            return adapter
-        augment = TabularAugment(self.corruption_rate, self.noise_scale)
-        if isinstance(X, MixedTable):
-            names = getattr(self, "feature_names_in_", None)
-            mask = _tabular_mixed.resolve_categorical(self.categorical_features, X, names)
-            return MixedTableAdapter.fit(X, mask, self.handle_missing, augment)
-        return TabularAdapter.fit(X, augment)
+    def _auto_settings(self, n_samples: int) -> AutoSettings:
+        """What the "auto" parameters mean for ``n_samples`` of the fitted input on
+        ``device_`` (all ranks' samples under distributed training)."""
+        return self._adapter.auto_settings(self.device_.type, n_samples)
 
     def _make_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
         spec = self.encoder
-        adapter, front = getattr(self, "_adapter", None), None
-        if isinstance(adapter, MixedTableAdapter):
-            front = adapter.front_end()  # embeds categorical codes
-            input_shape = (front.out_features,)
+        front = self._adapter.front_end()  # embeds categorical codes, if any
+        if front is not None:
+            input_shape = (int(cast(int, front.out_features)),)
         if isinstance(spec, nn.Module):
             encoder = copy.deepcopy(spec)
         elif isinstance(spec, str):
-            image = len(input_shape) == 3
-            name = spec
-            if spec == "auto":
-                name = _images.default_encoder(input_shape) if image else "mlp"
-            elif image != (spec != "mlp"):
-                raise ValueError(
-                    f"encoder={spec!r} needs {'tabular' if spec == 'mlp' else 'image'} "
-                    f"input; got {'images' if image else 'a table'}"
-                )
             encoder = build_encoder(
-                name, input_shape, self.n_components, tuple(self.hidden_layer_sizes)
+                self._network_name or spec,
+                input_shape,
+                self.n_components,
+                tuple(self.hidden_layer_sizes),
             )
         else:
             encoder = spec(input_shape)
@@ -764,7 +714,7 @@ default="auto"
             X = world.shard(X)
         # partial_fit on files streams them (a folder larger than memory); else the
         # whole set is stored once, as uint8 for images.
-        stream = isinstance(X, _images.ImageFiles) and not horizon
+        stream = adapter.streams(X) and not horizon
         data: Any = (
             _images.StreamedImages(X, adapter, device)
             if stream
@@ -852,11 +802,8 @@ default="auto"
         return callbacks
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
-        """``encoder`` on ``device_``, in channels_last for images (fit and load)."""
-        encoder = encoder.to(self.device_)
-        if self._adapter.kind == "image":
-            _images.prepare_network(encoder, self.device_)
-        return encoder
+        """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
+        return self._adapter.place(encoder, self.device_)
 
     def _architecture(self) -> dict[str, Any]:
         """The parameters that shape the networks (and the stored input), comparable."""
@@ -928,7 +875,7 @@ default="auto"
         n_total = n_samples if shard_sizes is None else sum(shard_sizes)
         batch_size = self.batch_size
         if batch_size == "auto":
-            batch_size = _AUTO_BATCH_SIZE.get(self._adapter.kind, lambda n: 256)(n_total)
+            batch_size = self._auto_settings(n_total).batch_size
         batch_size = min(int(batch_size), n_total)
         steps_per_epoch = _training.n_batches(
             n_total, batch_size, None if shard_sizes is None else min(shard_sizes)
@@ -984,8 +931,7 @@ default="auto"
     def _learning_rate(self) -> float:
         """The peak learning rate, with "auto" resolved for the fitted input kind."""
         if isinstance(self.learning_rate, str):
-            kind = getattr(getattr(self, "_adapter", None), "kind", "tabular")
-            return _AUTO_LEARNING_RATE.get(kind, 1e-3)
+            return self._auto_settings(1).learning_rate
         return float(self.learning_rate)
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
@@ -1024,22 +970,18 @@ default="auto"
         return _training.Validation(data, view_fn, criterion, seed, batch_size)
 
 
-#: What the "auto" training parameters mean for each kind of input (measured on digits:
-#: images need more, smaller steps than tables).
-_AUTO_MAX_ITER = {"tabular": 100, "image": 50}
-_AUTO_LEARNING_RATE = {"tabular": 1e-3, "image": 2e-3}
-_AUTO_BATCH_SIZE: dict[str, Callable[[int], int]] = {
-    "tabular": lambda n: 256,
-    "image": lambda n: min(256, max(32, n // 20)),
-}
+_persistence.ESTIMATORS[_persistence.FORMAT] = ACTEncoder
 
 
 def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     """What a ``fit`` of ``estimator`` on ``X`` would use, with every ``"auto"`` resolved.
 
-    ``X`` is read as ``fit`` reads it (image files: their headers and a sample of
-    pixels); nothing is trained and ``estimator`` is left unchanged. The ``skact``
-    command prints these values before it trains.
+    ``X`` is read as ``fit`` reads it, but image files only as far as their headers
+    (at most 4,096 of them, evenly spaced) and no statistics are measured; nothing is
+    trained and ``estimator`` is left unchanged. The device is the one ``fit`` would
+    resolve (``device="auto"``: CUDA, else MPS, else the CPU), and the ``"auto"``
+    values follow the rule of the user guide's page on images. The ``skact`` command
+    prints these values before it trains.
 
     Parameters
     ----------
@@ -1053,41 +995,50 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         ``n_samples``, ``kind`` (``"table"``, ``"mixed table"`` or ``"images"``),
         ``input_shape``, ``encoder`` (the network's name, or the class of a module),
         ``max_iter``, ``batch_size``, ``learning_rate`` and ``device`` (a str).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skact import ACTEncoder
+    >>> photos = np.zeros((2000, 64, 64, 3), dtype=np.uint8)
+    >>> got = resolved_settings(ACTEncoder(device="cpu"), photos)
+    >>> got["encoder"], got["input_shape"], got["max_iter"], got["batch_size"]
+    ('convnet', (3, 32, 32), 20, 100)
     """
     # A clone: reading X records feature names on the estimator that reads it.
     probe = clone(estimator)
-    X = probe._validate_input(X, reset=True)
-    adapter = probe._make_adapter(X)
-    kind, n_samples = adapter.kind, _n_samples(X)
+    _check_shape_params(probe.hidden_layer_sizes, probe.image_size)
+    adapter_class, X = probe._read_input(X, reset=True)
+    device = _training.resolve_device(probe.device)
+    world = distributed.current(probe.distributed)
+    if world is not None:
+        device = world.place(device)
+    adapter = adapter_class.from_input(X, probe, device, measure=False)
+    n_samples = _n_samples(X)  # every rank's, under distributed training
+    auto = adapter.auto_settings(device.type, n_samples)
     spec = estimator.encoder
-    if spec == "auto":
-        name = _images.default_encoder(adapter.input_shape) if kind == "image" else "mlp"
-    elif isinstance(spec, str):
-        name = spec
+    if isinstance(spec, str):
+        name = adapter.network_name(spec, device.type)
     else:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
-    batch_size = estimator.batch_size
-    if batch_size == "auto":
-        batch_size = _AUTO_BATCH_SIZE.get(kind, lambda n: 256)(n_samples)
+    batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
     return {
         "n_samples": n_samples,
-        "kind": {"image": "images"}.get(
-            kind, "mixed table" if isinstance(adapter, MixedTableAdapter) else "table"
-        ),
+        "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
         "input_shape": tuple(adapter.input_shape),
         "encoder": name,
         "max_iter": (
-            _AUTO_MAX_ITER.get(kind, 100)
+            auto.max_iter
             if isinstance(estimator.max_iter, str)
             else int(estimator.max_iter)
         ),
         "batch_size": min(int(batch_size), n_samples),
         "learning_rate": (
-            _AUTO_LEARNING_RATE.get(kind, 1e-3)
+            auto.learning_rate
             if isinstance(estimator.learning_rate, str)
             else float(estimator.learning_rate)
         ),
-        "device": str(_training.resolve_device(estimator.device)),
+        "device": str(device),
     }
 
 
@@ -1121,28 +1072,6 @@ def _check_shape_params(hidden_layer_sizes: Any, image_size: Any) -> None:
             "The 'image_size' parameter of ACTEncoder must be a positive int or a "
             f"(height, width) pair of positive ints; got {image_size!r}."
         )
-
-
-def _check_image_forward(
-    module: nn.Module, input_shape: tuple[int, ...], image_size: tuple[int, int]
-) -> None:
-    """Raise a clear ValueError if views of ``input_shape`` cannot pass ``module``."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(torch.zeros((2, *input_shape)))
-    except RuntimeError as exc:
-        view = tuple(input_shape[-2:])
-        seen = "" if view == tuple(image_size) else f" (views of {view[0]}x{view[1]})"
-        raise ValueError(
-            f"images of {image_size[0]}x{image_size[1]} pixels{seen} are too small for "
-            f"this encoder ({exc}). A 3-D array is read as (n_samples, height, width) "
-            "grayscale images: pass a table as a 2-D array, or use larger images "
-            "(image_size)."
-        ) from None
-    finally:
-        module.train(was_training)
 
 
 def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -17,15 +17,20 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._inputs import InputAdapter
+from . import _auto
+from ._auto import AutoSettings
+from .adapters.base import InputAdapter
 from .augment.image import ImageAugment
+
+if TYPE_CHECKING:
+    from ._encoder import ACTEncoder
 
 __all__ = [
     "ImageAdapter",
@@ -370,11 +375,16 @@ def _opened(item: Any) -> Iterator[Any]:
             raise ValueError(f"cannot decode the image {name!r}: {exc}") from None
 
 
-def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:
+def default_augment(
+    channels: int,
+    image_size: tuple[int, int],
+    view_size: tuple[int, int] | None = None,
+) -> ImageAugment:
     """The augmentation used when ``ACTEncoder(augment=None)`` sees images.
 
     Images of at least 32 pixels on their longer side get the ACT paper's views
-    (:class:`~skact.augment.ImageAugment`'s defaults). Tiny images (smaller than 32
+    (:class:`~skact.augment.ImageAugment`'s defaults), at ``view_size`` when the
+    device caps it (:func:`skact._auto.image_view_size`). Tiny images (smaller than 32
     pixels) are mostly glyphs (digits, letters) and icons: an 8% crop of an 8x8 digit
     is 2x2 pixels and a mirrored glyph is often another symbol, so they get crops of 50%
     to 100% of the area resampled onto a canvas 1.5 times larger, brightness and
@@ -385,13 +395,16 @@ def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:
     channels : int
     image_size : tuple of (int, int)
         Stored height and width.
+    view_size : tuple of (int, int) or None, default=None
+        Output size of the views of images of 32 pixels or more; None keeps their
+        stored size.
 
     Returns
     -------
     ImageAugment
     """
     if max(image_size) >= TINY_IMAGE:
-        return ImageAugment()
+        return ImageAugment(output_size=view_size)
     output = tuple(math.ceil(1.5 * s) for s in image_size)
     return ImageAugment(
         output_size=(output[0], output[1]),
@@ -407,10 +420,11 @@ def default_augment(channels: int, image_size: tuple[int, int]) -> ImageAugment:
 
 
 def default_encoder(input_shape: tuple[int, ...]) -> str:
-    """The network ``encoder="auto"`` picks for images of ``input_shape`` ``(C, H, W)``.
+    """The network ``encoder="auto"`` picks on CUDA for images of ``input_shape``.
 
-    ``"convnet"`` when the longer side of the network input is under 32 pixels, else
-    ``"resnet18"`` (the paper's CIFAR ResNet-18).
+    ``"convnet"`` when the longer side of the network input ``(C, H, W)`` is under 32
+    pixels, else ``"resnet18"`` (the paper's CIFAR ResNet-18). On a CPU or MPS device
+    ``"auto"`` is always ``"convnet"`` (see :func:`skact._auto.image_encoder`).
 
     Parameters
     ----------
@@ -425,7 +439,7 @@ def default_encoder(input_shape: tuple[int, ...]) -> str:
     >>> default_encoder((1, 12, 12)), default_encoder((3, 32, 32))
     ('convnet', 'resnet18')
     """
-    return "convnet" if max(input_shape[1:]) < TINY_IMAGE else "resnet18"
+    return _auto.image_encoder("cuda", (int(input_shape[1]), int(input_shape[2])))
 
 
 class ImageAdapter:
@@ -445,7 +459,8 @@ class ImageAdapter:
         How views are drawn; its ``output_size`` is the network input size.
     """
 
-    kind = "image"
+    kind: ClassVar[str] = "image"
+    networks: ClassVar[tuple[str, ...]] = ("convnet", "resnet18")
 
     def __init__(
         self,
@@ -469,11 +484,63 @@ class ImageAdapter:
         self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @classmethod
+    def read(cls, X: Any, estimator: ACTEncoder, reset: bool) -> np.ndarray | ImageFiles:
+        """``X`` as channels-first images (lazy files); images have no column names.
+
+        Parameters
+        ----------
+        X : image input (see :func:`is_image_input`)
+        estimator : ACTEncoder
+            Gives ``image_layout``; ``reset`` removes its ``feature_names_in_``.
+        reset : bool
+
+        Returns
+        -------
+        ndarray of shape (n, C, H, W) or ImageFiles
+        """
+        if reset and hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return as_images(X, estimator.image_layout)
+
+    @classmethod
+    def from_input(
+        cls,
+        X: np.ndarray | ImageFiles,
+        estimator: ACTEncoder,
+        device: torch.device,
+        measure: bool = True,
+    ) -> ImageAdapter:
+        """The adapter of ``X`` with ``estimator``'s ``augment`` and ``image_size``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, C, H, W) or ImageFiles
+            Output of :meth:`read`.
+        estimator : ACTEncoder
+        device : torch.device
+            The training device: on a CPU or MPS the default views of large images are
+            smaller (:func:`skact._auto.image_view_size`).
+        measure : bool, default=True
+            False skips the channel statistics (mean 0, std 1): only file headers are
+            read, enough to know the settings ``"auto"`` resolves to.
+
+        Returns
+        -------
+        ImageAdapter
+        """
+        return cls.fit(
+            X, estimator.augment, estimator.image_size, device.type, measure=measure
+        )
+
+    @classmethod
     def fit(
         cls,
         X: np.ndarray | ImageFiles,
         augment: ImageAugment | None = None,
         image_size: int | tuple[int, int] | None = None,
+        device_type: str | None = None,
+        *,
+        measure: bool = True,
     ) -> ImageAdapter:
         """Measure the storage size, value range and channel statistics of ``X``.
 
@@ -486,6 +553,11 @@ class ImageAdapter:
         image_size : int or tuple of (int, int) or None, default=None
             Size to store the images at. None keeps an array's size, and takes the
             most common size of files and PIL images (ties: the first seen).
+        device_type : str or None, default=None
+            The training device's type: it caps the default views' size
+            (:func:`skact._auto.image_view_size`); None: no cap.
+        measure : bool, default=True
+            False leaves the channel statistics at mean 0 and std 1.
 
         Notes
         -----
@@ -514,7 +586,8 @@ class ImageAdapter:
             size = size or (X.shape[2], X.shape[3])
             value_range = _value_range(X)
         if augment is None:
-            augment = default_augment(channels, size)
+            cap = None if device_type is None else _auto.image_view_size(device_type, size)
+            augment = default_augment(channels, size, cap)
         elif not isinstance(augment, ImageAugment):
             raise TypeError(
                 f"augment must be an ImageAugment; got {type(augment).__name__}"
@@ -523,10 +596,123 @@ class ImageAdapter:
         adapter = cls(
             channels, size, value_range, np.zeros(channels), np.ones(channels), augment
         )
+        if not measure:
+            return adapter
         mean, std = _channel_stats(adapter.to_storage(X[::step][:STATS_SAMPLE]))
         adapter.mean = mean.astype(np.float32)
         adapter.std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
         return adapter
+
+    # ------------------------------------------------------------------ choices
+
+    def auto_settings(self, device_type: str, n_samples: int) -> AutoSettings:
+        """See :func:`skact._auto.image_settings`, for views of ``input_shape``.
+
+        Parameters
+        ----------
+        device_type : str
+        n_samples : int
+            Training images (all ranks' under distributed training).
+
+        Returns
+        -------
+        AutoSettings
+        """
+        view = (int(self.input_shape[1]), int(self.input_shape[2]))
+        return _auto.image_settings(device_type, view, n_samples)
+
+    def network_name(self, encoder: str, device_type: str) -> str:
+        """The network of ``encoder`` (``"auto"`` or a name) for these views, checked.
+
+        Parameters
+        ----------
+        encoder : str
+        device_type : str
+
+        Returns
+        -------
+        str
+        """
+        if encoder == "auto":
+            view = (int(self.input_shape[1]), int(self.input_shape[2]))
+            return _auto.image_encoder(device_type, view)
+        if encoder not in self.networks:
+            raise ValueError(f"encoder={encoder!r} needs tabular input; got images")
+        return encoder
+
+    def front_end(self) -> nn.Module | None:
+        """None: the network reads the normalised views.
+
+        Returns
+        -------
+        None
+        """
+        return None
+
+    def place(self, network: nn.Module, device: torch.device) -> nn.Module:
+        """``network`` on ``device``, channels_last where that is faster.
+
+        Parameters
+        ----------
+        network : torch.nn.Module
+        device : torch.device
+
+        Returns
+        -------
+        torch.nn.Module
+        """
+        return prepare_network(network.to(device), device)
+
+    def check_network(self, network: nn.Module) -> None:
+        """Raise a ValueError naming the fix if views cannot pass ``network``.
+
+        Parameters
+        ----------
+        network : torch.nn.Module
+        """
+        was_training = network.training
+        network.eval()
+        try:
+            with torch.no_grad():
+                network(torch.zeros((2, *self.input_shape)))
+        except RuntimeError as exc:
+            size, view = self.image_size, tuple(self.input_shape[-2:])
+            seen = "" if view == size else f" (views of {view[0]}x{view[1]})"
+            raise ValueError(
+                f"images of {size[0]}x{size[1]} pixels{seen} are too small for this "
+                f"encoder ({exc}). A 3-D array is read as (n_samples, height, width) "
+                "grayscale images: pass a table as a 2-D array, or use larger images "
+                "(image_size)."
+            ) from None
+        finally:
+            network.train(was_training)
+
+    def streams(self, X: Any) -> bool:
+        """Whether ``X`` is files, which ``partial_fit`` reads batch by batch.
+
+        Parameters
+        ----------
+        X : ndarray or ImageFiles
+            Output of :meth:`read`.
+
+        Returns
+        -------
+        bool
+        """
+        return isinstance(X, ImageFiles)
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        """``n_features_in_`` (values per stored image); no categorical columns.
+
+        Returns
+        -------
+        dict
+        """
+        return {
+            "n_features_in_": self.channels * self.image_size[0] * self.image_size[1],
+            "categories_": [],
+            "is_categorical_": None,
+        }
 
     # ------------------------------------------------------------------ storage
 

@@ -1,7 +1,8 @@
 """From user data to tensors: preprocessing fitted in ``fit`` and reused by ``transform``.
 
-An *input adapter* knows one kind of data. It is fitted on the training data (statistics,
-shapes) and then turns any batch of that kind into tensors:
+An *input adapter* knows one kind of data (the protocol is
+:class:`skact.adapters.base.InputAdapter`). It is fitted on the training data
+(statistics, shapes) and then turns any batch of that kind into tensors:
 
 - ``input_shape``: the shape of one sample as the network sees it;
 - ``to_storage(X)``: the whole data set in its compact host form (float32 rows for tables);
@@ -17,13 +18,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from . import _guards
+from .adapters.base import InputAdapter, TableAdapterMixin
 from .augment.tabular import TabularAugment
+
+if TYPE_CHECKING:
+    from ._encoder import ACTEncoder
+
+__all__ = ["InputAdapter", "TabularAdapter", "check_table_container", "safe_scale"]
 
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
@@ -32,24 +41,6 @@ CHUNK_ELEMENTS = 16384
 #: Elements per chunk when ``fit`` measures statistics (8 MiB of float64 per temporary,
 #: whatever the width of the table: 65536 rows of 1,000 features would be 500 MiB).
 STATS_CHUNK_ELEMENTS = 2**20
-
-
-class InputAdapter(Protocol):
-    """What the estimator needs from the adapter of one kind of input."""
-
-    kind: str
-    input_shape: tuple[int, ...]
-
-    def to_storage(self, X: object) -> Tensor: ...
-
-    def to_model(self, batch: Tensor) -> Tensor: ...
-
-    def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> Self: ...
 
 
 def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
@@ -84,7 +75,7 @@ def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
     ...
     TypeError: X is a dict, ...
     """
-    if isinstance(X, Mapping):
+    if isinstance(X, Mapping) and not sp.issparse(X):  # a dok_matrix is a dict too
         raise TypeError(
             f"X is a {type(X).__name__}, but {name} needs a table of shape (n_samples, "
             "n_features). For a dict of columns, pass a DataFrame: pd.DataFrame(X)."
@@ -140,7 +131,7 @@ def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     return scale
 
 
-class TabularAdapter:
+class TabularAdapter(TableAdapterMixin):
     """Standardised numeric tables, augmented by SCARF corruption.
 
     Parameters
@@ -151,7 +142,7 @@ class TabularAdapter:
         How views are drawn.
     """
 
-    kind = "tabular"
+    kind: ClassVar[str] = "tabular"
 
     def __init__(
         self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment
@@ -160,6 +151,51 @@ class TabularAdapter:
         self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment
         self.input_shape: tuple[int, ...] = (int(mean.shape[0]),)
+
+    @classmethod
+    def read(cls, X: Any, estimator: ACTEncoder, reset: bool) -> np.ndarray:
+        """``X`` checked as a numeric table; ``reset`` records its features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        estimator : ACTEncoder
+            Receives ``n_features_in_`` and ``feature_names_in_`` (checked against
+            them when not ``reset``).
+        reset : bool
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        return _guards.validate_table(estimator, X, reset=reset)
+
+    @classmethod
+    def from_input(
+        cls,
+        X: np.ndarray,
+        estimator: ACTEncoder,
+        device: torch.device,
+        measure: bool = True,
+    ) -> TabularAdapter:
+        """The adapter of ``X`` with ``estimator``'s corruption rate and noise.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Output of :meth:`read`.
+        estimator : ACTEncoder
+        device : torch.device
+            Unused: tables are handled alike on every device.
+        measure : bool, default=True
+            Unused: the statistics are one cheap pass.
+
+        Returns
+        -------
+        TabularAdapter
+        """
+        augment = TabularAugment(estimator.corruption_rate, estimator.noise_scale)
+        return cls.fit(X, augment)
 
     @classmethod
     def fit(cls, X: np.ndarray, augment: TabularAugment) -> TabularAdapter:

@@ -48,10 +48,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from . import _training
-from ._images import ImageAdapter
-from ._inputs import TabularAdapter
-from ._tabular_mixed import MixedTableAdapter
+from . import _state, _training
+from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
 from .objectives import OBJECTIVES, Objective
 
@@ -68,35 +66,12 @@ FORMAT_VERSION = 1
 _CONFIG = "skact.json"
 _TENSORS = "tensors.pt"
 
-#: Input adapters by ``kind``: each has ``state_dict()`` and ``from_state_dict(state)``.
-ADAPTERS: dict[str, Any] = {
-    cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter, ImageAdapter)
-}
+#: Fitted state written to the file, or rebuilt from it: all of it (see _state).
+SAVED_ATTRIBUTES = frozenset(_state.FITTED_STATE)
 
-#: Fitted state written to the file, or rebuilt from it (the attributes ``fit`` sets).
-SAVED_ATTRIBUTES = frozenset(
-    {
-        "n_features_in_",
-        "feature_names_in_",
-        "n_iter_",
-        "loss_curve_",
-        "validation_loss_curve_",
-        "device_",
-        "encoder_",
-        "projector_",
-        "_adapter",
-        "_n_components_out",
-        "_optimizer_state",
-        "_adversary_state",
-        "_generator_state",
-        "_shuffle_rng",
-        "_step",
-        "_partial_fit_start",
-        "categories_",
-        "is_categorical_",
-        "_fitted_architecture",  # rebuilt from the saved parameters
-    }
-)
+#: The estimator class of each saved ``format``, registered by the module that defines
+#: it (``skact._encoder``, which imports this one to save: no import back).
+ESTIMATORS: dict[str, type[ACTEncoder]] = {}
 
 
 class ModelFileError(ValueError):
@@ -320,15 +295,13 @@ def load(
     >>> np.array_equal(skact.load(path).transform(X), enc.transform(X))
     True
     """
-    from ._encoder import ACTEncoder
-
     name = os.fspath(path)
     with _open_regular_file(name) as file:
         archive = _open_archive(file, name)
         with archive:
             members = _members(archive, name)
             config = _read_config(archive, members[_CONFIG], name)
-            plan = _plan(ACTEncoder, config, name, encoder, device)
+            plan = _plan(ESTIMATORS[FORMAT], config, name, encoder, device)
             raw = _read_member(
                 archive,
                 members[_TENSORS],
@@ -675,7 +648,9 @@ def _plan(
         _check_fitted(fitted, name)
         shuffle_rng = _bit_generator(fitted["shuffle_rng"])
         arrays = _placeholder_adapter(estimator, config["adapter"], fitted, name)
-        estimator._network_name = _saved_network(estimator, fitted, name)
+        estimator._network_name = (
+            None if custom is not None else _saved_network(estimator, fitted, name)
+        )
         width = fitted["n_components_out"]
         saved = torch.device(fitted["device"])
     if custom is not None:
@@ -771,15 +746,15 @@ def _placeholder_adapter(
     _check_category_dtypes(state, name)
     placeholders = {key: torch.ones(shape, dtype=d) for key, (shape, d) in arrays.items()}
     adapter = ADAPTERS[kind].from_state_dict(_join_arrays(state, placeholders))
-    if kind == "image":
-        pixels = adapter.channels * math.prod(adapter.image_size)
-        if pixels != fitted["n_features_in_"]:
-            raise _corrupt(
-                name,
-                _CONFIG,
-                f"n_features_in_={fitted['n_features_in_']}, but its images have "
-                f"{pixels} values",
-            )
+    # Images know their width; a table's is checked against its names and weights.
+    width = adapter.fitted_attributes().get("n_features_in_")
+    if width is not None and width != fitted["n_features_in_"]:
+        raise _corrupt(
+            name,
+            _CONFIG,
+            f"n_features_in_={fitted['n_features_in_']}, but its images have "
+            f"{width} values",
+        )
     estimator._adapter = adapter
     return arrays
 
@@ -860,19 +835,26 @@ def _check_fitted(fitted: dict[str, Any], name: str) -> None:
     torch.device(fitted["device"])
 
 
-def _saved_network(estimator: ACTEncoder, fitted: dict[str, Any], name: str) -> str | None:
-    """The built-in network the file was trained with (None for a user's network)."""
+def _saved_network(estimator: ACTEncoder, fitted: dict[str, Any], name: str) -> str:
+    """The built-in network to rebuild: the one ``encoder="auto"`` resolved to when
+    the model was fitted, or the one the parameters name."""
+    adapter, encoder = estimator._adapter, str(estimator.encoder)
     network = fitted.get("network")  # absent from files of older skact
-    if network is None:
-        if not isinstance(estimator.encoder, str):
-            return None
-        # Older skact chose "auto"'s network by the view size alone, as CUDA does now.
-        return estimator._adapter.network_name(estimator.encoder, "cuda")
-    if network not in estimator._adapter.networks or (
-        estimator.encoder not in ("auto", network)
-    ):
-        raise _corrupt(name, _CONFIG, f"fitted network={network!r}")
-    return str(network)
+    if encoder == "auto" and network is not None:
+        if network not in adapter.networks:
+            raise _corrupt(name, _CONFIG, f"fitted network={network!r}")
+        return str(network)
+    try:
+        # Older skact chose "auto"'s network by the view size alone, as CUDA does now;
+        # a name does not depend on the device.
+        return adapter.network_name(encoder, "cuda")
+    except ValueError:
+        raise _corrupt(
+            name,
+            _CONFIG,
+            f"its parameters (encoder={encoder!r}) do not describe the network for its "
+            f"{adapter.kind} input",
+        ) from None
 
 
 def _check_category_dtypes(state: dict[str, Any], name: str) -> None:
@@ -1134,7 +1116,7 @@ def _check_generator(state: Any, plan: _Plan, name: str) -> None:
 def _target_device(saved: torch.device, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return _training.resolve_device(device)
-    return _available_or_cpu(saved)
+    return _state.available_or_cpu(saved)
 
 
 # -------------------------------------------------------------------------- rebuilding
@@ -1192,16 +1174,6 @@ def _load_weights(module: torch.nn.Module, state: dict[str, Tensor], what: str) 
         raise ValueError(
             f"the saved {what} weights do not fit the network built for them: {exc}"
         ) from None
-
-
-def _available_or_cpu(device: torch.device) -> torch.device:
-    """``device`` when this machine has it, else the CPU (a CUDA model on a laptop)."""
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index or 0
-        return device if index < torch.cuda.device_count() else torch.device("cuda")
-    if device.type == "mps" and _training._mps_available():
-        return device
-    return torch.device("cpu")
 
 
 def _bit_generator(state: dict[str, Any]) -> np.random.Generator:

@@ -17,17 +17,22 @@ and ``K_j`` for a category not seen in ``fit`` (the *unknown* slot).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import sparse
 from sklearn.utils._dataframe import is_pandas_df, is_polars_df
+from sklearn.utils.validation import validate_data
 from torch import Tensor
 
 from ._inputs import safe_scale
+from .adapters.base import TableAdapterMixin
 from .augment.tabular import TabularAugment
 from .networks import TabularEmbedding
+
+if TYPE_CHECKING:
+    from ._encoder import ACTEncoder
 
 #: Values of ``handle_missing``.
 HANDLE_MISSING = ("error", "indicator")
@@ -484,7 +489,7 @@ def _as_integers(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return ints if bool((ints.astype(object) == values).all()) else None
 
 
-class MixedTableAdapter:
+class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
     Numeric columns are standardised; with ``handle_missing="indicator"`` a missing
@@ -513,7 +518,7 @@ class MixedTableAdapter:
         Corruption rate and noise scale of the views.
     """
 
-    kind = "mixed"
+    kind: ClassVar[str] = "mixed"
 
     def __init__(
         self,
@@ -550,6 +555,68 @@ class MixedTableAdapter:
         # The per-device copies of the group index are a cache: not pickled, so that a
         # model pickled on a GPU and loaded on a CPU does not find a stale entry.
         return {**self.__dict__, "_group_index": {}}
+
+    @classmethod
+    def read(cls, X: Any, estimator: ACTEncoder, reset: bool) -> MixedTable:
+        """``X`` read column by column; ``reset`` records its features.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        estimator : ACTEncoder
+            Gives ``handle_missing``; receives ``n_features_in_`` and
+            ``feature_names_in_`` (checked against them when not ``reset``).
+        reset : bool
+
+        Returns
+        -------
+        MixedTable
+        """
+        table = read_table(X, estimator.handle_missing)
+        validate_data(estimator, X, reset=reset, skip_check_array=True)
+        return table
+
+    @classmethod
+    def from_input(
+        cls,
+        X: MixedTable,
+        estimator: ACTEncoder,
+        device: torch.device,
+        measure: bool = True,
+    ) -> MixedTableAdapter:
+        """The adapter of ``X`` with ``estimator``'s categorical columns and views.
+
+        Parameters
+        ----------
+        X : MixedTable
+            Output of :meth:`read`.
+        estimator : ACTEncoder
+        device : torch.device
+            Unused: tables are handled alike on every device.
+        measure : bool, default=True
+            Unused: the statistics are one cheap pass.
+
+        Returns
+        -------
+        MixedTableAdapter
+        """
+        names = getattr(estimator, "feature_names_in_", None)
+        mask = resolve_categorical(estimator.categorical_features, X, names)
+        augment = TabularAugment(estimator.corruption_rate, estimator.noise_scale)
+        return cls.fit(X, mask, estimator.handle_missing, augment)
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        """``categories_`` per categorical column; ``is_categorical_`` (None if none).
+
+        Returns
+        -------
+        dict
+        """
+        mask = self.is_categorical_
+        return {
+            "categories_": list(self.categories_),
+            "is_categorical_": mask if mask.any() else None,
+        }
 
     @classmethod
     def fit(

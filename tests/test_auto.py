@@ -60,3 +60,30 @@ def test_tables_are_the_same_on_every_device():
     settings = _auto.table_settings(5000)
     assert (settings.encoder, settings.batch_size, settings.max_iter) == ("mlp", 256, 100)
     assert settings.learning_rate == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("device", "view", "encoder"),
+    [
+        ("cpu", (64, 64), "convnet"),
+        ("mps", (32, 32), "convnet"),
+        ("cuda", (32, 32), "resnet18"),
+        ("cuda", (31, 40), "resnet18"),  # the longer side decides
+        ("cuda", (12, 12), "convnet"),
+        ("xpu", (64, 64), "resnet18"),  # other accelerators follow CUDA
+    ],
+)
+def test_image_encoder_follows_the_device_and_view_size(device, view, encoder):
+    assert _auto.image_encoder(device, view) == encoder
+    assert _auto.image_settings(device, view, 1000).encoder == encoder
+
+
+def test_module_docstring_table_is_valid_rst():
+    docutils = pytest.importorskip("docutils.core")  # installed with the docs extra
+    text = _auto.__doc__.replace(":data:", "")  # a Sphinx role plain docutils lacks
+    tree = docutils.publish_doctree(
+        text, settings_overrides={"report_level": 2, "halt_level": 2}
+    )
+    tables = [node for node in tree.traverse() if node.tagname == "table"]
+    assert len(tables) == 1
+    assert "resnet18" in tables[0].astext() and "pixel budget" in tables[0].astext()

@@ -262,7 +262,10 @@ def test_fitted_attributes_and_errors_for_images():
 
 def test_n_components_sizes_the_representation():
     X = _images(n=6, c=3, h=32, w=32)
-    enc = _small(n_components=None, projection_dim=4, batch_size=6).fit(X)
+    # Named: on the CPU "auto" is the ConvNet (tests/test_adapters.py has the rule).
+    enc = _small(n_components=None, projection_dim=4, batch_size=6, encoder="resnet18").fit(
+        X
+    )
     assert isinstance(enc.encoder_, ResNet18)
     assert enc.transform(X).shape == (6, 512)  # the pooled backbone, as in the paper
     tiny = _images(n=6, c=1)

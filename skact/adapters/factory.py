@@ -1,0 +1,79 @@
+"""The one place that looks at the user's input to decide what kind it is."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._images import ImageAdapter, is_image_input
+from .._inputs import TabularAdapter, check_table_container
+from .._tabular_mixed import MixedTableAdapter, is_mixed_input
+from .base import InputAdapter
+
+if TYPE_CHECKING:
+    from .._encoder import ACTEncoder
+
+__all__ = ["ADAPTERS", "read_input"]
+
+#: Adapter classes by ``kind`` (the name saved with a model).
+ADAPTERS: dict[str, type[InputAdapter]] = {
+    cls.kind: cls for cls in (TabularAdapter, MixedTableAdapter, ImageAdapter)
+}
+
+
+def read_input(
+    X: Any, estimator: ACTEncoder, fitted: InputAdapter | None = None
+) -> tuple[type[InputAdapter], Any]:
+    """Decide the kind of ``X`` (or check it is the fitted kind) and read it.
+
+    Images are what :func:`skact._images.is_image_input` says; other input is a table,
+    read column by column (:class:`~skact._tabular_mixed.MixedTableAdapter`) when it
+    holds categorical or string columns, when ``handle_missing`` is not ``"error"`` or
+    when ``categorical_features`` names columns, else as numbers
+    (:class:`~skact._inputs.TabularAdapter`). After ``fit``, the fitted kind decides.
+
+    Parameters
+    ----------
+    X : object
+        The user's input to ``fit``, ``partial_fit`` or ``transform``.
+    estimator : ACTEncoder
+        Its parameters choose the table reader; reading records ``X``'s features on it
+        when ``fitted`` is None.
+    fitted : InputAdapter or None, default=None
+        The adapter fitted earlier (``transform``, ``partial_fit``, ``warm_start``);
+        None in a new fit.
+
+    Returns
+    -------
+    adapter_class : type
+        The adapter class of ``X``'s kind.
+    X_read : object
+        ``X`` as that adapter's ``from_input`` and ``to_storage`` take it.
+
+    Raises
+    ------
+    ValueError
+        When ``X`` is not of the fitted kind.
+    """
+    name = type(estimator).__name__
+    images = is_image_input(X)
+    if fitted is not None:
+        cls: type[InputAdapter] = type(fitted)
+        if images and cls.kind != "image":
+            raise ValueError(f"{name} was fitted on {cls.kind} data; got images")
+        if not images and cls.kind == "image":
+            raise ValueError(
+                f"{name} was fitted on images; transform needs images too (a 3-D or "
+                "4-D array, PIL images or file paths)"
+            )
+    if not images:
+        check_table_container(X, name)
+    if fitted is None and images:
+        cls = ImageAdapter
+    elif fitted is None:
+        mixed = (
+            estimator.handle_missing != "error"
+            or not isinstance(estimator.categorical_features, str)
+            or is_mixed_input(X)
+        )
+        cls = MixedTableAdapter if mixed else TabularAdapter
+    return cls, cls.read(X, estimator, reset=fitted is None)

@@ -1,0 +1,217 @@
+"""Tests of the input factory, the adapters' choices and the 'auto' settings a fit uses."""
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import skact
+from skact import _auto, _training
+from skact._encoder import resolved_settings
+from skact._images import ImageAdapter
+from skact._inputs import TabularAdapter
+from skact._tabular_mixed import MixedTableAdapter
+from skact.adapters.factory import ADAPTERS, read_input
+from skact.networks import ConvNet, ResNet18
+
+from _small import small_encoder
+
+
+def _images(n, size, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size[0], size[1], channels), dtype=np.uint8)
+
+
+@pytest.fixture
+def device_type(monkeypatch):
+    """Make ``device="auto"`` resolve to the device type the test names (on the CPU)."""
+
+    def inject(kind):
+        monkeypatch.setattr(_training, "resolve_device", lambda spec: torch.device(kind))
+
+    return inject
+
+
+# ------------------------------------------------------------------ the factory
+
+
+@pytest.mark.parametrize(
+    ("X", "params", "cls"),
+    [
+        (np.zeros((4, 3)), {}, TabularAdapter),
+        (np.zeros((4, 8, 8)), {}, ImageAdapter),
+        (np.zeros((4, 3, 8, 8)), {}, ImageAdapter),
+        (pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}), {}, MixedTableAdapter),
+        (np.zeros((4, 3)), {"handle_missing": "indicator"}, MixedTableAdapter),
+        (np.zeros((4, 3)), {"categorical_features": [0]}, MixedTableAdapter),
+    ],
+)
+def test_one_factory_decides_the_kind_of_input(X, params, cls):
+    chosen, _ = read_input(X, skact.ACTEncoder(**params))
+    assert chosen is cls
+    assert ADAPTERS[cls.kind] is cls
+
+
+def test_after_fit_the_fitted_kind_decides():
+    tables = small_encoder(max_iter=1).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    with pytest.raises(ValueError, match="fitted on tabular data; got images"):
+        read_input(np.zeros((4, 8, 8)), tables, tables._adapter)
+    images = small_encoder(max_iter=1, encoder="convnet").fit(_images(20, (8, 8)))
+    with pytest.raises(ValueError, match="fitted on images; transform needs images too"):
+        read_input(np.zeros((4, 3)), images, images._adapter)
+    # A table the mixed reader took in fit is read by it again, whatever it holds now.
+    mixed = small_encoder(max_iter=1, handle_missing="indicator").fit(np.eye(20, 3))
+    assert read_input(np.eye(5, 3), mixed, mixed._adapter)[0] is MixedTableAdapter
+
+
+@pytest.mark.parametrize(
+    ("X", "encoder", "message"),
+    [
+        (np.zeros((8, 3)), "convnet", "encoder='convnet' needs image input; got a table"),
+        (np.zeros((8, 8, 8)), "mlp", "encoder='mlp' needs tabular input; got images"),
+    ],
+)
+def test_named_networks_are_checked_by_the_adapter(X, encoder, message):
+    with pytest.raises(ValueError, match=message):
+        small_encoder(encoder=encoder).fit(X)
+
+
+def test_images_stream_only_from_files(tmp_path):
+    adapter = ImageAdapter.fit(np.zeros((2, 1, 8, 8), dtype=np.uint8))
+    path = tmp_path / "a.png"
+    Image.new("L", (8, 8)).save(path)
+    _, files = read_input([str(path)], skact.ACTEncoder())
+    assert adapter.streams(files)
+    assert not adapter.streams(np.zeros((2, 1, 8, 8), dtype=np.uint8))
+    assert not TabularAdapter.fit(np.zeros((2, 3)), None).streams(np.zeros((2, 3)))
+
+
+# ------------------------------------------------------------------ the 'auto' rule, wired
+
+
+@pytest.mark.parametrize(
+    ("device", "size", "n", "encoder", "view", "epochs", "batch"),
+    [
+        # 2,000 photos of 64 x 64 on a CPU: the ConvNet sees 32 px, 20 epochs.
+        ("cpu", (64, 64), 2000, "convnet", (32, 32), 20, 100),
+        ("mps", (64, 64), 2000, "convnet", (32, 32), 20, 100),
+        ("cuda", (64, 64), 2000, "resnet18", (64, 64), 50, 100),
+        ("cpu", (64, 96), 500, "convnet", (21, 32), 50, 32),
+        ("cpu", (32, 32), 8000, "convnet", (32, 32), 5, 256),
+        ("cuda", (32, 32), 8000, "resnet18", (32, 32), 50, 256),
+        # Digits (8 x 8) keep their choices on every device: 12 px views, 50 epochs.
+        ("cpu", (8, 8), 1257, "convnet", (12, 12), 50, 62),
+        ("cuda", (8, 8), 1257, "convnet", (12, 12), 50, 62),
+    ],
+)
+def test_auto_settings_follow_the_device(
+    device_type, device, size, n, encoder, view, epochs, batch
+):
+    device_type(device)
+    channels = 1 if size == (8, 8) else 3
+    got = resolved_settings(skact.ACTEncoder(), _images(n, size, channels))
+    assert got["encoder"] == encoder
+    assert got["input_shape"] == (channels, *view)
+    assert (got["max_iter"], got["batch_size"]) == (epochs, batch)
+    assert got["learning_rate"] == 2e-3
+    assert got["device"] == device
+    assert got["kind"] == "images" and got["n_samples"] == n
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_tables_are_the_same_on_every_device(device_type, device):
+    device_type(device)
+    got = resolved_settings(skact.ACTEncoder(), np.zeros((300, 5)))
+    assert (got["encoder"], got["max_iter"], got["batch_size"]) == ("mlp", 100, 256)
+    assert got["kind"] == "table" and got["learning_rate"] == 1e-3
+
+
+def test_explicit_values_are_kept(device_type):
+    device_type("cpu")
+    enc = skact.ACTEncoder(
+        encoder="resnet18", max_iter=3, batch_size=40, learning_rate=0.01
+    )
+    got = resolved_settings(enc, _images(100, (64, 64)))
+    assert (got["encoder"], got["max_iter"], got["batch_size"]) == ("resnet18", 3, 40)
+    assert got["learning_rate"] == 0.01
+    assert got["input_shape"] == (3, 32, 32)  # the default views are still capped
+
+
+def test_resolved_settings_read_only_file_headers(tmp_path, monkeypatch):
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (48, 48)).save(paths[-1])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr("skact._images.ImageFiles.load", no_decoding)
+    enc = skact.ACTEncoder(device="cpu")
+    got = resolved_settings(enc, paths)
+    assert got["input_shape"] == (3, 32, 32) and got["encoder"] == "convnet"
+    assert not hasattr(enc, "n_features_in_")  # the estimator is left as it was
+
+
+def test_fit_uses_the_resolved_settings(monkeypatch):
+    """max_iter, batch_size, encoder and view size "auto" resolve as reported."""
+    monkeypatch.setattr(_auto, "CPU_PIXEL_BUDGET", 1)  # the fewest epochs...
+    monkeypatch.setattr(_auto, "MIN_EPOCHS", 2)  # ...two of them
+    X = _images(64, (40, 40))
+    enc = skact.ACTEncoder(n_components=8, projection_dim=8, device="cpu", random_state=0)
+    expected = resolved_settings(enc, X)
+    assert (expected["max_iter"], expected["batch_size"]) == (2, 32)
+    enc.fit(X)
+    assert enc.n_iter_ == 2
+    assert enc._step == 2 * 2  # 64 images in batches of 32
+    assert isinstance(enc.encoder_, ConvNet)
+    assert enc._adapter.input_shape == expected["input_shape"] == (3, 32, 32)
+    assert enc.transform(X).shape == (64, 8)
+
+
+def test_a_loaded_model_keeps_the_network_it_was_trained_with(tmp_path, device_type):
+    """On a CPU "auto" picks the ConvNet for 32 px images; the file says so, and a
+    loader must not pick again (CUDA's rule would build a ResNet-18)."""
+    X = _images(16, (32, 32))
+    enc = small_encoder(n_components=8, max_iter=1).fit(X)
+    assert isinstance(enc.encoder_, ConvNet)
+    path = tmp_path / "enc.skact"
+    enc.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("skact.json"))["fitted"]["network"] == "convnet"
+    loaded = skact.load(path)
+    assert isinstance(loaded.encoder_, ConvNet)
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    assert not isinstance(loaded.encoder_, ResNet18)
+
+
+def test_files_without_the_network_load_with_the_old_rule(tmp_path):
+    X = _images(16, (8, 8), channels=1)
+    enc = small_encoder(n_components=8, max_iter=1).fit(X)
+    path, old = tmp_path / "enc.skact", tmp_path / "old.skact"
+    enc.save(path)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        config = json.loads(src.read("skact.json"))
+        del config["fitted"]["network"]
+        dst.writestr("skact.json", json.dumps(config))
+        dst.writestr("tensors.pt", src.read("tensors.pt"))
+    loaded = skact.load(old)
+    assert isinstance(loaded.encoder_, ConvNet)
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+def test_a_network_the_file_cannot_have_is_refused(tmp_path):
+    enc = small_encoder(max_iter=1).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    path, bad = tmp_path / "enc.skact", tmp_path / "bad.skact"
+    enc.save(path)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        config = json.loads(src.read("skact.json"))
+        config["fitted"]["network"] = "resnet18"
+        dst.writestr("skact.json", json.dumps(config))
+        dst.writestr("tensors.pt", src.read("tensors.pt"))
+    with pytest.raises(skact.ModelFileError, match="network='resnet18'"):
+        skact.load(bad)
