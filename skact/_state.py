@@ -112,8 +112,12 @@ def available_or_cpu(device: torch.device) -> torch.device:
     device(type='cpu')
     """
     if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index or 0
-        return device if index < torch.cuda.device_count() else torch.device("cuda")
+        index = device.index or 0  # the first device exists wherever CUDA does
+        return (
+            device
+            if index == 0 or index < torch.cuda.device_count()
+            else torch.device("cuda")
+        )
     if device.type == "mps" and _training._mps_available():
         return device
     return torch.device("cpu")

@@ -59,6 +59,7 @@ def test_one_fallback_to_the_cpu_for_pickles_and_files(monkeypatch):
         ("cuda:3", False, 0, "cpu"),
         ("cuda:3", True, 1, "cuda"),  # an index this machine lacks: the current GPU
         ("cuda:0", True, 1, "cuda:0"),
+        ("cuda:1", True, 2, "cuda:1"),
         ("cpu", True, 1, "cpu"),
     ],
 )
