@@ -468,6 +468,7 @@ def test_loaded_tensors_are_mapped_to_the_cpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_round_trip(tmp_path: Path) -> None:
     enc = small(device="cuda").fit(X)
     enc.save(tmp_path / "enc.skact")
