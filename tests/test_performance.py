@@ -121,7 +121,9 @@ def test_tabular_augment_makes_no_per_row_python_calls(noise_scale: float) -> No
     large = python_calls(lambda: aug(pool, pool, gen))
     # A per-row loop would add thousands of calls for 10,000 rows.
     assert large == small
-    assert large < 30
+    # A constant handful (30 since the draws are made on the generator's device and
+    # moved, issue 15 item 14c): nowhere near one per row.
+    assert large <= 40
 
 
 def test_tabular_augment_time_is_a_few_random_draws() -> None:
@@ -319,7 +321,9 @@ def test_epoch_indices_reach_take_once_per_epoch_as_device_tensors(on_device):
 
     trainer.run_epoch(len(X), take)
     kind = torch.Tensor if on_device else np.ndarray
-    assert len(seen) == 4 and all(isinstance(i, kind) for i in seen)
+    # ceil(70 / 16) = 5 near-equal batches, none above batch_size (issue 15 item 12).
+    assert len(seen) == 5 and all(isinstance(i, kind) for i in seen)
+    assert max(len(i) for i in seen) <= 16
     order = np.concatenate([np.asarray(i) for i in seen])
     np.testing.assert_array_equal(np.sort(order), np.arange(len(X)))
     if on_device:  # views of one tensor: a single copy for the epoch
