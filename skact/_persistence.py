@@ -251,7 +251,9 @@ def load(
 
     The file is checked before it is used: a regular file (not a device or a pipe),
     each member no larger than the saved architecture can need, and every tensor of
-    the shape and dtype that architecture expects, with finite values.
+    the shape and dtype that architecture expects, with finite values (a non-finite
+    adversary estimate ``G``, which older skact saved after a divergence, is dropped:
+    training starts it again from its next batch).
 
     Parameters
     ----------
@@ -1078,7 +1080,8 @@ def _plain(value: Any) -> bool:
 
 
 def _check_adversary(state: Any, width: int, name: str) -> None:
-    """The ACT adversary: plain settings and a (width, width) float32 ``G`` or None."""
+    """The ACT adversary: plain settings and a (width, width) float32 ``G`` or None
+    (finite or not: see :func:`_rebuild`)."""
     if state is None:
         return
     if not isinstance(state, dict):
@@ -1094,7 +1097,8 @@ def _check_adversary(state: Any, width: int, name: str) -> None:
                 )
         elif not _plain(value):
             raise _corrupt(name, _TENSORS, f"adversary.{key}={value!r}")
-    _check_finite(state, "adversary", name)
+    # No finiteness check: older skact saved a NaN G after a divergence, which is no
+    # damage (saving again could not fix it); _rebuild drops it, as the adversary does.
 
 
 def _check_generator(state: Any, plan: _Plan, name: str) -> None:
@@ -1148,7 +1152,9 @@ def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
     estimator._optimizer_state = tensors["optimizer"]
     adversary = tensors["adversary"]
     if adversary is not None and isinstance(adversary.get("state"), Tensor):
-        adversary = {**adversary, "state": adversary["state"].to(target)}
+        estimate = adversary["state"]
+        finite = bool(torch.isfinite(estimate).all())
+        adversary = {**adversary, "state": estimate.to(target) if finite else None}
     estimator._adversary_state = adversary
     estimator._shuffle_rng = plan.shuffle_rng
     estimator._generator_state = _training.generator_state_for(

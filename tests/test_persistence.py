@@ -479,3 +479,18 @@ def test_cuda_round_trip(tmp_path: Path) -> None:
     on_gpu = skact.load(tmp_path / "enc.skact")
     assert on_gpu.device_.type == "cuda"
     np.testing.assert_array_equal(on_gpu.transform(X), enc.transform(X))
+
+
+def test_a_file_saved_with_a_nan_adversary_loads_and_trains_again(tmp_path: Path) -> None:
+    """An older skact saved G = NaN after a divergence (issue 15 item 9): the estimate
+    is dropped on loading, as Adversary.load_state_dict does, and the file is usable,
+    not refused as corrupt (saving it again could not help)."""
+    enc = small().fit(X)
+    nan = torch.full_like(enc._adversary_state["state"], np.nan)
+    enc._adversary_state = {**enc._adversary_state, "state": nan}
+    enc.save(tmp_path / "nan.skact")
+    loaded = skact.load(tmp_path / "nan.skact")
+    assert loaded._adversary_state["state"] is None
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    loaded.set_params(learning_rate=1e-6).partial_fit(X)
+    assert np.isfinite(loaded.loss_curve_).all()
