@@ -85,13 +85,15 @@ def _create_beside(target: str) -> tuple[str, int]:
         tmp = os.path.join(folder, f".{name}.{random}{PARTIAL_SUFFIX}")
         try:
             # O_EXCL and mode 0o666: never another's file, and the umask applies, as
-            # it does for a plain open().
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            # it does for a plain open(). O_BINARY (Windows): without it the C runtime
+            # writes each b"\n" as b"\r\n", corrupting a .npy or a model file.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return tmp, os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
 
 
-def remove_stale_partials(folder: str) -> None:
+def remove_stale_partials(folder: str, names: re.Pattern[str] = _PARTIAL) -> None:
     """Remove the temporary files that killed writes left in ``folder``.
 
     A file is left alone while it is younger than :data:`STALE_SECONDS` or its process
@@ -101,6 +103,9 @@ def remove_stale_partials(folder: str) -> None:
     ----------
     folder : str
         The folder to tidy; unreadable folders and entries are skipped.
+    names : re.Pattern, default: :func:`atomic_write`'s temporary files
+        The names of the files to remove; its first group, where it matches, is the
+        writing process's id (a name without one is a leftover once stale).
     """
     try:
         entries = list(os.scandir(folder))
@@ -108,7 +113,7 @@ def remove_stale_partials(folder: str) -> None:
         return
     now = time.time()
     for entry in entries:
-        match = _PARTIAL.fullmatch(entry.name)
+        match = names.fullmatch(entry.name)
         if match is None:
             continue
         try:
@@ -117,7 +122,8 @@ def remove_stale_partials(folder: str) -> None:
             continue
         if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_SECONDS:
             continue
-        if _process_alive(int(match.group(1))):
+        pid = match.group(1) if match.re.groups else None
+        if pid is not None and _process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
