@@ -34,9 +34,7 @@ import math
 import os
 import pickle
 import re
-import secrets
 import stat
-import time
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -48,7 +46,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from . import _state, _training
+from . import _atomic, _state, _training
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
 from .objectives import OBJECTIVES, Objective
@@ -98,13 +96,14 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
     """Write a fitted estimator to ``path`` (see the module docstring for the layout).
 
-    The file is written to a temporary file in the same folder, named
-    ``.skact-<process id>-<random>.tmp``, and then renamed, so an interrupted save never
-    leaves a truncated file in place of a good one. A save also removes the temporary
-    files that killed saves left in that folder (those over a minute old whose process
-    is gone). The file gets the mode of the file it replaces, or for a new file the
-    mode the umask gives (as :func:`open` does); saving to a symbolic link replaces
-    the link's target.
+    The file is written whole or not at all (:func:`skact._atomic.atomic_write`): to a
+    temporary file in the same folder, ``.<name>.<process id>-<random>.partial``, then
+    renamed, so an interrupted save never leaves a truncated file in place of a good
+    one. A save also removes the temporary files that killed saves left in that folder
+    (those over a minute old whose process is gone; also the ``.skact-*.tmp`` files of
+    earlier skact versions). The file gets the mode of the file it replaces, or for a
+    new file the mode the umask gives (as :func:`open` does); saving to a symbolic link
+    replaces the link's target.
 
     Parameters
     ----------
@@ -160,85 +159,23 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
     asked = os.fspath(path)
-    target = os.path.realpath(asked)  # through a symbolic link: replace its target
-    folder = os.path.dirname(target)
-    _remove_stale_temporaries(folder)
-    tmp = None
+    _atomic.remove_stale_partials(
+        os.path.dirname(os.path.realpath(asked)), names=_LEGACY_TEMPORARY
+    )
     try:
-        tmp, fd = _create_temporary(folder)
-        with os.fdopen(fd, "wb") as file, zipfile.ZipFile(file, "w") as archive:
+        with _atomic.atomic_write(asked) as file, zipfile.ZipFile(file, "w") as archive:
             archive.writestr(_CONFIG, json.dumps(config, indent=1))
             archive.writestr(_TENSORS, buffer.getvalue())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-        os.replace(tmp, target)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno is not None:
-            # The user asked for ``path``; the hidden temporary name would only confuse.
-            raise type(exc)(exc.errno, exc.strerror, asked) from None
-        raise
+    except OSError as exc:
+        if exc.errno is None or exc.filename == asked:
+            raise
+        # A failed write (a full disk) names no file: the user asked for ``path``.
+        raise type(exc)(exc.errno, exc.strerror, asked) from None
 
 
-#: Temporary files of :func:`save`: ``.skact-<pid>-<hex>.tmp`` (skact 0.1.0 wrote
-#: ``.skact-<random>.tmp``, without the process id).
-_TEMPORARY = re.compile(r"\.skact-(?:(\d+)-)?\w+\.tmp")
-#: A temporary file untouched for this long, of a process that is gone, is a leftover.
-_STALE_SECONDS = 60.0
-
-
-def _create_temporary(folder: str) -> tuple[str, int]:
-    """A new, empty temporary file in ``folder``: its path and an fd open for writing."""
-    while True:
-        tmp = os.path.join(folder, f".skact-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            # O_EXCL: never another's file. Mode 0o666: the umask applies, as it does
-            # for open() (mkstemp's 0o600 hid models from colleagues on a shared disk).
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            return tmp, os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-
-
-def _remove_stale_temporaries(folder: str) -> None:
-    """Remove the temporary files that killed saves left in ``folder``.
-
-    A file is left alone while it is younger than a minute or its process (named in
-    the file name) is alive, so a concurrent save of another process keeps its file.
-    """
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        match = _TEMPORARY.fullmatch(entry.name)
-        if match is None:
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < _STALE_SECONDS:
-            continue
-        if match.group(1) is not None and _process_alive(int(match.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-
-
-def _process_alive(pid: int) -> bool:
-    if os.name != "posix":
-        return True  # os.kill(pid, 0) would send Ctrl-C on Windows: never guess there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process, or an id no process can have
-    return True
+#: Temporary files that killed saves of skact before :func:`skact._atomic.atomic_write`
+#: left: ``.skact-<pid>-<hex>.tmp``, and ``.skact-<random>.tmp`` (skact 0.1.0, no pid).
+_LEGACY_TEMPORARY = re.compile(r"\.skact-(?:(\d+)-)?\w+\.tmp")
 
 
 def load(

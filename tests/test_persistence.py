@@ -159,6 +159,16 @@ def test_save_before_fit_raises() -> None:
         small().save("never.skact")
 
 
+def test_a_failed_write_names_the_path_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "enc.skact"
+    full = OSError(28, "No space left on device")  # as a write reports it: no file
+    with mock.patch.object(zipfile.ZipFile, "writestr", side_effect=full):
+        with pytest.raises(OSError, match="No space left") as info:
+            small().fit(X).save(path)
+    assert info.value.errno == 28 and info.value.filename == str(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
     path = tmp_path / "enc.skact"
     small().fit(X).save(path)
@@ -220,15 +230,18 @@ def test_save_error_names_the_path_asked_for(tmp_path: Path, where, error) -> No
     path = where(tmp_path)
     with pytest.raises(error) as info:
         small().fit(X).save(path)
-    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
-    assert not [p for p in tmp_path.rglob(".skact-*")]
+    assert info.value.filename == str(path) and ".partial" not in str(info.value)
+    assert not [p for p in tmp_path.rglob(".*.partial")]
 
 
 def test_save_removes_temporary_files_of_killed_saves(tmp_path: Path) -> None:
     """Only files over a minute old whose process is gone: a concurrent save in
-    another process keeps its temporary file."""
+    another process keeps its temporary file. Those of earlier skact versions
+    (``.skact-*.tmp``) go too."""
     dead = 2**22 + 1  # above Linux's largest pid_max: no process has it
     names = {
+        f".enc.skact.{dead}-0a1b2c3d.partial": (True, True),  # old, process gone
+        f".enc.skact.{os.getpid()}-12345678.partial": (True, False),  # process alive
         f".skact-{dead}-0a1b2c3d.tmp": (True, True),  # old, process gone: removed
         ".skact-k3x9_q2m.tmp": (True, True),  # skact 0.1.0's name (no pid), old
         f".skact-{dead}-ffffffff.tmp": (False, False),  # process gone, but just written
