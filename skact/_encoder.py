@@ -32,7 +32,7 @@ from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
 from .networks import ProjectionHead, build_encoder
-from .objectives import OBJECTIVES, Objective, make_objective
+from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
 
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -594,10 +594,15 @@ default="auto"
                 f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
                 f"{kept}."
             )
-            lower = {"learning_rate": rate, "alpha": self.alpha}
+            lower: dict[str, Any] = {"learning_rate": rate}
+            # alpha weighs ACT's adversarial term; the baselines have none.
+            if isinstance(self.objective, str) and self.objective == "act":
+                lower["alpha"] = self.alpha
+            elif isinstance(self.objective, ACTLoss):
+                lower["objective__alpha"] = self.objective.alpha
+            names = " or ".join(f"{p} (now {v})" for p, v in lower.items())
             raise NonFiniteLossError(
-                f"{problem} Try a lower learning_rate (now {lower['learning_rate']}) or "
-                f"alpha (now {self.alpha}), or look for extreme values in X.",
+                f"{problem} Try a lower {names}, or look for extreme values in X.",
                 advice=_guards.Advice(problem, "diverged", lower),
             ) from None
         except BaseException as exc:

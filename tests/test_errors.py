@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 import skact
 from skact import ACTEncoder, NonFiniteLossError, _guards
 from skact._training import Trainer
+from skact.objectives import ACTLoss
 
 from _small import small_encoder
 
@@ -709,6 +710,25 @@ def test_non_finite_loss_keeps_last_finite_epoch() -> None:
         torch.testing.assert_close(value, states[-1][name], rtol=0, atol=0)
     assert np.isfinite(enc.transform(X)).all()
     assert not enc.encoder_.training
+
+
+@pytest.mark.parametrize(
+    ("objective", "named"),
+    [
+        ("barlow_twins", {}),  # no alpha: naming it would send the user after nothing
+        (ACTLoss(alpha=0.5), {"objective__alpha": 0.5}),  # the instance's, not 0.03
+    ],
+    ids=["baseline", "ACTLoss instance"],
+)
+def test_non_finite_loss_names_only_parameters_of_the_objective(objective, named) -> None:
+    enc = small(max_iter=3, objective=objective)
+    with patched_step(nan_at(5)), pytest.raises(NonFiniteLossError) as info:
+        enc.fit(X)
+    assert info.value.advice.parameters == {"learning_rate": 0.001, **named}
+    message = str(info.value)
+    assert "Try a lower learning_rate (now 0.001)" in message
+    assert ("objective__alpha (now 0.5)" in message) == bool(named)
+    assert "alpha (now 0.03)" not in message
 
 
 def test_non_finite_loss_in_first_epoch_leaves_estimator_unfitted() -> None:
