@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from . import _guards
+
 if TYPE_CHECKING:
     from ._training import Trainer, TrainingSnapshot
 
@@ -282,7 +284,7 @@ class TimeEstimate(Callback):
                 f"{self._n_samples} samples at {self.samples_per_second_:,.0f} "
                 f"samples/s). {self.advice}",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_guards.caller_stacklevel(),
             )
 
 

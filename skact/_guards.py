@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -324,6 +325,25 @@ def keeps_trained_model(exc: BaseException) -> bool:
     return getattr(exc, "skact_keeps_model", False) is True
 
 
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the user's line.
+
+    For ``warnings.warn`` called by the function that calls this one: the first frame
+    outside skact and scikit-learn (whose ``fit`` wrappers and meta-estimators come in
+    between), however deep in the training loop the warning is raised.
+
+    Returns
+    -------
+    int
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("skact.", "sklearn.")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 
@@ -414,5 +434,5 @@ def run_epoch_with_oom_retry(
             f"CUDA ran out of memory with batch_size={failed}; retrying the epoch with "
             f"batch_size={trainer.batch_size} for the rest of this fit.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )

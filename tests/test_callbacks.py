@@ -200,6 +200,12 @@ def test_a_long_auto_fit_on_the_cpu_warns_with_the_parameters_to_change(slow_clo
         assert name in message
 
 
+def test_the_long_fit_warning_points_at_the_caller(slow_clock):
+    with pytest.warns(UserWarning, match="estimated to take about") as record:
+        small_encoder(max_iter="auto").fit(X)
+    assert [w.filename for w in record] == [__file__]
+
+
 def test_an_explicit_max_iter_does_not_warn(slow_clock):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

@@ -846,6 +846,12 @@ def test_cuda_oom_halves_the_batch_size() -> None:
     assert np.isfinite(enc.transform(X)).all()
 
 
+def test_the_cuda_oom_warning_points_at_the_caller() -> None:
+    with patched_step(oom_above(32)), pytest.warns(UserWarning, match="memory") as record:
+        small(batch_size=64, max_iter=1).fit(X)
+    assert [w.filename for w in record] == [__file__]
+
+
 def test_cuda_oom_moves_the_end_of_the_schedule() -> None:
     trainers: list[Trainer] = []
     original = Trainer.run_epoch
