@@ -129,8 +129,9 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     unlabeled : {"auto", "drop", "pass"}, default="auto"
         What the classifier sees of the unlabeled rows. ``"drop"``: nothing, it is
         fitted on the labeled rows alone. ``"pass"``: every row's features, with -1 as
-        the label of the unlabeled ones (labels that are not numbers are passed as
-        their index in ``classes_``); for a semi-supervised classifier of your own.
+        the label of the unlabeled ones (labels that cannot be -1, such as strings and
+        unsigned integers, are passed as their index in ``classes_``); for a
+        semi-supervised classifier of your own.
         ``"auto"``: ``"pass"`` for the estimators of :mod:`sklearn.semi_supervised`
         (also as the last step of a pipeline), else ``"drop"``.
 
@@ -209,7 +210,8 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         features = self.encoder_.transform(X)
         self.classifier_ = clone(self.classifier)
         if self._passes_unlabeled():
-            self._label_codes = y.dtype.kind not in "iuf"
+            # Labels that cannot hold -1 (strings, unsigned integers) go as codes.
+            self._label_codes = y.dtype.kind not in "if"
             targets = np.full(len(y), -1, dtype=int if self._label_codes else y.dtype)
             targets[labeled] = (
                 np.searchsorted(self.classes_, y[labeled])

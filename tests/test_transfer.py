@@ -179,6 +179,17 @@ def test_passed_string_labels_are_coded_and_decoded():
     assert model.predict_proba(X).shape == (len(X), 3)
 
 
+def test_passed_unsigned_labels_are_coded_and_decoded():
+    """uint8 labels (as image data sets ship them) cannot hold the -1 of an unlabeled
+    row: they are passed as indices, and predictions come back as uint8 labels."""
+    X, y = _blobs()
+    labels = (y * 7 + 200).astype(np.uint8)  # 200, 207, 214
+    model = TransferClassifier(StandardScaler(), LabelSpreading()).fit(X, labels)
+    assert set(model.classifier_.transduction_) == {0, 1, 2}
+    prediction = model.predict(X)
+    assert prediction.dtype == np.uint8 and np.mean(prediction == labels) > 0.95
+
+
 # ---------------------------------------------------------------- methods and score
 
 
