@@ -787,10 +787,10 @@ default="auto"
         callbacks: list[_callbacks.Callback] = []
         if self.verbose and show:
             callbacks.append(_callbacks.ProgressBar("ACTEncoder"))
-        if self.verbose > 1:
+        if self.verbose > 1 and show:
             callbacks.append(_callbacks.EpochLog(first_epoch=self.n_iter_ + 1))
         advice = None
-        if auto_epochs and self.device_.type == "cpu":
+        if auto_epochs and show and self.device_.type == "cpu":
             shorter = (
                 "max_iter (e.g. max_iter=10), encoder='convnet', a smaller image_size "
                 "or a larger batch_size"

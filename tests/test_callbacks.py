@@ -212,6 +212,21 @@ def test_an_explicit_max_iter_does_not_warn(slow_clock):
         small_encoder(max_iter=20).fit(X)
 
 
+def test_only_the_process_that_shows_progress_logs_and_warns():
+    """Under data-parallel training every rank runs the fit: ranks other than 0 must
+    not repeat the epoch lines (verbose=2) nor the long-fit warning."""
+    enc = small_encoder(max_iter=1).fit(X).set_params(verbose=2)
+
+    def made(show: bool) -> dict[str, Callback]:
+        callbacks = enc._make_callbacks(show=show, auto_epochs=True)
+        return {type(c).__name__: c for c in callbacks}
+
+    shown, hidden = made(True), made(False)
+    assert {"ProgressBar", "EpochLog"} <= set(shown) and shown["TimeEstimate"].advice
+    assert not {"ProgressBar", "EpochLog"} & set(hidden)
+    assert hidden["TimeEstimate"].advice is None and not hidden["TimeEstimate"].verbose
+
+
 def test_format_duration():
     assert _callbacks.format_duration(59.4) == "59 s"
     assert _callbacks.format_duration(600) == "10 min 00 s"
