@@ -203,8 +203,9 @@ def _shown(logs: dict[str, float]) -> dict[str, str]:
 class TimeEstimate(Callback):
     """Say early how long the fit will take, and warn when that is too long.
 
-    After ``min_steps`` steps, or as soon as a step ends ``min_seconds`` after the fit
-    began, the time per step so far gives the fit's total time. With ``verbose`` it is
+    The first step is timed on its own (it pays one-off costs); after ``min_steps`` more
+    steps, or as soon as a step ends ``min_seconds`` after the first, their time per
+    step gives the rest of the fit's time. With ``verbose`` it is
     written (with samples per second); when it exceeds ``warn_over`` seconds and
     ``advice`` is given (the estimator gives it for a fit with ``max_iter="auto"`` on a
     CPU), a UserWarning names the parameters that would cut it, whatever ``verbose``.
@@ -259,16 +260,23 @@ class TimeEstimate(Callback):
         if self.estimate_ is not None:
             return
         self._steps += 1
-        self._rows += n_rows
         elapsed = self.clock() - self._start
-        if self._steps < self.min_steps and elapsed < self.min_seconds:
-            return
         if self._steps >= self._total_steps:  # the fit is over: nothing to announce
             self.estimate_ = elapsed
             return
-        per_step = elapsed / self._steps
-        self.estimate_ = per_step * self._total_steps
-        self.samples_per_second_ = self._rows / max(elapsed, 1e-9)
+        if self._steps == 1:
+            # The first step pays one-off costs (the CPU's convolution kernels are
+            # prepared on first use: 2-4x a later step's time on 32 px images), so it is
+            # counted once and the rate comes from the steps after it.
+            self._first = elapsed
+            return
+        self._rows += n_rows
+        since_first = elapsed - self._first
+        if self._steps - 1 < self.min_steps and since_first < self.min_seconds:
+            return
+        per_step = since_first / (self._steps - 1)
+        self.estimate_ = self._first + per_step * (self._total_steps - 1)
+        self.samples_per_second_ = self._rows / max(since_first, 1e-9)
         epochs = f"{self._n_epochs} epoch{'' if self._n_epochs == 1 else 's'}"
         if self.verbose:
             step = format_duration(per_step) if per_step >= 60 else f"{per_step:.3g} s"

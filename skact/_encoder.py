@@ -791,9 +791,10 @@ default="auto"
             callbacks.append(_callbacks.EpochLog(first_epoch=self.n_iter_ + 1))
         advice = None
         if auto_epochs and show and self.device_.type == "cpu":
+            convnet = "" if self._network_name == "convnet" else "encoder='convnet', "
             shorter = (
-                "max_iter (e.g. max_iter=10), encoder='convnet', a smaller image_size "
-                "or a larger batch_size"
+                f"max_iter (e.g. max_iter=10), {convnet}a smaller image_size or a "
+                "larger batch_size"
                 if self._adapter.kind == "image"
                 else "max_iter (e.g. max_iter=20), smaller hidden_layer_sizes or a "
                 "larger batch_size"

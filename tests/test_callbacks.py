@@ -157,8 +157,9 @@ def test_the_estimate_is_made_once_after_five_steps_and_warns_once():
     assert len(record) == 1
     message = str(record[0].message)
     assert "estimated to take about" in message and "(3 epochs of 64 samples" in message
-    # The clock is read at the start and after each step: the first step took 100 s,
-    # over the 2 s after which the estimate is made, for 12 steps.
+    # The clock is read at the start and after each step: the first step took 100 s
+    # (counted once), the second 100 s more, over the 2 s after which the estimate is
+    # made: 100 + 11 x 100 s for 12 steps.
     assert estimate.estimate_ == pytest.approx(100.0 * 12)
     assert estimate.samples_per_second_ == pytest.approx(16 / 100)
 
@@ -166,7 +167,8 @@ def test_the_estimate_is_made_once_after_five_steps_and_warns_once():
 def test_the_estimate_comes_after_two_seconds_when_steps_are_slow(capsys):
     estimate = TimeEstimate(verbose=True, clock=_Clock(1.5))
     _fit(_trainer([estimate]), 1)
-    # Steps end at 1.5 s and 3 s after the start: the estimate follows the second.
+    # Steps end 1.5, 3 and 4.5 s after the start: 3 s after the first one, the third
+    # gives the rate of the steps after the first.
     assert estimate.estimate_ == pytest.approx(1.5 * 4)
     assert "about 6 s for 1 epoch (" in capsys.readouterr().err
 
@@ -196,8 +198,10 @@ def test_a_long_auto_fit_on_the_cpu_warns_with_the_parameters_to_change(slow_clo
             enc.fit(images)
     message = str(info.value)
     assert "estimated to take about" in message and "on the CPU" in message
-    for name in ("max_iter", "encoder='convnet'", "image_size", "batch_size"):
+    for name in ("max_iter", "image_size", "batch_size"):
         assert name in message
+    # The network in use is not offered as the way out.
+    assert "encoder='convnet'" not in message
 
 
 def test_the_long_fit_warning_points_at_the_caller(slow_clock):
@@ -380,3 +384,13 @@ def test_ctrl_c_abandons_a_slow_step_within_a_second(weights_after_each_step):
     for name, value in steps[0].items():
         assert torch.equal(final[name], value), name
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_first_step_s_one_off_cost_is_counted_once():
+    # A first step of 10 s, then steps of 1 s: 10 + 11 x 1 s for 12 steps, not 12 x the
+    # average of the first few (which would be 33 s after three steps).
+    times = iter([0.0, 10.0, 11.0, 12.0, 13.0] + [13.0 + i for i in range(1, 20)])
+    estimate = TimeEstimate(verbose=False, clock=lambda: next(times))
+    _fit(_trainer([estimate]), 3)
+    assert estimate.estimate_ == pytest.approx(10.0 + 11 * 1.0)
+    assert estimate.samples_per_second_ == pytest.approx(16.0)
