@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from . import _auto
 from ._auto import AutoSettings
 from .adapters.base import InputAdapter
-from .augment.image import ImageAugment
+from .augment.image import ImageAugment, ViewStep, view_size_of
 
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
@@ -37,6 +37,7 @@ __all__ = [
     "ImageFiles",
     "as_images",
     "channels_first",
+    "check_views",
     "default_augment",
     "default_encoder",
     "is_image_input",
@@ -455,8 +456,10 @@ class ImageAdapter:
         Pixel values mapped to 0 and 255 when arrays are not uint8.
     mean, std : ndarray of shape (channels,)
         Per-channel statistics of the stored images scaled to [0, 1].
-    augment : ImageAugment
-        How views are drawn; its ``output_size`` is the network input size.
+    augment : ImageAugment or callable
+        How views are made, ``augment(images, generator) -> views`` (see
+        :meth:`fit`); the size of its views (:func:`~skact.augment.image.view_size_of`)
+        is the network input size.
     """
 
     kind: ClassVar[str] = "image"
@@ -469,7 +472,7 @@ class ImageAdapter:
         value_range: tuple[float, float],
         mean: np.ndarray,
         std: np.ndarray,
-        augment: ImageAugment,
+        augment: ImageAugment | ViewStep,
     ) -> None:
         self.channels = int(channels)
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -479,7 +482,7 @@ class ImageAdapter:
         self.augment = augment
         self.input_shape: tuple[int, ...] = (
             self.channels,
-            *augment.view_size(self.image_size),
+            *view_size_of(augment, self.image_size),
         )
         self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
@@ -536,7 +539,7 @@ class ImageAdapter:
     def fit(
         cls,
         X: np.ndarray | ImageFiles,
-        augment: ImageAugment | None = None,
+        augment: ImageAugment | ViewStep | None = None,
         image_size: int | tuple[int, int] | None = None,
         device_type: str | None = None,
         *,
@@ -548,8 +551,15 @@ class ImageAdapter:
         ----------
         X : ndarray of shape (n, C, H, W) or ImageFiles
             Output of :func:`as_images`.
-        augment : ImageAugment or None, default=None
-            None takes :func:`default_augment`.
+        augment : ImageAugment, callable or None, default=None
+            None takes :func:`default_augment`. A callable
+            ``views = augment(images, generator)`` receives float32 images in [0, 1]
+            of shape ``(n, C, H, W)`` on the training device and a
+            :class:`torch.Generator` (on that device, or the CPU for MPS), and returns
+            floating-point views of shape ``(n, C, H', W')``; ``(H', W')`` is its
+            ``view_size(image_size)`` if it has that method, else its ``output_size``
+            (an int or a pair), else the stored size. It is checked once here, on
+            two stored images on the CPU (:func:`check_views`).
         image_size : int or tuple of (int, int) or None, default=None
             Size to store the images at. None keeps an array's size, and takes the
             most common size of files and PIL images (ties: the first seen).
@@ -557,7 +567,16 @@ class ImageAdapter:
             The training device's type: it caps the default views' size
             (:func:`skact._auto.image_view_size`); None: no cap.
         measure : bool, default=True
-            False leaves the channel statistics at mean 0 and std 1.
+            False leaves the channel statistics at mean 0 and std 1, and skips the
+        check of a callable ``augment``.
+
+        Raises
+        ------
+        TypeError
+            ``augment`` is not callable, or its views are not a floating-point tensor.
+        ValueError
+            An ImageAugment parameter out of range, or views of the wrong shape, not
+            finite or not reproducible from the generator.
 
         Notes
         -----
@@ -588,17 +607,23 @@ class ImageAdapter:
         if augment is None:
             cap = None if device_type is None else _auto.image_view_size(device_type, size)
             augment = default_augment(channels, size, cap)
-        elif not isinstance(augment, ImageAugment):
+        elif not callable(augment):
             raise TypeError(
-                f"augment must be an ImageAugment; got {type(augment).__name__}"
+                "augment must be an ImageAugment or a callable "
+                f"views = augment(images, generator); got {type(augment).__name__}"
             )
-        augment.validate()
+        check = getattr(augment, "validate", None)
+        if callable(check):  # ImageAugment and Compose check their parameters
+            check()
         adapter = cls(
             channels, size, value_range, np.zeros(channels), np.ones(channels), augment
         )
         if not measure:
             return adapter
-        mean, std = _channel_stats(adapter.to_storage(X[::step][:STATS_SAMPLE]))
+        sample = adapter.to_storage(X[::step][:STATS_SAMPLE])
+        if not isinstance(augment, ImageAugment):
+            check_views(augment, sample[:2], adapter.input_shape)
+        mean, std = _channel_stats(sample)
         adapter.mean = mean.astype(np.float32)
         adapter.std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
         return adapter
@@ -785,7 +810,9 @@ class ImageAdapter:
         x = batch.float().div_(255.0)
         size = self.input_shape[1:]
         if tuple(x.shape[2:]) != size:
-            mode = self.augment.interpolation
+            mode = getattr(self.augment, "interpolation", "bilinear")
+            if mode not in ("bilinear", "bicubic", "nearest"):
+                mode = "bilinear"
             x = F.interpolate(
                 x, size=size, mode=mode, align_corners=None if mode == "nearest" else False,
                 antialias=mode != "nearest" and size[0] < x.shape[2],
@@ -817,7 +844,14 @@ class ImageAdapter:
         Returns
         -------
         dict
+
+        Raises
+        ------
+        TypeError
+            For an ``augment`` other than an ImageAugment: its code cannot be saved.
         """
+        if not isinstance(self.augment, ImageAugment):
+            raise TypeError(UNSAVED_AUGMENT.format(augment=self.augment))
         return {
             "kind": self.kind,
             "channels": self.channels,
@@ -859,6 +893,83 @@ class ImageAdapter:
         state = self.__dict__.copy()
         state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
         return state
+
+
+#: Why a model fitted with a callable ``augment`` is not saved, and what to do instead.
+UNSAVED_AUGMENT = (
+    "augment={augment!r} is code of one's own, which ACTEncoder.save does not store "
+    "(a saved model runs no code when loaded). Pickle the fitted estimator instead "
+    "(pickle or joblib.dump, with the callable importable where it is loaded), or fit "
+    "with an ImageAugment to save."
+)
+
+
+def check_views(augment: ViewStep, pixels: Tensor, input_shape: tuple[int, ...]) -> None:
+    """Raise naming the fault if ``augment`` does not make seeded views of ``pixels``.
+
+    ``augment`` is called twice on the images (float32 in [0, 1], on the CPU) with a
+    generator in the same state: the views must be a floating-point tensor of shape
+    ``(n, *input_shape)``, finite, and equal both times.
+
+    Parameters
+    ----------
+    augment : callable
+    pixels : Tensor of shape (n, C, H, W), uint8
+        A few stored images.
+    input_shape : tuple of int
+        ``(C, H', W')``: the channels and the view size the adapter expects.
+
+    Raises
+    ------
+    TypeError
+        The views are not a floating-point tensor.
+    ValueError
+        The call fails, or the views have the wrong shape, are not finite or differ
+        for the same generator state.
+    """
+    images = pixels.float().div_(255.0)
+    name = f"augment={augment!r}"
+
+    def views() -> Any:
+        # A copy each time: a step that writes into its input must not fail the
+        # determinism check below.
+        try:
+            return augment(images.clone(), torch.Generator().manual_seed(0))
+        except Exception as exc:
+            raise ValueError(
+                f"{name} failed on a batch of {len(images)} stored images of shape "
+                f"{tuple(images.shape)} (float32 in [0, 1], on the CPU): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    first = views()
+    if not isinstance(first, Tensor):
+        raise TypeError(
+            f"{name} returned a {type(first).__name__}; it must return the views as "
+            "one torch.Tensor of shape (n, C, H, W)."
+        )
+    expected = (len(images), *input_shape)
+    if tuple(first.shape) != expected:
+        raise ValueError(
+            f"{name} returned views of shape {tuple(first.shape)} for images of shape "
+            f"{tuple(images.shape)}; expected {expected}: one view per image, the "
+            "channels kept, at the size its view_size(image_size) method or "
+            "output_size attribute gives (the stored size without either)."
+        )
+    if not first.is_floating_point():
+        raise TypeError(
+            f"{name} returned {first.dtype} views; return floating-point images in "
+            "[0, 1], as it receives them."
+        )
+    if not bool(torch.isfinite(first).all()):
+        raise ValueError(f"{name} returned NaN or infinite values in its views.")
+    if not torch.equal(first, views()):
+        raise ValueError(
+            f"{name} made different views from the same generator state: draw every "
+            "random number from the generator it receives (e.g. "
+            "torch.rand(n, generator=generator)), not from torch's global state, "
+            "numpy or Python's random, so that random_state reproduces a fit."
+        )
 
 
 def _channel_stats(pixels: Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

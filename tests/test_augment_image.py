@@ -1,14 +1,23 @@
 """Tests of skact.augment.image: batched, seeded image views."""
 
 import colorsys
+import dataclasses
+import hashlib
 import math
+import pickle
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.utils._param_validation import InvalidParameterError
 
-from skact.augment import ImageAugment
-from skact.augment.image import _shift_hue
+from skact._images import ImageAdapter
+from skact.augment import Compose, ImageAugment, ViewParams
+from skact.augment.image import _shift_hue, view_size_of
+
+from _small import small_encoder as _small
 
 #: Everything off: the identity.
 OFF = dict(crop_scale=None, flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
@@ -204,8 +213,11 @@ def test_outputs_stay_in_unit_range():
     ],
 )
 def test_invalid_parameters_are_named(params, message):
+    # Checked once, by validate() (which fit calls), not on every batch.
     with pytest.raises(ValueError, match=message):
-        ImageAugment(**params)(torch.rand(2, 3, 8, 8), _gen())
+        ImageAugment(**params).validate()
+    with pytest.raises(ValueError, match=message):
+        _small(augment=ImageAugment(**params)).fit(np.zeros((8, 1, 8, 8), np.uint8))
 
 
 def test_get_params_round_trip():
@@ -231,3 +243,235 @@ def test_nested_in_the_estimator_it_clones_and_takes_set_params():
     assert (aug.flip_p, aug.hue) == (0.0, 0.2)
     with pytest.raises(ValueError, match="invalid parameter 'flip' for ImageAugment"):
         aug.set_params(flip=0.5)
+
+
+# ------------------------------------------------------------------ draw, then apply
+
+#: Configurations that between them take every branch of draw_params and apply.
+CONFIGS = [
+    dict(),
+    dict(output_size=(6, 9), blur_p=0.5, interpolation="bilinear"),
+    dict(crop_scale=None, flip_p=1.0, jitter_p=1.0, grayscale_p=0.5, blur_p=1.0),
+    dict(output_size=7, brightness=0.0, saturation=0.0, hue=0.0, interpolation="nearest"),
+    dict(**OFF),
+]
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("params", CONFIGS)
+def test_draw_then_apply_is_the_call(params, channels):
+    x = torch.rand(9, channels, 10, 12, generator=_gen(7))
+    aug = ImageAugment(**params)
+    drawn = aug.draw_params(x.shape, _gen(1))
+    assert isinstance(drawn, ViewParams) and drawn.width.shape == (9,)
+    assert torch.equal(aug.apply(x, drawn), aug(x, _gen(1)))
+    # apply draws nothing: the same parameters give the same views again.
+    assert torch.equal(aug.apply(x, drawn), aug.apply(x, drawn))
+
+
+def test_draw_params_leaves_off_steps_empty_and_colour_steps_to_colour():
+    aug = ImageAugment(blur_p=0.0)
+    gray = aug.draw_params((5, 1, 8, 8), _gen())
+    assert gray.saturation is None and gray.hue is None and gray.grayscale is None
+    assert gray.brightness is not None and gray.blur is None
+    colour = aug.draw_params((5, 3, 8, 8), _gen())
+    assert colour.saturation is not None and colour.grayscale is not None
+    off = ImageAugment(**OFF).draw_params((5, 3, 8, 8), _gen())
+    assert torch.equal(off.width, torch.ones(5)) and torch.equal(off.flip, torch.ones(5))
+    assert off.brightness is None and off.grayscale is None and off.blur_sigma is None
+
+
+def test_a_step_can_change_the_drawn_parameters():
+    x = _ramp(6, h=8, w=8)
+    aug = ImageAugment(**OFF)
+    params = aug.draw_params(x.shape, _gen())
+    flipped = aug.apply(x, dataclasses.replace(params, flip=-params.flip))
+    torch.testing.assert_close(flipped, x.flip(-1), atol=1e-6, rtol=0)
+
+
+#: sha256 of the views of seeded random images at seed 0 made by skact at commit
+#: 3ec92e1, before draw_params and apply were split out of __call__. A torch whose
+#: grid_sample or float arithmetic rounds otherwise may change them; our code must not.
+REFERENCE_VIEWS = {
+    "paper": "ea8916e8d6db770cc862856d9c4680a2b968334626dc10935445e60a382b22f3",
+    "rgba_blur": "85af41e87b23b395fb819c19657a8960bbd0747ee87ac5cb9ffb7b87ef9750a3",
+    "tiny": "35f133d9e9cc17be512052321bfd61edd3ab46d617c3008feaa4e2178d844389",
+}
+REFERENCE_AUGMENTS = {
+    "paper": (3, dict(output_size=12)),
+    "rgba_blur": (4, dict(blur_p=0.5, grayscale_p=0.5, jitter_p=1.0)),
+    "tiny": (1, dict(output_size=(12, 12), crop_scale=(0.5, 1.0), interpolation="bilinear",
+                     flip_p=0.0, saturation=0.0, hue=0.0, grayscale_p=0.0)),
+}  # fmt: skip
+
+
+def _reference_views(augment_class, name):
+    channels, params = REFERENCE_AUGMENTS[name]
+    x = torch.rand(16, channels, 16, 16, generator=_gen(123))
+    views = augment_class(**params)(x, _gen(0))
+    return hashlib.sha256(views.numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_VIEWS))
+def test_views_are_bit_identical_to_those_before_the_split(name):
+    assert _reference_views(ImageAugment, name) == REFERENCE_VIEWS[name]
+
+
+# ------------------------------------------------------------------ composing steps
+
+
+def _invert_half(images, generator):
+    chosen = torch.rand(len(images), generator=generator, device=generator.device)
+    flip = chosen.to(images.device).view(-1, 1, 1, 1) < 0.5
+    return torch.where(flip, 1 - images, images)
+
+
+class _Shrink:
+    """A step with an output_size and no view_size method."""
+
+    output_size = 4
+
+    def __call__(self, images, generator):
+        return torch.nn.functional.interpolate(images, size=(4, 4), mode="bilinear")
+
+
+def test_compose_runs_its_steps_in_order_on_one_generator():
+    x = torch.rand(8, 3, 16, 16, generator=_gen(5))
+    aug = ImageAugment(output_size=10)
+    composed = Compose([aug, _invert_half])
+    g = _gen(2)
+    expected = _invert_half(aug(x, g), g)
+    assert torch.equal(composed(x, _gen(2)), expected)
+    assert not torch.equal(expected, aug(x, _gen(2)))  # the step did something
+    assert composed.view_size((16, 16)) == (10, 10)
+    assert Compose([aug, _Shrink()]).view_size((16, 16)) == (4, 4)
+    assert Compose([_invert_half]).view_size((16, 20)) == (16, 20)
+    assert composed.interpolation == "bicubic"
+    assert Compose([_invert_half]).interpolation == "bilinear"
+    with pytest.raises(ValueError, match="flip_p"):
+        Compose([ImageAugment(flip_p=2.0), _invert_half]).validate()
+
+
+def test_view_size_of_reads_the_method_then_output_size():
+    assert view_size_of(ImageAugment(output_size=(3, 5)), (8, 8)) == (3, 5)
+    assert view_size_of(_Shrink(), (8, 8)) == (4, 4)
+    assert view_size_of(_invert_half, (8, 9)) == (8, 9)
+
+
+# ------------------------------------------------------------------ in the estimator
+
+
+def _digits(n=48):
+    return np.random.default_rng(0).integers(0, 17, size=(n, 8, 8)).astype(np.float64)
+
+
+class _Recording:
+    """A user's view maker: ImageAugment then a step, noting what it receives."""
+
+    def __init__(self):
+        self.steps = Compose([ImageAugment(output_size=6, flip_p=0.0), _invert_half])
+        self.seen = []
+
+    def view_size(self, image_size):
+        return self.steps.view_size(image_size)
+
+    def __call__(self, images, generator):
+        low, high = float(images.min()), float(images.max())
+        self.seen.append((images.dtype, tuple(images.shape), low, high))
+        return self.steps(images, generator)
+
+
+def test_a_user_callable_trains_end_to_end_and_reproduces():
+    X = _digits()
+    views = _Recording()
+    a = _small(augment=views, encoder="convnet").fit(X)
+    assert a._adapter.input_shape == (1, 6, 6)
+    assert a.transform(X).shape == (48, 3)
+    # Checked once: two calls on two stored images, then only training batches.
+    shapes = [shape for _, shape, _, _ in views.seen]
+    assert shapes[:2] == [(2, 1, 8, 8)] * 2 and (2, 1, 8, 8) not in shapes[2:]
+    assert len(shapes) > 2
+    assert all(d == torch.float32 and 0 <= lo and hi <= 1 for d, _, lo, hi in views.seen)
+    b = _small(augment=_Recording(), encoder="convnet").fit(X)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    c = _small(augment=_Recording(), encoder="convnet", random_state=1).fit(X)
+    assert not np.allclose(a.transform(X), c.transform(X))
+
+
+def test_a_user_callable_is_pickled_not_saved(tmp_path):
+    X = _digits()
+    enc = _small(augment=_invert_half).fit(X)
+    with pytest.raises(TypeError, match=r"does not store.*Pickle the fitted estimator"):
+        enc.save(tmp_path / "model.skact")
+    assert not (tmp_path / "model.skact").exists()
+    restored = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(restored.transform(X), enc.transform(X))
+
+
+def test_an_image_augment_is_still_saved(tmp_path):
+    import skact
+
+    X = _digits()
+    enc = _small(augment=ImageAugment(output_size=6, flip_p=0.0)).fit(X)
+    enc.save(tmp_path / "model.skact")
+    loaded = skact.load(tmp_path / "model.skact")
+    assert loaded.augment == enc.augment
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+
+
+def _returns_array(images, generator):
+    return images.numpy()
+
+
+def _wrong_size(images, generator):
+    return images[:, :, :4, :4]
+
+
+def _to_uint8(images, generator):
+    return (images * 255).to(torch.uint8)
+
+
+def _nan(images, generator):
+    return images * math.nan
+
+
+def _global_random(images, generator):
+    return images + 0.1 * torch.rand(images.shape)
+
+
+def _fails(images, generator):
+    raise RuntimeError("kaboom")
+
+
+@pytest.mark.parametrize(
+    "augment, error, message",
+    [
+        (_returns_array, TypeError, "returned a ndarray; it must return the views as one"),
+        (_wrong_size, ValueError, r"shape \(2, 1, 4, 4\).*expected \(2, 1, 8, 8\)"),
+        (_to_uint8, TypeError, "returned torch.uint8 views; return floating-point"),
+        (_nan, ValueError, "NaN or infinite"),
+        (_global_random, ValueError, "same generator state: draw every random number"),
+        (_fails, ValueError, r"failed on a batch of 2 stored images.*RuntimeError: kaboom"),
+    ],
+)
+def test_a_faulty_callable_is_refused_in_fit_naming_the_fault(augment, error, message):
+    with pytest.raises(error, match=message) as info:
+        _small(augment=augment).fit(_digits())
+    assert augment.__name__ in str(info.value)
+
+
+def test_augment_that_is_not_callable_is_refused():
+    with pytest.raises(InvalidParameterError, match=r"'augment' parameter.*callable"):
+        _small(augment="flip").fit(_digits())
+    with pytest.raises(TypeError, match="an ImageAugment or a callable"):
+        ImageAdapter.fit(np.zeros((4, 1, 8, 8), np.uint8), augment=3)
+
+
+def test_the_guide_example_runs():
+    """docs/user_guide/images.rst, "Your own views" (the page's other blocks are slow)."""
+    page = Path(__file__).parents[1] / "docs" / "user_guide" / "images.rst"
+    section = page.read_text(encoding="utf-8").split("Your own views\n")[1]
+    body = section.split(".. code-block:: python\n")[1].split("\nA model fitted")[0]
+    namespace: dict = {"__name__": "__docs__"}
+    exec(compile(textwrap.dedent(body), str(page), "exec"), namespace)
+    assert namespace["encoder"].transform(namespace["digits"]).shape == (200, 128)

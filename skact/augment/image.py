@@ -3,24 +3,88 @@
 Every transform draws one set of random parameters per image and applies them to the
 whole batch with tensor operations on the batch's device; there is no Python loop over
 images. Randomness comes only from the :class:`torch.Generator` passed in.
+
+As in torchvision's transforms v2, drawing the parameters
+(:meth:`ImageAugment.draw_params`) is apart from applying them
+(:meth:`ImageAugment.apply`); :class:`Compose` chains ImageAugment with steps of one's
+own. Any callable ``views = augment(images, generator)`` is a view maker
+(:ref:`images` in the user guide states the protocol).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ImageAugment"]
+__all__ = ["Compose", "ImageAugment", "ViewParams"]
 
 #: ITU-R 601 luma weights, as in PIL's and torchvision's grayscale conversion.
 _LUMA = (0.299, 0.587, 0.114)
 
 #: Candidate crops drawn per image before falling back to the whole image.
 _CROP_TRIES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewParams:
+    """The random parameters of one view per image, as :meth:`ImageAugment.draw_params`
+    draws them; each field is a tensor of shape ``(n,)``, or None when its step is off.
+
+    Attributes
+    ----------
+    width, height : Tensor
+        The crop box's sides as fractions of the image's (1: the whole side).
+    center_x, center_y : Tensor
+        The box's centre in [-1, 1] image coordinates.
+    flip : Tensor
+        -1 for a horizontally flipped view, else 1.
+    brightness, contrast, saturation : Tensor or None
+        Jitter factors (1 for images that skip the jitter).
+    hue : Tensor or None
+        Hue shift in turns (0 for images that skip the jitter).
+    grayscale : Tensor or None
+        Boolean: the view is converted to grayscale.
+    blur_sigma : Tensor or None
+        The blur's standard deviation in pixels.
+    blur : Tensor or None
+        Boolean: the view is blurred.
+    """
+
+    width: Tensor
+    height: Tensor
+    center_x: Tensor
+    center_y: Tensor
+    flip: Tensor
+    brightness: Tensor | None = None
+    contrast: Tensor | None = None
+    saturation: Tensor | None = None
+    hue: Tensor | None = None
+    grayscale: Tensor | None = None
+    blur_sigma: Tensor | None = None
+    blur: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> ViewParams:
+        """These parameters on ``device``.
+
+        Parameters
+        ----------
+        device : torch.device or str
+
+        Returns
+        -------
+        ViewParams
+        """
+        moved: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            moved[field.name] = None if value is None else value.to(device)
+        return dataclasses.replace(self, **moved)
 
 
 class ImageAugment:
@@ -91,6 +155,13 @@ class ImageAugment:
     >>> images = torch.rand(8, 3, 32, 32)
     >>> aug(images, torch.Generator().manual_seed(0)).shape
     torch.Size([8, 3, 16, 16])
+
+    The same views in two steps, the parameters first:
+
+    >>> params = aug.draw_params(images.shape, torch.Generator().manual_seed(0))
+    >>> views = aug.apply(images, params)
+    >>> torch.equal(views, aug(images, torch.Generator().manual_seed(0)))
+    True
     """
 
     def __init__(
@@ -244,7 +315,10 @@ class ImageAugment:
         return (int(self.output_size[0]), int(self.output_size[1]))
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """Return one random view of each image.
+        """Return one random view of each image: :meth:`draw_params`, then :meth:`apply`.
+
+        The parameters are not checked here (``ACTEncoder.fit`` calls :meth:`validate`
+        once); call :meth:`validate` first when using an augmentation on its own.
 
         Parameters
         ----------
@@ -257,36 +331,46 @@ class ImageAugment:
         -------
         Tensor of shape (n, C, *output_size)
         """
-        self.validate()
-        n = images.shape[0]
+        params = self.draw_params(images.shape, generator, device=images.device)
+        return self.apply(images, params)
 
-        def uniform(low: float, high: float, *shape: int) -> Tensor:
-            u = torch.rand((n, *shape), generator=generator, device=generator.device)
-            return (low + (high - low) * u).to(images.device)
+    def draw_params(
+        self,
+        shape: Sequence[int],
+        generator: torch.Generator,
+        device: torch.device | str | None = None,
+    ) -> ViewParams:
+        """Draw the random parameters of one view of each of ``shape[0]`` images.
+
+        The draws, in this order, are those :meth:`__call__` makes: crop boxes, centres,
+        flips, then (for steps that are on) jitter, grayscale and blur. Colour steps
+        draw nothing for images without colour, hence the channel count in ``shape``.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            ``(n, C, H, W)``, the shape of the batch the views are of.
+        generator : torch.Generator
+            Source of randomness; the numbers are drawn on its device.
+        device : torch.device, str or None, default=None
+            Where the parameters are computed and returned; None: the generator's
+            device. :meth:`__call__` passes the images' device.
+
+        Returns
+        -------
+        ViewParams
+        """
+        n, channels, h, w = (int(s) for s in shape)
+        target = generator.device if device is None else torch.device(device)
+
+        def uniform(low: float, high: float, *size: int) -> Tensor:
+            u = torch.rand((n, *size), generator=generator, device=generator.device)
+            return (low + (high - low) * u).to(target)
 
         def happens(p: float) -> Tensor:
             return uniform(0.0, 1.0) < p
 
-        x = self._crop_and_flip(images, uniform, happens)
-        if self.jitter_p > 0:
-            x = self._jitter(x, uniform, happens(self.jitter_p))
-        if self.grayscale_p > 0 and x.shape[1] in (3, 4):
-            gray = happens(self.grayscale_p).view(n, 1, 1, 1)
-            rgb = x[:, :3]
-            x = torch.cat(
-                [torch.where(gray, _grayscale(rgb).expand_as(rgb), rgb), x[:, 3:]], 1
-            )
-        if self.blur_p > 0:
-            sigma = uniform(*self.blur_sigma)
-            x = torch.where(happens(self.blur_p).view(n, 1, 1, 1), self._blur(x, sigma), x)
-        return x
-
-    # ------------------------------------------------------------------ steps
-
-    def _crop_and_flip(self, images: Tensor, uniform: Any, happens: Any) -> Tensor:
-        n, c, h, w = images.shape
-        out_h, out_w = self.view_size((h, w))
-        ones = torch.ones(n, device=images.device)
+        ones = torch.ones(n, device=target)
         if self.crop_scale is None:
             width, height = ones, ones
         else:
@@ -304,9 +388,74 @@ class ImageAugment:
             width = torch.where(any_fit, width.gather(1, first).squeeze(1), ones)
             height = torch.where(any_fit, height.gather(1, first).squeeze(1), ones)
         # Centre anywhere that keeps the box inside the image, in [-1, 1] coordinates.
-        cx = (uniform(-1.0, 1.0)) * (1 - width)
-        cy = (uniform(-1.0, 1.0)) * (1 - height)
-        sign = torch.where(happens(self.flip_p), -ones, ones) if self.flip_p > 0 else ones
+        center_x = uniform(-1.0, 1.0) * (1 - width)
+        center_y = uniform(-1.0, 1.0) * (1 - height)
+        flip = torch.where(happens(self.flip_p), -ones, ones) if self.flip_p > 0 else ones
+        jitter: dict[str, Tensor] = {}
+        colour = channels in (3, 4)
+        if self.jitter_p > 0:
+            keep = ~happens(self.jitter_p)
+
+            def factor(strength: float) -> Tensor:
+                f = uniform(max(0.0, 1 - strength), 1 + strength)
+                return torch.where(keep, torch.ones_like(f), f)
+
+            if self.brightness > 0:
+                jitter["brightness"] = factor(self.brightness)
+            if self.contrast > 0:
+                jitter["contrast"] = factor(self.contrast)
+            if colour and self.saturation > 0:
+                jitter["saturation"] = factor(self.saturation)
+            if colour and self.hue > 0:
+                jitter["hue"] = torch.where(
+                    keep, torch.zeros(n, device=target), uniform(-self.hue, self.hue)
+                )
+        grayscale = happens(self.grayscale_p) if self.grayscale_p > 0 and colour else None
+        blur_sigma = blur = None
+        if self.blur_p > 0:
+            blur_sigma = uniform(*self.blur_sigma)
+            blur = happens(self.blur_p)
+        return ViewParams(
+            width, height, center_x, center_y, flip, **jitter,
+            grayscale=grayscale, blur_sigma=blur_sigma, blur=blur,
+        )  # fmt: skip
+
+    def apply(self, images: Tensor, params: ViewParams) -> Tensor:
+        """The views of ``images`` that ``params`` describe; nothing random happens.
+
+        Parameters
+        ----------
+        images : Tensor of shape (n, C, H, W)
+            Float images in [0, 1].
+        params : ViewParams
+            From :meth:`draw_params` for a batch of this shape (moved to the images'
+            device if need be).
+
+        Returns
+        -------
+        Tensor of shape (n, C, *output_size)
+        """
+        n = images.shape[0]
+        params = params.to(images.device)
+        x = self._crop_and_flip(images, params)
+        x = self._jitter(x, params)
+        if params.grayscale is not None and x.shape[1] in (3, 4):
+            gray = params.grayscale.view(n, 1, 1, 1)
+            rgb = x[:, :3]
+            x = torch.cat(
+                [torch.where(gray, _grayscale(rgb).expand_as(rgb), rgb), x[:, 3:]], 1
+            )
+        if params.blur is not None and params.blur_sigma is not None:
+            blurred = self._blur(x, params.blur_sigma)
+            x = torch.where(params.blur.view(n, 1, 1, 1), blurred, x)
+        return x
+
+    # ------------------------------------------------------------------ steps
+
+    def _crop_and_flip(self, images: Tensor, params: ViewParams) -> Tensor:
+        n, c, h, w = images.shape
+        out_h, out_w = self.view_size((h, w))
+        width, height, sign = params.width, params.height, params.flip
         if (
             self.crop_scale is None
             and (out_h, out_w) == (h, w)
@@ -315,7 +464,10 @@ class ImageAugment:
             return images
         zero = torch.zeros_like(width)
         theta = torch.stack(
-            [torch.stack([width * sign, zero, cx], 1), torch.stack([zero, height, cy], 1)],
+            [
+                torch.stack([width * sign, zero, params.center_x], 1),
+                torch.stack([zero, height, params.center_y], 1),
+            ],
             1,
         )
         grid = F.affine_grid(theta, [n, c, out_h, out_w], align_corners=False)
@@ -330,29 +482,20 @@ class ImageAugment:
             x = x.clamp_(0.0, 1.0)
         return x
 
-    def _jitter(self, x: Tensor, uniform: Any, apply: Tensor) -> Tensor:
+    def _jitter(self, x: Tensor, params: ViewParams) -> Tensor:
         n = x.shape[0]
-        keep = ~apply
-
-        def factor(strength: float) -> Tensor:
-            f = uniform(max(0.0, 1 - strength), 1 + strength)
-            return torch.where(keep, torch.ones_like(f), f).view(n, 1, 1, 1)
-
         colour = x.shape[1] in (3, 4)
         rgb, rest = (x[:, :3], x[:, 3:]) if colour else (x, x[:, :0])
-        if self.brightness > 0:
-            rgb = (rgb * factor(self.brightness)).clamp(0.0, 1.0)
-        if self.contrast > 0:
+        if params.brightness is not None:
+            rgb = (rgb * params.brightness.view(n, 1, 1, 1)).clamp(0.0, 1.0)
+        if params.contrast is not None:
             gray = _grayscale(rgb) if colour else rgb
             mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-            rgb = _blend(rgb, mean, factor(self.contrast))
-        if colour and self.saturation > 0:
-            rgb = _blend(rgb, _grayscale(rgb), factor(self.saturation))
-        if colour and self.hue > 0:
-            shift = torch.where(
-                keep, torch.zeros(n, device=x.device), uniform(-self.hue, self.hue)
-            )
-            rgb = _shift_hue(rgb, shift.view(n, 1, 1))
+            rgb = _blend(rgb, mean, params.contrast.view(n, 1, 1, 1))
+        if colour and params.saturation is not None:
+            rgb = _blend(rgb, _grayscale(rgb), params.saturation.view(n, 1, 1, 1))
+        if colour and params.hue is not None:
+            rgb = _shift_hue(rgb, params.hue.view(n, 1, 1))
         return torch.cat([rgb, rest], 1) if colour else rgb
 
     def _blur(self, x: Tensor, sigma: Tensor) -> Tensor:
@@ -370,6 +513,131 @@ class ImageAugment:
         planes = F.conv2d(planes, kernel.view(n * c, 1, size, 1), groups=n * c)
         planes = F.conv2d(planes, kernel.view(n * c, 1, 1, size), groups=n * c)
         return planes.view(n, c, h, w)
+
+
+#: A view step: ``(float images (n, C, H, W) in [0, 1], generator) -> views``.
+ViewStep = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class Compose:
+    """View makers applied one after the other, all drawing from one generator.
+
+    Each step is called as ``step(images, generator)`` on the previous step's output,
+    so a step of one's own stays seeded by ``ACTEncoder(random_state=...)``. A step
+    with a ``view_size(image_size)`` method (or an ``output_size``) changes the size;
+    one without keeps it.
+
+    Parameters
+    ----------
+    steps : sequence of callables
+        ``ImageAugment`` instances and callables ``step(images, generator) -> views``
+        taking and returning float batches of shape ``(n, C, H, W)`` in [0, 1].
+
+    See Also
+    --------
+    ImageAugment : The built-in views.
+
+    Examples
+    --------
+    >>> import torch
+    >>> def invert_half(images, generator):
+    ...     chosen = torch.rand(len(images), generator=generator) < 0.5
+    ...     return torch.where(chosen.view(-1, 1, 1, 1), 1 - images, images)
+    >>> aug = Compose([ImageAugment(output_size=16), invert_half])
+    >>> aug(torch.rand(8, 3, 32, 32), torch.Generator().manual_seed(0)).shape
+    torch.Size([8, 3, 16, 16])
+    >>> aug.view_size((32, 32))
+    (16, 16)
+    """
+
+    def __init__(self, steps: Sequence[ViewStep]) -> None:
+        self.steps = steps
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """Run the steps in order on ``images``.
+
+        Parameters
+        ----------
+        images : Tensor of shape (n, C, H, W)
+            Float images in [0, 1].
+        generator : torch.Generator
+            Passed to every step.
+
+        Returns
+        -------
+        Tensor of shape (n, C, *view_size)
+        """
+        for step in self.steps:
+            images = step(images, generator)
+        return images
+
+    def view_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """Height and width of the views of images of ``image_size``.
+
+        Parameters
+        ----------
+        image_size : tuple of (int, int)
+
+        Returns
+        -------
+        tuple of (int, int)
+        """
+        size = (int(image_size[0]), int(image_size[1]))
+        for step in self.steps:
+            size = view_size_of(step, size)
+        return size
+
+    @property
+    def interpolation(self) -> str:
+        """The first step's resampling mode (``"bilinear"`` if none has one): whole
+        images are resized with it to the view size in ``transform``."""
+        for step in self.steps:
+            mode = getattr(step, "interpolation", None)
+            if isinstance(mode, str):
+                return mode
+        return "bilinear"
+
+    def validate(self) -> None:
+        """Call each step's ``validate`` method, where it has one.
+
+        Raises
+        ------
+        ValueError
+        """
+        for step in self.steps:
+            check = getattr(step, "validate", None)
+            if callable(check):
+                check()
+
+    def __repr__(self) -> str:
+        return f"Compose({list(self.steps)!r})"
+
+
+def view_size_of(augment: Any, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the views ``augment`` makes of images of ``image_size``.
+
+    Its ``view_size(image_size)`` method if it has one, else its ``output_size``
+    attribute (an int or a pair; None keeps the size), else ``image_size``.
+
+    Parameters
+    ----------
+    augment : callable
+    image_size : tuple of (int, int)
+
+    Returns
+    -------
+    tuple of (int, int)
+    """
+    method = getattr(augment, "view_size", None)
+    if callable(method):
+        height, width = method(image_size)
+        return (int(height), int(width))
+    size = getattr(augment, "output_size", None)
+    if size is None:
+        return (int(image_size[0]), int(image_size[1]))
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
 
 
 def _grayscale(rgb: Tensor) -> Tensor:
