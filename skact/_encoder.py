@@ -117,9 +117,13 @@ default="auto"
         a missing numeric value becomes the column mean plus a missing indicator
         input; a missing categorical value is a category of its own (NaN, last in
         ``categories_``) with a learned embedding.
-    augment : ImageAugment or None, default=None
+    augment : ImageAugment, callable or None, default=None
         Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
-        size the network sees, in training and in ``transform``. None: the ACT paper's
+        size the network sees, in training and in ``transform``. A callable
+        ``views = augment(images, generator)`` of one's own (or a
+        :class:`skact.augment.Compose`) is checked once in ``fit``; a model fitted with
+        one is pickled, not saved (the user guide's page on images gives the protocol,
+        "Your own views"). None: the ACT paper's
         views for images of 32 pixels or more, made at 32 pixels on the longer side
         (aspect kept) when a CPU or MPS device trains on larger images; for tiny
         images, 50-100% crops upsampled 1.5 times, brightness and contrast jitter, no
@@ -261,7 +265,7 @@ default="auto"
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"})],
         "handle_missing": [StrOptions({"error", "indicator"})],
-        "augment": [ImageAugment, None],
+        "augment": [ImageAugment, callable, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
         "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
         "batch_size": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
@@ -295,7 +299,7 @@ default="auto"
         noise_scale: float = 0.0,
         categorical_features: Any = "from_dtype",
         handle_missing: str = "error",
-        augment: ImageAugment | None = None,
+        augment: ImageAugment | Callable[..., Tensor] | None = None,
         image_size: int | tuple[int, int] | None = None,
         image_layout: str = "auto",
         batch_size: int | str = "auto",

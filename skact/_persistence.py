@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _atomic, _state, _training
+from ._images import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
 from .objectives import OBJECTIVES, Objective
@@ -1161,6 +1162,11 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
                 k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()
             }
             out[name] = {_AUGMENT_KEY: augment}
+        elif name == "augment" and value is not None:
+            # A callable's code, like a user encoder's, is not saved. Refused rather
+            # than loaded with other views: warm_start and partial_fit would then
+            # silently train on views the model was not fitted with.
+            raise TypeError(UNSAVED_AUGMENT.format(augment=value))
         elif isinstance(value, Objective):
             if OBJECTIVES.get(value.name) is not type(value):
                 raise TypeError(
