@@ -1,9 +1,10 @@
-"""Callbacks of :class:`skact._training.Trainer`: progress, logging, time, stopping.
+"""Callbacks of :class:`skact._training.Trainer`: progress, logging, time, stopping,
+and the monitor of the representation's quality.
 
 A callback sees the fit from outside the loop, as skorch's callbacks do: the trainer
 calls each hook in the order the callbacks were given, and a callback changes nothing
-in the trainer but what its documentation says (:class:`EarlyStopping` restores the
-best epoch's weights at the end).
+in the trainer but what its documentation says (:class:`EarlyStopping` and
+:class:`Monitor` may restore the best epoch's weights at the end).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import _guards
@@ -195,9 +199,21 @@ class EpochLog(Callback):
         return False
 
 
+#: How the progress bar and the epoch log name each entry of an epoch's logs.
+_SHOWN_NAMES = {
+    "loss": "loss",
+    "validation_loss": "val",
+    "loo_1nn_accuracy": "1nn",
+    "effective_rank": "rank",
+}
+
+
 def _shown(logs: dict[str, float]) -> dict[str, str]:
-    names = {"loss": "loss", "validation_loss": "val"}
-    return {names[k]: f"{v:.4f}" for k, v in logs.items() if k in names}
+    return {
+        _SHOWN_NAMES[k]: f"{v:.4g}" if k == "effective_rank" else f"{v:.4f}"
+        for k, v in logs.items()
+        if k in _SHOWN_NAMES
+    }
 
 
 class TimeEstimate(Callback):
@@ -311,6 +327,9 @@ class EarlyStopping(Callback):
         Epochs without improvement before stopping (``n_iter_no_change``).
     tol : float
         Smallest improvement that counts.
+    restore_best : bool, default=True
+        Put the best epoch's state back at the end; False leaves that choice to
+        another callback (:class:`Monitor` with ``keep_best=True``).
 
     Attributes
     ----------
@@ -320,9 +339,10 @@ class EarlyStopping(Callback):
         Epochs since the best one.
     """
 
-    def __init__(self, patience: int, tol: float) -> None:
+    def __init__(self, patience: int, tol: float, restore_best: bool = True) -> None:
         self.patience = patience
         self.tol = tol
+        self.restore_best = restore_best
         self.best_loss_ = math.inf
         self.epochs_since_best_ = 0
         self._best: TrainingSnapshot | None = None
@@ -334,7 +354,7 @@ class EarlyStopping(Callback):
         loss = logs["validation_loss"]
         if loss < self.best_loss_ - self.tol:
             self.best_loss_, self.epochs_since_best_ = loss, 0
-            self._best = trainer.snapshot()
+            self._best = trainer.snapshot() if self.restore_best else None
         else:
             self.epochs_since_best_ += 1
         return self.epochs_since_best_ >= self.patience
@@ -343,3 +363,274 @@ class EarlyStopping(Callback):
         if error is None and self._best is not None and self.epochs_since_best_ > 0:
             trainer.restore(self._best)
         self._best = None
+
+
+# ------------------------------------------------------------------------ monitor
+
+#: Most rows the monitor follows: labeled rows for the 1-NN accuracy, any rows for the
+#: effective rank. The 1-NN estimate then costs a 2,000 x 2,000 distance matrix and
+#: both a forward pass over at most 2,000 rows, whatever the data set's size.
+MONITOR_ROWS = 2000
+
+#: An effective rank below this is a collapsed representation (1: every row on one
+#: line through the origin, as for constant features).
+COLLAPSED_RANK = 1.5
+
+
+def loo_nn_accuracy(features: Tensor, labels: Tensor) -> float:
+    """Leave-one-out 1-nearest-neighbour accuracy, on ``features``' device.
+
+    Each row is classified by the label of its nearest other row (Euclidean distance,
+    as :func:`skact.evaluation.knn_probe`; the lower index wins a tie).
+
+    Parameters
+    ----------
+    features : Tensor of shape (n_rows, n_features)
+    labels : Tensor of shape (n_rows,)
+        Integer class codes.
+
+    Returns
+    -------
+    float
+        The share of rows whose nearest other row has their label.
+
+    Examples
+    --------
+    >>> features = torch.tensor([[0.0], [1.0], [5.0], [7.0]])
+    >>> loo_nn_accuracy(features, torch.tensor([0, 0, 1, 0]))
+    0.5
+    """
+    distances = torch.cdist(features.float(), features.float())
+    distances.fill_diagonal_(math.inf)
+    nearest = distances.argmin(dim=1)
+    return float((labels[nearest] == labels).float().mean())
+
+
+def effective_rank(features: Tensor) -> float:
+    """RankMe's effective rank: exp of the entropy of the normalised singular values.
+
+    With singular values ``s`` of ``features`` (not centred, as in RankMe),
+    ``p = s / sum(s)`` and the rank is ``exp(-sum(p * log p))``: ``d`` for ``d``
+    orthogonal directions of equal weight, 1 for rows on one line. A matrix of zeros
+    counts as rank 1; a non-finite one (or one whose SVD fails) gives NaN.
+
+    Parameters
+    ----------
+    features : Tensor of shape (n_rows, n_features)
+
+    Returns
+    -------
+    float
+        Between 1 and ``min(n_rows, n_features)``.
+
+    References
+    ----------
+    .. [1] Garrido, Balestriero, Najman and LeCun, "RankMe: Assessing the Downstream
+       Performance of Pretrained Self-Supervised Representations by Their Rank",
+       ICML 2023.
+
+    Examples
+    --------
+    >>> round(effective_rank(torch.eye(4)), 6), effective_rank(torch.ones(5, 3))
+    (4.0, 1.0)
+    """
+    features = features.float()
+    if not bool(torch.isfinite(features).all()):
+        return math.nan
+    try:
+        singular = torch.linalg.svdvals(features).double().cpu()
+    except torch.linalg.LinAlgError:  # the SVD did not converge: no estimate this time
+        return math.nan
+    if not bool((singular > 0).any()):
+        return 1.0
+    # float32 rounding leaves singular values of about this size where they are 0.
+    noise = float(singular.max()) * max(features.shape) * torch.finfo(torch.float32).eps
+    singular = singular[singular > noise]
+    p = singular / singular.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def spread_rank(features: Tensor) -> float:
+    """The effective rank of the rows around their mean: 1 for constant features.
+
+    The collapse check: :func:`effective_rank` counts the mean as a direction, which
+    dominates non-negative features (after a ReLU) that are not collapsed at all.
+    Rows that differ by no more than float32 rounding of their size count as equal.
+
+    Parameters
+    ----------
+    features : Tensor of shape (n_rows, n_features)
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> spread_rank(torch.ones(5, 3) + torch.eye(5, 3) * 1e-9)
+    1.0
+    """
+    features = features.float()
+    centred = features - features.mean(dim=0)
+    size = float(features.abs().max()) if features.numel() else 0.0
+    if float(centred.abs().max()) <= 8 * size * torch.finfo(torch.float32).eps:
+        return 1.0
+    return effective_rank(centred)
+
+
+def monitored_rows(
+    n_samples: int, y: np.ndarray | None, labeled: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows the monitor follows, drawn once from ``seed``, and their class codes.
+
+    With labels of at least 2 classes of at least 2 rows each (among at most
+    :data:`MONITOR_ROWS` labeled rows, drawn when there are more), the labeled rows
+    and their codes; otherwise at most :data:`MONITOR_ROWS` of all the rows, and None.
+
+    Parameters
+    ----------
+    n_samples : int
+    y : ndarray of shape (n_samples,) or None
+        Labels; None: none.
+    labeled : ndarray of bool of shape (n_samples,) or None
+        Which rows of ``y`` are labeled (see :func:`skact._transfer.labeled_mask`).
+    seed : int
+
+    Returns
+    -------
+    rows : ndarray of int
+        Sorted row indices.
+    codes : ndarray of int or None
+        Class code of each row (its index among the sorted classes); None for the
+        label-free estimate.
+    """
+    rng = np.random.default_rng(seed)
+    if y is not None and labeled is not None:
+        rows = np.flatnonzero(labeled)
+        if rows.size > MONITOR_ROWS:
+            rows = np.sort(rng.choice(rows, MONITOR_ROWS, replace=False))
+        if rows.size:
+            _, codes, counts = np.unique(y[rows], return_inverse=True, return_counts=True)
+            if np.count_nonzero(counts >= 2) >= 2:
+                return rows, codes.ravel()
+    if n_samples > MONITOR_ROWS:
+        return np.sort(rng.choice(n_samples, MONITOR_ROWS, replace=False)), None
+    return np.arange(n_samples), None
+
+
+def monitor_estimate(features: Tensor, codes: Tensor | None) -> float:
+    """The monitor's estimate: :func:`loo_nn_accuracy` with codes, else
+    :func:`effective_rank`.
+
+    Parameters
+    ----------
+    features : Tensor of shape (n_rows, n_features)
+    codes : Tensor of shape (n_rows,) or None
+
+    Returns
+    -------
+    float
+    """
+    if codes is None:
+        return effective_rank(features)
+    return loo_nn_accuracy(features, codes)
+
+
+def monitor_name(labeled: bool) -> str:
+    """The name of the monitor's quantity, as ``monitor_name_`` and the logs hold it.
+
+    Parameters
+    ----------
+    labeled : bool
+
+    Returns
+    -------
+    str
+        ``"loo_1nn_accuracy"`` or ``"effective_rank"``.
+    """
+    return "loo_1nn_accuracy" if labeled else "effective_rank"
+
+
+class Monitor(Callback):
+    """After each epoch, a cheap seeded estimate of the representation's quality.
+
+    ``embed()`` returns the current representation of the rows the monitor follows
+    (the same rows every epoch); with ``codes`` the estimate is their leave-one-out
+    1-NN accuracy (:func:`loo_nn_accuracy`), else their effective rank
+    (:func:`effective_rank`). It is added to the epoch's logs under
+    :func:`monitor_name` (for callbacks after this one: the progress bar shows it).
+    When the model the fit ends with has collapsed (its rows' effective rank around
+    their mean, :func:`spread_rank`, is below :data:`COLLAPSED_RANK`), a UserWarning
+    says so, once per fit. Under data-parallel training the estimate is averaged
+    over the processes, so that they keep the same epoch.
+
+    Parameters
+    ----------
+    embed : callable
+        ``embed() -> Tensor of shape (n_rows, n_features)``, without gradients.
+    codes : Tensor or None
+        Class codes of the rows, on the device of ``embed``'s output; None: label-free.
+    keep_best : bool, default=False
+        Put back the weights, optimiser state and adversary of the epoch with the
+        highest estimate at the end of the fit (the first of equals), unless the last
+        epoch was it. A fit that fails keeps what it has.
+
+    Attributes
+    ----------
+    best_ : float
+        The highest estimate so far (NaN before the first epoch).
+    """
+
+    def __init__(
+        self, embed: Callable[[], Tensor], codes: Tensor | None, keep_best: bool = False
+    ) -> None:
+        self.embed = embed
+        self.codes = codes
+        self.keep_best = keep_best
+        self.name = monitor_name(codes is not None)
+        self.best_ = math.nan
+        self._epochs_since_best = 0
+        self._best: TrainingSnapshot | None = None
+        self._last = self._at_best = (0, math.nan, 0)
+
+    def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
+        self.best_, self._epochs_since_best, self._best = math.nan, 0, None
+        self._last = self._at_best = (0, math.nan, 0)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
+        with torch.no_grad():
+            features = self.embed()
+            value = trainer.strategy.mean(monitor_estimate(features, self.codes))
+            # (epoch, rank around the mean, width) of the kept model, for on_fit_end.
+            self._last = (trainer.epoch, spread_rank(features), features.shape[1])
+        logs[self.name] = value
+        if value > self.best_ or (math.isnan(self.best_) and not math.isnan(value)):
+            self.best_, self._epochs_since_best = value, 0
+            self._best = trainer.snapshot() if self.keep_best else None
+            self._at_best = self._last
+        else:
+            self._epochs_since_best += 1
+        return False
+
+    def on_fit_end(self, trainer: Trainer, error: BaseException | None) -> None:
+        if error is not None:
+            self._best = None
+            return
+        kept = self._last
+        if self._best is not None and self._epochs_since_best > 0:
+            trainer.restore(self._best)
+            kept = self._at_best
+        self._best = None
+        epoch, rank, width = kept
+        # Checked on the model the fit hands back: an early collapse that training
+        # undoes is no concern.
+        if rank < COLLAPSED_RANK:
+            warnings.warn(
+                f"ACTEncoder: the representation collapsed (the model kept, after "
+                f"epoch {epoch}: around their mean, the rows' representations have an "
+                f"effective rank of {rank:.3g} out of {width}, nearly all on one point "
+                "or one line). Try a lower learning_rate, stronger views "
+                "(corruption_rate, augment) or, with objective='act', a larger alpha.",
+                UserWarning,
+                stacklevel=_guards.caller_stacklevel(),
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from . import _callbacks, _guards, _images, _persistence, _state, _training, distributed
 from ._auto import AutoSettings
 from ._training import NonFiniteLossError
+from ._transfer import semi_supervised_target
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
@@ -170,6 +172,14 @@ default="auto"
         Minimum improvement of the validation loss (early stopping only).
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping (early stopping only).
+    keep_best : {"last", "monitor"}, default="last"
+        Which epoch's weights a ``fit`` keeps. ``"last"``: the last epoch's (with
+        ``early_stopping``, the epoch of the lowest validation loss). ``"monitor"``:
+        the epoch of the highest monitor estimate in ``monitor_curve_`` (the 1-NN
+        accuracy of the labeled rows when ``fit`` gets labels, else the effective
+        rank), within each ``fit`` or ``partial_fit`` call; early stopping still
+        decides when to stop. The default is ``"last"`` because how well the monitor
+        picks the epoch with the best test accuracy has not been measured yet.
     warm_start : bool, default=False
         Continue training the fitted network (and optimiser) instead of starting anew.
         The parameters that shape the network (``encoder``, ``n_components``,
@@ -224,6 +234,20 @@ default="auto"
         Mean training loss of each epoch.
     validation_loss_curve_ : list of float
         Validation loss of each epoch (``early_stopping=True`` only, else empty).
+    monitor_curve_ : list of float
+        The monitor's estimate of the representation's quality after each epoch (one
+        per epoch, as ``loss_curve_``), on a fixed sample of at most 2,000 rows drawn
+        from ``random_state``. With labels given to ``fit`` (at least 2 classes of at
+        least 2 labeled rows), the leave-one-out 1-nearest-neighbour accuracy of the
+        labeled rows; else the effective rank of the representation (RankMe: exp of
+        the entropy of its normalised singular values, from 1 to ``n_components``).
+        A fit whose model ends collapsed (the effective rank of its rows around their
+        mean below 1.5) warns.
+        NaN for epochs trained by a skact without the monitor.
+    monitor_name_ : str
+        What ``monitor_curve_`` holds in the last ``fit`` or ``partial_fit`` call:
+        ``"loo_1nn_accuracy"`` or ``"effective_rank"`` (calls with and without labels
+        on one model mix the two in the curve).
     device_ : torch.device
         Device the network lives on.
 
@@ -276,6 +300,7 @@ default="auto"
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "keep_best": [StrOptions({"last", "monitor"})],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
         "distributed": ["boolean", StrOptions({"auto"})],
@@ -310,6 +335,7 @@ default="auto"
         validation_fraction: float = 0.1,
         tol: float = 1e-4,
         n_iter_no_change: int = 10,
+        keep_best: str = "last",
         warm_start: bool = False,
         device: str | torch.device = "auto",
         distributed: bool | str = "auto",
@@ -340,6 +366,7 @@ default="auto"
         self.validation_fraction = validation_fraction
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.keep_best = keep_best
         self.warm_start = warm_start
         self.device = device
         self.distributed = distributed
@@ -349,8 +376,11 @@ default="auto"
     # ------------------------------------------------------------------ sklearn API
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: None = None) -> ACTEncoder:
-        """Train the encoder on unlabeled ``X`` for ``max_iter`` epochs.
+    def fit(self, X: Any, y: Any = None) -> ACTEncoder:
+        """Train the encoder on ``X`` for ``max_iter`` epochs; labels only monitor it.
+
+        The objective is self-supervised over every row of ``X``, labeled or not; the
+        labeled rows of ``y`` feed the monitor (``monitor_curve_``, and ``keep_best``).
 
         When the fit fails, nothing trained is lost and nothing half-done is kept:
 
@@ -382,8 +412,11 @@ default="auto"
             Training data: a table, or images (an array of shape ``(n, H, W)``,
             ``(n, H, W, C)`` or ``(n, C, H, W)``, or a sequence of PIL images or file
             paths), stored on the host as uint8.
-        y : None
-            Ignored; present for pipeline compatibility.
+        y : array-like of shape (n_samples,) or None, default=None
+            Class labels in scikit-learn's semi-supervised convention: -1 marks an
+            unlabeled row (as for :class:`~sklearn.semi_supervised.SelfTrainingClassifier`),
+            and so do NaN (float labels) and None or NaN (object labels, such as
+            strings). None: no labels (the monitor follows the effective rank).
 
         Returns
         -------
@@ -391,10 +424,10 @@ default="auto"
             The fitted estimator.
         """
         continuing = self.warm_start and hasattr(self, "encoder_")
-        return self._fit(X, epochs=self.max_iter, reset=not continuing, horizon=True)
+        return self._fit(X, y, epochs=self.max_iter, reset=not continuing, horizon=True)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: None = None) -> ACTEncoder:
+    def partial_fit(self, X: Any, y: Any = None) -> ACTEncoder:
         """Train one epoch on ``X``, creating the model on the first call.
 
         Preprocessing statistics are measured on the first call and kept. The learning
@@ -410,15 +443,17 @@ default="auto"
             A chunk of training data. Image files are read batch by batch, so a
             folder larger than memory can be passed whole; no validation data is held
             out from them.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None, default=None
+            Labels of the chunk's rows for the monitor, -1 (or NaN, None) for an
+            unlabeled row, as in :meth:`fit`.
 
         Returns
         -------
         self : ACTEncoder
             The estimator, trained one more epoch.
         """
-        return self._fit(X, epochs=1, reset=not hasattr(self, "encoder_"), horizon=False)
+        reset = not hasattr(self, "encoder_")
+        return self._fit(X, y, epochs=1, reset=reset, horizon=False)
 
     def transform(self, X: Any) -> np.ndarray:
         """Return the learned representation of ``X``.
@@ -460,6 +495,49 @@ default="auto"
                 out[start : start + step] = z.float().cpu().numpy()
         _guards.check_output(out, type(self).__name__)
         return out
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The monitor's estimate of the representation's quality on ``X``.
+
+        With labels, the leave-one-out 1-nearest-neighbour accuracy of the labeled rows'
+        representation (at most 2,000 of them, drawn from the model's seed), the
+        quantity ``monitor_curve_`` holds for a ``fit`` with labels: a few-shot score
+        for :class:`~sklearn.model_selection.GridSearchCV` on data with few labels.
+        Without labels, the effective rank of the representation of at most 2,000
+        rows, divided by its width ``n_components``, in (0, 1]. The label-free score is
+        a diagnostic (near ``1 / n_components``: collapsed), not a model-selection
+        criterion: how well it ranks settings by their test accuracy has not been
+        measured yet.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or images
+            Data of the kind seen in ``fit``.
+        y : array-like of shape (n_samples,) or None, default=None
+            Labels, -1 (or NaN, None) for an unlabeled row, as in :meth:`fit`; at
+            least 2 classes need 2 labeled rows each. None: the label-free score.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        _, X = self._read_input(X, reset=False)
+        n_samples = _n_samples(X)
+        target = _check_labels(y, n_samples)
+        rows, codes = self._monitored_rows(n_samples, target)
+        if target is not None and codes is None:
+            raise ValueError(
+                "ACTEncoder.score needs labeled rows of at least 2 classes with at least "
+                f"2 rows each; y labels {int(target[1].sum())} of its {n_samples} rows. "
+                "Label more rows, or call score(X) for the label-free diagnostic."
+            )
+        with _training.torch_threads():
+            features = self._embed(self._stored_rows(X, rows))
+        if codes is not None:
+            labels = torch.from_numpy(codes).to(features.device)
+            return _callbacks.loo_nn_accuracy(features, labels)
+        return _callbacks.effective_rank(features) / features.shape[1]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save the fitted estimator to ``path`` in a format that cannot run code.
@@ -517,6 +595,9 @@ default="auto"
         payload = state.pop("_torch_payload", None)
         if "_step" in state:  # pickled by a skact without the partial_fit schedule
             state.setdefault("_partial_fit_start", None)
+        if "n_iter_" in state:  # pickled by a skact without the monitor
+            state.setdefault("monitor_curve_", [math.nan] * state["n_iter_"])
+            state.setdefault("monitor_name_", None)
         if payload is not None:
             saved = state.get("device_", torch.device("cpu"))
             device = state["device_"] = _state.available_or_cpu(saved)
@@ -538,7 +619,9 @@ default="auto"
         """``X``'s adapter class and ``X`` read by it (see ``adapters.factory``)."""
         return read_input(X, self, None if reset else self._adapter)
 
-    def _fit(self, X: Any, epochs: int | str, reset: bool, horizon: bool) -> ACTEncoder:
+    def _fit(
+        self, X: Any, y: Any, epochs: int | str, reset: bool, horizon: bool
+    ) -> ACTEncoder:
         # The failure policy is documented in ``fit``.
         rollback = _guards.FitRollback(self, keep=not reset)
         started = False  # whether training began (the model is this fit's from then on)
@@ -554,6 +637,7 @@ default="auto"
                     f"cross-correlation are undefined for 1 sample); got {n_samples} "
                     "sample."
                 )
+            target = _check_labels(y, n_samples)
             distributed.setup(self.distributed, self.device)
             with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
@@ -562,7 +646,7 @@ default="auto"
                 if isinstance(epochs, str):  # max_iter="auto"
                     epochs = self._auto_settings(n_samples).max_iter
                 with _images.cudnn_benchmark(self.device_):
-                    self._train(X, epochs, horizon, interrupted)
+                    self._train(X, target, epochs, horizon, interrupted)
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
@@ -657,6 +741,8 @@ default="auto"
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
         self.validation_loss_curve_: list[float] = []
+        self.monitor_curve_: list[float] = []
+        self.monitor_name_: str | None = None
 
     def _expose_adapter_attributes(self) -> None:
         """Set the public attributes the adapter defines (``categories_``, ...)."""
@@ -708,18 +794,24 @@ default="auto"
     def _train(
         self,
         X: Any,
+        target: tuple[np.ndarray, np.ndarray] | None,
         epochs: int,
         horizon: bool,
         stop_requested: Callable[[], bool] | None = None,
     ) -> None:
         """Run ``epochs`` epochs on ``X`` from the stored training state.
 
+        ``target``: the labels and which rows have one (for the monitor), or None;
         ``stop_requested`` says whether Ctrl-C was pressed (see ``_guards``).
         """
         adapter: InputAdapter = self._adapter
         device = self.device_
         world = distributed.current(self.distributed)
+        rows, codes = self._monitored_rows(_n_samples(X), target)
+        monitored = None
         if world is not None:
+            # Every rank follows the same rows, read before X is split into shards.
+            monitored = self._stored_rows(X, rows)
             X = world.shard(X)
         # partial_fit on files streams them (a folder larger than memory); else the
         # whole set is stored once, as uint8 for images.
@@ -729,6 +821,20 @@ default="auto"
             if stream
             else _training.to_device(adapter.to_storage(X), device)
         )
+        if monitored is None and stream:
+            monitored = self._stored_rows(X, rows)
+        elif monitored is None:
+            monitored = (
+                data  # every row: no copy
+                if len(rows) == data.shape[0]
+                else data.index_select(0, torch.from_numpy(rows).to(device))
+            )
+        monitor = _callbacks.Monitor(
+            functools.partial(self._embed, monitored),
+            None if codes is None else torch.from_numpy(codes).to(device),
+            keep_best=self.keep_best == "monitor",
+        )
+        self.monitor_name_ = monitor.name
         held_out = None
         if self.early_stopping and not stream:
             n_val = max(2, round(self.validation_fraction * data.shape[0]))
@@ -769,6 +875,7 @@ default="auto"
             callbacks=self._make_callbacks(
                 show=not (world is not None and world.rank > 0),
                 auto_epochs=horizon and isinstance(self.max_iter, str),
+                monitor=monitor,
             ),
             stop_requested=stop_requested,
             indices_on_device=not stream,
@@ -782,13 +889,17 @@ default="auto"
             distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
 
-    def _make_callbacks(self, show: bool, auto_epochs: bool) -> list[_callbacks.Callback]:
-        """Progress and logging as ``verbose`` asks, the time estimate, early stopping.
+    def _make_callbacks(
+        self, show: bool, auto_epochs: bool, monitor: _callbacks.Monitor | None = None
+    ) -> list[_callbacks.Callback]:
+        """The monitor, progress and logging as ``verbose`` asks, the time estimate,
+        early stopping.
 
         ``show``: this process may print (rank 0); ``auto_epochs``: the fit's length
         comes from ``max_iter="auto"``, so a long one warns with the ways to shorten it.
+        The monitor comes first, so that the progress bar and the log show its value.
         """
-        callbacks: list[_callbacks.Callback] = []
+        callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
         if self.verbose and show:
             callbacks.append(_callbacks.ProgressBar("ACTEncoder"))
         if self.verbose > 1 and show:
@@ -808,8 +919,56 @@ default="auto"
             _callbacks.TimeEstimate(verbose=bool(self.verbose) and show, advice=advice)
         )
         if self.early_stopping:
-            callbacks.append(_callbacks.EarlyStopping(self.n_iter_no_change, self.tol))
+            callbacks.append(
+                _callbacks.EarlyStopping(
+                    self.n_iter_no_change,
+                    self.tol,
+                    # keep_best="monitor": the monitor's epoch is kept, not this one's.
+                    restore_best=self.keep_best == "last",
+                )
+            )
         return callbacks
+
+    def _monitored_rows(
+        self, n_samples: int, target: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows the monitor (and ``score``) follow, and their class codes."""
+        generator = _training.make_generator(self.device_, 0)
+        generator.set_state(self._generator_state)
+        # A stream of its own: drawing the rows changes nothing in the training.
+        seed = _training.derived_seed(generator, stream=2)
+        y, labeled = (None, None) if target is None else target
+        return _callbacks.monitored_rows(n_samples, y, labeled, seed)
+
+    def _stored_rows(self, X: Any, rows: np.ndarray) -> Tensor:
+        """``rows`` of ``X`` (as read by the adapter), stored on ``device_``."""
+        stored = self._adapter.to_storage(X[rows])
+        return _training.to_device(stored, self.device_)
+
+    def _embed(self, stored: Tensor) -> Tensor:
+        """The representation of stored rows on ``device_``, float32, as ``transform``
+        computes it (evaluation mode, batches, autocast); the mode is put back."""
+        encoder: nn.Module = self.encoder_
+        device = self.device_
+        step = _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else 256,
+            self._adapter.input_shape,
+            device,
+        )
+        amp = _training.autocast_dtype(device)
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with torch.inference_mode():
+                parts = []
+                for batch in stored.split(step):
+                    with torch.autocast(
+                        device.type, dtype=amp or torch.float32, enabled=amp is not None
+                    ):
+                        parts.append(encoder(self._adapter.to_model(batch)).float())
+                return torch.cat(parts)
+        finally:
+            encoder.train(was_training)
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
@@ -951,6 +1110,10 @@ default="auto"
         self.validation_loss_curve_ += [
             logs["validation_loss"] for logs in trainer.history if "validation_loss" in logs
         ]
+        # NaN for an epoch whose estimate a Ctrl-C cut short: one value per epoch.
+        self.monitor_curve_ += [
+            logs.get(str(self.monitor_name_), math.nan) for logs in trainer.history
+        ]
         self._optimizer_state = trainer.optimizer.state_dict()
         adversary = getattr(trainer.criterion, "adversary", None)
         self._adversary_state = adversary.state_dict() if adversary is not None else None
@@ -1054,6 +1217,26 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
 
 def _n_samples(X: Any) -> int:
     return len(X)
+
+
+def _check_labels(y: Any, n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``y`` (one label per row, or None) as labels and which rows carry one."""
+    if y is None:
+        return None
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise ValueError(
+            f"y should hold one class label per row of X; got an array of shape "
+            f"{labels.shape}. Pass a 1-d y, with -1 for the rows without a label."
+        )
+    if len(labels) != n_samples:
+        raise ValueError(
+            f"y has {len(labels)} labels but X has {n_samples} rows; pass one label "
+            "per row of X, with -1 for the rows without one."
+        )
+    return semi_supervised_target(labels)
 
 
 def _check_shape_params(hidden_layer_sizes: Any, image_size: Any) -> None:

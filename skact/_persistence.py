@@ -127,6 +127,8 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
         "n_iter_": int(estimator.n_iter_),
         "loss_curve_": [float(v) for v in estimator.loss_curve_],
         "validation_loss_curve_": [float(v) for v in estimator.validation_loss_curve_],
+        "monitor_curve_": [float(v) for v in estimator.monitor_curve_],
+        "monitor_name_": estimator.monitor_name_,
         "n_components_out": int(estimator._n_components_out),
         "device": str(estimator.device_),
         "step": int(estimator._step),
@@ -754,7 +756,12 @@ def _check_fitted(fitted: dict[str, Any], name: str) -> None:
         value = fitted[key]
         if type(value) is not int or value < least:
             raise _corrupt(name, _CONFIG, f"fitted {key}={value!r}")
-    for key in ("loss_curve_", "validation_loss_curve_"):
+    if isinstance(fitted["loss_curve_"], list):  # files of older skact: no monitor
+        fitted.setdefault("monitor_curve_", [math.nan] * len(fitted["loss_curve_"]))
+    fitted.setdefault("monitor_name_", None)
+    if fitted["monitor_name_"] not in (None, "loo_1nn_accuracy", "effective_rank"):
+        raise _corrupt(name, _CONFIG, f"fitted monitor_name_={fitted['monitor_name_']!r}")
+    for key in ("loss_curve_", "validation_loss_curve_", "monitor_curve_"):
         curve = fitted[key]
         if not isinstance(curve, list) or not all(type(v) in (int, float) for v in curve):
             raise _corrupt(name, _CONFIG, f"fitted {key} is not a list of numbers")
@@ -1104,6 +1111,8 @@ def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
     estimator.n_iter_ = int(fitted["n_iter_"])
     estimator.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
     estimator.validation_loss_curve_ = [float(v) for v in fitted["validation_loss_curve_"]]
+    estimator.monitor_curve_ = [float(v) for v in fitted["monitor_curve_"]]
+    estimator.monitor_name_ = fitted["monitor_name_"]
     estimator.n_features_in_ = int(fitted["n_features_in_"])
     estimator._expose_adapter_attributes()
     if fitted["feature_names_in_"] is not None:

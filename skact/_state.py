@@ -53,6 +53,8 @@ FITTED_STATE: dict[str, Stored] = {
     "n_iter_": Stored.JSON,
     "loss_curve_": Stored.JSON,
     "validation_loss_curve_": Stored.JSON,
+    "monitor_curve_": Stored.JSON,
+    "monitor_name_": Stored.JSON,
     "device_": Stored.JSON,
     # The input and the networks.
     "_adapter": Stored.ADAPTER,

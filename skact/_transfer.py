@@ -104,8 +104,9 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     ``fit(X, y)`` takes ``y`` in scikit-learn's semi-supervised convention, -1 marking
     the rows without a label. It fits a clone of ``encoder`` on all the rows of ``X``
-    (no label is used), then a clone of ``classifier`` on the features of the labeled
-    rows. A scikit-learn semi-supervised classifier
+    (an :class:`~skact.ACTEncoder` learns from the rows alone; the labels only feed its
+    monitor, ``monitor_curve_``), then a clone of ``classifier`` on the features of the
+    labeled rows. A scikit-learn semi-supervised classifier
     (:class:`~sklearn.semi_supervised.SelfTrainingClassifier`,
     :class:`~sklearn.semi_supervised.LabelSpreading`,
     :class:`~sklearn.semi_supervised.LabelPropagation`) receives the features of every
@@ -120,7 +121,9 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     encoder : transformer
         Learns the features, for example an :class:`~skact.ACTEncoder`; anything with
         ``fit`` and ``transform``. It is cloned, unless it is a
-        :class:`~sklearn.frozen.FrozenEstimator`. Its parameters are searched as
+        :class:`~sklearn.frozen.FrozenEstimator`. Its ``fit`` receives ``y`` as given,
+        -1 (or NaN, None) marking the unlabeled rows: an encoder that learns from
+        labels must follow that convention. Its parameters are searched as
         ``encoder__<name>``.
     classifier : classifier
         Trained on the features; its parameters are searched as ``classifier__<name>``.
@@ -205,8 +208,7 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         y, labeled = _check_target(X, y)
         self.classes_ = np.unique(y[labeled])
-        # y=None for now: pass y here once ACTEncoder.fit accepts labels (issue 17, 1-2).
-        self.encoder_ = clone(self.encoder).fit(X, None)
+        self.encoder_ = clone(self.encoder).fit(X, y)
         features = self.encoder_.transform(X)
         self.classifier_ = clone(self.classifier)
         if self._passes_unlabeled():

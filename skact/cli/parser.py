@@ -124,6 +124,11 @@ OPTIONS: dict[str, Option] = {
         "epochs without improvement before early stopping stops",
         "N",
     ),
+    "keep_best": Option(
+        "--keep-best",
+        "weights to keep: the last epoch's, or the epoch with the best monitor "
+        "estimate (1-NN accuracy of the labeled rows, else the effective rank)",
+    ),
     "device": Option(
         "--device", "'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'"
     ),
