@@ -8,7 +8,7 @@ As in torchvision's transforms v2, drawing the parameters
 (:meth:`ImageAugment.draw_params`) is apart from applying them
 (:meth:`ImageAugment.apply`); :class:`Compose` chains ImageAugment with steps of one's
 own. Any callable ``views = augment(images, generator)`` is a view maker
-(:ref:`images` in the user guide states the protocol).
+(the user guide's page on images, section "Your own views", states the protocol).
 """
 
 from __future__ import annotations
@@ -433,7 +433,8 @@ class ImageAugment:
 
         Returns
         -------
-        Tensor of shape (n, C, *output_size)
+        Tensor of shape (n, C, height, width)
+            ``(height, width)`` is the view size (``output_size``).
         """
         n = images.shape[0]
         params = params.to(images.device)
