@@ -314,3 +314,12 @@ def test_a_pickle_from_before_the_monitor_gets_nan_per_epoch():
     old.__setstate__(state)
     assert len(old.monitor_curve_) == 2 and all(math.isnan(v) for v in old.monitor_curve_)
     assert old.monitor_name_ is None
+
+
+def test_the_progress_bar_and_the_epoch_log_show_the_estimate(capsys):
+    shown = _callbacks._shown(
+        {"loss": 1.0, "effective_rank": 2.5, "loo_1nn_accuracy": 0.75}
+    )
+    assert shown == {"loss": "1.0000", "rank": "2.5", "1nn": "0.7500"}
+    small_encoder(max_iter=1, verbose=2).fit(X, Y_SEMI)
+    assert "1nn " in capsys.readouterr().out
