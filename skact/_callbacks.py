@@ -403,7 +403,7 @@ def loo_nn_accuracy(features: Tensor, labels: Tensor) -> float:
     distances = torch.cdist(features.float(), features.float())
     distances.fill_diagonal_(math.inf)
     nearest = distances.argmin(dim=1)
-    return float((labels[nearest] == labels).float().mean())
+    return float((labels.index_select(0, nearest) == labels).float().mean())
 
 
 def effective_rank(features: Tensor) -> float:
@@ -445,7 +445,7 @@ def effective_rank(features: Tensor) -> float:
         return 1.0
     # float32 rounding leaves singular values of about this size where they are 0.
     noise = float(singular.max()) * max(features.shape) * torch.finfo(torch.float32).eps
-    singular = singular[singular > noise]
+    singular = singular.masked_select(singular > noise)
     p = singular / singular.sum()
     return float(torch.exp(-(p * p.log()).sum()))
 
