@@ -308,6 +308,8 @@ def keep_trained_model(exc: BaseException, note: str) -> None:
         What was kept, in the user's terms.
     """
     exc.add_note(note)
+    # A marker on the exception itself (BaseException has no such attribute to type):
+    # it travels with the error through the Trainer's re-raise to ACTEncoder.fit.
     exc.skact_keeps_model = True  # type: ignore[attr-defined]
 
 

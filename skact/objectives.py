@@ -638,6 +638,7 @@ class Objective(nn.Module):
         Tensor
             Scalar loss.
         """
+        # Abstract: each objective (ACTLoss, BarlowTwinsLoss, ...) defines its pair loss.
         raise NotImplementedError
 
     def forward(self, views: Sequence[Tensor]) -> Tensor:
