@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_fewshot import DATASETS, EPOCH_FACTOR, _machine, resolve_epochs
 from scipy.stats import spearmanr
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -56,7 +57,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
-from bench_fewshot import DATASETS, EPOCH_FACTOR, _machine, resolve_epochs
 from skact import ACTEncoder, TransferClassifier
 from skact._environment import versions
 from skact.evaluation import labeled_scorer, raw_baseline, sample_k_shot
@@ -235,7 +235,9 @@ def run_dataset(
             classifiers.setdefault(features_name, {})[clf_name] = scores
         log(
             f"  {name} | {features_name} features: "
-            + ", ".join(f"{c} {np.mean(v):.3f}" for c, v in classifiers[features_name].items())
+            + ", ".join(
+                f"{c} {np.mean(v):.3f}" for c, v in classifiers[features_name].items()
+            )
         )
 
     keep_best = []
@@ -247,7 +249,9 @@ def run_dataset(
         keep_best.append(
             {
                 "draw": d,
-                "monitor": float(probe().fit(pool[rows], targets[d][rows]).score(test, y_test)),
+                "monitor": float(
+                    probe().fit(pool[rows], targets[d][rows]).score(test, y_test)
+                ),
                 "last": by_alpha[default_alpha]["test_accuracy"][d],
                 "best_epoch": int(np.argmax(encoder.monitor_curve_)) + 1,
                 "epochs": len(encoder.monitor_curve_),
@@ -407,8 +411,8 @@ def _dataset_markdown(r: dict[str, Any]) -> list[str]:
             "",
             "| keep_best | test accuracy |",
             "|---|---|",
-            f"| \"last\" (default) | {_mean_std([k['last'] for k in kb])} |",
-            f"| \"monitor\" | {_mean_std([k['monitor'] for k in kb])} |",
+            f'| "last" (default) | {_mean_std([k["last"] for k in kb])} |',
+            f'| "monitor" | {_mean_std([k["monitor"] for k in kb])} |',
         ]
     return lines
 
@@ -434,7 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="ACTEncoder device")
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--merge", action="store_true", help="keep other data sets' results")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep other data sets' results"
+    )
     parser.add_argument("--note", help="a note stored with the run")
     args = parser.parse_args(argv)
 
@@ -452,7 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_samples, draws, search_draws = QUICK_SAMPLES, 2, 1
     run = {
         "command": shlex.join(
-            ["python", "benchmarks/bench_selection.py", *(sys.argv[1:] if argv is None else argv)]
+            [
+                "python",
+                "benchmarks/bench_selection.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
         ),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": _machine(),

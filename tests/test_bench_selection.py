@@ -1,0 +1,78 @@
+"""The few-label model-selection benchmark's pieces, and a --quick run on wine."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from _benchmarks import BENCHMARKS, benchmark_module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    # bench_selection imports bench_fewshot as the script does: from its own folder.
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        with benchmark_module("bench_selection") as module:
+            yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+        sys.modules.pop("bench_fewshot", None)
+
+
+def test_rank_correlation_by_hand(bench):
+    # Ranks of the score 1, 3, 2 against accuracy ranks 1, 2, 3:
+    # rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 24 = 0.5.
+    assert bench.rank_correlation([0.1, 0.9, 0.5], [0.2, 0.4, 0.6]) == pytest.approx(0.5)
+    assert bench.rank_correlation([3, 2, 1], [0.2, 0.4, 0.6]) == pytest.approx(-1.0)
+    # A constant score (or accuracy) ranks nothing: NaN, left out of the means.
+    assert np.isnan(bench.rank_correlation([1, 1, 1], [0.2, 0.4, 0.6]))
+
+
+def test_regret_is_the_accuracy_lost_by_the_scores_first_choice(bench):
+    assert bench.regret([0.1, 0.9, 0.5], [0.2, 0.4, 0.6]) == pytest.approx(0.2)
+    assert bench.regret([0.1, 0.2, 0.5], [0.2, 0.4, 0.6]) == 0.0
+
+
+def test_partially_labeled_keeps_k_per_class_and_marks_the_rest(bench):
+    y = np.repeat([0, 1, 2], [10, 7, 9])
+    target = bench.partially_labeled(y, 3, draw=4)
+    kept = target >= 0
+    assert np.bincount(target[kept]).tolist() == [3, 3, 3]
+    assert (target[kept] == y[kept]).all() and (target[~kept] == -1).all()
+    assert (bench.partially_labeled(y, 3, draw=4) == target).all()
+    assert not (bench.partially_labeled(y, 3, draw=5) == target).all()
+
+
+def test_summary_leaves_nan_out(bench):
+    summary = bench._summary([0.5, float("nan"), 1.0])
+    assert summary == {"mean": 0.75, "std": 0.25, "n": 2}
+
+
+def test_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
+    argv = ["--quick", "--datasets", "wine", "--output-dir", str(tmp_path)]
+    assert bench.main(argv) == 0
+    report = json.loads((tmp_path / "selection.json").read_text())
+    (result,) = report["results"]
+    assert report["runs"][0]["command"] == "python benchmarks/bench_selection.py " + (
+        " ".join(argv)
+    )
+    assert result["n_labeled"] == 5 * 3
+    # The grid: every alpha at both epoch factors, scored on every draw.
+    grid = {(s["alpha"], s["epoch_factor"]) for s in result["settings"]}
+    assert grid == {(a, f) for a in bench.ALPHAS for f in bench.EPOCH_FACTORS}
+    assert all(len(s["test_accuracy"]) == result["draws"] for s in result["settings"])
+    assert all(0 < s["label_free"] <= 1 for s in result["settings"])
+    (search,) = result["search"]
+    assert search["chosen_alpha"] in bench.ALPHAS
+    assert search["hindsight"] >= max(search["chosen"], search["default"])
+    # The chosen alpha's accuracy is read from the grid's fit of that alpha.
+    by_alpha = {s["alpha"]: s for s in result["settings"] if s["epoch_factor"] == 1.0}
+    assert search["chosen"] == by_alpha[search["chosen_alpha"]]["test_accuracy"][0]
+    assert set(result["classifiers"]) == {"ACT", "raw"}
+    (keep,) = result["keep_best"]
+    assert 1 <= keep["best_epoch"] <= keep["epochs"]
+    markdown = (tmp_path / "selection.md").read_text()
+    assert "## wine" in markdown and "GridSearchCV" in markdown
+    assert "label spreading" in capsys.readouterr().out
