@@ -19,6 +19,7 @@ __all__ = [
     "ResNet18",
     "TabularEmbedding",
     "build_encoder",
+    "init_resnet_weights",
 ]
 
 
@@ -149,6 +150,15 @@ class ResNet18(nn.Module):
     cifar_stem : bool, default=True
         The CIFAR variant used by the ACT paper: a 3x3 stride-1 first convolution and no
         max-pool. False gives the ImageNet stem (7x7 stride 2 and a max-pool).
+    weight_init : {"pytorch", "torchvision"}, default="pytorch"
+        ``"pytorch"``: each layer's own default (Kaiming uniform with ``a = sqrt(5)``
+        for the convolutions). ``"torchvision"``: torchvision's ResNet initialisation,
+        Kaiming normal in fan-out mode for every convolution, BatchNorm weights 1 and
+        biases 0 (see :func:`init_resnet_weights`).
+    zero_init_residual : bool, default=False
+        Start the last BatchNorm of every residual block at weight 0, so that each
+        block begins as the identity (Goyal et al. 2017), as torchvision's option of
+        that name. Applies with either ``weight_init``.
 
     Examples
     --------
@@ -158,9 +168,20 @@ class ResNet18(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, out_features: int | None = None, cifar_stem: bool = True
+        self,
+        in_channels: int = 3,
+        out_features: int | None = None,
+        cifar_stem: bool = True,
+        *,
+        weight_init: str = "pytorch",
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(
+                f"weight_init must be one of {', '.join(map(repr, WEIGHT_INITS))}, got "
+                f"{weight_init!r}"
+            )
         if cifar_stem:
             stem: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)]
         else:
@@ -181,9 +202,48 @@ class ResNet18(nn.Module):
         if out_features is not None and out_features != 512:
             self.fc = nn.Linear(512, out_features)
             self.out_features = out_features
+        if weight_init == "torchvision" or zero_init_residual:
+            init_resnet_weights(
+                self,
+                kaiming=weight_init == "torchvision",
+                zero_init_residual=zero_init_residual,
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.stages(self.stem(x))))
+
+
+#: Weight initialisations of :class:`ResNet18`.
+WEIGHT_INITS = ("pytorch", "torchvision")
+
+
+def init_resnet_weights(
+    module: nn.Module, *, kaiming: bool = True, zero_init_residual: bool = False
+) -> None:
+    """Initialise a ResNet's weights in place, as torchvision's ResNet does.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; its convolutions, BatchNorms and :class:`BasicBlock` s are set.
+    kaiming : bool, default=True
+        Every convolution's weight from a normal distribution of standard deviation
+        ``sqrt(2 / fan_out)`` (Kaiming normal, fan-out mode, for ReLU), and every
+        BatchNorm's weight 1 and bias 0. Linear layers keep their own initialisation,
+        as in torchvision. Draws from torch's global generator.
+    zero_init_residual : bool, default=False
+        Set the weight of the last BatchNorm of every residual block to 0.
+    """
+    for layer in module.modules():
+        if kaiming and isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+        elif kaiming and isinstance(layer, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    if zero_init_residual:
+        for layer in module.modules():
+            if isinstance(layer, BasicBlock):
+                nn.init.zeros_(layer.bn2.weight)
 
 
 class ProjectionHead(nn.Module):

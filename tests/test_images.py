@@ -26,7 +26,7 @@ from skact._inputs import TabularAdapter
 from skact._persistence import ADAPTERS
 from skact._training import resolve_device
 from skact.augment import ImageAugment, TabularAugment
-from skact.networks import ConvNet, ResNet18
+from skact.networks import BasicBlock, ConvNet, ResNet18
 
 
 def _small(**params):
@@ -547,3 +547,40 @@ def test_bad_image_files_raise_errors_that_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"decompression-bomb limit.*MAX_IMAGE_PIXELS"):
         enc.fit(good)
     assert not hasattr(enc, "encoder_")  # every failed fit left it unfitted
+
+
+def test_resnet18_torchvision_init_is_kaiming_normal_fan_out():
+    torch.manual_seed(0)
+    net = ResNet18(3, weight_init="torchvision")
+    for conv in [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        # std sqrt(2 / fan_out) (ReLU gain sqrt(2)); a uniform init with a = sqrt(5)
+        # (PyTorch's) has std 1 / sqrt(3 fan_in), far below for every layer here.
+        expected = (2 / fan_out) ** 0.5
+        assert conv.weight.std().item() == pytest.approx(expected, rel=0.15)
+        assert conv.weight.abs().max().item() > 3**0.5 * expected  # normal, not uniform
+    for bn in [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+        assert (bn.weight == 1).all() and (bn.bias == 0).all()
+
+
+def test_resnet18_default_init_is_unchanged_and_zero_init_residual_is_an_option():
+    torch.manual_seed(0)
+    default = ResNet18(1)
+    torch.manual_seed(0)
+    explicit = ResNet18(1, weight_init="pytorch")
+    for a, b in zip(default.state_dict().values(), explicit.state_dict().values()):
+        assert torch.equal(a, b)
+    for conv in [m for m in default.modules() if isinstance(m, torch.nn.Conv2d)]:
+        # PyTorch's uniform init with a = sqrt(5): bound 1 / sqrt(fan_in).
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert conv.weight.abs().max().item() <= fan_in**-0.5
+    zero = ResNet18(1, weight_init="torchvision", zero_init_residual=True)
+    blocks = [m for m in zero.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 8
+    assert all((b.bn2.weight == 0).all() and (b.bn1.weight == 1).all() for b in blocks)
+    # Each block starts as the identity plus its shortcut: relu(x) for the plain ones.
+    zero.eval()
+    x = torch.rand(2, 64, 4, 4)
+    assert torch.equal(blocks[1](x), torch.relu(x))
+    with pytest.raises(ValueError, match="weight_init must be one of 'pytorch', "):
+        ResNet18(1, weight_init="kaiming")

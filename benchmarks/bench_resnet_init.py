@@ -1,0 +1,218 @@
+"""ResNet-18's weight initialisation: PyTorch's layer defaults against torchvision's.
+
+ACTEncoder fits the CIFAR ResNet-18 (``skact.networks.ResNet18``) with each
+initialisation in :data:`VARIANTS`, with the same seeds (so the views, batches and the
+label draws are paired), on the pool of a bench_fewshot.py data set; then a linear probe
+and k-NN on k labels per class are scored on its test part, as in bench_fewshot.py.
+The network is given to ACTEncoder as a callable of the input shape, which fit calls
+after seeding weight initialisation from ``random_state``: the ``pytorch`` row is the
+same model as ``encoder="resnet18"``.
+
+Writes ``resnet_init.json`` and ``resnet_init.md`` (command, machine, versions, date)
+under ``benchmarks/results/``.
+
+    python benchmarks/bench_resnet_init.py --epochs 10 --seeds 0 1      # CPU, ~1 h
+    python benchmarks/bench_resnet_init.py --device cuda --datasets photo_tiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_fewshot import DATASETS, _machine
+from sklearn.model_selection import train_test_split
+
+from skact import ACTEncoder
+from skact._environment import versions
+from skact.evaluation import few_shot_score
+from skact.networks import ResNet18
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Variant name -> ResNet18 keyword arguments.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pytorch": {"weight_init": "pytorch"},
+    "torchvision": {"weight_init": "torchvision"},
+    "torchvision, zero_init_residual": {
+        "weight_init": "torchvision",
+        "zero_init_residual": True,
+    },
+}
+KS = (1, 5, 10)
+
+
+def resnet(input_shape: tuple[int, ...], **kwargs: Any) -> ResNet18:
+    """The network ``encoder="resnet18"`` builds for ``input_shape``, with ``kwargs``."""
+    return ResNet18(input_shape[0], None, cifar_stem=max(input_shape[1:]) <= 64, **kwargs)
+
+
+def run_dataset(
+    name: str,
+    encoder_params: dict[str, Any],
+    seeds: Sequence[int],
+    n_draws: int,
+    max_samples: int | None,
+) -> list[dict[str, Any]]:
+    """One result per variant on one data set."""
+    dataset = DATASETS[name]
+    if dataset.split is not None:
+        X_pool, X_test, y_pool, y_test = dataset.split()
+    else:
+        X, y = dataset.load()
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=0.3, stratify=y, random_state=0
+        )
+    if max_samples is not None:
+        X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
+        X_test, y_test = X_test[:max_samples], y_test[:max_samples]
+    smallest = int(np.min(np.unique(y_pool, return_counts=True)[1]))
+    ks = [k for k in KS if k <= smallest // 2] or [1]
+    results = []
+    for variant, kwargs in VARIANTS.items():
+        per_seed, seconds, final_loss = [], [], []
+        for seed in seeds:
+            encoder = ACTEncoder(
+                **encoder_params,
+                encoder=functools.partial(resnet, **kwargs),
+                random_state=seed,
+            )
+            start = time.perf_counter()
+            encoder.fit(X_pool)
+            seconds.append(time.perf_counter() - start)
+            final_loss.append(float(encoder.loss_curve_[-1]))
+            per_seed.append(
+                few_shot_score(
+                    encoder, X_pool, y_pool, X_test, y_test, k=ks, n_draws=n_draws,
+                    random_state=seed,
+                )
+            )  # fmt: skip
+            print(
+                f"  {name} | {variant} | seed {seed}: fit {seconds[-1]:.0f} s, "
+                + ", ".join(f"{r.protocol} k={r.k} {r.mean:.3f}" for r in per_seed[-1]),
+                flush=True,
+            )
+        scores = []
+        for i, first in enumerate(per_seed[0]):
+            flat = np.concatenate([res[i].scores for res in per_seed])
+            scores.append(
+                {
+                    "k": first.k,
+                    "protocol": first.protocol,
+                    "mean": float(flat.mean()),
+                    "std": float(flat.std()),
+                    "seed_means": [float(res[i].mean) for res in per_seed],
+                }
+            )
+        results.append(
+            {
+                "dataset": name,
+                "variant": variant,
+                "kwargs": kwargs,
+                "seeds": list(seeds),
+                "n_draws": n_draws,
+                "fit_seconds": seconds,
+                "final_loss": final_loss,
+                "scores": scores,
+            }
+        )
+    return results
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Runs, then one table per data set (mean ± std over seeds x draws)."""
+    run = report["run"]
+    machine = run["machine"]
+    lines = [
+        "# ResNet-18 weight initialisation",
+        "",
+        "Few-shot test accuracy (mean ± std over seeds x label draws) of ACT with the "
+        "CIFAR ResNet-18 under each initialisation; see benchmarks/bench_resnet_init.py.",
+        "",
+        f"`{run['command']}`  ",
+        f"{run['date']}; {machine['platform']}, {machine['cpu_count']} CPUs, GPU "
+        f"{machine['cuda']}; " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
+        "  ",
+        f"encoder: `{json.dumps(run['config']['encoder_params'])}`, seeds "
+        f"{run['config']['seeds']}, {run['config']['draws']} draws"
+        + (f"  \nnote: {run['note']}" if run.get("note") else ""),
+    ]
+    for name in dict.fromkeys(r["dataset"] for r in report["results"]):
+        rows = [r for r in report["results"] if r["dataset"] == name]
+        columns = [f"{s['protocol']} k={s['k']}" for s in rows[0]["scores"]]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            "| init | " + " | ".join(columns) + " | final loss | fit s |",
+            "|---|" + "---|" * (len(columns) + 2),
+        ]
+        for r in rows:
+            cells = [f"{s['mean']:.3f} ± {s['std']:.3f}" for s in r["scores"]]
+            lines.append(
+                f"| {r['variant']} | " + " | ".join(cells) + f" | "
+                f"{np.mean(r['final_loss']):.3f} | {np.mean(r['fit_seconds']):.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["digits_images"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--epochs", type=int, help="max_iter (default: ACTEncoder's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-samples", type=int, help="pool and test rows at most")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--note", help="a note stored with the run")
+    args = parser.parse_args(argv)
+    unknown = [d for d in args.datasets if d not in DATASETS]
+    if unknown:
+        raise SystemExit(f"unknown data sets {unknown}; known: {', '.join(DATASETS)}")
+    encoder_params: dict[str, Any] = {"device": args.device}
+    if args.epochs is not None:
+        encoder_params["max_iter"] = args.epochs
+    run = {
+        "command": shlex.join(
+            [
+                "python",
+                "benchmarks/bench_resnet_init.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": versions(),
+        "config": {
+            "encoder_params": encoder_params,
+            "seeds": args.seeds,
+            "draws": args.draws,
+            "max_samples": args.max_samples,
+        },
+        "note": args.note,
+    }
+    report: dict[str, Any] = {"run": run, "results": []}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        print(f"{name}:", flush=True)
+        report["results"] += run_dataset(
+            name, encoder_params, args.seeds, args.draws, args.max_samples
+        )
+        (args.output_dir / "resnet_init.json").write_text(json.dumps(report, indent=1))
+        (args.output_dir / "resnet_init.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
