@@ -6,12 +6,13 @@ zip archive of two members,
 ``skact.json``
     The format name and version, the skact and torch versions that wrote it, the
     estimator's parameters, its fitted attributes, and the input adapter's kind and
-    state (arrays replaced by references into ``tensors.pt``), and the ``set_output``
-    container.
+    state (arrays replaced by references into ``tensors.pt``), the ``set_output``
+    container, and whether ``tensors.pt`` holds the optimiser's state
+    (``"optimizer_state"``, which files of older skact lack).
 ``tensors.pt``
     ``torch.save`` of tensors and plain values only (the networks' state dicts, the
-    optimiser's and adversary's state, the adapter's arrays), read back with
-    ``torch.load(weights_only=True)``, which refuses every other Python object.
+    optimiser's state or None, the adversary's state, the adapter's arrays), read back
+    with ``torch.load(weights_only=True)``, which refuses every other Python object.
 
 The networks are rebuilt from the parameters and then given the saved weights. A
 user-supplied ``encoder`` module or callable is code, so it is not saved: its weights
@@ -94,7 +95,9 @@ class ModelFileError(ValueError):
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
-def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
+def save(
+    estimator: ACTEncoder, path: str | os.PathLike[str], *, optimizer_state: bool = True
+) -> None:
     """Write a fitted estimator to ``path`` (see the module docstring for the layout).
 
     The file is written whole or not at all (:func:`skact._atomic.atomic_write`): to a
@@ -112,8 +115,13 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
         A fitted estimator.
     path : str or path-like
         Destination file.
+    optimizer_state : bool, default=True
+        Also write Adam's moments, two values per network parameter: about two thirds
+        of the file. Without them ``transform`` is unchanged, and ``warm_start`` or
+        ``partial_fit`` after :func:`load` start a fresh optimiser.
     """
     check_is_fitted(estimator)
+    optimizer = estimator._optimizer_state if optimizer_state else None
     params, custom_encoder = _params_to_json(estimator.get_params(deep=False))
     arrays: dict[str, Tensor] = {}
     adapter: Any = estimator._adapter  # InputAdapter with state_dict()
@@ -149,12 +157,13 @@ def save(estimator: ACTEncoder, path: str | os.PathLike[str]) -> None:
         },
         "fitted": fitted,
         "output": getattr(estimator, "_sklearn_output_config", {}).get("transform"),
+        "optimizer_state": optimizer is not None,
     }
     projector = estimator.projector_
     tensors = {
         "encoder": _to_cpu(estimator.encoder_.state_dict()),
         "projector": None if projector is None else _to_cpu(projector.state_dict()),
-        "optimizer": _to_cpu(estimator._optimizer_state),
+        "optimizer": _to_cpu(optimizer),
         "adversary": _to_cpu(estimator._adversary_state),
         "generator": estimator._generator_state.cpu(),
         "arrays": arrays,
@@ -517,7 +526,9 @@ class _Plan:
     """What a checked ``skact.json`` describes, before any tensor is read.
 
     ``encoder`` and ``projector`` are the networks built on the meta device (shapes
-    and dtypes, no memory); ``arrays`` the adapter's arrays as ``(shape, dtype)``.
+    and dtypes, no memory); ``arrays`` the adapter's arrays as ``(shape, dtype)``;
+    ``optimizer_state`` whether the file says it holds the optimiser's state (None: a
+    file of older skact, which does not say).
     """
 
     estimator: ACTEncoder
@@ -527,6 +538,7 @@ class _Plan:
     projector: torch.nn.Module | None
     arrays: dict[str, tuple[tuple[int, ...], torch.dtype]]
     correlation_width: int
+    optimizer_state: bool | None
     weight_bytes: int
     tensor_bytes: int
     target: torch.device
@@ -595,6 +607,9 @@ def _plan(
         )
         width = fitted["n_components_out"]
         saved = torch.device(fitted["device"])
+        optimizer_state = config.get("optimizer_state")
+        if optimizer_state is not None and type(optimizer_state) is not bool:
+            raise _corrupt(name, _CONFIG, f"optimizer_state={optimizer_state!r}")
     if custom is not None:
         estimator.set_params(encoder=encoder)
     if device is not None:
@@ -609,14 +624,16 @@ def _plan(
     if projector is not None:
         weights += projector.state_dict().values()
         parameters += projector.parameters()
+    # Adam's two moments and step per parameter, unless the file says they are left out.
+    adam = optimizer_state is not False
     expected = (
         sum(_nbytes(t) for t in weights)
-        + 2 * sum(_nbytes(p) for p in parameters)  # Adam's two moments
+        + (2 * sum(_nbytes(p) for p in parameters) if adam else 0)
         + 4 * correlation**2  # the adversary's G, float32
         + _cpu_generator_state_size()
         + sum(math.prod(s) * d.itemsize for s, d in arrays.values())
     )
-    records = len(weights) + 3 * len(parameters) + len(arrays) + 2
+    records = len(weights) + (3 * len(parameters) if adam else 0) + len(arrays) + 2
     return _Plan(
         estimator=estimator,
         config=config,
@@ -625,6 +642,7 @@ def _plan(
         projector=projector,
         arrays=arrays,
         correlation_width=correlation,
+        optimizer_state=optimizer_state,
         weight_bytes=sum(_nbytes(t) for t in weights),
         tensor_bytes=2 * expected + _BYTES_PER_TENSOR_RECORD * records + _MiB,
         target=target,
@@ -896,7 +914,7 @@ def _check_tensors(tensors: dict[str, Any], plan: _Plan, name: str) -> None:
     parameters = [*plan.encoder.parameters()]
     if plan.projector is not None:
         parameters += plan.projector.parameters()
-    _check_optimizer(tensors["optimizer"], parameters, name)
+    _check_optimizer(tensors["optimizer"], parameters, plan.optimizer_state, name)
     _check_adversary(tensors["adversary"], plan.correlation_width, name)
     _check_generator(tensors["generator"], plan, name)
 
@@ -960,10 +978,26 @@ def _check_finite(state: Any, what: str, name: str) -> None:
                 raise _corrupt(name, _TENSORS, f"{label}{key} holds NaN or infinite values")
 
 
-def _check_optimizer(state: Any, parameters: Sequence[Tensor], name: str) -> None:
-    """Adam's saved state: one entry per parameter, moments of the parameter's shape."""
+def _check_optimizer(
+    state: Any, parameters: Sequence[Tensor], recorded: bool | None, name: str
+) -> None:
+    """Adam's saved state: one entry per parameter, moments of the parameter's shape;
+    or None, only where ``skact.json`` says it was not saved (``recorded`` False), or
+    does not say (None: older skact)."""
     if state is None:
+        if recorded:
+            raise _corrupt(
+                name,
+                _TENSORS,
+                f"{_CONFIG} says it holds the optimizer's state, but {_TENSORS} has none",
+            )
         return
+    if recorded is False:
+        raise _corrupt(
+            name,
+            _TENSORS,
+            f"it holds an optimizer state, but {_CONFIG} says it was saved without one",
+        )
     if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
         raise _corrupt(name, _TENSORS, "the optimizer state is not a torch optimizer's")
     groups = state["param_groups"]

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import skact
+from skact import _persistence
 
 from _small import small_encoder
 
@@ -538,3 +539,85 @@ def test_untampered_rewrite_loads(tmp_path: Path, saved) -> None:
         path, [Member("skact.json", config), Member("tensors.pt", tensor_bytes(tensors))]
     )
     assert skact.load(path).transform(X).shape == (64, 3)
+
+
+# ------------------------------------------------------------- the optimizer's record
+
+
+@pytest.mark.parametrize(
+    ("record", "optimizer", "member", "message"),
+    [
+        (
+            True,
+            None,
+            "tensors.pt",
+            "skact.json says it holds the optimizer's state, but tensors.pt has none",
+        ),
+        (
+            False,
+            "saved",
+            "tensors.pt",
+            "it holds an optimizer state, but skact.json says it was saved without one",
+        ),
+        ("yes", "saved", "skact.json", "optimizer_state='yes'"),
+        (1, "saved", "skact.json", "optimizer_state=1"),
+    ],
+    ids=["record without moments", "moments without record", "string", "int"],
+)
+def test_optimizer_state_must_match_its_record(
+    tmp_path: Path, saved, record: Any, optimizer: str | None, member: str, message: str
+) -> None:
+    """A file without Adam's moments is accepted only where skact.json says it was
+    saved so (ACTEncoder.save(optimizer_state=False)), never in place of moments lost."""
+    config, tensors = saved
+    config = json.loads(config)
+    assert config["optimizer_state"] is True
+    config["optimizer_state"] = record
+    tensors = {**tensors, "optimizer": tensors["optimizer"] if optimizer else None}
+    path = tmp_path / "tampered.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", json.dumps(config).encode()),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    assert message in refused(path, member)
+
+
+def test_a_file_saved_without_moments_is_bounded_without_them(
+    tmp_path: Path, saved
+) -> None:
+    """skact.json's record also shrinks what tensors.pt may hold: without moments, a
+    member the size that room would allow is refused before it is read."""
+    config, tensors = saved
+    config = json.loads(config)
+
+    def bound(record: bool | None) -> int:
+        edited = {**config, "optimizer_state": record}
+        plan = _persistence._plan(skact.ACTEncoder, edited, "x", None, None)
+        return plan.tensor_bytes
+
+    lean_bound, older_bound = bound(False), bound(None)
+    assert lean_bound < older_bound
+    tensors = {**tensors, "optimizer": None}
+    size = len(tensor_bytes(tensors))
+    padding = torch.zeros((lean_bound + older_bound) // 2 - size, dtype=torch.uint8)
+    tensors["arrays"] = {**tensors["arrays"], "padding": padding}
+    data = tensor_bytes(tensors)
+    assert lean_bound < len(data) < older_bound
+    messages = {}
+    for record in (False, None):
+        path = tmp_path / f"{record}.skact"
+        write_zip(
+            path,
+            [
+                Member(
+                    "skact.json", json.dumps({**config, "optimizer_state": record}).encode()
+                ),
+                Member("tensors.pt", data),
+            ],
+        )
+        messages[record] = refused(path, "tensors.pt")
+    assert "more than the" in messages[False]
+    assert "more than the" not in messages[None]  # refused later, for the padding

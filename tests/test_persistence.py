@@ -374,11 +374,14 @@ def _one_byte_flipped(path: Path) -> None:
     ],
     ids=["truncated file", "flipped byte", "garbage tensors", "truncated tensors", "empty"],
 )
-def test_damaged_files_are_called_corrupt(tmp_path: Path, damage, message) -> None:
+@pytest.mark.parametrize("optimizer_state", [True, False], ids=["", "no optimizer"])
+def test_damaged_files_are_called_corrupt(
+    tmp_path: Path, damage, message, optimizer_state: bool
+) -> None:
     """A damaged genuine file is neither 'not a model' (advice for pickle files) nor a
     'pickle payload' (a security alarm), and never a bare torch or zip error."""
     path = tmp_path / "enc.skact"
-    small().fit(X).save(path)
+    small().fit(X).save(path, optimizer_state=optimizer_state)
     damage(path)
     with pytest.raises(ValueError) as info:
         skact.load(path)
@@ -507,3 +510,96 @@ def test_a_file_saved_with_a_nan_adversary_loads_and_trains_again(tmp_path: Path
     np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
     loaded.set_params(learning_rate=1e-6).partial_fit(X)
     assert np.isfinite(loaded.loss_curve_).all()
+
+
+# ------------------------------------------------------- saving without the optimizer
+
+
+def _parameters(enc: skact.ACTEncoder) -> list[torch.Tensor]:
+    heads = [] if enc.projector_ is None else [*enc.projector_.parameters()]
+    return [*enc.encoder_.parameters(), *heads]
+
+
+def test_saving_without_optimizer_state_leaves_out_adams_two_moments(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a ResNet-18 file was 141 MB, two thirds of it Adam's moments."""
+    enc = small(hidden_layer_sizes=(256, 256), max_iter=1).fit(X)
+    full, lean = tmp_path / "full.skact", tmp_path / "lean.skact"
+    enc.save(full)
+    enc.save(lean, optimizer_state=False)
+    parameters = _parameters(enc)
+    moments = 2 * sum(p.numel() * p.element_size() for p in parameters)
+    saved = full.stat().st_size - lean.stat().st_size
+    # Adam's two moments, plus torch.save's record of each of its three tensors
+    # (two moments and a step count) per parameter.
+    assert moments <= saved <= moments + 3 * len(parameters) * 4096
+    assert lean.stat().st_size < full.stat().st_size / 2
+    for path, holds in ((full, True), (lean, False)):
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("skact.json"))
+            tensors = torch.load(io.BytesIO(z.read("tensors.pt")), weights_only=True)
+        assert config["optimizer_state"] is holds
+        assert (tensors["optimizer"] is not None) is holds
+    loaded = skact.load(lean)
+    assert loaded._optimizer_state is None
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    # Saving changed nothing in the estimator: it still pickles with its moments.
+    assert enc._optimizer_state is not None
+    pickled = pickle.loads(pickle.dumps(enc))
+    assert pickled._optimizer_state["state"].keys() == enc._optimizer_state["state"].keys()
+    np.testing.assert_array_equal(pickled.transform(X), enc.transform(X))
+    # Saved again, a model loaded without moments says so again.
+    loaded.save(tmp_path / "again.skact")
+    with zipfile.ZipFile(tmp_path / "again.skact") as z:
+        assert json.loads(z.read("skact.json"))["optimizer_state"] is False
+
+
+@pytest.mark.parametrize("method", ["partial_fit", "warm_start"])
+def test_training_a_model_saved_without_optimizer_state_starts_a_fresh_adam(
+    tmp_path: Path, method: str
+) -> None:
+    """Its first steps match those of a fresh Adam from the same weights, adversary and
+    random streams; the full file's continue the saved moments instead."""
+    enc = small(adversary="ema").fit(X)
+    enc.save(tmp_path / "full.skact")
+    enc.save(tmp_path / "lean.skact", optimizer_state=False)
+    lean = skact.load(tmp_path / "lean.skact")
+    fresh = skact.load(tmp_path / "full.skact")
+    fresh._optimizer_state = None  # what a new Adam starts from
+    continued = skact.load(tmp_path / "full.skact")
+    for model in (lean, fresh, continued):
+        if method == "partial_fit":
+            model.partial_fit(X)
+        else:
+            model.set_params(warm_start=True, max_iter=1).fit(X)
+    steps = len(X) // 16  # one epoch of batches of 16
+    state = lean._optimizer_state["state"]
+    assert float(state[0]["step"]) == steps
+    assert float(continued._optimizer_state["state"][0]["step"]) == enc._step + steps
+    reference = fresh._optimizer_state["state"]
+    assert state.keys() == reference.keys()
+    for i, moments in state.items():
+        for key, value in moments.items():
+            torch.testing.assert_close(value, reference[i][key], rtol=0, atol=0)
+    assert not torch.equal(
+        state[0]["exp_avg"], continued._optimizer_state["state"][0]["exp_avg"]
+    )
+    np.testing.assert_array_equal(lean.transform(X), fresh.transform(X))
+    assert lean._step == enc._step + steps  # the schedule goes on, as after any load
+
+
+def test_older_files_without_the_optimizer_record_still_load(tmp_path: Path) -> None:
+    """Files of skact before the record: with moments, or with None (no step yet)."""
+    path = tmp_path / "enc.skact"
+    enc = small().fit(X)
+    enc.save(path)
+    config = rewrite(path)
+    del config["optimizer_state"]
+    rewrite(path, config=config)
+    assert skact.load(path)._optimizer_state is not None
+    enc.save(path, optimizer_state=False)
+    config = rewrite(path)
+    del config["optimizer_state"]
+    rewrite(path, config=config)
+    np.testing.assert_array_equal(skact.load(path).transform(X), enc.transform(X))
