@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from sklearn.model_selection import train_test_split
 
 import skact
 from skact import ACTEncoder
+from skact._training import Trainer
 from skact.cli import UsageError, build_parser, list_images, main, read_data
+from skact.cli.files import file_size
 from skact.evaluation import few_shot_score, raw_baseline, results_table
 
 TINY = [
@@ -240,6 +243,47 @@ def test_fit_options_reach_the_estimator(tmp_path, capsys):
     assert params["projection_dim"] is None
     # Options not given keep ACTEncoder's defaults.
     assert params["objective"] == ACTEncoder().objective
+
+
+def test_no_optimizer_state_writes_a_smaller_model_and_prints_its_size(tmp_path, capsys):
+    """Issue 16: --no-optimizer-state leaves Adam's moments out of the model, and the
+    final line gives the size of the file actually written."""
+    X, _ = _blobs()
+    np.save(tmp_path / "X.npy", X)
+    sizes, moments = {}, {}
+    for flags in ([], ["--no-optimizer-state"]):
+        path = tmp_path / f"model{len(flags)}.skact"
+        argv = ["fit", tmp_path / "X.npy", "-o", path, *TINY, "--hidden-layer-sizes", "64"]
+        code, out, _ = run(argv + flags, capsys)
+        size = path.stat().st_size
+        assert code == 0
+        assert out.rstrip().endswith(f"saved to {path} ({file_size(size)})")
+        model = skact.load(path)
+        assert (model._optimizer_state is None) is bool(flags)
+        sizes[bool(flags)] = size
+        parameters = [*model.encoder_.parameters(), *model.projector_.parameters()]
+        moments[bool(flags)] = 2 * sum(p.numel() * p.element_size() for p in parameters)
+    assert moments[True] == moments[False]
+    assert sizes[False] - sizes[True] >= moments[True]
+
+
+def test_ctrl_c_saves_without_optimizer_state_when_asked(tmp_path, capsys):
+    X, _ = _blobs()
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "m.skact"
+    argv = ["fit", tmp_path / "X.npy", "-o", path, *TINY, "--epochs", "3"]
+    original = Trainer.training_step
+
+    def training_step(self, batch):
+        if self.step == 5:  # 60 rows in 4 steps of 16: in the second epoch
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    with mock.patch.object(Trainer, "training_step", training_step):
+        code, _, err = run([*argv, "--no-optimizer-state"], capsys)
+    assert code == 130 and "saved the model trained so far (1 complete epoch)" in err
+    model = skact.load(path)
+    assert model.n_iter_ == 1 and model._optimizer_state is None
 
 
 # ---------------------------------------------------------------------------- image folders

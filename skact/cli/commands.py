@@ -168,8 +168,10 @@ def fit(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", "ACTEncoder.fit was interrupted")
             encoder.fit(table)
     except KeyboardInterrupt:
-        raise Interrupted(_save_interrupted(encoder, args.output)) from None
-    size = files.save_model(encoder, args.output)
+        raise Interrupted(
+            _save_interrupted(encoder, args.output, args.optimizer_state)
+        ) from None
+    size = files.save_model(encoder, args.output, optimizer_state=args.optimizer_state)
     print(
         f"fitted ACTEncoder on {len(data.X)} samples ({settings['encoder']} network, "
         f"{_plural(encoder.n_iter_, 'epoch')}, {time.perf_counter() - start:.1f} s, "
@@ -179,7 +181,7 @@ def fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_interrupted(encoder: ACTEncoder, path: Path) -> str:
+def _save_interrupted(encoder: ACTEncoder, path: Path, optimizer_state: bool) -> str:
     """Save what an interrupted fit kept, if anything; say what was written."""
     try:
         check_is_fitted(encoder)
@@ -187,7 +189,8 @@ def _save_interrupted(encoder: ACTEncoder, path: Path) -> str:
         return (
             f"interrupted (Ctrl-C) before any training step; nothing was written to {path}"
         )
-    files.save_model(encoder, path)  # a second Ctrl-C here leaves the old file: atomic
+    # A second Ctrl-C here leaves the old file: the save is atomic.
+    files.save_model(encoder, path, optimizer_state=optimizer_state)
     n = encoder.n_iter_
     return (
         f"interrupted (Ctrl-C); saved the model trained so far ({n} complete epoch"

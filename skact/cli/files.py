@@ -49,9 +49,10 @@ PATH_COLUMN = "path"
 # ---------------------------------------------------------------------------- model files
 
 
-def save_model(model: ACTEncoder, path: Path) -> int:
-    """Write a fitted model in skact's weights-only format; return the file's size."""
-    model.save(path)
+def save_model(model: ACTEncoder, path: Path, *, optimizer_state: bool = True) -> int:
+    """Write a fitted model in skact's weights-only format (see
+    :meth:`ACTEncoder.save` for ``optimizer_state``); return the file's size."""
+    model.save(path, optimizer_state=optimizer_state)
     return path.stat().st_size
 
 

@@ -428,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the fitted model",
     )
     fit.add_argument("--label", metavar="COL", help=label_help)
+    fit.add_argument(
+        "--no-optimizer-state",
+        dest="optimizer_state",
+        action="store_false",
+        help="leave Adam's moments out of MODEL: a file about a third the size, with "
+        "the same features; further training of it starts a fresh optimizer",
+    )
     add_training_options(fit, seed_default=argparse.SUPPRESS)
 
     transform = commands.add_parser(
