@@ -20,7 +20,6 @@ adversary ``G`` that is held fixed during the encoder step. :class:`Adversary` s
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
@@ -36,6 +35,8 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 from torch import Tensor, nn
+
+from ._params import ParamsMixin
 
 __all__ = [
     "OBJECTIVES",
@@ -543,7 +544,7 @@ class ACTCriterion:
         return (alignment + self.alpha * dual).mean()
 
 
-class Objective(nn.Module):
+class Objective(ParamsMixin, nn.Module):
     """An objective of any number of views, with scikit-learn parameters.
 
     A subclass stores its constructor arguments unchanged (as a scikit-learn estimator
@@ -558,54 +559,6 @@ class Objective(nn.Module):
     #: The ``objective`` string that means this class with its default parameters.
     name: ClassVar[str]
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values() if p.name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments, for copies, grid searches and saving.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Ignored: no parameter is itself an object with parameters.
-
-        Returns
-        -------
-        dict
-            ``type(obj)(**obj.get_params())`` builds an equal objective.
-        """
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> Objective:
-        """Set constructor arguments by name.
-
-        Parameters
-        ----------
-        **params
-            Parameter names and values, as :meth:`get_params` lists them.
-
-        Returns
-        -------
-        Objective
-            This object.
-
-        Raises
-        ------
-        ValueError
-            For a name that is not a parameter.
-        """
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"invalid parameter {name!r} for {type(self).__name__}; valid "
-                    f"parameters: {', '.join(valid)}"
-                )
-            setattr(self, name, value)
-        return self
 
     def validate(self) -> None:
         """Raise a ValueError naming the first parameter out of range.

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._params import ParamsMixin
+
 __all__ = ["Compose", "ImageAugment", "ViewParams"]
 
 #: ITU-R 601 luma weights, as in PIL's and torchvision's grayscale conversion.
@@ -87,7 +89,7 @@ class ViewParams:
         return dataclasses.replace(self, **moved)
 
 
-class ImageAugment:
+class ImageAugment(ParamsMixin):
     """Random augmented views of a batch of images, as in SimCLR and the ACT paper.
 
     The input is a float batch of shape ``(n, C, H, W)`` with values in [0, 1]. Each
@@ -196,60 +198,6 @@ class ImageAugment:
         self.blur_p = blur_p
         self.blur_sigma = blur_sigma
         self.blur_kernel_size = blur_kernel_size
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments, for copies and for saving.
-
-        With this and :meth:`set_params`, scikit-learn treats an augmentation passed as
-        ``ACTEncoder(augment=...)`` as a nested object: ``clone`` copies it and a grid
-        search can tune ``augment__flip_p`` and the like.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Ignored: no parameter is itself an object with parameters.
-
-        Returns
-        -------
-        dict
-            ``ImageAugment(**aug.get_params())`` builds an equal augmentation.
-        """
-        return {
-            name: getattr(self, name)
-            for name in (
-                "output_size", "crop_scale", "crop_ratio", "interpolation", "flip_p",
-                "brightness", "contrast", "saturation", "hue", "jitter_p", "grayscale_p",
-                "blur_p", "blur_sigma", "blur_kernel_size",
-            )
-        }  # fmt: skip
-
-    def set_params(self, **params: Any) -> ImageAugment:
-        """Set constructor arguments by name.
-
-        Parameters
-        ----------
-        **params
-            Parameter names and values, as :meth:`get_params` lists them.
-
-        Returns
-        -------
-        ImageAugment
-            This object.
-
-        Raises
-        ------
-        ValueError
-            For a name that is not a parameter.
-        """
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"invalid parameter {name!r} for ImageAugment; valid parameters: "
-                    f"{', '.join(valid)}"
-                )
-            setattr(self, name, value)
-        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
