@@ -37,18 +37,35 @@ unlabeled training part:
   table has NaN (the default refuses them);
 
 each scored by a linear probe (logistic regression on standardised features) and k-NN
-(5 neighbours, fewer when k < 5) trained on k labelled rows per class; and ``hgb``:
+(5 neighbours, fewer when k < 5) trained on k labelled rows per class, and with
+``--protocols ... spreading`` by label spreading, which also uses the unlabelled rows:
+``LabelSpreading(kernel="knn", n_neighbors=10)`` on the standardised features of the
+whole pool, -1 for every row but the drawn ones (a test row whose neighbours the labels
+did not reach gets LabelSpreading's fallback, the first class; the report gives their
+share); and ``hgb``:
 ``HistGradientBoostingClassifier(categorical_features="from_dtype")`` with its defaults,
 trained on the labelled rows of the raw table, the supervised reference. Labels are
 drawn as in ``skact.evaluation.few_shot_score`` (paired: every row sees the same draws
 for a seed), k in 1, 5, 10, 25 where the smallest class of the pool has at least 2k rows.
 
-``--variants`` adds measured alternatives to the default recipe (issue 18, item 2):
-``act+onehot`` (ACT's features joined with the one-hot input), other corruption rates,
-half the epochs, and ACT fitted on the one-hot matrix.
+``--variants`` adds measured alternatives to the default recipe (issue 18, item 2), each
+a recipe a user can apply without changing skact:
+
+- ``act+onehot``: ACT's features joined with the one-hot input;
+- ``act:corruption_rate=0.05``, ``0.1``, ``0.3``: other corruption rates (default 0.2);
+- ``act:epochs=x0.5``, ``act:epochs=x2``: half and twice the default 100 epochs;
+- ``act_on_onehot``: ACT fitted on the one-hot matrix instead of the raw table;
+- ``act:quantile``: numeric columns quantile-transformed to a normal distribution
+  (``QuantileTransformer(n_quantiles=min(1000, rows))`` fitted on the pool; NaN stays
+  NaN for ``handle_missing="indicator"``), categories untouched, before ACT;
+- ``act:hidden=256x256``, ``act:n_components=32``: a smaller network, a narrower output
+  (default 512-512 -> 64, perhaps too large for a few hundred rows);
+- ``act:layers=concat``: ``transform`` returns every hidden block's output (after its
+  ReLU) joined with the last layer's.
 
     python benchmarks/bench_tables.py                       # every table, main rows
     python benchmarks/bench_tables.py --variants --merge    # add the variant rows
+    python benchmarks/bench_tables.py --protocols linear knn spreading
     python benchmarks/bench_tables.py --tables chile wage --merge
     python benchmarks/bench_tables.py --list
     python benchmarks/bench_tables.py --quick               # tiny smoke configuration
@@ -84,12 +101,15 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
+from sklearn.semi_supervised import LabelSpreading
 from sklearn.utils import check_random_state
+from torch import nn
 
 from skact import ACTEncoder
 from skact._environment import versions
 from skact.evaluation import pca_baseline, sample_k_shot
+from skact.networks import MLP
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10, 25)
@@ -108,6 +128,9 @@ QUICK_ENCODER = {
 }
 QUICK_ROWS = 300
 METRICS = {"balanced_accuracy": balanced_accuracy_score, "accuracy": accuracy_score}
+#: How features are scored; "spreading" also uses the pool's unlabelled rows.
+PROTOCOLS = ("linear", "knn", "spreading")
+DEFAULT_PROTOCOLS = ("linear", "knn")
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,10 @@ class Row:
     on_onehot: bool = False
     #: ACT's features joined with the one-hot features.
     join_onehot: bool = False
+    #: Numeric columns quantile-transformed to a normal distribution before ACT.
+    quantile: bool = False
+    #: ACT's hidden blocks' outputs joined with its last layer's.
+    concat_layers: bool = False
     variant: bool = False
 
 
@@ -222,6 +249,16 @@ def all_rows() -> dict[str, Row]:
             variant=True,
         ),
         Row("act_on_onehot", "act", on_onehot=True, variant=True),
+        Row("act:quantile", "act", quantile=True, variant=True),
+        Row(
+            "act:hidden=256x256",
+            "act",
+            {"hidden_layer_sizes": (256, 256)},
+            variant=True,
+        ),
+        Row("act:n_components=32", "act", {"n_components": 32}, variant=True),
+        Row("act:epochs=x2", "act", {"max_iter": 2 * DEFAULT_EPOCHS}, variant=True),
+        Row("act:layers=concat", "act", concat_layers=True, variant=True),
     ]
     return {r.name: r for r in rows}
 
@@ -250,6 +287,64 @@ def onehot(X: pd.DataFrame) -> Pipeline:
     return make_pipeline(transformer)
 
 
+def quantile_numeric(X_pool: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A map that quantile-transforms the numeric columns of ``X_pool`` to a normal.
+
+    ``QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, rows))``
+    fitted on ``X_pool``; it ignores NaN when fitting and keeps them when
+    transforming, so ACT's ``handle_missing="indicator"`` still sees the gaps.
+    Categorical columns pass unchanged.
+    """
+    numeric = [c for c in X_pool.columns if not is_categorical(X_pool[c])]
+    if not numeric:
+        return _unchanged
+    quantiles = QuantileTransformer(
+        n_quantiles=min(1000, len(X_pool)), output_distribution="normal", random_state=0
+    ).fit(X_pool[numeric].to_numpy(dtype=float))
+
+    def transform(X: pd.DataFrame) -> pd.DataFrame:
+        X = X.copy()
+        X[numeric] = quantiles.transform(X[numeric].to_numpy(dtype=float))
+        return X
+
+    return transform
+
+
+def concat_layers(encoder: ACTEncoder) -> Callable[[Any], np.ndarray]:
+    """``encoder.transform`` preceded by each hidden block's output (after its ReLU).
+
+    The blocks are those of the skact MLP inside the fitted ``encoder_``; forward hooks
+    read them while ``transform`` runs, so its batching and evaluation mode apply.
+    """
+    mlp = next((m for m in encoder.encoder_.modules() if isinstance(m, MLP)), None)
+    if mlp is None:
+        raise ValueError(
+            "act:layers=concat reads the hidden blocks of skact's MLP; fit the encoder "
+            f"on a table with encoder='mlp' (got {type(encoder.encoder_).__name__})"
+        )
+    relus = [m for m in mlp.layers if isinstance(m, nn.ReLU)]
+
+    def transform(X: Any) -> np.ndarray:
+        captured: list[list[np.ndarray]] = [[] for _ in relus]
+
+        def keep(store: list[np.ndarray], module: nn.Module, args: Any, out: Any) -> None:
+            # ReLU works in place on BatchNorm's output: copy before the next batch.
+            store.append(out.detach().float().cpu().numpy().copy())
+
+        handles = [
+            relu.register_forward_hook(partial(keep, store))
+            for relu, store in zip(relus, captured, strict=True)
+        ]
+        try:
+            last = encoder.transform(X)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return np.hstack([*(np.concatenate(store) for store in captured), last])
+
+    return transform
+
+
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
     """String columns as pandas categories, for HGB's ``categorical_features``."""
     X = X.copy()
@@ -272,6 +367,36 @@ def _probe(protocol: str, k: int) -> Any:
     return KNeighborsClassifier(n_neighbors=max(1, min(5, k)))
 
 
+def _spread_predict(
+    pool_features: np.ndarray,
+    y_pool: np.ndarray,
+    test_features: np.ndarray,
+    idx: np.ndarray,
+    *,
+    unreached: list[float] | None = None,
+) -> np.ndarray:
+    """LabelSpreading on the standardised pool: rows ``idx`` labelled, the rest -1.
+
+    A test row whose 10 pool neighbours received no label has no class probability
+    (0/0); ``LabelSpreading.predict`` then gives it the first class. The share of such
+    rows is appended to ``unreached``, so the report can say how much of a score is
+    that fallback.
+    """
+    classes, codes = np.unique(y_pool, return_inverse=True)
+    labels = np.full(len(y_pool), -1)
+    labels[idx] = codes[idx]
+    scaler = StandardScaler().fit(pool_features)
+    spreading = LabelSpreading(kernel="knn", n_neighbors=10)
+    spreading.fit(scaler.transform(pool_features), labels)
+    # The 0/0 of unreached rows is counted below rather than warned about per draw.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        proba = spreading.predict_proba(scaler.transform(test_features))
+    if unreached is not None:
+        unreached.append(float(np.isnan(proba).any(axis=1).mean()))
+    # LabelSpreading.predict's own rule (argmax, so the first class where all is NaN).
+    return classes[spreading.classes_[np.argmax(proba, axis=1)]]
+
+
 def _probe_predict(
     protocol: str,
     k: int,
@@ -279,7 +404,13 @@ def _probe_predict(
     y_pool: np.ndarray,
     test_features: np.ndarray,
     idx: np.ndarray,
+    *,
+    unreached: list[float] | None = None,
 ) -> np.ndarray:
+    if protocol == "spreading":
+        return _spread_predict(
+            train_features, y_pool, test_features, idx, unreached=unreached
+        )
     probe = _probe(protocol, k).fit(train_features[idx], y_pool[idx])
     return probe.predict(test_features)
 
@@ -333,10 +464,19 @@ def fit_representation(
         return lambda X: encoder.transform(base.transform(X)), len(fit_on)
     if fit_on.isna().any().any():
         params.setdefault("handle_missing", "indicator")
-    act = ACTEncoder(**params).fit(fit_on)
+    prepare = quantile_numeric(X_pool) if row.quantile else _unchanged
+    act = ACTEncoder(**params).fit(prepare(fit_on))
+    encode = concat_layers(act) if row.concat_layers else act.transform
     if row.join_onehot:
-        return lambda X: np.hstack([act.transform(X), base.transform(X)]), len(fit_on)
-    return act.transform, len(fit_on)
+        return (
+            lambda X: np.hstack([encode(prepare(X)), base.transform(X)]),
+            len(fit_on),
+        )
+    return lambda X: encode(prepare(X)), len(fit_on)
+
+
+def _unchanged(X: pd.DataFrame) -> pd.DataFrame:
+    return X
 
 
 def usable_ks(y_pool: np.ndarray, ks: Sequence[int]) -> list[int]:
@@ -354,8 +494,12 @@ def run_table(
     ks: Sequence[int],
     max_rows: int | None,
     log: Callable[[str], None],
+    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
 ) -> list[dict[str, Any]]:
-    """Score every row on one table; one result dict per row."""
+    """Score every row on one table; one result dict per row.
+
+    ``protocols`` score the representations; ``hgb`` is always ``"supervised"``.
+    """
     X, y = table.load()
     X_pool, X_test, y_pool, y_test = train_test_split(
         X, y, test_size=0.3, stratify=y, random_state=0
@@ -367,6 +511,7 @@ def run_table(
     results = []
     for row in rows:
         per_seed: dict[tuple[str, int], list[dict[str, list[float]]]] = {}
+        unreached: dict[tuple[str, int], list[float]] = {}
         n_fit = len(X_pool)
         features = None
         for seed in seeds:
@@ -389,16 +534,21 @@ def run_table(
                 log(f"  {table.name} | {row.name} | seed {seed}: fitted on {n_fit} rows")
             for k in ks:
                 draws = paired_draws(y_pool, k, n_draws, seed)
-                for protocol in ("linear", "knn"):
+                for protocol in protocols:
                     predict = partial(
-                        _probe_predict, protocol, k, features[0], y_pool, features[1]
-                    )
+                        _probe_predict, protocol, k, features[0], y_pool, features[1],
+                        unreached=unreached.setdefault((protocol, k), []),
+                    )  # fmt: skip
                     scores = score_draws(predict, y_test, draws)
                     per_seed.setdefault((protocol, k), []).append(scores)
         summaries = [
             _summarise(protocol, k, by_seed, table.metric)
             for (protocol, k), by_seed in per_seed.items()
         ]
+        for summary in summaries:
+            shares = unreached.get((summary["protocol"], summary["k"]))
+            if shares:
+                summary["unreached"] = float(np.mean(shares))
         results.append(
             {
                 "table": table.name,
@@ -494,10 +644,15 @@ def markdown(report: dict[str, Any]) -> str:
         "metric per table below) of a linear probe (logistic regression on standardised",
         "features) and k-NN (5 neighbours, fewer when k < 5) trained on k labelled rows",
         "per class of the unlabeled training part (70/30 stratified split,",
-        "random_state=0); `hgb` is HistGradientBoostingClassifier trained on the raw",
-        "labelled rows (defaults, categorical_features='from_dtype'). `act` is",
-        "ACTEncoder's default configuration; `act:x=v` changes one parameter. The data",
-        "sets and why they were chosen: the docstring of benchmarks/bench_tables.py.",
+        "random_state=0); where run, `spreading` is LabelSpreading(kernel='knn',",
+        "n_neighbors=10) on the standardised features of the whole training part (the",
+        'unlabeled rows too); "(x% unreached)": the share of test rows whose 10',
+        "neighbours the spreading gave no label, which LabelSpreading assigns to the",
+        "first class (alphabetical). `hgb` is HistGradientBoostingClassifier trained on",
+        "the raw labelled rows (defaults, categorical_features='from_dtype'). `act` is",
+        "ACTEncoder's default configuration; `act:x=v` changes one parameter; the",
+        "variants are listed in the docstring of benchmarks/bench_tables.py, with the",
+        "data sets and why they were chosen.",
         "Times not measured: shared CPU.",
         "",
         "## Runs",
@@ -513,7 +668,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{machine['torch_threads']} torch thread(s), OMP_NUM_THREADS="
             f"{machine['OMP_NUM_THREADS']}, nice {machine['nice']}; {lib}",
             f"   encoder: `{json.dumps(config['encoder_params'])}`, seeds "
-            f"{config['seeds']}, {config['draws']} draws per seed and k"
+            f"{config['seeds']}, {config['draws']} draws per seed and k, probes "
+            + ", ".join(config.get("protocols", DEFAULT_PROTOCOLS))
             + (" (quick)" if config["quick"] else ""),
         ]
         lines += [line + "  " for line in entry[:-1]] + entry[-1:]
@@ -564,7 +720,7 @@ def markdown(report: dict[str, Any]) -> str:
             for s in r["scores"]
             for k in [s["k"]]
         }
-        for protocol in ("linear", "knn", "supervised"):
+        for protocol in (*PROTOCOLS, "supervised"):
             for r in results:
                 cells = {s["k"]: s for s in r["scores"] if s["protocol"] == protocol}
                 if not cells:
@@ -576,6 +732,8 @@ def markdown(report: dict[str, Any]) -> str:
                         shown.append("")
                         continue
                     text = f"{s['mean']:.3f} ± {s['std']:.3f}"
+                    if s.get("unreached"):
+                        text += f" ({s['unreached']:.0%} unreached)"
                     bold = protocol != "supervised" and s["mean"] >= best[protocol, k]
                     shown.append(f"**{text}**" if bold else text)
                 fitted = "labelled rows" if protocol == "supervised" else r["n_fit"]
@@ -589,7 +747,7 @@ def _target_section(results: Sequence[dict[str, Any]]) -> list[str]:
     rows = sorted({r["row"] for r in results if r["row"].startswith("act")})
     rows = ["act", *[r for r in rows if r != "act"]] if "act" in rows else rows
     lines = []
-    for protocol in ("linear", "knn"):
+    for protocol in PROTOCOLS:
         for row in rows:
             checks = target_check(results, row=row, protocol=protocol)
             if not checks:
@@ -632,6 +790,29 @@ def _target_section(results: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def merge_results(
+    old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replace each (table, row) of ``new`` in ``old``, keeping the probes not rerun.
+
+    A replaced row keeps its old scores of the probes ``new`` did not run, so
+    ``--protocols spreading --merge`` adds a probe to a row. Each score keeps the index
+    of the run that measured it under ``"run"``.
+    """
+    fresh = {(r["table"], r["row"]): r for r in new}
+    kept = []
+    for r in old:
+        replacement = fresh.get((r["table"], r["row"]))
+        if replacement is None:
+            kept.append(r)
+            continue
+        measured = {s["protocol"] for s in replacement["scores"]}
+        replacement["scores"] += [
+            {"run": r.get("run"), **s} for s in r["scores"] if s["protocol"] not in measured
+        ]
+    return kept + list(new)
+
+
 def _select(names: Sequence[str], patterns: Sequence[str] | None, what: str) -> list[str]:
     if not patterns:
         return list(names)
@@ -657,6 +838,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--variants", action="store_true", help="run the variant rows (issue 18, item 2)"
+    )
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=list(DEFAULT_PROTOCOLS),
+        help="how the features are scored; spreading also uses the unlabelled rows "
+        "(default: %(default)s)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--draws", type=int, default=10, help="label draws per seed, k")
@@ -719,6 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "draws": draws,
             "ks": ks,
             "quick": args.quick,
+            "protocols": args.protocols,
             "max_rows": max_rows,
             "pretrain_rows": {t: TABLES[t].pretrain_rows for t in table_names},
         },
@@ -738,14 +928,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"{name}: {table.description}")
         new = run_table(
             table, [rows[n] for n in chosen], encoder_params, seeds, draws, ks,
-            max_rows, log,
+            max_rows, log, args.protocols,
         )  # fmt: skip
         for result in new:
             result["run"] = run_index
-        replaced = {(r["table"], r["row"]) for r in new}
-        report["results"] = [
-            r for r in report["results"] if (r["table"], r["row"]) not in replaced
-        ] + new
+            for summary in result["scores"]:
+                summary["run"] = run_index
+        report["results"] = merge_results(report["results"], new)
         # Written after every table, so an interrupted run keeps what it finished.
         json_path.write_text(json.dumps(report, indent=1) + "\n")
         md_path.write_text(markdown(report))

@@ -7,9 +7,14 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.semi_supervised import LabelSpreading
+from torch import nn
 
 from skact.evaluation import few_shot_score
+from skact.networks import MLP
 
 from _benchmarks import benchmark_module
 
@@ -214,3 +219,179 @@ def test_render_rewrites_markdown_with_capped_pretraining(bench, tmp_path):
     assert "| yrbss | 0.495 | 0.500 | -0.005 | close |" in md
     assert "| act | linear | 0.495 ± 0.000 | 3000 |" in md
     assert "## Notes\n\n- why\n" in md
+
+
+NEW_VARIANTS = [
+    "act:quantile",
+    "act:hidden=256x256",
+    "act:n_components=32",
+    "act:epochs=x2",
+    "act:layers=concat",
+]
+
+
+def test_new_variants_run_with_their_settings(bench, table, tmp_path, monkeypatch, capsys):
+    fitted = []
+
+    class Recording(bench.ACTEncoder):
+        def fit(self, X, y=None):
+            fitted.append((self, X))
+            return super().fit(X, y)
+
+    monkeypatch.setattr(bench, "ACTEncoder", Recording)
+    rows = bench.all_rows()
+    assert all(rows[name].variant for name in NEW_VARIANTS)
+    argv = ["--quick", "--tables", "synthetic", "--output-dir", str(tmp_path)]
+    assert bench.main([*argv, "--rows", *NEW_VARIANTS]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "tables.json").read_text())
+    results = {r["row"]: r for r in report["results"]}
+    assert list(results) == NEW_VARIANTS
+    for result in results.values():
+        got = sorted((s["protocol"], s["k"]) for s in result["scores"])
+        assert got == [("knn", 1), ("knn", 5), ("linear", 1), ("linear", 5)]
+        assert result["n_fit"] == 91
+    encoders = dict(zip(NEW_VARIANTS, fitted, strict=True))
+    # The row's setting replaces the quick configuration's, the rest stays.
+    hidden = encoders["act:hidden=256x256"][0]
+    assert hidden.hidden_layer_sizes == (256, 256) and hidden.n_components == 8
+    assert encoders["act:n_components=32"][0].n_components == 32
+    assert encoders["act:epochs=x2"][0].n_iter_ == 2 * bench.DEFAULT_EPOCHS == 200
+    # act:quantile hands ACT the quantile-transformed pool, gaps kept for the indicator.
+    encoder, X_pool = encoders["act:quantile"]
+    assert encoder.handle_missing == "indicator" and len(X_pool) == 91
+    assert X_pool["size"].isna().any() and X_pool["colour"].isna().any()
+    assert abs(X_pool["size"].mean()) < 0.2  # normal scores, not sizes 0 to 4
+    md = (tmp_path / "tables.md").read_text()
+    for name in NEW_VARIANTS:
+        assert f"| {name} | linear |" in md and f"| {name} | knn |" in md
+
+
+def test_concat_layers_joins_every_hidden_block_and_the_output(bench):
+    X, _ = synthetic()
+    params = {
+        **bench.QUICK_ENCODER,
+        "hidden_layer_sizes": (16, 12),
+        "device": "cpu",
+        "batch_size": 32,  # transform in 5 batches: the hooks must keep row order
+    }
+    row = bench.all_rows()["act:layers=concat"]
+    transform, _ = bench.fit_representation(row, X, params, 0, None)
+    assert transform(X).shape == (130, 16 + 12 + 8)
+    encoder = bench.ACTEncoder(**params, random_state=0, handle_missing="indicator")
+    encoder.fit(X)
+    mlp = next(m for m in encoder.encoder_.modules() if isinstance(m, MLP))
+    linears = [m for m in mlp.layers if isinstance(m, nn.Linear)]
+    widths = [m.out_features for m in linears]
+    assert widths == [16, 12, 8]
+    features = bench.concat_layers(encoder)(X)
+    assert features.shape == (130, sum(widths))
+    first, second = features[:, :16], features[:, 16:28]
+    assert (first >= 0).all() and (second >= 0).all()  # after each block's ReLU
+    np.testing.assert_allclose(features[:, 28:], encoder.transform(X), rtol=1e-6)
+    # The output layer applied to the second block's output gives the representation.
+    with torch.no_grad():
+        out = linears[-1](torch.from_numpy(second)).numpy()
+    np.testing.assert_allclose(out, features[:, 28:], rtol=1e-4, atol=1e-5)
+    # Hooks are removed after each call: a plain transform is unchanged.
+    assert sum(len(m._forward_hooks) for m in mlp.modules()) == 0
+
+
+def test_quantile_numeric_keeps_gaps_and_order(bench):
+    X, _ = synthetic()
+    X["count"] = np.arange(130)[::-1]  # an integer column becomes float scores
+    transformed = bench.quantile_numeric(X)(X)
+    assert list(transformed.columns) == list(X.columns)
+    pd.testing.assert_frame_equal(transformed.isna(), X.isna())
+    pd.testing.assert_series_equal(transformed["colour"], X["colour"])
+    for column in ("size", "noise", "count"):
+        kept = X[column].notna()
+        order = np.argsort(X.loc[kept, column].to_numpy())
+        ranked = transformed.loc[kept, column].to_numpy()[order]
+        assert np.all(np.diff(ranked) > 0), column  # distinct values: strictly monotone
+        assert abs(np.median(ranked)) < 0.1 and ranked.std() > 0.5  # normal scores
+    assert transformed["size"].dtype == float
+    # A table of categories only passes through (QuantileTransformer refuses 0 columns).
+    categories = X[["colour"]]
+    assert bench.quantile_numeric(categories)(categories) is categories
+
+
+def test_spreading_is_label_spreading_on_the_pool(bench):
+    """One draw of the spreading protocol, by hand."""
+    X, y = synthetic()
+    features = bench.onehot(X).fit_transform(X)
+    pool, test, y_pool, y_test = train_test_split(
+        features, y, test_size=0.3, stratify=y, random_state=0
+    )
+    (idx,) = bench.paired_draws(y_pool, 2, 1, seed=3)
+    unreached: list[float] = []
+    predict = partial(
+        bench._probe_predict, "spreading", 2, pool, y_pool, test, unreached=unreached
+    )
+    got = bench.score_draws(predict, y_test, [idx])["accuracy"]
+    classes, codes = np.unique(y_pool, return_inverse=True)
+    labels = np.full(len(y_pool), -1)
+    labels[idx] = codes[idx]
+    scaler = StandardScaler().fit(pool)
+    spreading = LabelSpreading(kernel="knn", n_neighbors=10)
+    spreading.fit(scaler.transform(pool), labels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = classes[spreading.predict(scaler.transform(test))]
+        proba = spreading.predict_proba(scaler.transform(test))
+    assert got == [pytest.approx(np.mean(predicted == y_test))]
+    assert unreached == [pytest.approx(np.isnan(proba).any(axis=1).mean())]
+
+
+def test_spreading_protocol_is_chosen_reported_and_merged(bench, table, tmp_path, capsys):
+    common = ["--quick", "--tables", "synthetic", "--output-dir", str(tmp_path)]
+    assert bench.main([*common, "--rows", "onehot"]) == 0
+    again = [*common, "--rows", "onehot", "--protocols", "spreading", "--merge"]
+    assert bench.main(again) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "tables.json").read_text())
+    assert [r["config"]["protocols"] for r in report["runs"]] == [
+        ["linear", "knn"],
+        ["spreading"],
+    ]
+    (onehot,) = report["results"]
+    measured = sorted((s["protocol"], s["k"], s["run"]) for s in onehot["scores"])
+    # The second run adds the spreading scores and keeps the first run's probes.
+    assert measured == [
+        ("knn", 1, 0), ("knn", 5, 0), ("linear", 1, 0), ("linear", 5, 0),
+        ("spreading", 1, 1), ("spreading", 5, 1),
+    ]  # fmt: skip
+    spreading = [s for s in onehot["scores"] if s["protocol"] == "spreading"]
+    assert all(0 <= s["unreached"] <= 1 for s in spreading)
+    assert all("unreached" not in s for s in onehot["scores"] if s not in spreading)
+    md = (tmp_path / "tables.md").read_text()
+    assert "| onehot | spreading |" in md
+    assert "probes linear, knn (quick)" in md and "probes spreading (quick)" in md
+    assert md.index("| onehot | knn |") < md.index("| onehot | spreading |")
+    with pytest.raises(SystemExit):
+        bench.main([*common, "--protocols", "svm"])
+    assert "invalid choice: 'svm'" in capsys.readouterr().err
+
+
+def test_spreading_rows_in_the_target_section(bench):
+    results = []
+    for row, mean, unreached in [("onehot", 0.5, 0.25), ("act", 0.52, 0.0)]:
+        r = result(bench, "chile", row, mean)
+        r["scores"].append(
+            {"protocol": "spreading", "k": bench.TARGET_K, "mean": mean + 0.1,
+             "std": 0.0, "unreached": unreached}
+        )  # fmt: skip
+        r.update(metric="balanced_accuracy", n_pool=100, n_test=50, n_fit=100)
+        results.append(r)
+    lines = "\n".join(bench._target_section(results))
+    assert "| act | spreading | +0.020 | 1/1 | +0.020 | chile +0.020 |" in lines
+    run = {
+        "command": "python benchmarks/bench_tables.py",
+        "date": "2026-01-01T00:00:00+00:00",
+        "machine": bench._machine(1),
+        "versions": {"torch": "x"},
+        "config": {"encoder_params": {}, "seeds": [0], "draws": 5, "quick": False},
+    }
+    md = bench.markdown({"runs": [run], "results": results})
+    assert "| onehot | spreading | 0.600 ± 0.000 (25% unreached) | 100 |" in md
+    assert "| act | spreading | **0.620 ± 0.000** | 100 |" in md
+    assert "probes linear, knn" in md  # a run saved before --protocols existed
