@@ -26,8 +26,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from .._atomic import atomic_write
+from .._callbacks import MONITOR_ROWS
 from .._encoder import ACTEncoder, resolved_settings
 from .._guards import Advice, check_values
+from .._transfer import labeled_mask
 from ..evaluation import (
     FewShotResult,
     few_shot_score,
@@ -147,12 +149,15 @@ def _summary(settings: dict[str, Any], data: Data) -> str:
 def fit(args: argparse.Namespace) -> int:
     """``skact fit DATA -o MODEL``: train and save a model."""
     files.check_output(args.output, None, "MODEL")
-    files.check_not_an_input(args.output, "MODEL", {"DATA": args.data})
+    files.check_not_an_input(
+        args.output, "MODEL", {"DATA": args.data, "--labels": args.labels}
+    )
     encoder = _encoder_from(args)
     extra = getattr(args, "categorical_features", None) or ()
     if extra and args.data.is_dir():
         raise UsageError("--categorical is for tables, not an image folder")
     data = files.read(args.data, args.label, extra)
+    y = _fit_target(data, args)
     if extra and data.categorical is not None:
         # The columns given and those holding text: a list replaces "from_dtype".
         encoder.set_params(categorical_features=np.flatnonzero(data.categorical).tolist())
@@ -166,7 +171,7 @@ def fit(args: argparse.Namespace) -> int:
             # It tells a Python script what the estimator kept; the command says below
             # what it wrote instead.
             warnings.filterwarnings("ignore", "ACTEncoder.fit was interrupted")
-            encoder.fit(table)
+            encoder.fit(table, y)
     except KeyboardInterrupt:
         raise Interrupted(
             _save_interrupted(encoder, args.output, args.optimizer_state)
@@ -175,10 +180,65 @@ def fit(args: argparse.Namespace) -> int:
     print(
         f"fitted ACTEncoder on {len(data.X)} samples ({settings['encoder']} network, "
         f"{_plural(encoder.n_iter_, 'epoch')}, {time.perf_counter() - start:.1f} s, "
-        f"final loss {encoder.loss_curve_[-1]:.4f}); saved to {args.output} "
-        f"({files.file_size(size)})"
+        f"final loss {encoder.loss_curve_[-1]:.4f}{_monitor_summary(encoder, y)}); "
+        f"saved to {args.output} ({files.file_size(size)})"
     )
     return 0
+
+
+def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
+    """The labels ``fit`` gives the estimator's monitor, None for a blank one.
+
+    A blank label is a row nobody labeled: it is trained on like every row, and the
+    estimator's semi-supervised convention (None: unlabeled) keeps it out of the
+    monitor. None when DATA has no labels, or only blank ones (said, with what the
+    monitor follows instead).
+    """
+    if args.label is not None and args.labels is not None:
+        raise UsageError("give either --label (a column) or --labels (a file), not both")
+    n_samples = len(data.X)
+    y = data.y if args.labels is None else files.read_labels(args.labels, n_samples)
+    if y is None:
+        return None
+    if len(y) != len(data.X):
+        raise UsageError(
+            f"{args.labels}: {len(y)} labels for the {len(data.X)} samples of {args.data}"
+        )
+    blank = np.char.strip(y.astype(str)) == ""
+    where = f"column {args.label!r}" if args.label is not None else str(args.labels)
+    if blank.all():
+        print(
+            f"{args.data}: every label in {where} is blank: fitting without labels (the "
+            "monitor follows the label-free effective rank)"
+        )
+        return None
+    if blank.any():
+        print(
+            f"{args.data}: {blank.sum()} of {len(y)} samples have a blank label in "
+            f"{where}: they are trained on as unlabeled rows; the {(~blank).sum()} "
+            "labeled ones also feed the monitor"
+        )
+    target = y.astype(object)
+    target[blank] = None
+    return target
+
+
+def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
+    """``, monitor (...) 0.910``: the monitor's last estimate and what it measures."""
+    value = encoder.monitor_curve_[-1] if encoder.monitor_curve_ else float("nan")
+    if np.isnan(value):
+        return ""
+    if encoder.monitor_name_ == "loo_1nn_accuracy":
+        n = int(np.count_nonzero(labeled_mask(y)))
+        rows = f"{n} labeled rows"
+        if n > MONITOR_ROWS:  # the monitor follows a seeded sample of them
+            rows = f"a sample of {MONITOR_ROWS} of the {n} labeled rows"
+        return f", monitor (leave-one-out 1-NN accuracy of {rows}) {value:.3f}"
+    width = len(encoder.get_feature_names_out())
+    why = ""
+    if y is not None:
+        why = "; the labels need 2 classes of at least 2 rows each"
+    return f", monitor (effective rank, label-free{why}) {value:.3g} of {width}"
 
 
 def _save_interrupted(encoder: ACTEncoder, path: Path, optimizer_state: bool) -> str:

@@ -492,8 +492,12 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def read_labels(path: Path) -> np.ndarray:
-    """Labels from a .npy array or a one-column CSV / text file (an optional header)."""
+def read_labels(path: Path, n_samples: int | None = None) -> np.ndarray:
+    """Labels from a .npy array or a one-column CSV / text file (an optional header).
+
+    With ``n_samples``, the blank lines that end a text file are blank labels, up to
+    ``n_samples`` labels: the file of a table whose last rows are unlabeled.
+    """
     require_file(path, "labels file")
     if path.suffix.lower() == ".npy":
         labels = np.load(path, allow_pickle=False)
@@ -504,6 +508,12 @@ def read_labels(path: Path) -> np.ndarray:
                 f"{path}: a labels file needs one column, found {cells.shape[1]}"
             )
         labels = cells[:, 0]
+        if n_samples is not None and len(labels) < n_samples:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            ending = 0  # blank lines (or quoted empty cells) that end the file
+            while ending < len(lines) and not lines[-1 - ending].strip(" \t\"'"):
+                ending += 1
+            labels = np.r_[labels, [""] * min(ending, n_samples - len(labels))]
     return np.array([_label_text(v) for v in np.ravel(labels)])
 
 

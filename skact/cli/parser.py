@@ -412,11 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         formatter_class=formatter,
         help="train an ACTEncoder on unlabeled DATA",
-        description="Train an ACTEncoder on DATA and save it; labels are not used. "
-        "Before training, one line says what will be trained (samples, input kind, "
-        "network, epochs, batch size, device). The model keeps a table's header (with "
-        "pandas installed), and 'skact transform' checks it. Ctrl-C stops after the "
-        "current step and saves the model trained so far.",
+        description="Train an ACTEncoder on DATA and save it. Every row is trained on; "
+        "labels (--label, --labels, an image folder's class subfolders) only feed the "
+        "monitor, the leave-one-out 1-NN accuracy of the labeled rows after each epoch, "
+        "shown in the progress bar and the last line (without labels: the effective "
+        "rank of the representation). Before training, one line says what will be "
+        "trained (samples, input kind, network, epochs, batch size, device). The "
+        "model keeps a table's header (with pandas installed), and 'skact transform' "
+        "checks it. Ctrl-C stops after the current step and saves the model trained so "
+        "far.",
     )
     fit.add_argument("data", type=Path, metavar="DATA", help=data_help)
     fit.add_argument(
@@ -427,7 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="where to write the fitted model",
     )
-    fit.add_argument("--label", metavar="COL", help=label_help)
+    fit.add_argument(
+        "--label",
+        metavar="COL",
+        help=label_help + "; its labels only feed the monitor, and a blank cell marks "
+        "an unlabeled row",
+    )
+    fit.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="labels of DATA in their own file (.npy, or a one-column CSV / text file; "
+        "an image folder's in its sorted path order), blank where unlabeled",
+    )
     fit.add_argument(
         "--no-optimizer-state",
         dest="optimizer_state",

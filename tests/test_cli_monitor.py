@@ -1,0 +1,232 @@
+"""``skact fit`` with labels: blank ones are unlabeled rows, the labeled ones feed the
+monitor, whose last estimate the command prints."""
+
+import csv
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import skact
+from skact.cli import main
+
+TINY = [
+    "--epochs", "2", "--hidden-layer-sizes", "8", "--n-components", "3",
+    "--projection-dim", "4", "--batch-size", "16", "--device", "cpu", "--seed", "0",
+]  # fmt: skip
+#: 60 rows in 3 classes; 4 labels per class, the other 48 rows blank.
+LABELED = np.r_[0:4, 20:24, 40:44]
+
+
+def _blobs():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, size=(3, 5))
+    X = np.concatenate([c + rng.normal(size=(20, 5)) for c in centres])
+    y = np.repeat(np.array(["a", "b", "c"]), 20)
+    return X, y
+
+
+def _partly_labeled(y, rows=LABELED):
+    partial = np.full(len(y), "", dtype=object)
+    partial[rows] = y[rows]
+    return partial
+
+
+def _write_csv(path, X, labels=None):
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        label = [] if labels is None else ["label"]
+        writer.writerow([f"f{i}" for i in range(X.shape[1])] + label)
+        for i, row in enumerate(X):
+            cells = [repr(float(v)) for v in row]
+            writer.writerow(cells + ([] if labels is None else [labels[i]]))
+
+
+def _write_labels(path, labels):
+    path.write_text("label\n" + "\n".join(str(v) for v in labels) + "\n")
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _printed_monitor(out):
+    last = out.strip().splitlines()[-1]
+    match = re.search(r", monitor \(([^)]*)\) ([\d.]+)(?: of (\d+))?\); saved to ", last)
+    assert match, last
+    return match.group(1), float(match.group(2)), match.group(3)
+
+
+def test_blank_labels_are_unlabeled_rows_and_the_labeled_ones_feed_the_monitor(
+    tmp_path, capsys
+):
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, _partly_labeled(y))
+    code, out, err = run(
+        ["fit", data, "--label", "label", "-o", model, *TINY, "-q"], capsys
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"{data}: 48 of 60 samples have a blank label in column 'label': they are "
+        "trained on as unlabeled rows; the 12 labeled ones also feed the monitor"
+    )
+    assert lines[-1].startswith("fitted ACTEncoder on 60 samples (mlp network, 2 epochs")
+    what, value, _ = _printed_monitor(out)
+    assert what == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    fitted = skact.load(model)
+    assert fitted.monitor_name_ == "loo_1nn_accuracy"
+    assert len(fitted.monitor_curve_) == fitted.n_iter_ == 2
+    assert value == pytest.approx(fitted.monitor_curve_[-1], abs=5e-4)
+    # The monitor followed exactly the labeled rows: scoring them again agrees.
+    y_semi = np.where(np.isin(np.arange(60), LABELED), y, None)
+    if hasattr(fitted, "feature_names_in_"):  # the header, kept when pandas is there
+        X = pytest.importorskip("pandas").DataFrame(X, columns=fitted.feature_names_in_)
+    assert fitted.score(X, y_semi) == pytest.approx(fitted.monitor_curve_[-1])
+
+
+def test_the_fit_matches_the_api_fit_on_every_row_with_y(tmp_path, capsys):
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, _partly_labeled(y))
+    assert run(["fit", data, "--label", "label", "-o", model, *TINY, "-q"], capsys)[0] == 0
+    params = {
+        "max_iter": 2, "hidden_layer_sizes": (8,), "n_components": 3,
+        "projection_dim": 4, "batch_size": 16, "device": "cpu", "random_state": 0,
+    }  # fmt: skip
+    api = skact.ACTEncoder(**params).fit(
+        X, np.where(np.isin(np.arange(60), LABELED), np.repeat([0, 1, 2], 20), -1)
+    )
+    fitted = skact.load(model)
+    # Every row was trained on (dropping the 48 unlabeled ones would change the loss).
+    np.testing.assert_allclose(fitted.loss_curve_, api.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(fitted.monitor_curve_, api.monitor_curve_, rtol=1e-6)
+
+
+def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, [" "] * len(y))
+    code, out, err = run(
+        ["fit", data, "--label", "label", "-o", model, *TINY, "-q"], capsys
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{data}: every label in column 'label' is blank: fitting without labels (the "
+        "monitor follows the label-free effective rank)"
+    )
+    what, value, width = _printed_monitor(out)
+    assert (what, width) == ("effective rank, label-free", "3")
+    fitted = skact.load(model)
+    assert fitted.monitor_name_ == "effective_rank"
+    assert value == pytest.approx(fitted.monitor_curve_[-1], rel=1e-2)
+    assert 1 <= value <= 3
+
+
+def test_labels_too_few_for_the_monitor_say_why_it_is_label_free(tmp_path, capsys):
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, _partly_labeled(y, rows=np.array([0, 1, 20])))  # 1 class of 2
+    code, out, err = run(
+        ["fit", data, "--label", "label", "-o", model, *TINY, "-q"], capsys
+    )
+    assert code == 0, err
+    what, _, width = _printed_monitor(out)
+    assert what == (
+        "effective rank, label-free; the labels need 2 classes of at least 2 rows each"
+    )
+    assert width == "3"
+
+
+def test_a_fit_without_labels_prints_the_label_free_monitor(tmp_path, capsys):
+    X, _ = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X)
+    code, out, err = run(["fit", data, "-o", model, *TINY, "-q"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2  # no word about labels
+    assert _printed_monitor(out)[0] == "effective rank, label-free"
+
+
+def test_the_progress_bar_shows_the_monitor(tmp_path, capsys):
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, _partly_labeled(y))
+    code, _, err = run(["fit", data, "--label", "label", "-o", model, *TINY], capsys)
+    assert code == 0, err
+    shown = re.findall(r"1nn=([\d.]+)", err)
+    assert shown, err
+    assert float(shown[-1]) == pytest.approx(skact.load(model).monitor_curve_[-1], 1e-3)
+
+
+def test_a_labels_file_with_blank_lines(tmp_path, capsys):
+    X, y = _blobs()
+    data, labels, model = tmp_path / "d.csv", tmp_path / "y.csv", tmp_path / "m.skact"
+    _write_csv(data, X)
+    _write_labels(labels, _partly_labeled(y))
+    argv = ["fit", data, "--labels", labels, "-o", model, *TINY, "-q"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert f"48 of 60 samples have a blank label in {labels}" in out
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--label", "label"], "give either --label (a column) or --labels (a file)"),
+        ([], "59 labels for the 60 samples of"),
+    ],
+)
+def test_labels_file_errors(tmp_path, capsys, extra, message):
+    X, y = _blobs()
+    data, labels, model = tmp_path / "d.csv", tmp_path / "y.csv", tmp_path / "m.skact"
+    _write_csv(data, X, y)
+    _write_labels(labels, y[:59] if not extra else y)
+    if not extra:
+        _write_csv(data, X)
+    argv = ["fit", data, "--labels", labels, *extra, "-o", model, *TINY, "-q"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err
+    assert not model.exists()
+
+
+def test_an_image_folder_labeled_by_file_where_only_some_are_labeled(tmp_path, capsys):
+    """Images partly in class subfolders have no labels; a labels file gives them."""
+    digits = load_digits(n_class=3)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(24):
+        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    y = _partly_labeled(digits.target[:24].astype(str), rows=np.arange(12))
+    labels, model = tmp_path / "y.csv", tmp_path / "m.skact"
+    _write_labels(labels, y)
+    argv = ["fit", folder, "--labels", labels, "-o", model, "--epochs", 1, "-q"]
+    argv += ["--batch-size", 8, "--device", "cpu", "--n-components", 4]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "12 of 24 samples have a blank label" in out
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+
+
+def test_an_image_folder_s_class_subfolders_feed_the_monitor(tmp_path, capsys):
+    digits = load_digits(n_class=3)
+    for i in range(18):
+        folder = tmp_path / "images" / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    model = tmp_path / "m.skact"
+    argv = ["fit", tmp_path / "images", "-o", model, "--epochs", 1, "-q"]
+    argv += ["--batch-size", 8, "--device", "cpu", "--n-components", 4]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 18 labeled rows"
+    assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
