@@ -221,7 +221,8 @@ def load(
     -------
     ACTEncoder
         The fitted estimator: ``transform`` gives the saved model's output, and
-        ``warm_start`` or ``partial_fit`` continue its training.
+        ``warm_start`` or ``partial_fit`` continue its training (with a fresh Adam
+        if it was saved with ``optimizer_state=False``).
 
     Raises
     ------
