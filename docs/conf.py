@@ -6,6 +6,8 @@ Three parts of the site are generated at build time into ``docs/generated/`` (ig
 by git), so that they follow the code and the saved results without anyone editing an
 index: the API reference (autosummary, from ``__all__`` of every public module), one page
 per script in ``examples/``, and the benchmark results from ``benchmarks/results/``.
+Two figures are drawn there too: augmented views (images guide) and a small fit's
+monitor curve with its caption (few-shot guide; a note instead without matplotlib).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from _generate import (  # noqa: E402  (docs/ just went on sys.path)
     write_augmentation_figure,
     write_benchmark_results,
     write_example_pages,
+    write_monitor_figure,
 )
 
 project = "skact"
@@ -45,7 +48,12 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "generated/*.inc.md", "generated/benchmarks/*"]
+exclude_patterns = [
+    "_build",
+    "generated/*.inc.md",
+    "generated/*.inc.rst",
+    "generated/benchmarks/*",
+]
 # Markdown saved by the benchmark scripts is machine-written: a skipped heading level in
 # it should not fail the build.
 suppress_warnings = ["myst.header"]
@@ -168,3 +176,4 @@ GENERATED.mkdir(exist_ok=True)
 write_example_pages(ROOT / "examples", GENERATED / "examples")
 write_benchmark_results(ROOT / "benchmarks" / "results", GENERATED, page_dir=DOCS)
 write_augmentation_figure(GENERATED)
+write_monitor_figure(GENERATED)

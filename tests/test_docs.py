@@ -9,6 +9,7 @@ errors is marked ``slow`` (CI runs it as its own step).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import re
 import runpy
@@ -254,6 +255,12 @@ def _check_few_shot(ns: dict, out: str) -> None:
     assert ns["encoder"].n_iter_ == 2  # never refitted by the pipelines or the search
     assert ns["search"].best_estimator_.steps[0][1].estimator is ns["encoder"]
     assert len(re.findall(r"k= [15] (linear|knn)", out)) == 3 * 2 * 2
+    # The monitored fit: its 50 labels feed the monitor, one value per epoch.
+    watched = ns["watched"]
+    assert (ns["y_few"] != -1).sum() == 50
+    assert watched.monitor_name_ == "loo_1nn_accuracy"
+    assert len(watched.monitor_curve_) == 2
+    assert f"loo_1nn_accuracy {watched.monitor_curve_[-1]:.2f}" in out
 
 
 def _check_grid_search(ns: dict, out: str) -> None:
@@ -385,6 +392,35 @@ def test_example_pages(tmp_path: Path) -> None:
     assert ":lines: 6-" in text  # the code without its docstring
 
 
+def test_monitor_figure_draws_the_fit_s_curves(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "monitor_curve.png").write_bytes(b"stale")
+    include = _generate.write_monitor_figure(tmp_path, max_iter=2)
+    text = include.read_text()
+    assert text.startswith(".. figure:: /generated/monitor_curve.png\n")
+    figure = (tmp_path / "monitor_curve.png").read_bytes()
+    assert figure.startswith(b"\x89PNG")  # drawn anew, not the stale file
+    # The caption quotes the fit it drew: 2 epochs, 50 of the 1,797 digits labeled.
+    assert "ACTEncoder(max_iter=2, random_state=0)" in text
+    assert "5 labels per class (50 rows) and -1 for the other 1,747" in text
+    first, last, best = (
+        float(v) for v in re.findall(r"(?:reads|and|value, )\s?(\d\.\d\d)", text)
+    )
+    assert 0 <= first <= 1 and 0 <= last <= 1 and best == max(first, last)
+    assert "after epoch 2;" in text
+
+
+def test_monitor_figure_without_matplotlib_leaves_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    (tmp_path / "monitor_curve.png").write_bytes(b"stale")
+    include = _generate.write_monitor_figure(tmp_path)
+    assert ".. note::" in include.read_text()
+    assert "matplotlib" in include.read_text()
+    assert not (tmp_path / "monitor_curve.png").exists()  # no figure of an old build
+
+
 # ------------------------------------------------------------------ the build
 
 
@@ -439,3 +475,8 @@ def test_docs_build_with_warnings_as_errors(tmp_path: Path) -> None:
     else:
         assert "No benchmark results are saved" in bench
     assert "\\langle" in (out / "method.html").read_text(encoding="utf-8")  # math kept
+    # The few-shot page shows the monitor's curve, drawn by the build.
+    few_shot = (out / "user_guide" / "few_shot.html").read_text(encoding="utf-8")
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "monitor_curve.png" in few_shot
+        assert (out / "_images" / "monitor_curve.png").exists()
