@@ -327,9 +327,66 @@ def markdown(report: dict[str, Any]) -> str:
             f"{run['config']['search_draws']} for GridSearchCV and keep_best"
             + (f"  \n   note: {run['note']}" if run.get("note") else ""),
         ]
+    lines += summary_markdown(report["results"])
     for result in report["results"]:
         lines += _dataset_markdown(result)
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Two tables across data sets: choosing settings, and the classifiers."""
+    lines = [
+        "",
+        "## Summary",
+        "",
+        "Choosing settings: Spearman's rho of each score with test accuracy across the "
+        "grid (mean over draws), and the test accuracy of the default alpha, of the "
+        "alpha GridSearchCV chooses and of the best alpha in hindsight, and of the "
+        "default fit with each `keep_best` (mean over the GridSearchCV draws).",
+        "",
+        "| data set | rho monitor | rho CV probe | rho label-free | default alpha | "
+        "GridSearchCV | best in hindsight | keep_best last | keep_best monitor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rho = {c: r["ranking"][c]["rho"]["mean"] for c in r["ranking"]}
+        search, keep = r["search"], r["keep_best"]
+        lines.append(
+            f"| {r['dataset']} | "
+            + " | ".join(
+                "n/a" if np.isnan(rho[c]) else f"{rho[c]:+.2f}"
+                for c in ("monitor", "cv_probe", "label_free")
+            )
+            + " | "
+            + " | ".join(
+                f"{np.mean([s[key] for s in search]):.3f}" if search else "n/a"
+                for key in ("default", "chosen", "hindsight")
+            )
+            + " | "
+            + " | ".join(
+                f"{np.mean([k[key] for k in keep]):.3f}" if keep else "n/a"
+                for key in ("last", "monitor")
+            )
+            + " |"
+        )
+    names = list(next(iter(results[0]["classifiers"].values()))) if results else []
+    lines += [
+        "",
+        "Classifiers on the default fit's features (mean over draws): logistic "
+        "regression on the labeled rows alone, against self-training and label "
+        "spreading, which also see the unlabeled rows.",
+        "",
+        "| data set | features | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for r in results:
+        for features, scores in r["classifiers"].items():
+            lines.append(
+                f"| {r['dataset']} | {features} | "
+                + " | ".join(f"{np.mean(scores[n]):.3f}" for n in names)
+                + " |"
+            )
+    return lines
 
 
 def _dataset_markdown(r: dict[str, Any]) -> list[str]:
@@ -442,7 +499,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--merge", action="store_true", help="keep other data sets' results"
     )
     parser.add_argument("--note", help="a note stored with the run")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite selection.md from its JSON"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads((args.output_dir / "selection.json").read_text())
+        (args.output_dir / "selection.md").write_text(markdown(saved))
+        return 0
 
     names = [
         n for n in DATASET_NAMES

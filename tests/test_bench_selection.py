@@ -76,3 +76,17 @@ def test_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
     markdown = (tmp_path / "selection.md").read_text()
     assert "## wine" in markdown and "GridSearchCV" in markdown
     assert "label spreading" in capsys.readouterr().out
+
+
+def test_summary_and_render_rewrite_the_markdown_from_json(bench, tmp_path):
+    assert bench.main(["--quick", "--datasets", "wine", "--output-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "selection.json").read_text())
+    (result,) = report["results"]
+    summary = "\n".join(bench.summary_markdown(report["results"]))
+    rho = result["ranking"]["monitor"]["rho"]["mean"]
+    chosen = np.mean([s["chosen"] for s in result["search"]])
+    expected = f"{rho:+.2f}" if not np.isnan(rho) else "n/a"  # constant scores
+    assert f"| wine | {expected} |" in summary and f"{chosen:.3f}" in summary
+    (tmp_path / "selection.md").write_text("stale")
+    assert bench.main(["--render", "--output-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "selection.md").read_text() == bench.markdown(report)
