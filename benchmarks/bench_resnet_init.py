@@ -110,6 +110,9 @@ def run_dataset(
                     "mean": float(flat.mean()),
                     "std": float(flat.std()),
                     "seed_means": [float(res[i].mean) for res in per_seed],
+                    # Per (seed, draw), paired across variants: the draws depend only
+                    # on the seed and the labels.
+                    "scores": [float(v) for res in per_seed for v in res[i].scores],
                 }
             )
         results.append(
@@ -161,7 +164,34 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['variant']} | " + " | ".join(cells) + f" | "
                 f"{np.mean(r['final_loss']):.3f} | {np.mean(r['fit_seconds']):.0f} |"
             )
+        lines += paired_differences(rows, columns)
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """Each variant minus the first, paired per (seed, draw): mean ± standard error,
+    and the share of pairs where the variant is ahead / behind."""
+    base = rows[0]
+    lines = [
+        "",
+        f"Paired difference from `{base['variant']}` (same seeds and label draws): mean "
+        "± standard error of the mean; ahead / behind: pairs where the variant scores "
+        "higher / lower.",
+        "",
+        "| init | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for r in rows[1:]:
+        cells = []
+        for mine, theirs in zip(r["scores"], base["scores"]):
+            diff = np.asarray(mine["scores"]) - np.asarray(theirs["scores"])
+            sem = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
+            cells.append(
+                f"{diff.mean():+.3f} ± {sem:.3f} "
+                f"({int((diff > 0).sum())} / {int((diff < 0).sum())} of {diff.size})"
+            )
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,3 +46,15 @@ def test_run_writes_a_table_per_data_set(bench, tmp_path):
     markdown = (tmp_path / "resnet_init.md").read_text()
     assert "## digits_images" in markdown
     assert "| torchvision, zero_init_residual |" in markdown
+
+
+def test_paired_differences_by_hand(bench):
+    def row(name, scores):
+        return {"variant": name, "scores": [{"scores": scores}]}
+
+    lines = bench.paired_differences(
+        [row("pytorch", [0.5, 0.6, 0.7]), row("torchvision", [0.6, 0.6, 0.9])],
+        ["linear k=1"],
+    )
+    # Differences 0.1, 0, 0.2: mean 0.1, std (ddof 1) 0.1, standard error 0.1 / sqrt 3.
+    assert lines[-1] == "| torchvision | +0.100 ± 0.058 (2 / 0 of 3) |"
