@@ -560,7 +560,8 @@ default="auto"
             of the file). False writes a file about a third the size: ``transform``
             gives the same output, and ``warm_start`` or ``partial_fit`` after
             :func:`skact.load` continue from the saved weights with a fresh optimiser
-            (Adam's moments start from zero, as in a new fit).
+            (Adam's moments start from zero, as in a new fit). Anything but True or
+            False is a TypeError.
 
         See Also
         --------

@@ -120,6 +120,9 @@ def save(
         of the file. Without them ``transform`` is unchanged, and ``warm_start`` or
         ``partial_fit`` after :func:`load` start a fresh optimiser.
     """
+    if not isinstance(optimizer_state, bool | np.bool_):
+        # Not by truthiness, where None would drop Adam's moments and "no" keep them.
+        raise TypeError(f"optimizer_state must be True or False, got {optimizer_state!r}")
     check_is_fitted(estimator)
     optimizer = estimator._optimizer_state if optimizer_state else None
     params, custom_encoder = _params_to_json(estimator.get_params(deep=False))

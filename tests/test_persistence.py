@@ -555,6 +555,19 @@ def test_saving_without_optimizer_state_leaves_out_adams_two_moments(
         assert json.loads(z.read("skact.json"))["optimizer_state"] is False
 
 
+@pytest.mark.parametrize("value", [None, "no", 0, 1])
+def test_optimizer_state_must_be_a_bool(tmp_path: Path, value: object) -> None:
+    """None used to drop the moments and "no" to keep them, by their truthiness."""
+    enc = small(max_iter=1).fit(X)
+    path = tmp_path / "m.skact"
+    with pytest.raises(TypeError, match=r"^optimizer_state must be True or False, got "):
+        enc.save(path, optimizer_state=value)  # type: ignore[arg-type]
+    assert not path.exists()
+    enc.save(path, optimizer_state=np.False_)  # a NumPy bool is a bool
+    with zipfile.ZipFile(path) as z:
+        assert json.loads(z.read("skact.json"))["optimizer_state"] is False
+
+
 @pytest.mark.parametrize("method", ["partial_fit", "warm_start"])
 def test_training_a_model_saved_without_optimizer_state_starts_a_fresh_adam(
     tmp_path: Path, method: str
