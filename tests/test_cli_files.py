@@ -14,7 +14,7 @@ import skact
 from skact import ACTEncoder, ModelFileError, cli
 from skact._atomic import PARTIAL_SUFFIX, STALE_SECONDS, atomic_write
 from skact._training import Trainer
-from skact.cli import main, read_data
+from skact.cli import UsageError, main, read_data
 
 TINY = [
     "--epochs", "1", "--hidden-layer-sizes", "8", "--n-components", "3",
@@ -362,6 +362,97 @@ def test_evaluate_sets_blank_labels_aside(tmp_path, capsys):
     assert code == 0, err
     assert f"{len(blank)} of {len(y)} samples have a blank label" in out
     assert "| '' " not in out and "''" not in out
+
+
+# ------------------------------------------- a labels file's header, by its line count
+
+
+def _labels(tmp_path, text, n_samples):
+    path = tmp_path / "y.csv"
+    path.write_text(text)
+    return cli.files.read_labels(path, n_samples, "d.csv")
+
+
+def test_a_labels_file_without_a_header_keeps_its_first_label(tmp_path):
+    """A class name is not a number, which made the first line a header."""
+    labels, note = _labels(tmp_path, "cat\ndog\ncat\n", 3)
+    assert labels.tolist() == ["cat", "dog", "cat"]
+    assert note is None  # 'cat' is a label further down: nothing was guessed
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "labels", "note"),
+    [
+        (
+            5,
+            ["cat", "dog", "", "", ""],
+            "its first line, 'cat', is read as the first sample's label (5 lines for "
+            "the 5 samples of d.csv; with a header line there would be 6)",
+        ),
+        (
+            4,
+            ["dog", "", "", ""],
+            "its first line, 'cat', is read as a header (5 lines for the 4 samples of "
+            "d.csv)",
+        ),
+    ],
+)
+def test_the_line_count_says_whether_a_labels_file_has_a_header(
+    tmp_path, n_samples, labels, note
+):
+    """Five lines (two labels, three blank): no header for 5 samples, one for 4, and
+    the command says which, since either could be meant."""
+    got, said = _labels(tmp_path, "cat\ndog\n\n\n\n", n_samples)
+    assert got.tolist() == labels
+    assert said == f"{tmp_path / 'y.csv'}: {note}"
+
+
+@pytest.mark.parametrize(
+    ("text", "n_samples", "message"),
+    [
+        # Closing blank lines were padding up to any count: labels shifted by a row.
+        ("cat\ndog\n\n\n\n", 3, "5 lines for the 3 samples of d.csv; a labels file"),
+        ("cat\ndog\n\n\n\n", 7, "5 lines for the 7 samples of d.csv; a labels file"),
+        ("a\nb\nc\n", 1, "3 lines for the 1 samples of d.csv; a labels file"),
+        (
+            "cat\ndog\ncat\n\n",
+            3,
+            "4 lines for the 3 samples of d.csv, and its first line 'cat' is a label "
+            "(as on line 3), not a header; ",
+        ),
+        (
+            "0\n1\n0\n",
+            2,
+            "3 lines for the 2 samples of d.csv, and its first line '0' is a label "
+            "(a number), not a header; ",
+        ),
+        ("\n\n\n", 2, "3 lines for the 2 samples of d.csv, and its first line is blank"),
+        ("", 2, "0 lines for the 2 samples of d.csv; "),
+    ],
+)
+def test_a_labels_file_whose_count_fits_neither_way_is_refused(
+    tmp_path, text, n_samples, message
+):
+    with pytest.raises(UsageError) as error:
+        _labels(tmp_path, text, n_samples)
+    assert message in str(error.value)
+    assert str(error.value).endswith(
+        "a labels file needs one line per sample, in order (a blank line for an "
+        "unlabeled one, also at the end), under an optional header line"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        ("label\n\n\n\n", ["", "", ""]),
+        ("\n\n\n", ["", "", ""]),
+        ('label\r\n\r\n \r\n""\r\n', ["", " ", ""]),
+    ],
+)
+def test_a_labels_file_of_blank_labels_gives_one_per_sample(tmp_path, text, labels):
+    """It was "CSV file has a header but no rows" or "empty CSV file"."""
+    assert _labels(tmp_path, text, 3)[0].tolist() == labels
 
 
 # --------------------------------------------------------------- 19. column names

@@ -2,6 +2,7 @@
 monitor, whose last estimate the command prints."""
 
 import csv
+import math
 import re
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import skact
-from skact.cli import main
+from skact.cli import commands, main
 
 TINY = [
     "--epochs", "2", "--hidden-layer-sizes", "8", "--n-components", "3",
@@ -177,18 +178,103 @@ def test_a_labels_file_with_blank_lines(tmp_path, capsys):
     assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
 
 
+def test_a_labels_file_without_a_header_labels_every_row(tmp_path, capsys):
+    """Its first label, a class name, was taken for a header: the labels then fell one
+    short and the closing blank lines could not make up for it."""
+    X, y = _blobs()
+    data, labels, model = tmp_path / "d.csv", tmp_path / "y.txt", tmp_path / "m.skact"
+    _write_csv(data, X)
+    labels.write_text("".join(f"{v}\n" for v in _partly_labeled(y)))  # 60 lines
+    code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{data}: 48 of 60 samples have a blank label in {labels}: they are trained on "
+        "as unlabeled rows; the 12 labeled ones also feed the monitor"
+    )
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+
+
+def test_a_labels_file_with_a_header_says_it_read_one(tmp_path, capsys):
+    X, y = _blobs()
+    data, labels, model = tmp_path / "d.csv", tmp_path / "y.csv", tmp_path / "m.skact"
+    _write_csv(data, X)
+    _write_labels(labels, _partly_labeled(y))  # a header, then 60 lines
+    code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{labels}: its first line, 'label', is read as a header (61 lines for the 60 "
+        f"samples of {data})"
+    )
+
+
+@pytest.mark.parametrize("header", ["label\n", ""])
+def test_a_labels_file_of_blank_lines_fits_without_labels(tmp_path, capsys, header):
+    """It was refused: "CSV file has a header but no rows", "empty CSV file"."""
+    X, _ = _blobs()
+    data, labels, model = tmp_path / "d.csv", tmp_path / "y.csv", tmp_path / "m.skact"
+    _write_csv(data, X)
+    labels.write_text(header + "\n" * 60)
+    code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
+    assert code == 0, err
+    assert (
+        f"{data}: every label in {labels} is blank: fitting without labels (the "
+        "monitor follows the label-free effective rank)"
+    ) in out.splitlines()
+    assert _printed_monitor(out)[0] == "effective rank, label-free"
+    assert skact.load(model).monitor_name_ == "effective_rank"
+
+
+def test_keep_best_monitor_prints_the_kept_epoch_s_value(tmp_path, capsys):
+    """The last line gave the last epoch's value, though the file holds another's."""
+    X, y = _blobs()
+    data, model = tmp_path / "d.csv", tmp_path / "m.skact"
+    _write_csv(data, X, _partly_labeled(y))
+    argv = ["fit", data, "--label", "label", "-o", model, *TINY, "--epochs", 6]
+    code, out, err = run([*argv, "--keep-best", "monitor", "--learning-rate", 0.05], capsys)
+    assert code == 0, err
+    curve = skact.load(model).monitor_curve_
+    kept = int(np.argmax(curve))  # the first of the highest
+    match = re.search(r"\) ([\d.]+) at epoch (\d+), the epoch kept\); saved to ", out)
+    assert match, out
+    assert float(match.group(1)) == pytest.approx(curve[kept], abs=5e-4)
+    assert int(match.group(2)) == kept + 1
+
+
+@pytest.mark.parametrize(
+    ("keep_best", "name", "ending"),
+    [
+        ("monitor", "loo_1nn_accuracy", "rows) 0.900 at epoch 3, the epoch kept"),
+        ("last", "loo_1nn_accuracy", "12 labeled rows) 0.600"),
+        ("monitor", "effective_rank", "label-free; the labels need 2 classes of at "
+         "least 2 rows each) 0.9 of 3 at epoch 3, the epoch kept"),
+    ],
+)  # fmt: skip
+def test_the_monitor_summary_follows_keep_best(keep_best, name, ending):
+    encoder = skact.ACTEncoder(keep_best=keep_best)
+    # An epoch a Ctrl-C cut short has no estimate; the first of equals is the kept one.
+    encoder.monitor_curve_ = [0.5, math.nan, 0.9, 0.7, 0.9, 0.6]
+    encoder.monitor_name_ = name
+    encoder.get_feature_names_out = lambda: ["a", "b", "c"]
+    _, y = _blobs()
+    assert commands._monitor_summary(encoder, _semi(y)).endswith(ending)
+
+
+def _semi(y):
+    return np.where(np.isin(np.arange(len(y)), LABELED), y, None)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--label", "label"], "give either --label (a column) or --labels (a file)"),
-        ([], "59 labels for the 60 samples of"),
+        ([], "59 lines for the 60 samples of"),
     ],
 )
 def test_labels_file_errors(tmp_path, capsys, extra, message):
     X, y = _blobs()
     data, labels, model = tmp_path / "d.csv", tmp_path / "y.csv", tmp_path / "m.skact"
     _write_csv(data, X, y)
-    _write_labels(labels, y[:59] if not extra else y)
+    _write_labels(labels, y[:58] if not extra else y)  # with the header: 59 lines
     if not extra:
         _write_csv(data, X)
     argv = ["fit", data, "--labels", labels, *extra, "-o", model, *TINY, "-q"]

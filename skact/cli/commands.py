@@ -197,7 +197,9 @@ def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
     if args.label is not None and args.labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
     n_samples = len(data.X)
-    y = data.y if args.labels is None else files.read_labels(args.labels, n_samples)
+    y = data.y
+    if args.labels is not None:
+        y = _read_labels(args.labels, args.data, n_samples)
     if y is None:
         return None
     if len(y) != len(data.X):
@@ -223,9 +225,26 @@ def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
     return target
 
 
+def _read_labels(path: Path, data: Path, n_samples: int) -> np.ndarray:
+    """The labels in file ``path`` for DATA's ``n_samples`` rows; says how the file's
+    first line was read where it could be a header or a label."""
+    y, note = files.read_labels(path, n_samples, str(data))
+    if note is not None:
+        print(note)
+    return y
+
+
 def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
-    """``, monitor (...) 0.910``: the monitor's last estimate and what it measures."""
-    value = encoder.monitor_curve_[-1] if encoder.monitor_curve_ else float("nan")
+    """``, monitor (...) 0.910``: the monitor's estimate for the model kept (the last
+    epoch's, or with ``keep_best="monitor"`` the kept epoch's, named) and what it
+    measures."""
+    curve = np.asarray(encoder.monitor_curve_, dtype=np.float64)
+    value, kept = (curve[-1] if len(curve) else np.nan), ""
+    if encoder.keep_best == "monitor" and not np.isnan(curve).all():
+        # The epoch the Monitor callback put back: the first of the highest estimates
+        # (`fit` starts the curve anew, so position i is epoch i + 1).
+        epoch = int(np.nanargmax(curve))
+        value, kept = curve[epoch], f" at epoch {epoch + 1}, the epoch kept"
     if np.isnan(value):
         return ""
     if encoder.monitor_name_ == "loo_1nn_accuracy":
@@ -233,12 +252,12 @@ def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
         rows = f"{n} labeled rows"
         if n > MONITOR_ROWS:  # the monitor follows a seeded sample of them
             rows = f"a sample of {MONITOR_ROWS} of the {n} labeled rows"
-        return f", monitor (leave-one-out 1-NN accuracy of {rows}) {value:.3f}"
+        return f", monitor (leave-one-out 1-NN accuracy of {rows}) {value:.3f}{kept}"
     width = len(encoder.get_feature_names_out())
     why = ""
     if y is not None:
         why = "; the labels need 2 classes of at least 2 rows each"
-    return f", monitor (effective rank, label-free{why}) {value:.3g} of {width}"
+    return f", monitor (effective rank, label-free{why}) {value:.3g} of {width}{kept}"
 
 
 def _save_interrupted(encoder: ACTEncoder, path: Path, optimizer_state: bool) -> str:
@@ -316,7 +335,7 @@ def _labelled(
     if label is not None and labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
     data = _read_for(model, path, label) if model is not None else files.read(path, label)
-    y = data.y if labels is None else files.read_labels(labels)
+    y = data.y if labels is None else _read_labels(labels, path, len(data.X))
     if y is None:
         raise UsageError(
             f"{path}: no labels; name the label column with --label, give a labels file "

@@ -209,45 +209,23 @@ CSV_DELIMITERS = (",", ";", "\t", "|")
 _CSV_SAMPLE_CHARS = 1 << 16
 
 
-def read_csv(path: Path, blank_rows: bool = False) -> tuple[list[str], np.ndarray, bool]:
+def read_csv(path: Path) -> tuple[list[str], np.ndarray, bool]:
     """Column names, cells (as strings) and whether the file has a header (else the
     names are the positions) of a CSV file.
 
     The file is UTF-8 (a byte-order mark is skipped); the separator is guessed among
-    :data:`CSV_DELIMITERS`. Blank lines are skipped, except before the last non-blank
-    one when ``blank_rows`` (a one-column file, where they are empty cells). A trailing
-    unnamed column that is empty throughout (every line ends with a separator) is
-    dropped; other unnamed columns are called ``Unnamed: j``, as pandas does. The first
-    line is a header when one of its cells is not a number.
+    :data:`CSV_DELIMITERS`. Blank lines are skipped. A trailing unnamed column that is
+    empty throughout (every line ends with a separator) is dropped; other unnamed
+    columns are called ``Unnamed: j``, as pandas does. The first line is a header when
+    one of its cells is not a number.
     """
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            delimiter = _sniff_delimiter(f.read(_CSV_SAMPLE_CHARS))
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            try:
-                rows = list(reader)
-            except csv.Error as exc:
-                raise UsageError(
-                    f"{path}, line {reader.line_num}: not a readable CSV table ({exc}); "
-                    "a quote may be left open"
-                ) from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{path}: not UTF-8 text (it holds the byte {exc.object[exc.start]:#04x}); "
-            "save it as UTF-8 (in Excel: CSV UTF-8)"
-        ) from None
-    if blank_rows:
-        while rows and not any(cell.strip() for cell in rows[-1]):
-            rows.pop()
-        rows = [row or [""] for row in rows]
-    else:
-        rows = [row for row in rows if row]
+    rows, delimiter = _csv_rows(path)
+    rows = [row for row in rows if row]
     if not rows:
         raise UsageError(f"{path}: empty CSV file")
     seen = [d for d in CSV_DELIMITERS[1:] if d in rows[0][0]]
     one_column = all(len(row) == 1 for row in rows)
-    if delimiter == "," and seen and one_column and not blank_rows:
+    if delimiter == "," and seen and one_column:
         # Lines of one cell holding another separator: a file whose lines split
         # unevenly by it (else it had been sniffed); split them so that the width
         # check below says where and how.
@@ -280,6 +258,28 @@ def read_csv(path: Path, blank_rows: bool = False) -> tuple[list[str], np.ndarra
             + ")"
         )
     return names, np.array(rows, dtype=object), header
+
+
+def _csv_rows(path: Path) -> tuple[list[list[str]], str]:
+    """Every line of a CSV file as its cells (a blank line: no cells), and the
+    separator (see :data:`CSV_DELIMITERS`)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            delimiter = _sniff_delimiter(f.read(_CSV_SAMPLE_CHARS))
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            try:
+                return list(reader), delimiter
+            except csv.Error as exc:
+                raise UsageError(
+                    f"{path}, line {reader.line_num}: not a readable CSV table ({exc}); "
+                    "a quote may be left open"
+                ) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (it holds the byte {exc.object[exc.start]:#04x}); "
+            "save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
 
 
 def _sniff_delimiter(sample: str) -> str:
@@ -492,29 +492,63 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def read_labels(path: Path, n_samples: int | None = None) -> np.ndarray:
-    """Labels from a .npy array or a one-column CSV / text file (an optional header).
+def read_labels(
+    path: Path, n_samples: int, samples: str = "DATA"
+) -> tuple[np.ndarray, str | None]:
+    """Labels from a .npy array or a one-column CSV / text file (blank: unlabeled), and
+    a sentence for the user on how the file's first line was read (None: no guess).
 
-    With ``n_samples``, the blank lines that end a text file are blank labels, up to
-    ``n_samples`` labels: the file of a table whose last rows are unlabeled.
+    A text file holds one line per sample, a blank line for an unlabeled one (also the
+    lines that end the file), under an optional header line. The count of lines says
+    which: ``n_samples`` lines, no header; one more, the first line is a header,
+    unless it cannot be a column's name (a number, blank, or one of the labels). Any
+    other count is a UsageError that gives both counts: the file's lines cannot be
+    matched to the samples (of ``samples``, as the messages call them). Where the first
+    line could be either, the sentence says which it was taken for. A .npy array is
+    returned whole, whatever its length.
     """
     require_file(path, "labels file")
     if path.suffix.lower() == ".npy":
         labels = np.load(path, allow_pickle=False)
-    else:
-        _, cells, _ = read_csv(path, blank_rows=True)
-        if cells.shape[1] != 1:
-            raise UsageError(
-                f"{path}: a labels file needs one column, found {cells.shape[1]}"
-            )
-        labels = cells[:, 0]
-        if n_samples is not None and len(labels) < n_samples:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
-            ending = 0  # blank lines (or quoted empty cells) that end the file
-            while ending < len(lines) and not lines[-1 - ending].strip(" \t\"'"):
-                ending += 1
-            labels = np.r_[labels, [""] * min(ending, n_samples - len(labels))]
-    return np.array([_label_text(v) for v in np.ravel(labels)])
+        return np.array([_label_text(v) for v in np.ravel(labels)]), None
+    rows, _ = _csv_rows(path)
+    width = max((len(row) for row in rows), default=0)
+    if width > 1:
+        raise UsageError(f"{path}: a labels file needs one column, found {width}")
+    lines = [row[0] if row else "" for row in rows]
+    # Counted, not guessed from the first line: a class name looks like a header.
+    refused = _not_a_header(lines) if lines else "is missing"
+    counts = f"{len(lines)} lines for the {n_samples} samples of {samples}"
+    if len(lines) == n_samples + 1 and refused is None:
+        header = f"{path}: its first line, {lines[0]!r}, is read as a header ({counts})"
+        return np.array(lines[1:], dtype=str), header
+    if len(lines) != n_samples:
+        why = f", and its first line {refused}" if len(lines) == n_samples + 1 else ""
+        raise UsageError(
+            f"{path}: {counts}{why}; a labels file needs one line per sample, in order "
+            "(a blank line for an unlabeled one, also at the end), under an optional "
+            "header line"
+        )
+    note = None
+    if refused is None:
+        note = (
+            f"{path}: its first line, {lines[0]!r}, is read as the first sample's label "
+            f"({counts}; with a header line there would be {n_samples + 1})"
+        )
+    return np.array(lines, dtype=str), note
+
+
+def _not_a_header(lines: list[str]) -> str | None:
+    """Why the first of a labels file's lines cannot be a header, or None if it can."""
+    first = lines[0].strip()
+    if not first:
+        return "is blank, an unlabeled sample, not a header"
+    if _is_number(first):
+        return f"{first!r} is a label (a number), not a header"
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip() == first:
+            return f"{first!r} is a label (as on line {number}), not a header"
+    return None
 
 
 def missing_mask(data: Data) -> np.ndarray:
