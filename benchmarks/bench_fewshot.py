@@ -301,16 +301,11 @@ def _machine() -> dict[str, Any]:
     return info
 
 
-def run_dataset(
-    dataset: Dataset,
-    rows: dict[str, dict[str, Any] | None],
-    encoder_params: dict[str, Any],
-    seeds: Sequence[int],
-    n_draws: int,
-    max_samples: int | None,
-    log: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    """Score every row on one data set; one result dict per row."""
+def pool_test_split(
+    dataset: Dataset, max_samples: int | None = None
+) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """``X_pool, X_test, y_pool, y_test``: the data set's own split, else a stratified
+    70/30 split (random_state=0); at most ``max_samples`` rows of each part."""
     if dataset.split is not None:
         X_pool, X_test, y_pool, y_test = dataset.split()
     else:
@@ -321,6 +316,35 @@ def run_dataset(
     if max_samples is not None:
         X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
         X_test, y_test = X_test[:max_samples], y_test[:max_samples]
+    return X_pool, X_test, y_pool, y_test
+
+
+def run_record(
+    script: str, argv: Sequence[str] | None, config: dict[str, Any]
+) -> dict[str, Any]:
+    """What a results file says of a run: the command (``argv``, or the process's
+    arguments when None), date, machine, library versions and ``config``."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "command": shlex.join(["python", f"benchmarks/{script}", *arguments]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": versions(),
+        "config": config,
+    }
+
+
+def run_dataset(
+    dataset: Dataset,
+    rows: dict[str, dict[str, Any] | None],
+    encoder_params: dict[str, Any],
+    seeds: Sequence[int],
+    n_draws: int,
+    max_samples: int | None,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Score every row on one data set; one result dict per row."""
+    X_pool, X_test, y_pool, y_test = pool_test_split(dataset, max_samples)
     # k at most half the smallest class, so that the draws still differ.
     smallest = int(np.min(np.unique(y_pool, return_counts=True)[1]))
     ks = [k for k in KS if k <= smallest // 2] or [1]
@@ -556,26 +580,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, flush=True)
 
     skipped: dict[str, str] = {}
-    run: dict[str, Any] = {
-        "command": shlex.join(
-            [
-                "python",
-                "benchmarks/bench_fewshot.py",
-                *(sys.argv[1:] if argv is None else argv),
-            ]
-        ),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "versions": versions(),
-        "config": {
+    run = run_record(
+        "bench_fewshot.py",
+        argv,
+        {
             "encoder_params": encoder_params,
             "seeds": seeds,
             "draws": draws,
             "quick": args.quick,
             "max_samples": max_samples,
         },
-        "skipped": skipped,
-    }
+    )
+    run["skipped"] = skipped
     args.output_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = args.output_dir / "fewshot.json", args.output_dir / "fewshot.md"
     report: dict[str, Any] = {"runs": [], "results": []}

@@ -18,10 +18,8 @@ under ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -29,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_fewshot import DATASETS, _machine
-from sklearn.model_selection import train_test_split
+from bench_fewshot import DATASETS, pool_test_split, run_record
 
 from skact import ACTEncoder
-from skact._environment import versions
 from skact.evaluation import few_shot_score
 from skact.networks import ResNet18
 
@@ -63,17 +59,7 @@ def run_dataset(
     max_samples: int | None,
 ) -> list[dict[str, Any]]:
     """One result per variant on one data set."""
-    dataset = DATASETS[name]
-    if dataset.split is not None:
-        X_pool, X_test, y_pool, y_test = dataset.split()
-    else:
-        X, y = dataset.load()
-        X_pool, X_test, y_pool, y_test = train_test_split(
-            X, y, test_size=0.3, stratify=y, random_state=0
-        )
-    if max_samples is not None:
-        X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
-        X_test, y_test = X_test[:max_samples], y_test[:max_samples]
+    X_pool, X_test, y_pool, y_test = pool_test_split(DATASETS[name], max_samples)
     smallest = int(np.min(np.unique(y_pool, return_counts=True)[1]))
     ks = [k for k in KS if k <= smallest // 2] or [1]
     results = []
@@ -212,25 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder_params: dict[str, Any] = {"device": args.device}
     if args.epochs is not None:
         encoder_params["max_iter"] = args.epochs
-    run = {
-        "command": shlex.join(
-            [
-                "python",
-                "benchmarks/bench_resnet_init.py",
-                *(sys.argv[1:] if argv is None else argv),
-            ]
-        ),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "versions": versions(),
-        "config": {
+    run = run_record(
+        "bench_resnet_init.py",
+        argv,
+        {
             "encoder_params": encoder_params,
             "seeds": args.seeds,
             "draws": args.draws,
             "max_samples": args.max_samples,
         },
-        "note": args.note,
-    }
+    )
+    run["note"] = args.note
     report: dict[str, Any] = {"run": run, "results": []}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:

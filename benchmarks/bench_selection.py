@@ -37,10 +37,8 @@ Writes ``selection.json`` and ``selection.md`` (command, machine, versions, date
 from __future__ import annotations
 
 import argparse
-import datetime
 import fnmatch
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_fewshot import DATASETS, EPOCH_FACTOR, _machine, resolve_epochs
+from bench_fewshot import (
+    DATASETS,
+    EPOCH_FACTOR,
+    pool_test_split,
+    resolve_epochs,
+    run_record,
+)
 from scipy.stats import spearmanr
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -58,7 +62,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 from skact import ACTEncoder, TransferClassifier
-from skact._environment import versions
 from skact.evaluation import labeled_scorer, raw_baseline, sample_k_shot
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -132,7 +135,7 @@ def run_dataset(
 ) -> dict[str, Any]:
     """Every measurement of the module docstring on one data set."""
     dataset = DATASETS[name]
-    X_pool, X_test, y_pool, y_test = _split(dataset, max_samples)
+    X_pool, X_test, y_pool, y_test = pool_test_split(dataset, max_samples)
     draws = list(range(n_draws))
     targets = [partially_labeled(y_pool, K, d) for d in draws]
     default_alpha = ACTEncoder().get_params()["alpha"]
@@ -279,19 +282,6 @@ def run_dataset(
         "classifiers": classifiers,
         "keep_best": keep_best,
     }
-
-
-def _split(dataset: Any, max_samples: int | None) -> tuple[Any, Any, Any, Any]:
-    from sklearn.model_selection import train_test_split
-
-    X, y = dataset.load()
-    X_pool, X_test, y_pool, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=0
-    )
-    if max_samples is not None:
-        X_pool, y_pool = X_pool[:max_samples], y_pool[:max_samples]
-        X_test, y_test = X_test[:max_samples], y_test[:max_samples]
-    return X_pool, X_test, y_pool, y_test
 
 
 def _ms(summary: dict[str, float]) -> str:
@@ -520,26 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         encoder_params.update(QUICK_ENCODER, max_iter=2)
         max_samples, draws, search_draws = QUICK_SAMPLES, 2, 1
-    run = {
-        "command": shlex.join(
-            [
-                "python",
-                "benchmarks/bench_selection.py",
-                *(sys.argv[1:] if argv is None else argv),
-            ]
-        ),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "versions": versions(),
-        "config": {
+    run = run_record(
+        "bench_selection.py",
+        argv,
+        {
             "encoder_params": encoder_params,
             "seed": args.seed,
             "draws": draws,
             "search_draws": search_draws,
             "max_samples": max_samples,
         },
-        "note": args.note,
-    }
+    )
+    run["note"] = args.note
     args.output_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.output_dir / "selection.json"
     md_path = args.output_dir / "selection.md"

@@ -2,25 +2,19 @@
 
 import functools
 import json
-import sys
 
 import numpy as np
 import pytest
 
 from skact import ACTEncoder
 
-from _benchmarks import BENCHMARKS, benchmark_module
+from _benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports bench_fewshot, as the script does
-    try:
-        with benchmark_module("bench_resnet_init") as module:
-            yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        sys.modules.pop("bench_fewshot", None)
+    with benchmark_module("bench_resnet_init") as module:
+        yield module
 
 
 def test_pytorch_variant_is_the_builtin_resnet18(bench):

@@ -1,24 +1,17 @@
 """The few-label model-selection benchmark's pieces, and a --quick run on wine."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from _benchmarks import BENCHMARKS, benchmark_module
+from _benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    # bench_selection imports bench_fewshot as the script does: from its own folder.
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        with benchmark_module("bench_selection") as module:
-            yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        sys.modules.pop("bench_fewshot", None)
+    with benchmark_module("bench_selection") as module:
+        yield module
 
 
 def test_rank_correlation_by_hand(bench):
@@ -94,7 +87,7 @@ def test_the_search_s_encoder_is_the_grid_s_model(bench):
     model is the grid's fit of that alpha."""
     from skact import ACTEncoder, TransferClassifier
 
-    X_pool, X_test, y_pool, _ = bench._split(bench.DATASETS["wine"], 90)
+    X_pool, X_test, y_pool, _ = bench.pool_test_split(bench.DATASETS["wine"], 90)
     target = bench.partially_labeled(y_pool, 3, draw=0)
     params = {**bench.QUICK_ENCODER, "max_iter": 2, "alpha": 0.1, "random_state": 0}
     grid_fit = ACTEncoder(**params).fit(X_pool)
