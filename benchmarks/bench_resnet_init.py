@@ -5,8 +5,9 @@ initialisation in :data:`VARIANTS`, with the same seeds (so the views, batches a
 label draws are paired), on the pool of a bench_fewshot.py data set; then a linear probe
 and k-NN on k labels per class are scored on its test part, as in bench_fewshot.py.
 The network is given to ACTEncoder as a callable of the input shape, which fit calls
-after seeding weight initialisation from ``random_state``: the ``pytorch`` row is the
-same model as ``encoder="resnet18"``.
+after seeding weight initialisation from ``random_state``: the ``torchvision`` row is
+the same model as ``encoder="resnet18"`` (the default since this benchmark; ``pytorch``
+was the default before).
 
 Writes ``resnet_init.json`` and ``resnet_init.md`` (command, machine, versions, date)
 under ``benchmarks/results/``.
@@ -128,8 +129,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"`{run['command']}`  ",
         f"{run['date']}; {machine['platform']}, {machine['cpu_count']} CPUs, GPU "
-        f"{machine['cuda']}; " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
-        "  ",
+        f"{machine['cuda']}; "
+        + ", ".join(f"{k} {v}" for k, v in run["versions"].items())
+        + "  ",
         f"encoder: `{json.dumps(run['config']['encoder_params'])}`, seeds "
         f"{run['config']['seeds']}, {run['config']['draws']} draws"
         + (f"  \nnote: {run['note']}" if run.get("note") else ""),

@@ -1,4 +1,4 @@
-"""The ResNet initialisation benchmark: its `pytorch` row is encoder="resnet18"."""
+"""The ResNet initialisation benchmark: its `torchvision` row is encoder="resnet18"."""
 
 import functools
 import json
@@ -17,14 +17,14 @@ def bench():
         yield module
 
 
-def test_pytorch_variant_is_the_builtin_resnet18(bench):
+def test_torchvision_variant_is_the_builtin_resnet18(bench):
     images = np.random.default_rng(0).random((24, 8, 8)).astype(np.float32)
     params = {"max_iter": 1, "batch_size": 12, "random_state": 3, "projection_dim": 8}
     builtin = ACTEncoder(encoder="resnet18", **params).fit(images)
-    callable_ = functools.partial(bench.resnet, **bench.VARIANTS["pytorch"])
+    callable_ = functools.partial(bench.resnet, **bench.VARIANTS["torchvision"])
     variant = ACTEncoder(encoder=callable_, **params).fit(images)
     np.testing.assert_array_equal(builtin.transform(images), variant.transform(images))
-    other = functools.partial(bench.resnet, **bench.VARIANTS["torchvision"])
+    other = functools.partial(bench.resnet, **bench.VARIANTS["pytorch"])
     changed = ACTEncoder(encoder=other, **params).fit(images)
     assert not np.allclose(builtin.transform(images), changed.transform(images))
 

@@ -563,14 +563,17 @@ def test_resnet18_torchvision_init_is_kaiming_normal_fan_out():
         assert (bn.weight == 1).all() and (bn.bias == 0).all()
 
 
-def test_resnet18_default_init_is_unchanged_and_zero_init_residual_is_an_option():
+def test_resnet18_default_init_is_torchvision_s_and_the_others_are_options():
     torch.manual_seed(0)
     default = ResNet18(1)
     torch.manual_seed(0)
-    explicit = ResNet18(1, weight_init="pytorch")
+    explicit = ResNet18(1, weight_init="torchvision")
     for a, b in zip(default.state_dict().values(), explicit.state_dict().values()):
         assert torch.equal(a, b)
-    for conv in [m for m in default.modules() if isinstance(m, torch.nn.Conv2d)]:
+    torch.manual_seed(0)
+    old = ResNet18(1, weight_init="pytorch")
+    assert not torch.equal(old.stem[0].weight, default.stem[0].weight)
+    for conv in [m for m in old.modules() if isinstance(m, torch.nn.Conv2d)]:
         # PyTorch's uniform init with a = sqrt(5): bound 1 / sqrt(fan_in).
         fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         assert conv.weight.abs().max().item() <= fan_in**-0.5
@@ -582,5 +585,5 @@ def test_resnet18_default_init_is_unchanged_and_zero_init_residual_is_an_option(
     zero.eval()
     x = torch.rand(2, 64, 4, 4)
     assert torch.equal(blocks[1](x), torch.relu(x))
-    with pytest.raises(ValueError, match="weight_init must be one of 'pytorch', "):
+    with pytest.raises(ValueError, match="weight_init must be one of 'torchvision', "):
         ResNet18(1, weight_init="kaiming")
