@@ -561,6 +561,7 @@ def test_optimizer_state_must_be_a_bool(tmp_path: Path, value: object) -> None:
     enc = small(max_iter=1).fit(X)
     path = tmp_path / "m.skact"
     with pytest.raises(TypeError, match=r"^optimizer_state must be True or False, got "):
+        # A wrong type on purpose: what the runtime check refuses.
         enc.save(path, optimizer_state=value)  # type: ignore[arg-type]
     assert not path.exists()
     enc.save(path, optimizer_state=np.False_)  # a NumPy bool is a bool
