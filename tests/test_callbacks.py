@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _fakes import FakeTrainer
 from torch import nn
 
 from skact import ACTEncoder, _callbacks
@@ -240,29 +241,17 @@ def test_format_duration():
 # ------------------------------------------------------------------ early stopping
 
 
-class _FakeTrainer:
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.restored: list[str] = []
-
-    def snapshot(self) -> str:
-        return f"after epoch {self.epoch}"
-
-    def restore(self, snapshot: str) -> None:
-        self.restored.append(snapshot)
-
-
 def _run_early_stopping(
     losses: list[float], patience: int, error: BaseException | None = None
 ) -> tuple[list[bool], list[str]]:
-    stopping, trainer = EarlyStopping(patience, tol=0.1), _FakeTrainer()
-    stopping.on_fit_begin(trainer, len(losses), 10)  # type: ignore[arg-type]
+    stopping, trainer = EarlyStopping(patience, tol=0.1), FakeTrainer()
+    stopping.on_fit_begin(trainer.as_trainer(), len(losses), 10)
     stops = []
     for epoch, loss in enumerate(losses):
         trainer.epoch = epoch + 1
         logs = {"loss": 0.0, "validation_loss": loss}
-        stops.append(stopping.on_epoch_end(trainer, epoch, logs))  # type: ignore[arg-type]
-    stopping.on_fit_end(trainer, error)  # type: ignore[arg-type]
+        stops.append(stopping.on_epoch_end(trainer.as_trainer(), epoch, logs))
+    stopping.on_fit_end(trainer.as_trainer(), error)
     return stops, trainer.restored
 
 

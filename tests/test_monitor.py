@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _fakes import FakeTrainer
 
 import skact
 from skact import ACTEncoder, _callbacks
@@ -22,7 +23,6 @@ from skact._callbacks import (
     loo_nn_accuracy,
     monitored_rows,
 )
-from skact._training import SingleProcess
 
 from _small import small_encoder
 
@@ -85,29 +85,16 @@ def test_monitored_rows_labeled_sample_or_all_rows():
 # ---------------------------------------------------------------- the callback
 
 
-class _FakeTrainer:
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.strategy = SingleProcess()
-        self.restored: list[str] = []
-
-    def snapshot(self) -> str:
-        return f"after epoch {self.epoch}"
-
-    def restore(self, snapshot: str) -> None:
-        self.restored.append(snapshot)
-
-
 def _run_monitor(features: list[torch.Tensor], keep_best: bool) -> tuple[Any, Monitor]:
     queue = iter(features)
-    monitor, trainer = Monitor(lambda: next(queue), None, keep_best), _FakeTrainer()
-    monitor.on_fit_begin(trainer, len(features), 10)  # type: ignore[arg-type]
+    monitor, trainer = Monitor(lambda: next(queue), None, keep_best), FakeTrainer()
+    monitor.on_fit_begin(trainer.as_trainer(), len(features), 10)
     logs = []
     for epoch in range(len(features)):
         trainer.epoch = epoch + 1
         logs.append({"loss": 0.0})
-        assert monitor.on_epoch_end(trainer, epoch, logs[-1]) is False  # type: ignore[arg-type]
-    monitor.on_fit_end(trainer, None)  # type: ignore[arg-type]
+        assert monitor.on_epoch_end(trainer.as_trainer(), epoch, logs[-1]) is False
+    monitor.on_fit_end(trainer.as_trainer(), None)
     return (logs, trainer.restored), monitor
 
 
@@ -147,12 +134,12 @@ def test_an_early_collapse_that_training_undoes_does_not_warn():
 
 
 def test_early_stopping_leaves_the_choice_to_the_monitor():
-    stopping, trainer = EarlyStopping(2, tol=0.0, restore_best=False), _FakeTrainer()
-    stopping.on_fit_begin(trainer, 3, 10)  # type: ignore[arg-type]
+    stopping, trainer = EarlyStopping(2, tol=0.0, restore_best=False), FakeTrainer()
+    stopping.on_fit_begin(trainer.as_trainer(), 3, 10)
     for epoch, loss in enumerate([1.0, 2.0, 3.0]):
         trainer.epoch = epoch + 1
-        stopping.on_epoch_end(trainer, epoch, {"validation_loss": loss})  # type: ignore[arg-type]
-    stopping.on_fit_end(trainer, None)  # type: ignore[arg-type]
+        stopping.on_epoch_end(trainer.as_trainer(), epoch, {"validation_loss": loss})
+    stopping.on_fit_end(trainer.as_trainer(), None)
     assert trainer.restored == []
 
 
