@@ -211,6 +211,7 @@ def test_warm_start_momentum_changes_the_average():
 def _rates(call: Callable[[], object]) -> list[float]:
     with recorded_steps(lambda trainer, batch: trainer.learning_rate_now()) as rates:
         call()
+    # recorded_steps keeps what the hook returns, typed object: here learning rates.
     return [float(r) for r in rates]  # type: ignore[arg-type]
 
 
