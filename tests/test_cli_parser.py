@@ -2,6 +2,7 @@
 summaries, image folders and the command-line guide's example."""
 
 import csv
+import json
 import re
 import shlex
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.compose import make_column_transformer
 from sklearn.datasets import load_digits
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._param_validation import StrOptions
 
 import skact
@@ -18,6 +24,7 @@ from skact._guards import Advice, AdvisedValueError, check_values
 from skact.cli import build_parser, main
 from skact.cli.commands import render_error
 from skact.cli.parser import EXCLUDED, OPTIONS
+from skact.evaluation import few_shot_score
 from skact.objectives import OBJECTIVES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -195,6 +202,57 @@ def test_a_mixed_table_is_fitted_transformed_and_evaluated(tmp_path, capsys):
     # without a model, text columns are not features
     code, _, err = run(["evaluate", data, "--label", "kind"], capsys)
     assert code == 2 and "'colour', 'ward'" not in err and "'colour' hold text" in err
+
+
+def test_baselines_of_a_mixed_table_with_gaps_impute_like_the_usual_pipeline(
+    tmp_path, capsys
+):
+    pd = pytest.importorskip("pandas")
+    data, model, report = tmp_path / "t.csv", tmp_path / "m.skact", tmp_path / "r.json"
+    _mixed_csv(data, n=60)
+    lines = data.read_text().splitlines()
+    for i in range(1, len(lines), 7):  # gaps in a number and in a text column
+        height, colour, ward, kind = lines[i].split(",")
+        lines[i] = ",".join(["", colour, ward, kind] if i % 2 else [height, "", ward, kind])
+    data.write_text("\n".join(lines) + "\n")
+    argv = ["fit", data, "--label", "kind", "--handle-missing", "indicator"]
+    code, _, err = run([*argv, "-o", model, *TINY], capsys)
+    assert code == 0, err
+    code, out, err = run(
+        ["evaluate", data, "--label", "kind", "--model", model, "--baselines",
+         "--k", "2", "--draws", "3", "-o", report],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err  # the baselines used to fail on NaN (PCA refused it)
+    results = json.loads(report.read_text())
+    how = "standardised, text one-hot, gaps as mean + indicator"
+    assert list(results) == [f"raw ({how})", f"PCA ({how}, 90% variance)", "ACTEncoder"]
+    assert f"| raw ({how}) | " in out
+    # The raw baseline is impute (mean + indicator) + standardise, and one-hot text
+    # with a missing category: the same scores as that pipeline built by hand.
+    df = pd.read_csv(data)
+    X, y = df.drop(columns="kind"), df["kind"].to_numpy()
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    hand = make_column_transformer(
+        (
+            make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()),
+            ["height", "ward"],
+        ),
+        (
+            make_pipeline(
+                SimpleImputer(strategy="constant", fill_value="missing"),
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+            ),
+            ["colour"],
+        ),
+    ).fit(X_pool)
+    assert hand.transform(X_pool).shape[1] == 2 + 1 + 4  # height's indicator; NaN colour
+    expected = few_shot_score(hand, X_pool, y_pool, X_test, y_test, k=2, n_draws=3)
+    got = {(r["protocol"], r["k"]): r["scores"] for r in results[f"raw ({how})"]}
+    for r in expected:
+        np.testing.assert_allclose(got[r.protocol, r.k], r.scores)
 
 
 def test_a_text_column_without_label_is_categorical_and_named(tmp_path, capsys):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -408,29 +409,34 @@ def _check_enough_labels(y_pool: np.ndarray, args: argparse.Namespace) -> None:
     raise CommandError(f"{who} {where}, fewer than k={k}; {advice}")
 
 
-def _table_baselines(categorical: np.ndarray | None) -> dict[str, Pipeline]:
-    """Raw-input baselines of a table: standardised numbers (text columns one-hot)."""
-    if categorical is None or not categorical.any():
-        return {
-            "raw (standardised)": raw_baseline(),
-            "PCA (standardised, 90% variance)": pca_baseline(),
-        }
+def _table_baselines(categorical: np.ndarray | None, X: Any) -> dict[str, Pipeline]:
+    """Raw-input baselines of a table: standardised numbers (text columns one-hot).
+
+    Missing numbers become their column's mean plus a missing indicator, as ACTEncoder's
+    ``handle_missing="indicator"`` encodes them; a missing text value is a category of
+    its own. The names say which of these a table needed.
+    """
+    text = np.zeros(np.shape(X)[1], dtype=bool) if categorical is None else categorical
+    numeric = np.flatnonzero(~text).tolist()
+    values = X.iloc[:, numeric] if hasattr(X, "iloc") else np.asarray(X)[:, numeric]
+    gaps = bool(np.isnan(np.asarray(values, dtype=np.float64)).any())
+    how = "standardised" + (", text one-hot" if text.any() else "")
+    how += ", gaps as mean + indicator" if gaps else ""
 
     def encoded() -> ColumnTransformer:
-        return ColumnTransformer(
-            [
-                (
-                    "text",
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                    np.flatnonzero(categorical).tolist(),
-                )
-            ],
-            remainder=StandardScaler(),
+        numbers = make_pipeline(
+            SimpleImputer(add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
         )
+        parts: list[tuple[str, Any, list[int]]] = [("numbers", numbers, numeric)]
+        if text.any():
+            onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+            parts.append(("text", onehot, np.flatnonzero(text).tolist()))
+        return ColumnTransformer(parts)
 
     return {
-        "raw (standardised, text one-hot)": make_pipeline(encoded()),
-        "PCA (standardised, text one-hot, 90% variance)": make_pipeline(
+        f"raw ({how})": make_pipeline(encoded()),
+        f"PCA ({how}, 90% variance)": make_pipeline(
             encoded(), pca_baseline(standardize=False)
         ),
     }
@@ -526,7 +532,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 "baselines, evaluate the raw data with --model MODEL --baselines"
             )
         elif args.baselines:
-            for name, baseline in _table_baselines(data.categorical).items():
+            for name, baseline in _table_baselines(data.categorical, X_pool).items():
                 representations[name] = (baseline.fit(X_pool), split)
     representations["ACTEncoder" if model is not None else "features"] = (model, split)
     results = _score_all(representations, args, args.seed, args.protocol)
