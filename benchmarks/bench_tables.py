@@ -61,7 +61,38 @@ a recipe a user can apply without changing skact:
 - ``act:hidden=256x256``, ``act:n_components=32``: a smaller network, a narrower output
   (default 512-512 -> 64, perhaps too large for a few hundred rows);
 - ``act:layers=concat``: ``transform`` returns every hidden block's output (after its
-  ReLU) joined with the last layer's.
+  ReLU) joined with the last layer's;
+- ``act:alpha=0.01``, ``0.1``, ``0.3``: other weights of ACT's regulariser (default
+  0.03);
+- ``act:noise_scale=0.1``: Gaussian noise on the standardised numbers of each view;
+- ``act:embedding_noise=0.5``: no corruption; instead Gaussian noise (std 0.5) on the
+  whole embedded row in training, category embeddings included (noise on embeddings
+  instead of swapped categories);
+- ``act:views=row``: a view's corrupted cells of one row all come from one other row
+  (skact draws a donor row per cell: each column's empirical marginal);
+- ``act:views=mask``: corrupted cells are blanked (a number to its mean, with its
+  missing indicator set; a category to the unknown slot) instead of swapped;
+- ``act:views=subset``: blanked as in ``mask``, but the blanked columns are the same
+  for every row of a batch (each view sees a random subset of the columns, as SubTab);
+- ``act:numeric=periodic`` and ``act:numeric=ple``: numbers through periodic
+  embeddings or piecewise-linear encodings of 8 quantile bins (Gorishniy et al.,
+  NeurIPS 2022) before the MLP;
+- ``act:network=resnet``, ``act:network=layernorm``, ``act:hidden=512x512x512``: a
+  residual MLP (Gorishniy et al., 2021), LayerNorm for BatchNorm, one more layer;
+- ``act:n_components=16``, ``act:batch_size=64``, ``act:steps=1000`` (epochs chosen
+  for about 1000 steps whatever the table's size: a small table gets 100 steps by
+  default);
+- ``act+pca``: ACT's features standardised and projected on their principal components
+  (90% of the variance);
+- combinations, named with ``+``: ``act:corruption_rate=0.1+layers=concat``,
+  ``...+epochs=x0.5``, ``...+pca``, ``act:alpha=0.1+corruption_rate=0.1``,
+  ``act:views=mask+corruption_rate=0.1`` and ``0.3``.
+
+Rows that change the view rule or the numeric front-end do it from the benchmark
+(:func:`other_views` swaps the mixed-table adapter's ``view`` during the fit; the
+networks are ``encoder=`` callables), so they measure ideas skact does not ship.
+``--protocols ... selftraining`` scores features with a self-trained linear probe
+(``SelfTrainingClassifier`` around it, the pool's unlabelled rows too).
 
     python benchmarks/bench_tables.py                       # every table, main rows
     python benchmarks/bench_tables.py --variants --merge    # add the variant rows
@@ -77,6 +108,7 @@ and replaces only the (table, row) pairs it recomputes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import fnmatch
 import json
@@ -84,7 +116,7 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,7 +134,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
-from sklearn.semi_supervised import LabelSpreading
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from sklearn.utils import check_random_state
 from torch import nn
 
@@ -129,7 +161,7 @@ QUICK_ENCODER = {
 QUICK_ROWS = 300
 METRICS = {"balanced_accuracy": balanced_accuracy_score, "accuracy": accuracy_score}
 #: How features are scored; "spreading" also uses the pool's unlabelled rows.
-PROTOCOLS = ("linear", "knn", "spreading")
+PROTOCOLS = ("linear", "knn", "spreading", "selftraining")
 DEFAULT_PROTOCOLS = ("linear", "knn")
 
 
@@ -159,6 +191,23 @@ class Row:
     quantile: bool = False
     #: ACT's hidden blocks' outputs joined with its last layer's.
     concat_layers: bool = False
+    #: How a view replaces a cell: "cell" (skact's: a donor row per cell), "row" (one
+    #: donor row per view row), "mask" (the column's mean / an uninformative
+    #: category) or "subset" (masked columns shared by the batch's rows).
+    views: str = "cell"
+    #: ACT's features projected on their principal components (90% of the variance,
+    #: standardised first), fitted on the pool.
+    pca_after: bool = False
+    #: Numeric inputs as they are ("identity"), through periodic embeddings
+    #: ("periodic") or piecewise-linear encodings of quantile bins ("ple").
+    numeric: str = "identity"
+    #: The network: skact's MLP ("mlp"), residual blocks ("resnet"), the MLP with
+    #: LayerNorm for BatchNorm ("layernorm"), or the MLP after Gaussian noise on the
+    #: embedded row in training ("noisy": numbers and category embeddings alike).
+    network: str = "mlp"
+    #: Epochs chosen so that the fit takes about this many steps, whatever the size of
+    #: the table (None: the default epochs).
+    steps: int | None = None
     variant: bool = False
 
 
@@ -259,6 +308,74 @@ def all_rows() -> dict[str, Row]:
         Row("act:n_components=32", "act", {"n_components": 32}, variant=True),
         Row("act:epochs=x2", "act", {"max_iter": 2 * DEFAULT_EPOCHS}, variant=True),
         Row("act:layers=concat", "act", concat_layers=True, variant=True),
+        Row("act:alpha=0.01", "act", {"alpha": 0.01}, variant=True),
+        Row("act:alpha=0.1", "act", {"alpha": 0.1}, variant=True),
+        Row("act:alpha=0.3", "act", {"alpha": 0.3}, variant=True),
+        Row("act+pca", "act", pca_after=True, variant=True),
+        Row("act:batch_size=64", "act", {"batch_size": 64}, variant=True),
+        Row("act:steps=1000", "act", steps=1000, variant=True),
+        Row(
+            "act:embedding_noise=0.5",
+            "act",
+            {"corruption_rate": 0.0},
+            network="noisy",
+            variant=True,
+        ),
+        Row(
+            "act:corruption_rate=0.1+pca",
+            "act",
+            {"corruption_rate": 0.1},
+            pca_after=True,
+            variant=True,
+        ),
+        Row(
+            "act:alpha=0.1+corruption_rate=0.1",
+            "act",
+            {"alpha": 0.1, "corruption_rate": 0.1},
+            variant=True,
+        ),
+        Row("act:noise_scale=0.1", "act", {"noise_scale": 0.1}, variant=True),
+        Row(
+            "act:hidden=512x512x512",
+            "act",
+            {"hidden_layer_sizes": (512, 512, 512)},
+            variant=True,
+        ),
+        Row("act:n_components=16", "act", {"n_components": 16}, variant=True),
+        Row(
+            "act:corruption_rate=0.1+layers=concat",
+            "act",
+            {"corruption_rate": 0.1},
+            concat_layers=True,
+            variant=True,
+        ),
+        Row(
+            "act:corruption_rate=0.1+epochs=x0.5",
+            "act",
+            {"corruption_rate": 0.1, "max_iter": DEFAULT_EPOCHS // 2},
+            variant=True,
+        ),
+        Row("act:views=row", "act", views="row", variant=True),
+        Row("act:views=mask", "act", views="mask", variant=True),
+        Row("act:numeric=periodic", "act", numeric="periodic", variant=True),
+        Row("act:views=subset", "act", views="subset", variant=True),
+        Row("act:numeric=ple", "act", numeric="ple", variant=True),
+        Row("act:network=resnet", "act", network="resnet", variant=True),
+        Row("act:network=layernorm", "act", network="layernorm", variant=True),
+        Row(
+            "act:views=mask+corruption_rate=0.1",
+            "act",
+            {"corruption_rate": 0.1},
+            views="mask",
+            variant=True,
+        ),
+        Row(
+            "act:views=mask+corruption_rate=0.3",
+            "act",
+            {"corruption_rate": 0.3},
+            views="mask",
+            variant=True,
+        ),
     ]
     return {r.name: r for r in rows}
 
@@ -345,6 +462,272 @@ def concat_layers(encoder: ACTEncoder) -> Callable[[Any], np.ndarray]:
     return transform
 
 
+class PeriodicMLP(nn.Module):
+    """skact's MLP after periodic embeddings of the numeric inputs (Gorishniy et al.).
+
+    The first ``n_numeric`` inputs (skact's standardised numbers; missing indicators
+    and category embeddings follow) each become ``ReLU(Linear([sin(2 pi c x),
+    cos(2 pi c x)]))`` with ``frequencies`` trainable ``c`` per column drawn from
+    N(0, ``sigma``) and a column-wise linear layer to ``width`` features ("PLR" in
+    "On Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        n_numeric: int,
+        hidden_layer_sizes: tuple[int, ...],
+        out_features: int,
+        frequencies: int = 16,
+        width: int = 8,
+        sigma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.n_numeric = n_numeric
+        self.c = nn.Parameter(torch.randn(n_numeric, frequencies) * sigma)
+        bound = 1 / np.sqrt(2 * frequencies)
+        self.weight = nn.Parameter(
+            torch.empty(n_numeric, 2 * frequencies, width).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(n_numeric, width).uniform_(-bound, bound))
+        rest = input_shape[0] - n_numeric
+        self.mlp = MLP(n_numeric * width + rest, hidden_layer_sizes, out_features)
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        numbers, rest = x[:, : self.n_numeric], x[:, self.n_numeric :]
+        angles = 2 * np.pi * numbers[:, :, None] * self.c  # (n, columns, frequencies)
+        waves = torch.cat([torch.sin(angles), torch.cos(angles)], dim=2)
+        embedded = torch.relu(torch.einsum("njf,jfw->njw", waves, self.weight) + self.bias)
+        return self.mlp(torch.cat([embedded.flatten(1), rest], dim=1))
+
+
+class PiecewiseLinear(nn.Module):
+    """Piecewise-linear encoding of numbers in quantile bins (Gorishniy et al., 2022).
+
+    Column ``j`` with bin edges ``b_0 < ... < b_T`` becomes ``T`` values, the ``t``-th
+    ``clamp((x - b_{t-1}) / (b_t - b_{t-1}), 0, 1)``: how far ``x`` has filled each
+    bin ("PLE" in "On Embeddings for Numerical Features in Tabular Deep Learning").
+    Columns with fewer edges are padded with empty bins (always 0).
+    """
+
+    left: torch.Tensor
+    width: torch.Tensor
+
+    def __init__(self, edges: Sequence[np.ndarray], bins: int) -> None:
+        super().__init__()
+        left = np.full((len(edges), bins), np.inf)
+        width = np.ones((len(edges), bins))
+        for j, e in enumerate(edges):
+            t = len(e) - 1
+            left[j, :t], width[j, :t] = e[:-1], np.diff(e)
+        self.register_buffer("left", torch.as_tensor(left, dtype=torch.float32))
+        self.register_buffer("width", torch.as_tensor(width, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        filled = (x[:, :, None] - self.left) / self.width
+        return filled.clamp(0, 1).flatten(1)
+
+
+class FrontedNet(nn.Module):
+    """``body(cat([front(x[:, :n]), x[:, n:]]))``: a numeric front-end, then a body."""
+
+    def __init__(self, n_numeric: int, front: nn.Module, body: nn.Module) -> None:
+        super().__init__()
+        self.n_numeric, self.front, self.body = n_numeric, front, body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        numbers = self.front(x[:, : self.n_numeric])
+        return self.body(torch.cat([numbers, x[:, self.n_numeric :]], dim=1))
+
+
+class ResidualMLP(nn.Module):
+    """The ResNet of Gorishniy et al. (2021) for tables, without dropout.
+
+    ``Linear(in, width)``, then one block ``x + Linear(ReLU(Linear(BN(x))))`` per
+    entry of ``hidden_layer_sizes`` (inner width 2 x ``width``), then BN, ReLU and a
+    Linear to ``out_features``; ``width`` is the first hidden size.
+    """
+
+    def __init__(
+        self, in_features: int, hidden_layer_sizes: Sequence[int], out_features: int
+    ) -> None:
+        super().__init__()
+        width = hidden_layer_sizes[0]
+        self.first = nn.Linear(in_features, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.BatchNorm1d(width),
+                nn.Linear(width, 2 * width),
+                nn.ReLU(),
+                nn.Linear(2 * width, width),
+            )
+            for _ in hidden_layer_sizes
+        )
+        self.head = nn.Sequential(
+            nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, out_features)
+        )
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x)
+
+
+def layernorm_mlp(
+    in_features: int, hidden_layer_sizes: Sequence[int], out_features: int
+) -> MLP:
+    """skact's MLP with each BatchNorm1d replaced by a LayerNorm of the same width."""
+    mlp = MLP(in_features, hidden_layer_sizes, out_features)
+    for i, layer in enumerate(mlp.layers):
+        if isinstance(layer, nn.BatchNorm1d):
+            mlp.layers[i] = nn.LayerNorm(layer.num_features)
+    return mlp
+
+
+class TrainingNoise(nn.Module):
+    """Adds N(0, ``scale``) noise to its input in training mode; identity otherwise."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * torch.randn_like(x) if self.training else x
+
+
+#: Standard deviation of the ``"noisy"`` network's noise on the embedded row.
+EMBEDDING_NOISE = 0.5
+
+
+def noisy_mlp(
+    in_features: int, hidden_layer_sizes: Sequence[int], out_features: int
+) -> nn.Module:
+    """skact's MLP after :class:`TrainingNoise` of :data:`EMBEDDING_NOISE`."""
+    mlp = MLP(in_features, hidden_layer_sizes, out_features)
+    return nn.Sequential(TrainingNoise(EMBEDDING_NOISE), mlp)
+
+
+#: Quantile bins per numeric column of the piecewise-linear encoding.
+PLE_BINS = 8
+
+
+def ple_edges(X: pd.DataFrame, bins: int = PLE_BINS) -> list[np.ndarray]:
+    """Quantile bin edges of each numeric column of ``X``, in skact's standard units.
+
+    skact standardises a number with its column's mean and (population) standard
+    deviation and puts a gap at the mean (0); the edges are the column's quantiles in
+    those units, with duplicates dropped (a column of few values has fewer bins).
+    """
+    edges = []
+    for c in X.columns:
+        if is_categorical(X[c]):
+            continue
+        values = X[c].to_numpy(dtype=float)
+        present = values[~np.isnan(values)]
+        scale = present.std() or 1.0
+        standard = (present - present.mean()) / scale
+        e = np.unique(np.quantile(standard, np.linspace(0, 1, bins + 1)))
+        edges.append(e if len(e) > 1 else np.array([e[0] - 1.0, e[0] + 1.0]))
+    return edges
+
+
+def network_for(row: Row, X: pd.DataFrame, params: dict[str, Any]) -> Callable[..., Any]:
+    """The ``encoder`` callable of a row with another numeric front-end or network.
+
+    skact calls it with the width of its embedded row, ``[standardised numbers |
+    missing indicators | category embeddings]``; the numbers are ``X``'s numeric
+    columns, in order.
+    """
+    hidden = tuple(params.get("hidden_layer_sizes", (512, 512)))
+    out = params.get("n_components") or 64
+    n_numeric = sum(not is_categorical(X[c]) for c in X.columns)
+    body_of: Callable[[int, Sequence[int], int], nn.Module] = {
+        "mlp": MLP,
+        "resnet": ResidualMLP,
+        "layernorm": layernorm_mlp,
+        "noisy": noisy_mlp,
+    }[row.network]
+
+    def build(input_shape: tuple[int, ...]) -> nn.Module:
+        if row.numeric == "periodic":
+            return PeriodicMLP(input_shape, n_numeric, hidden, out)
+        if row.numeric == "ple":
+            front = PiecewiseLinear(ple_edges(X), PLE_BINS)
+            width = n_numeric * PLE_BINS + input_shape[0] - n_numeric
+            return FrontedNet(n_numeric, front, body_of(width, hidden, out))
+        return body_of(input_shape[0], hidden, out)
+
+    return build
+
+
+def _subset_view(
+    adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A :func:`_mask_view` whose blanked columns are the same for every row of the
+    batch (a view sees a random subset of the columns, as in SubTab)."""
+    groups = torch.as_tensor(adapter._groups)
+    hit = torch.rand(1, int(groups.max()) + 1, generator=generator)
+    hit = hit < adapter.augment.corruption_rate
+    return torch.where(hit[:, groups], _blank(adapter, batch.shape[1]), batch)
+
+
+def _blank(adapter: Any, width: int) -> torch.Tensor:
+    """The blank row: numbers at their mean (0), indicators 1, the unknown category."""
+    blank = torch.zeros(width)
+    blank[len(adapter._numeric) : adapter.n_continuous] = 1.0
+    unknown = [float(len(c)) for c in adapter.categories_]
+    blank[adapter.n_continuous :] = torch.tensor(unknown)
+    return blank
+
+
+def _row_donor_view(
+    adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A view whose corrupted cells of a row all come from one donor row."""
+    groups = torch.as_tensor(adapter._groups)
+    n = batch.shape[0]
+    hit = torch.rand(n, int(groups.max()) + 1, generator=generator)
+    hit = hit < adapter.augment.corruption_rate
+    donors = torch.randint(0, pool.shape[0], (n,), generator=generator)
+    return torch.where(hit[:, groups], pool[donors], batch)
+
+
+def _mask_view(
+    adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A view whose corrupted cells are blanked: a number becomes its column's mean
+    (0 once standardised, its missing indicator 1), a category the unknown slot
+    (embedded as the mean of the column's categories)."""
+    groups = torch.as_tensor(adapter._groups)
+    hit = torch.rand(batch.shape[0], int(groups.max()) + 1, generator=generator)
+    hit = hit < adapter.augment.corruption_rate
+    return torch.where(hit[:, groups], _blank(adapter, batch.shape[1]), batch)
+
+
+@contextlib.contextmanager
+def other_views(views: str) -> Iterator[None]:
+    """Mixed tables' views drawn by ``views`` ("cell": skact's own) while inside.
+
+    The benchmark's only way to try a view rule without changing skact: the mixed-table
+    adapter's ``view`` is swapped for the duration of a fit (the CPU, one process).
+    """
+    from skact._tabular_mixed import MixedTableAdapter
+
+    if views == "cell":
+        yield
+        return
+    rule = {"row": _row_donor_view, "mask": _mask_view, "subset": _subset_view}[views]
+    original = MixedTableAdapter.view
+    MixedTableAdapter.view = rule  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        MixedTableAdapter.view = original  # type: ignore[method-assign]
+
+
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
     """String columns as pandas categories, for HGB's ``categorical_features``."""
     X = X.copy()
@@ -397,6 +780,25 @@ def _spread_predict(
     return classes[spreading.classes_[np.argmax(proba, axis=1)]]
 
 
+def _self_train_predict(
+    pool_features: np.ndarray,
+    y_pool: np.ndarray,
+    test_features: np.ndarray,
+    idx: np.ndarray,
+) -> np.ndarray:
+    """The linear probe, self-trained on the pool: rows ``idx`` labelled, the rest -1.
+
+    ``SelfTrainingClassifier`` with its defaults (threshold 0.75, at most 10 rounds)
+    around the linear probe, so the unlabelled rows it is confident about join the
+    labelled ones.
+    """
+    classes, codes = np.unique(y_pool, return_inverse=True)
+    labels = np.full(len(y_pool), -1)
+    labels[idx] = codes[idx]
+    model = SelfTrainingClassifier(_probe("linear", len(idx))).fit(pool_features, labels)
+    return classes[model.predict(test_features)]
+
+
 def _probe_predict(
     protocol: str,
     k: int,
@@ -411,6 +813,8 @@ def _probe_predict(
         return _spread_predict(
             train_features, y_pool, test_features, idx, unreached=unreached
         )
+    if protocol == "selftraining":
+        return _self_train_predict(train_features, y_pool, test_features, idx)
     probe = _probe(protocol, k).fit(train_features[idx], y_pool[idx])
     return probe.predict(test_features)
 
@@ -465,14 +869,29 @@ def fit_representation(
     if fit_on.isna().any().any():
         params.setdefault("handle_missing", "indicator")
     prepare = quantile_numeric(X_pool) if row.quantile else _unchanged
-    act = ACTEncoder(**params).fit(prepare(fit_on))
+    if row.steps is not None:
+        per_epoch = -(-len(fit_on) // int(params.get("batch_size", 256)))
+        params["max_iter"] = -(-row.steps // per_epoch)
+    if row.numeric != "identity" or row.network != "mlp":
+        params["encoder"] = network_for(row, fit_on, params)
+    with other_views(row.views):
+        act = ACTEncoder(**params).fit(prepare(fit_on))
     encode = concat_layers(act) if row.concat_layers else act.transform
+    if row.pca_after:
+        pca = pca_baseline().fit(encode(prepare(X_pool)))
+        encode = _then(encode, pca.transform)
     if row.join_onehot:
         return (
             lambda X: np.hstack([encode(prepare(X)), base.transform(X)]),
             len(fit_on),
         )
     return lambda X: encode(prepare(X)), len(fit_on)
+
+
+def _then(
+    first: Callable[[Any], np.ndarray], second: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[Any], np.ndarray]:
+    return lambda X: second(first(X))
 
 
 def _unchanged(X: pd.DataFrame) -> pd.DataFrame:

@@ -395,3 +395,188 @@ def test_spreading_rows_in_the_target_section(bench):
     assert "| onehot | spreading | 0.600 ± 0.000 (25% unreached) | 100 |" in md
     assert "| act | spreading | **0.620 ± 0.000** | 100 |" in md
     assert "probes linear, knn" in md  # a run saved before --protocols existed
+
+
+def _fitted_adapter(bench):
+    X, _ = synthetic()
+    params = {**bench.QUICK_ENCODER, "device": "cpu", "max_iter": 1}
+    encoder = bench.ACTEncoder(**params, random_state=0, handle_missing="indicator")
+    return encoder.fit(X)._adapter, X
+
+
+def test_row_donor_views_take_a_rows_corrupted_cells_from_one_row(bench):
+    adapter, X = _fitted_adapter(bench)
+    stored = adapter.to_storage(X)  # [size, noise | size's indicator | colour]
+    # Every row of the pool differs from every batch row in every column, so each
+    # changed cell shows which pool row it came from.
+    batch = stored[:40]
+    pool = torch.arange(1.0, 11.0)[:, None] * 1000 + torch.arange(stored.shape[1])
+    view = bench._row_donor_view(adapter, batch, pool, torch.Generator().manual_seed(0))
+    changed = view != batch
+    assert 0 < changed.float().mean() < 0.6  # rate 0.2 of the three column groups
+    for row, hit in zip(view, changed, strict=True):
+        donors = {int(v) // 1000 for v in row[hit]}
+        assert len(donors) <= 1  # one donor row per view row
+    # A number and its missing indicator (group 0) are replaced together.
+    assert torch.equal(changed[:, 0], changed[:, 2])
+    assert torch.equal(
+        view,
+        bench._row_donor_view(adapter, batch, pool, torch.Generator().manual_seed(0)),
+    )
+
+
+def test_mask_views_blank_cells_to_the_mean_and_the_unknown_category(bench):
+    adapter, X = _fitted_adapter(bench)
+    batch = adapter.to_storage(X)
+    view = bench._mask_view(adapter, batch, batch, torch.Generator().manual_seed(1))
+    changed = view != batch
+    size, noise, gap, colour = view.T
+    hit_size = changed[:, 0] | changed[:, 2]
+    assert hit_size.any() and changed[:, 3].any()
+    assert (size[hit_size] == 0).all() and (gap[hit_size] == 1).all()  # a blank
+    assert (noise[changed[:, 1]] == 0).all()
+    n_known = len(adapter.categories_[0])  # colour's unknown slot: the mean embedding
+    assert (colour[changed[:, 3]] == n_known).all()
+    # At the default rate, about a fifth of each group is blanked.
+    assert 0.1 < changed[:, 3].float().mean() < 0.3
+
+
+def test_other_views_swap_the_adapters_view_for_the_fit_only(bench):
+    from skact._tabular_mixed import MixedTableAdapter
+
+    original = MixedTableAdapter.view
+    with bench.other_views("mask"):
+        assert MixedTableAdapter.view is bench._mask_view
+    assert MixedTableAdapter.view is original
+    with pytest.raises(RuntimeError), bench.other_views("row"):
+        raise RuntimeError
+    assert MixedTableAdapter.view is original
+    with bench.other_views("cell"):
+        assert MixedTableAdapter.view is original
+
+
+def test_periodic_mlp_embeds_the_numbers_only(bench):
+    torch.manual_seed(0)
+    net = bench.PeriodicMLP((7,), n_numeric=2, hidden_layer_sizes=(16,), out_features=4)
+    x = torch.randn(10, 7)
+    assert net(x).shape == (10, 4)
+    # The MLP sees 2 columns x 8 periodic features, then the 5 other inputs unchanged.
+    assert net.mlp.layers[0].in_features == 2 * 8 + 5
+    seen = []
+    net.mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    net.eval()
+    net(x)
+    torch.testing.assert_close(seen[0][:, 16:], x[:, 2:])
+    angles = 2 * torch.pi * x[:, :1, None] * net.c[:1]
+    waves = torch.cat([torch.sin(angles), torch.cos(angles)], 2)
+    first = torch.relu(torch.einsum("njf,jfw->njw", waves, net.weight[:1]) + net.bias[:1])
+    torch.testing.assert_close(seen[0][:, :8], first.flatten(1))
+    net(x).sum().backward()
+    assert net.c.grad is not None and net.c.grad.abs().sum() > 0  # trained frequencies
+
+
+def test_view_and_periodic_rows_fit_with_their_rules(bench, monkeypatch):
+    X, _ = synthetic()
+    params = {**bench.QUICK_ENCODER, "device": "cpu"}
+    used = []
+    monkeypatch.setattr(
+        bench, "_mask_view", lambda a, b, p, g: used.append(len(b)) or b.clone()
+    )
+    rows = bench.all_rows()
+    bench.fit_representation(rows["act:views=mask"], X, params, 0, None)
+    assert used  # the fit drew its views through the benchmark's rule
+    transform, _ = bench.fit_representation(
+        rows["act:numeric=periodic"], X, params, 0, None
+    )
+    assert transform(X).shape == (130, 8)
+
+
+def test_piecewise_linear_encoding_fills_quantile_bins(bench):
+    X = pd.DataFrame({"n": [0.0, 1.0, 2.0, 3.0, 4.0, np.nan], "c": list("abcabc")})
+    (edges,) = bench.ple_edges(X, bins=4)
+    # Quantiles of the present values, in skact's standard units (mean 2, std sqrt 2).
+    np.testing.assert_allclose(edges, (np.arange(5.0) - 2) / np.sqrt(2))
+    ple = bench.PiecewiseLinear([edges], bins=4)
+    x = torch.tensor([[-5.0], [0.0], [float(edges[1] + 0.25 * (edges[2] - edges[1]))]])
+    np.testing.assert_allclose(
+        ple(x).numpy(),
+        [[0, 0, 0, 0], [1, 1, 0, 0], [1, 0.25, 0, 0]],
+        atol=1e-6,
+    )
+    # A column of one value still gets a (single) bin; missing bins stay 0.
+    short = bench.PiecewiseLinear([np.array([-1.0, 1.0])], bins=3)
+    np.testing.assert_allclose(short(torch.tensor([[0.0]])).numpy(), [[0.5, 0, 0]])
+
+
+def test_networks_of_the_variant_rows(bench):
+    torch.manual_seed(0)
+    res = bench.ResidualMLP(6, (16, 16), 4)
+    assert len(res.blocks) == 2 and res(torch.randn(5, 6)).shape == (5, 4)
+    # Each block adds to its input: zeroing a block's last layer makes it the identity.
+    block = res.blocks[0]
+    nn.init.zeros_(block[-1].weight)
+    nn.init.zeros_(block[-1].bias)
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(x + block(x), x)
+    ln = bench.layernorm_mlp(6, (16, 8), 4)
+    norms = [type(m) for m in ln.layers if "Norm" in type(m).__name__]
+    assert norms == [nn.LayerNorm, nn.LayerNorm]
+    noisy = bench.noisy_mlp(6, (16,), 4)
+    x = torch.randn(50, 6)
+    noisy.eval()
+    torch.testing.assert_close(noisy(x), noisy[1](x))  # no noise outside training
+    noise = bench.TrainingNoise(0.5).train()(torch.zeros(10_000, 1))
+    assert abs(float(noise.std()) - 0.5) < 0.02
+
+
+def test_rows_with_their_own_network_steps_or_pca(bench, monkeypatch):
+    X, _ = synthetic()
+    params = {**bench.QUICK_ENCODER, "device": "cpu", "batch_size": 32}
+    fitted = []
+
+    class Recording(bench.ACTEncoder):
+        def fit(self, X, y=None):
+            fitted.append(self)
+            return super().fit(X, y)
+
+    monkeypatch.setattr(bench, "ACTEncoder", Recording)
+    rows = bench.all_rows()
+    assert rows["act:steps=1000"].steps == 1000
+    # 130 rows in batches of 32: 5 steps an epoch, so 11 steps take 3 epochs.
+    steps = bench.Row("act:steps=11", "act", steps=11, variant=True)
+    bench.fit_representation(steps, X, {**params, "max_iter": 1}, 0, None)
+    assert fitted[-1].max_iter == 3 and fitted[-1].n_iter_ == 3
+    for name, kind in [
+        ("act:network=resnet", bench.ResidualMLP),
+        ("act:numeric=ple", bench.FrontedNet),
+        ("act:numeric=periodic", bench.PeriodicMLP),
+    ]:
+        transform, _ = bench.fit_representation(rows[name], X, params, 0, None)
+        assert any(isinstance(m, kind) for m in fitted[-1].encoder_.modules()), name
+        assert transform(X).shape == (130, 8)
+    noisy = rows["act:embedding_noise=0.5"]
+    bench.fit_representation(noisy, X, params, 0, None)
+    assert fitted[-1].corruption_rate == 0.0
+    assert any(isinstance(m, bench.TrainingNoise) for m in fitted[-1].encoder_.modules())
+    transform, _ = bench.fit_representation(rows["act+pca"], X, params, 0, None)
+    features = transform(X)
+    act_features = fitted[-1].transform(X)
+    expected = bench.pca_baseline().fit(act_features).transform(act_features)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_self_training_probe_adds_confident_pool_rows(bench):
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 50)
+    features = np.where(y[:, None] == "a", -1.0, 1.0) + rng.normal(0, 0.3, (100, 2))
+    idx = np.array([0, 1, 50, 51])
+    predicted = bench._self_train_predict(features, y, features, idx)
+    assert set(predicted) <= {"a", "b"} and (predicted == y).mean() > 0.95
+    # It is sklearn's SelfTrainingClassifier around the linear probe, -1 elsewhere.
+    from sklearn.semi_supervised import SelfTrainingClassifier
+
+    labels = np.full(100, -1)
+    labels[idx] = [0, 0, 1, 1]
+    model = SelfTrainingClassifier(bench._probe("linear", 4)).fit(features, labels)
+    np.testing.assert_array_equal(predicted, np.array(["a", "b"])[model.predict(features)])
+    assert (model.labeled_iter_ > 0).sum() > 4  # pool rows joined the labelled ones
