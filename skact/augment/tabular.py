@@ -25,8 +25,8 @@ class TabularAugment:
 
     Parameters
     ----------
-    corruption_rate : float, default=0.2
-        Probability that a cell is replaced.
+    corruption_rate : float, default=0.1
+        Probability that a cell is replaced (ACTEncoder's default).
     noise_scale : float, default=0.0
         Standard deviation of the additive noise (features are standardised first).
 
@@ -39,7 +39,7 @@ class TabularAugment:
     True
     """
 
-    def __init__(self, corruption_rate: float = 0.2, noise_scale: float = 0.0) -> None:
+    def __init__(self, corruption_rate: float = 0.1, noise_scale: float = 0.0) -> None:
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
 
