@@ -833,7 +833,12 @@ def _hgb_predict(
     model = HistGradientBoostingClassifier(
         categorical_features="from_dtype", random_state=seed, **params
     )
-    return model.fit(X_pool.iloc[idx], y_pool[idx]).predict(X_test)
+    X_train = X_pool.iloc[idx]
+    # A column without a value among the labelled rows says nothing to the trees, and
+    # scikit-learn 1.9's binning fails on a numeric one (window larger than the array).
+    empty = X_train.columns[X_train.isna().all()]
+    model.fit(X_train.drop(columns=empty), y_pool[idx])
+    return model.predict(X_test.drop(columns=empty))
 
 
 def score_draws(
@@ -1077,9 +1082,10 @@ def markdown(report: dict[str, Any]) -> str:
         "data sets and why they were chosen.",
         "Times not measured: shared CPU.",
         "",
-        "## Runs",
-        "",
     ]
+    if report.get("about"):  # what this file is, when it is not the main report
+        lines += [report["about"], ""]
+    lines += ["## Runs", ""]
     for i, run in enumerate(report["runs"]):
         machine = run["machine"]
         lib = ", ".join(f"{k} {v}" for k, v in run["versions"].items())

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
@@ -211,10 +212,11 @@ def test_render_rewrites_markdown_with_capped_pretraining(bench, tmp_path):
         "config": {"encoder_params": {}, "seeds": [0, 1], "draws": 5, "quick": False},
     }
     (tmp_path / "tables.json").write_text(
-        json.dumps({"runs": [run], "results": results, "notes": ["why"]})
+        json.dumps({"runs": [run], "results": results, "notes": ["why"], "about": "Old."})
     )
     assert bench.main(["--render", "--output-dir", str(tmp_path)]) == 0
     md = (tmp_path / "tables.md").read_text()
+    assert "Times not measured: shared CPU.\n\nOld.\n\n## Runs\n" in md
     assert "yrbss: ACT fitted on the first 3000 of 9499 training rows" in md
     assert "| yrbss | 0.495 | 0.500 | -0.005 | close |" in md
     assert "| act | linear | 0.495 ± 0.000 | 3000 |" in md
@@ -581,3 +583,16 @@ def test_self_training_probe_adds_confident_pool_rows(bench):
     model = SelfTrainingClassifier(bench._probe("linear", 4)).fit(features, labels)
     np.testing.assert_array_equal(predicted, np.array(["a", "b"])[model.predict(features)])
     assert (model.labeled_iter_ > 0).sum() > 4  # pool rows joined the labelled ones
+
+
+def test_hgb_drops_columns_without_a_labelled_value(bench):
+    X, y = synthetic()
+    X = bench.as_categories(X)
+    idx = np.array([0, 1, 60, 61, 100, 101])
+    X.loc[idx, "size"] = np.nan  # no labelled row has a size
+    # Fitting on it directly fails in scikit-learn 1.9 (the binning of an empty column).
+    predicted = bench._hgb_predict(X, y, X, {"min_samples_leaf": 1}, 0, idx)
+    model = HistGradientBoostingClassifier(
+        categorical_features="from_dtype", random_state=0, min_samples_leaf=1
+    ).fit(X.iloc[idx].drop(columns="size"), y[idx])
+    np.testing.assert_array_equal(predicted, model.predict(X.drop(columns="size")))
