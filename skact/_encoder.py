@@ -101,11 +101,12 @@ default="auto"
     corruption_rate : float, default=0.1
         Tabular views: probability that a cell is replaced by the same feature's value
         in another row (SCARF). Both views of a row are corrupted, so up to about 19%
-        of their cells differ. The default (0.2 before) had the best mean and the
-        smallest worst gap to one-hot encoding of the rates 0.05, 0.1, 0.2 and 0.3 on
-        the real tables of ``benchmarks/results/tables.md`` (linear probe, 10 labels
-        per class; Chile: -0.061 at 0.2, -0.004 at 0.1); see the user guide's page on
-        mixed tables.
+        of their cells differ. The default was 0.2 until the real-table benchmark
+        (``benchmarks/results/tables.md``: linear probe, 10 labels per class, 5 seeds)
+        put 0.2 at 0.052 behind one-hot encoding on Chile and 0.1 at 0.003; in the
+        exploration (``benchmarks/results/tables-recipes/tables.md``) 0.3 was worse
+        still and 0.05 could not be told apart from 0.1. See the user guide's page on
+        mixed tables, which also gives 0.1's cost on small all-numeric tables.
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
         features.
@@ -186,8 +187,9 @@ default="auto"
         decides when to stop. The default is ``"last"``: with 5 labels per class,
         keeping the monitor's best epoch gave lower test accuracy than the last epoch
         on digits images, digits as a table and wine (0.937 / 0.874 / 0.951 against
-        0.959 / 0.902 / 0.975; ``benchmarks/results/selection.md``): on so few rows
-        its peak is partly noise.
+        0.959 / 0.902 / 0.975; ``benchmarks/results/selection.md``, the tables with
+        ``corruption_rate=0.2``, the default then): on so few rows its peak is partly
+        noise.
     warm_start : bool, default=False
         Continue training the fitted network (and optimiser) instead of starting anew.
         The parameters that shape the network (``encoder``, ``n_components``,

@@ -596,3 +596,53 @@ def test_hgb_drops_columns_without_a_labelled_value(bench):
         categorical_features="from_dtype", random_state=0, min_samples_leaf=1
     ).fit(X.iloc[idx].drop(columns="size"), y[idx])
     np.testing.assert_array_equal(predicted, model.predict(X.drop(columns="size")))
+
+
+def test_variant_rows_start_from_the_explored_recipe(bench):
+    rows = bench.all_rows()
+    assert bench.EXPLORED_FROM == {"corruption_rate": 0.2}
+    variants = [r for r in rows.values() if r.variant]
+    assert all("corruption_rate" in r.params for r in variants)
+    assert rows["act:alpha=0.1"].params == {"corruption_rate": 0.2, "alpha": 0.1}
+    assert rows["act:views=mask"].params == {"corruption_rate": 0.2}
+    # A row that names a rate keeps it; the main rows follow ACTEncoder's defaults.
+    assert rows["act:corruption_rate=0.1+pca"].params == {"corruption_rate": 0.1}
+    assert rows["act:embedding_noise=0.5"].params == {"corruption_rate": 0.0}
+    assert rows["act"].params == {} and rows["onehot"].params == {}
+
+
+def test_subset_views_blank_the_same_columns_in_every_row(bench):
+    adapter, X = _fitted_adapter(bench)
+    batch = adapter.to_storage(X)
+    generator = torch.Generator().manual_seed(3)
+    views = [bench._subset_view(adapter, batch, batch, generator) for _ in range(40)]
+    blanked = [(v != batch).any(dim=0) for v in views]
+    for view, columns in zip(views, blanked, strict=True):
+        # Every row of a view is blanked in the same columns (rows already blank there
+        # stay equal): each blanked column holds the blank value in every row.
+        blank = bench._blank(adapter, batch.shape[1])
+        assert torch.equal(view[:, columns], blank[columns].expand(len(batch), -1))
+        assert torch.equal(view[:, ~columns], batch[:, ~columns])
+    # A number and its indicator go together; over 40 views each group is hit sometimes.
+    hits = torch.stack(blanked)
+    assert torch.equal(hits[:, 0], hits[:, 2]) and hits.any(dim=0).all()
+
+
+def test_ple_edges_of_an_empty_column_and_steps_with_auto_batches(bench, monkeypatch):
+    X = pd.DataFrame({"empty": [np.nan] * 4, "n": [0.0, 1.0, 2.0, 3.0]})
+    empty, n = bench.ple_edges(X, bins=2)
+    np.testing.assert_array_equal(empty, [-1.0, 1.0])
+    assert len(n) == 3
+    fitted = []
+
+    class Recording(bench.ACTEncoder):
+        def fit(self, X, y=None):
+            fitted.append(self)
+            return super().fit(X, y)
+
+    monkeypatch.setattr(bench, "ACTEncoder", Recording)
+    X, _ = synthetic()
+    params = {**bench.QUICK_ENCODER, "device": "cpu", "batch_size": "auto"}
+    row = bench.Row("act:steps=2", "act", steps=2, variant=True)
+    bench.fit_representation(row, X, params, 0, None)
+    assert fitted[-1].max_iter == 2  # 130 rows: one batch of "auto" (256) per epoch

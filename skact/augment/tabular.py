@@ -138,9 +138,10 @@ def _corrupt_on_cpu(
 
     The corrupted cells of the ``(n, k)`` grid are drawn directly
     (:func:`_bernoulli_cells`), then one donor row for each, and only those cells are
-    read from the pool: at the default rate this draws about a fifth of the random
-    numbers of :func:`_corrupt_everywhere`, whose per-cell draws dominate the cost of
-    a view on the CPU. The views follow the same distribution; the draws differ.
+    read from the pool: at the rate 0.2 this draws about a fifth of the random numbers
+    of :func:`_corrupt_everywhere` (at the default 0.1, a tenth), whose per-cell draws
+    dominate the cost of a view on the CPU. The views follow the same distribution; the
+    draws differ.
     """
     n, d = x.shape
     cells = _bernoulli_cells(n * k, rate, generator)

@@ -545,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines",
         action="store_true",
         help="also score the raw inputs and their PCA: a table standardised (text "
-        "columns one-hot), an image folder's pixels as they are (with --model)",
+        "columns one-hot, empty numbers as the mean plus a missing indicator; the "
+        "row's name says which), an image folder's pixels as they are (with --model)",
     )
     evaluate.add_argument(
         "--seed", type=int, default=0, help="seed of the split and of the label draws"
