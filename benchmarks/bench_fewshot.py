@@ -55,7 +55,7 @@ KS = (1, 5, 10)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADVERSARIES = ("ema", "previous", "batch")
 #: SCARF corruption rates (tables only: images have their own augmentation).
-CORRUPTION_RATES = (0.1, 0.2, 0.4)
+CORRUPTION_RATES = (0.1, 0.15, 0.2, 0.4)
 #: Rows with max_iter at these multiples of the default number of epochs.
 EPOCH_FACTORS = (0.5, 2)
 EPOCH_FACTOR = "epoch_factor"
