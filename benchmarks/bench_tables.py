@@ -54,8 +54,8 @@ apply without changing skact. They start from the recipe the exploration started
 their name sets a rate, so that they reproduce ``results/tables-recipes/``:
 
 - ``act+onehot``: ACT's features joined with the one-hot input;
-- ``act:corruption_rate=0.05``, ``0.1``, ``0.15``, ``0.2``, ``0.3``: corruption rates (the default
-  is 0.1 since issue 18, so ``act:corruption_rate=0.1`` is ``act``);
+- ``act:corruption_rate=0.05``, ``0.1``, ``0.15``, ``0.2``, ``0.3``: corruption rates
+  (the default is 0.1 since issue 18, so ``act:corruption_rate=0.1`` is ``act``);
 - ``act:epochs=x0.5``, ``act:epochs=x2``: half and twice the default 100 epochs;
 - ``act_on_onehot``: ACT fitted on the one-hot matrix instead of the raw table;
 - ``act:quantile``: numeric columns quantile-transformed to a normal distribution
