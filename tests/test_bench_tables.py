@@ -532,17 +532,23 @@ def test_networks_of_the_variant_rows(bench):
     assert abs(float(noise.std()) - 0.5) < 0.02
 
 
-def test_rows_with_their_own_network_steps_or_pca(bench, monkeypatch):
-    X, _ = synthetic()
-    params = {**bench.QUICK_ENCODER, "device": "cpu", "batch_size": 32}
-    fitted = []
+@pytest.fixture
+def fitted(bench, monkeypatch):
+    """The encoders the benchmark fits, in order (its ACTEncoder records them)."""
+    encoders = []
 
     class Recording(bench.ACTEncoder):
         def fit(self, X, y=None):
-            fitted.append(self)
+            encoders.append(self)
             return super().fit(X, y)
 
     monkeypatch.setattr(bench, "ACTEncoder", Recording)
+    return encoders
+
+
+def test_rows_with_their_own_network_steps_or_pca(bench, fitted):
+    X, _ = synthetic()
+    params = {**bench.QUICK_ENCODER, "device": "cpu", "batch_size": 32}
     rows = bench.all_rows()
     assert rows["act:steps=1000"].steps == 1000
     # 130 rows in batches of 32: 5 steps an epoch, so 11 steps take 3 epochs.
@@ -628,19 +634,11 @@ def test_subset_views_blank_the_same_columns_in_every_row(bench):
     assert torch.equal(hits[:, 0], hits[:, 2]) and hits.any(dim=0).all()
 
 
-def test_ple_edges_of_an_empty_column_and_steps_with_auto_batches(bench, monkeypatch):
+def test_ple_edges_of_an_empty_column_and_steps_with_auto_batches(bench, fitted):
     X = pd.DataFrame({"empty": [np.nan] * 4, "n": [0.0, 1.0, 2.0, 3.0]})
     empty, n = bench.ple_edges(X, bins=2)
     np.testing.assert_array_equal(empty, [-1.0, 1.0])
     assert len(n) == 3
-    fitted = []
-
-    class Recording(bench.ACTEncoder):
-        def fit(self, X, y=None):
-            fitted.append(self)
-            return super().fit(X, y)
-
-    monkeypatch.setattr(bench, "ACTEncoder", Recording)
     X, _ = synthetic()
     params = {**bench.QUICK_ENCODER, "device": "cpu", "batch_size": "auto"}
     row = bench.Row("act:steps=2", "act", steps=2, variant=True)
