@@ -120,11 +120,12 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -475,44 +476,30 @@ def concat_layers(encoder: ACTEncoder) -> Callable[[Any], np.ndarray]:
     return transform
 
 
-class PeriodicMLP(nn.Module):
-    """skact's MLP after periodic embeddings of the numeric inputs (Gorishniy et al.).
-
-    The first ``n_numeric`` inputs (skact's standardised numbers; missing indicators
-    and category embeddings follow) each become ``ReLU(Linear([sin(2 pi c x),
-    cos(2 pi c x)]))`` with ``frequencies`` trainable ``c`` per column drawn from
-    N(0, ``sigma``) and a column-wise linear layer to ``width`` features ("PLR" in
+class Periodic(nn.Module):
+    """Periodic embeddings of numbers (Gorishniy et al.): ``ReLU(Linear([sin(2 pi c x),
+    cos(2 pi c x)]))`` per column, with ``frequencies`` trainable ``c`` per column drawn
+    from N(0, ``sigma``) and a column-wise linear layer to ``width`` features ("PLR" in
     "On Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022).
     """
 
     def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        n_numeric: int,
-        hidden_layer_sizes: tuple[int, ...],
-        out_features: int,
-        frequencies: int = 16,
-        width: int = 8,
-        sigma: float = 1.0,
+        self, n_numeric: int, frequencies: int = 16, width: int = 8, sigma: float = 1.0
     ) -> None:
         super().__init__()
-        self.n_numeric = n_numeric
         self.c = nn.Parameter(torch.randn(n_numeric, frequencies) * sigma)
         bound = 1 / np.sqrt(2 * frequencies)
         self.weight = nn.Parameter(
             torch.empty(n_numeric, 2 * frequencies, width).uniform_(-bound, bound)
         )
         self.bias = nn.Parameter(torch.empty(n_numeric, width).uniform_(-bound, bound))
-        rest = input_shape[0] - n_numeric
-        self.mlp = MLP(n_numeric * width + rest, hidden_layer_sizes, out_features)
-        self.out_features = out_features
+        self.out_features = n_numeric * width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        numbers, rest = x[:, : self.n_numeric], x[:, self.n_numeric :]
+    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
         angles = 2 * np.pi * numbers[:, :, None] * self.c  # (n, columns, frequencies)
         waves = torch.cat([torch.sin(angles), torch.cos(angles)], dim=2)
         embedded = torch.relu(torch.einsum("njf,jfw->njw", waves, self.weight) + self.bias)
-        return self.mlp(torch.cat([embedded.flatten(1), rest], dim=1))
+        return embedded.flatten(1)
 
 
 class PiecewiseLinear(nn.Module):
@@ -536,6 +523,7 @@ class PiecewiseLinear(nn.Module):
             left[j, :t], width[j, :t] = e[:-1], np.diff(e)
         self.register_buffer("left", torch.as_tensor(left, dtype=torch.float32))
         self.register_buffer("width", torch.as_tensor(width, dtype=torch.float32))
+        self.out_features = len(edges) * bins
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         filled = (x[:, :, None] - self.left) / self.width
@@ -668,26 +656,26 @@ def network_for(row: Row, X: pd.DataFrame, params: dict[str, Any]) -> Callable[.
     }[row.network]
 
     def build(input_shape: tuple[int, ...]) -> nn.Module:
+        front: Periodic | PiecewiseLinear
         if row.numeric == "periodic":
-            return PeriodicMLP(input_shape, n_numeric, hidden, out)
-        if row.numeric == "ple":
+            front = Periodic(n_numeric)
+        elif row.numeric == "ple":
             front = PiecewiseLinear(ple_edges(X), PLE_BINS)
-            width = n_numeric * PLE_BINS + input_shape[0] - n_numeric
-            return FrontedNet(n_numeric, front, body_of(width, hidden, out))
-        return body_of(input_shape[0], hidden, out)
+        else:
+            return body_of(input_shape[0], hidden, out)
+        rest = input_shape[0] - n_numeric  # missing indicators, category embeddings
+        return FrontedNet(n_numeric, front, body_of(front.out_features + rest, hidden, out))
 
     return build
 
 
-def _subset_view(
-    adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """A :func:`_mask_view` whose blanked columns are the same for every row of the
-    batch (a view sees a random subset of the columns, as in SubTab)."""
+def _group_hits(adapter: Any, rows: int, generator: torch.Generator) -> torch.Tensor:
+    """Which cells of ``rows`` rows a view changes: each column group (a number and its
+    missing indicator, or a category) with probability ``corruption_rate``."""
     groups = torch.as_tensor(adapter._groups)
-    hit = torch.rand(1, int(groups.max()) + 1, generator=generator)
-    hit = hit < adapter.augment.corruption_rate
-    return torch.where(hit[:, groups], _blank(adapter, batch.shape[1]), batch)
+    n_groups = len(adapter._numeric) + len(adapter._categorical)
+    hit = torch.rand(rows, n_groups, generator=generator)
+    return (hit < adapter.augment.corruption_rate)[:, groups]
 
 
 def _blank(adapter: Any, width: int) -> torch.Tensor:
@@ -703,12 +691,9 @@ def _row_donor_view(
     adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
     """A view whose corrupted cells of a row all come from one donor row."""
-    groups = torch.as_tensor(adapter._groups)
-    n = batch.shape[0]
-    hit = torch.rand(n, int(groups.max()) + 1, generator=generator)
-    hit = hit < adapter.augment.corruption_rate
-    donors = torch.randint(0, pool.shape[0], (n,), generator=generator)
-    return torch.where(hit[:, groups], pool[donors], batch)
+    hit = _group_hits(adapter, batch.shape[0], generator)
+    donors = torch.randint(0, pool.shape[0], (batch.shape[0],), generator=generator)
+    return torch.where(hit, pool[donors], batch)
 
 
 def _mask_view(
@@ -717,31 +702,31 @@ def _mask_view(
     """A view whose corrupted cells are blanked: a number becomes its column's mean
     (0 once standardised, its missing indicator 1), a category the unknown slot
     (embedded as the mean of the column's categories)."""
-    groups = torch.as_tensor(adapter._groups)
-    hit = torch.rand(batch.shape[0], int(groups.max()) + 1, generator=generator)
-    hit = hit < adapter.augment.corruption_rate
-    return torch.where(hit[:, groups], _blank(adapter, batch.shape[1]), batch)
+    hit = _group_hits(adapter, batch.shape[0], generator)
+    return torch.where(hit, _blank(adapter, batch.shape[1]), batch)
 
 
-@contextlib.contextmanager
-def other_views(views: str) -> Iterator[None]:
+def _subset_view(
+    adapter: Any, batch: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A :func:`_mask_view` whose blanked columns are the same for every row of the
+    batch (a view sees a random subset of the columns, as in SubTab)."""
+    hit = _group_hits(adapter, 1, generator)
+    return torch.where(hit, _blank(adapter, batch.shape[1]), batch)
+
+
+def other_views(views: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed tables' views drawn by ``views`` ("cell": skact's own) while inside.
 
     The benchmark's only way to try a view rule without changing skact: the mixed-table
-    adapter's ``view`` is swapped for the duration of a fit (the CPU, one process).
+    adapter's ``view`` is patched for the duration of a fit (the CPU, one process).
     """
     from skact._tabular_mixed import MixedTableAdapter
 
     if views == "cell":
-        yield
-        return
+        return contextlib.nullcontext()
     rule = {"row": _row_donor_view, "mask": _mask_view, "subset": _subset_view}[views]
-    original = MixedTableAdapter.view
-    MixedTableAdapter.view = rule  # type: ignore[assignment,method-assign]
-    try:
-        yield
-    finally:
-        MixedTableAdapter.view = original  # type: ignore[method-assign]
+    return mock.patch.object(MixedTableAdapter, "view", rule)
 
 
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
@@ -766,6 +751,15 @@ def _probe(protocol: str, k: int) -> Any:
     return KNeighborsClassifier(n_neighbors=max(1, min(5, k)))
 
 
+def _partial_labels(y_pool: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's classes, and its labels as class codes for rows ``idx``, -1 elsewhere
+    (scikit-learn's semi-supervised convention)."""
+    classes, codes = np.unique(y_pool, return_inverse=True)
+    labels = np.full(len(y_pool), -1)
+    labels[idx] = codes[idx]
+    return classes, labels
+
+
 def _spread_predict(
     pool_features: np.ndarray,
     y_pool: np.ndarray,
@@ -781,9 +775,7 @@ def _spread_predict(
     rows is appended to ``unreached``, so the report can say how much of a score is
     that fallback.
     """
-    classes, codes = np.unique(y_pool, return_inverse=True)
-    labels = np.full(len(y_pool), -1)
-    labels[idx] = codes[idx]
+    classes, labels = _partial_labels(y_pool, idx)
     scaler = StandardScaler().fit(pool_features)
     spreading = LabelSpreading(kernel="knn", n_neighbors=10)
     spreading.fit(scaler.transform(pool_features), labels)
@@ -808,9 +800,7 @@ def _self_train_predict(
     around the linear probe, so the unlabelled rows it is confident about join the
     labelled ones.
     """
-    classes, codes = np.unique(y_pool, return_inverse=True)
-    labels = np.full(len(y_pool), -1)
-    labels[idx] = codes[idx]
+    classes, labels = _partial_labels(y_pool, idx)
     model = SelfTrainingClassifier(_probe("linear", len(idx))).fit(pool_features, labels)
     return classes[model.predict(test_features)]
 

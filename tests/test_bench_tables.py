@@ -460,22 +460,28 @@ def test_other_views_swap_the_adapters_view_for_the_fit_only(bench):
 
 def test_periodic_mlp_embeds_the_numbers_only(bench):
     torch.manual_seed(0)
-    net = bench.PeriodicMLP((7,), n_numeric=2, hidden_layer_sizes=(16,), out_features=4)
+    X = pd.DataFrame({"a": [1.0], "b": [2.0], "c": ["x"]})  # 2 numeric columns
+    row = bench.all_rows()["act:numeric=periodic"]
+    params = {"hidden_layer_sizes": (16,), "n_components": 4}
+    net = bench.network_for(row, X, params)((7,))
     x = torch.randn(10, 7)
     assert net(x).shape == (10, 4)
     # The MLP sees 2 columns x 8 periodic features, then the 5 other inputs unchanged.
-    assert net.mlp.layers[0].in_features == 2 * 8 + 5
+    assert net.body.layers[0].in_features == 2 * 8 + 5
     seen = []
-    net.mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    net.body.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     net.eval()
     net(x)
     torch.testing.assert_close(seen[0][:, 16:], x[:, 2:])
-    angles = 2 * torch.pi * x[:, :1, None] * net.c[:1]
+    front = net.front
+    angles = 2 * torch.pi * x[:, :1, None] * front.c[:1]
     waves = torch.cat([torch.sin(angles), torch.cos(angles)], 2)
-    first = torch.relu(torch.einsum("njf,jfw->njw", waves, net.weight[:1]) + net.bias[:1])
+    first = torch.relu(
+        torch.einsum("njf,jfw->njw", waves, front.weight[:1]) + front.bias[:1]
+    )
     torch.testing.assert_close(seen[0][:, :8], first.flatten(1))
     net(x).sum().backward()
-    assert net.c.grad is not None and net.c.grad.abs().sum() > 0  # trained frequencies
+    assert front.c.grad is not None and front.c.grad.abs().sum() > 0  # trained
 
 
 def test_view_and_periodic_rows_fit_with_their_rules(bench, monkeypatch):
@@ -558,7 +564,7 @@ def test_rows_with_their_own_network_steps_or_pca(bench, fitted):
     for name, kind in [
         ("act:network=resnet", bench.ResidualMLP),
         ("act:numeric=ple", bench.FrontedNet),
-        ("act:numeric=periodic", bench.PeriodicMLP),
+        ("act:numeric=periodic", bench.Periodic),
     ]:
         transform, _ = bench.fit_representation(rows[name], X, params, 0, None)
         assert any(isinstance(m, kind) for m in fitted[-1].encoder_.modules()), name
