@@ -488,10 +488,10 @@ def _resized_crop_box(
 def conventional_dataset(case: Case, encoder: ACTEncoder, X: np.ndarray) -> Dataset:
     """The per-sample Dataset doing the same augmentation as skact's adapter."""
     if case.kind == "tabular":
-        rows = encoder._adapter.to_storage(X).numpy()  # standardised once, as usual
-        return RowCorruptionDataset(
-            rows, encoder.n_views, encoder.corruption_rate, encoder.noise_scale
-        )
+        table: Any = encoder._adapter  # a TabularAdapter: its views' resolved rate
+        rows = table.to_storage(X).numpy()  # standardised once, as usual
+        rate = table.augment.corruption_rate
+        return RowCorruptionDataset(rows, encoder.n_views, rate, encoder.noise_scale)
     adapter: Any = encoder._adapter  # an ImageAdapter: per-channel mean and std
     return PILAugmentDataset(X, encoder.n_views, adapter.mean, adapter.std)
 

@@ -33,6 +33,7 @@ from ._transfer import semi_supervised_target
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
+from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
 
@@ -98,15 +99,19 @@ default="auto"
         Output width of the projection head used only in the loss (Linear, BatchNorm,
         ReLU, Linear with a hidden layer twice the representation width). None trains
         the loss on the representation itself.
-    corruption_rate : float, default=0.1
+    corruption_rate : float or "auto", default="auto"
         Tabular views: probability that a cell is replaced by the same feature's value
-        in another row (SCARF). Both views of a row are corrupted, so up to about 19%
-        of their cells differ. The default was 0.2 until the real-table benchmark
-        (``benchmarks/results/tables.md``: linear probe, 10 labels per class, 5 seeds)
-        put 0.2 at 0.052 behind one-hot encoding on Chile and 0.1 at 0.003; in the
-        exploration (``benchmarks/results/tables-recipes/tables.md``) 0.3 was worse
-        still and 0.05 could not be told apart from 0.1. See the user guide's page on
-        mixed tables, which also gives 0.1's cost on small all-numeric tables.
+        in another row (SCARF). Both views of a row are corrupted, so at a rate ``p``
+        up to ``1 - (1 - p)**2`` of their cells differ. ``"auto"`` is 0.1 for a table
+        with a categorical column and 0.2 for one of numbers only
+        (:func:`resolved_settings` says which a fit would use): on the seven
+        mixed-type tables of ``benchmarks/results/tables.md`` (linear probe, 10
+        labels per class, 5 seeds) 0.2 was 0.052 behind one-hot encoding on Chile and
+        0.1 0.003, while 0.3 was worse still and 0.05 could not be told apart from 0.1
+        (``benchmarks/results/tables-recipes/tables.md``); on all-numeric tables 0.2
+        was ahead or level (``benchmarks/results/tables-numeric/tables.md``; wine with
+        one label per class 0.930 against 0.872 in ``fewshot.md``). See the user
+        guide's page on mixed tables.
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
         features.
@@ -297,7 +302,7 @@ default="auto"
         ],
         "hidden_layer_sizes": ["array-like"],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
-        "corruption_rate": [Interval(Real, 0, 1, closed="both")],
+        "corruption_rate": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"})],
         "handle_missing": [StrOptions({"error", "indicator"})],
@@ -332,7 +337,7 @@ default="auto"
         encoder: str | nn.Module | Callable[..., nn.Module] = "auto",
         hidden_layer_sizes: tuple[int, ...] = (512, 512),
         projection_dim: int | None = 64,
-        corruption_rate: float = 0.1,
+        corruption_rate: float | str = "auto",
         noise_scale: float = 0.0,
         categorical_features: Any = "from_dtype",
         handle_missing: str = "error",
@@ -1193,7 +1198,8 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     dict
         ``n_samples``, ``kind`` (``"table"``, ``"mixed table"`` or ``"images"``),
         ``input_shape``, ``encoder`` (the network's name, or the class of a module),
-        ``max_iter``, ``batch_size``, ``learning_rate`` and ``device`` (a str).
+        ``max_iter``, ``batch_size``, ``learning_rate``, ``corruption_rate`` (a float
+        for tables, None for images) and ``device`` (a str).
 
     Examples
     --------
@@ -1221,6 +1227,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     else:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
+    views = getattr(adapter, "augment", None)
     return {
         "n_samples": n_samples,
         "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
@@ -1236,6 +1243,9 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
             auto.learning_rate
             if isinstance(estimator.learning_rate, str)
             else float(estimator.learning_rate)
+        ),
+        "corruption_rate": (
+            float(views.corruption_rate) if isinstance(views, TabularAugment) else None
         ),
         "device": str(device),
     }

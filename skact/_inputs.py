@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import _guards
+from ._auto import table_corruption_rate
 from .adapters.base import InputAdapter, TableAdapterMixin
 from .augment.tabular import TabularAugment
 
@@ -194,7 +195,8 @@ class TabularAdapter(TableAdapterMixin):
         -------
         TabularAdapter
         """
-        augment = TabularAugment(estimator.corruption_rate, estimator.noise_scale)
+        rate = table_corruption_rate(estimator.corruption_rate, has_categorical=False)
+        augment = TabularAugment(rate, estimator.noise_scale)
         return cls.fit(X, augment)
 
     @classmethod

@@ -26,6 +26,7 @@ from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from sklearn.utils.validation import validate_data
 from torch import Tensor
 
+from ._auto import table_corruption_rate
 from ._inputs import safe_scale
 from .adapters.base import TableAdapterMixin
 from .augment.tabular import TabularAugment
@@ -602,7 +603,8 @@ class MixedTableAdapter(TableAdapterMixin):
         """
         names = getattr(estimator, "feature_names_in_", None)
         mask = resolve_categorical(estimator.categorical_features, X, names)
-        augment = TabularAugment(estimator.corruption_rate, estimator.noise_scale)
+        rate = table_corruption_rate(estimator.corruption_rate, bool(mask.any()))
+        augment = TabularAugment(rate, estimator.noise_scale)
         return cls.fit(X, mask, estimator.handle_missing, augment)
 
     def fitted_attributes(self) -> dict[str, Any]:

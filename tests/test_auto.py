@@ -1,8 +1,12 @@
 """The "auto" rule: device x image size x number of samples -> settings."""
 
+import numpy as np
 import pytest
 
-from skact import _auto
+import skact
+from skact import _auto, resolved_settings
+
+from _small import small_encoder
 
 
 @pytest.mark.parametrize("device", ["cpu", "mps"])
@@ -87,3 +91,69 @@ def test_module_docstring_table_is_valid_rst():
     tables = [node for node in tree.traverse() if node.tagname == "table"]
     assert len(tables) == 1
     assert "resnet18" in tables[0].astext() and "pixel budget" in tables[0].astext()
+
+
+# ------------------------------------------------------- corruption_rate="auto"
+
+
+def _table(n: int = 40):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "y": rng.normal(size=n),
+            "colour": rng.choice(["red", "blue"], size=n),
+        }
+    )
+
+
+def test_auto_corruption_rate_is_the_mixed_rate_only_with_a_categorical_column():
+    assert _auto.table_corruption_rate("auto", True) == _auto.MIXED_CORRUPTION_RATE
+    assert _auto.table_corruption_rate("auto", False) == _auto.NUMERIC_CORRUPTION_RATE
+    assert (_auto.MIXED_CORRUPTION_RATE, _auto.NUMERIC_CORRUPTION_RATE) == (0.1, 0.2)
+    assert _auto.table_corruption_rate(0, False) == 0.0
+    table = _table()
+    numbers = table[["x", "y"]].to_numpy()
+    gaps = table[["x", "y"]].copy()
+    gaps.iloc[0, 0] = np.nan
+    cases = [
+        (small_encoder(), numbers, 0.2),  # an array of numbers
+        (small_encoder(), table[["x", "y"]], 0.2),  # a DataFrame of numbers
+        (small_encoder(), table, 0.1),  # a text column
+        # Numbers with gaps take the column-wise reader, still without categories.
+        (small_encoder(handle_missing="indicator"), gaps, 0.2),
+        # A numeric column named categorical counts as one.
+        (small_encoder(categorical_features=[1]), numbers, 0.1),
+        (small_encoder(corruption_rate=0.3), table, 0.3),  # a number is kept
+        (small_encoder(corruption_rate=0.0), numbers, 0.0),
+    ]
+    for encoder, X, rate in cases:
+        assert resolved_settings(encoder, X)["corruption_rate"] == rate
+        encoder.fit(X)
+        assert encoder._adapter.augment.corruption_rate == rate
+        # The parameter itself is left as given (scikit-learn's convention).
+        assert encoder.get_params()["corruption_rate"] in ("auto", rate)
+
+
+def test_auto_corruption_rate_trains_exactly_like_the_rate_it_resolves_to():
+    X = _table()[["x", "y"]].to_numpy()
+    auto = small_encoder().fit(X).transform(X)
+    assert np.array_equal(auto, small_encoder(corruption_rate=0.2).fit(X).transform(X))
+    assert not np.allclose(auto, small_encoder(corruption_rate=0.1).fit(X).transform(X))
+
+
+def test_images_have_no_corruption_rate():
+    images = np.random.default_rng(0).random((20, 8, 8))
+    assert resolved_settings(small_encoder(), images)["corruption_rate"] is None
+
+
+def test_a_saved_encoder_keeps_the_resolved_rate(tmp_path):
+    table = _table()
+    encoder = small_encoder().fit(table)
+    path = tmp_path / "m.skact"
+    encoder.save(path)
+    loaded = skact.load(path)
+    assert loaded.corruption_rate == "auto"
+    assert loaded._adapter.augment.corruption_rate == 0.1
+    np.testing.assert_allclose(loaded.transform(table), encoder.transform(table))

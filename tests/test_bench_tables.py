@@ -170,7 +170,11 @@ def test_selection_errors_and_listing(bench, capsys):
         bench.main(["--tables", "iris"])
     assert bench.main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "table hmda: AER HMDA" in out and "row act:corruption_rate=0.1 (variant)" in out
+    assert "table hmda (mixed): AER HMDA" in out and "table pima (numeric): MASS" in out
+    assert "row act:corruption_rate=0.1 (variant)" in out
+    # A numeric table is chosen within its group only.
+    with pytest.raises(SystemExit, match="unknown tables: pima"):
+        bench.main(["--tables", "pima"])
 
 
 @pytest.mark.skipif(
@@ -184,15 +188,21 @@ def test_real_tables_are_mixed_and_as_documented(bench):
     for name, t in bench.TABLES.items():
         X, y = t.load()
         categorical = [c for c in X.columns if bench.is_categorical(X[c])]
-        assert categorical and len(categorical) < X.shape[1], name
+        if t.group == "mixed":
+            assert categorical and len(categorical) < X.shape[1], name
+        else:  # numbers only, the second group
+            assert not categorical and X.shape[1] >= 6, name
         assert "rownames" not in X.columns and not pd.isna(y).any()
-        assert name == "penguins" or 500 <= len(X) <= 50_000
+        assert name in ("penguins", "pima") or 500 <= len(X) <= 50_000
         if X.isna().any().any():
             with_nan.add(name)
         counts = np.unique(y, return_counts=True)[1]
         balanced = counts.max() / counts.min() < 1.1
         assert (t.metric == "accuracy") == balanced, name
-    assert with_nan == {"chile", "yrbss", "penguins"}
+    assert with_nan == {"chile", "yrbss", "penguins", "biopsy"}
+    assert [t.name for t in bench.TABLES.values() if t.group == "numeric"] == [
+        "biopsy", "spam7", "college", "pima", "workinghours"
+    ]  # fmt: skip
     X, _ = bench.TABLES["creditcard"].load()
     assert not {"expenditure", "share"} & set(X.columns)
 

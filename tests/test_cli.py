@@ -234,6 +234,7 @@ def test_fit_options_reach_the_estimator(tmp_path, capsys):
     ]  # fmt: skip
     code, out, _ = run(argv, capsys)
     assert code == 0 and "fitted ACTEncoder on 60 samples (mlp network, 1 epoch," in out
+    assert "batch size 16, corruption rate 0.2, device cpu" in out
     import skact
 
     params = skact.load(tmp_path / "m.skact").get_params()

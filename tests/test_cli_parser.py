@@ -90,9 +90,14 @@ def test_numbers_are_checked_against_the_constraints_ranges(capsys):
     assert args.image_size == (48, 64) and args.corruption_rate == 1.0
     assert args.batch_size == 2 and args.learning_rate == "auto"
     assert args.early_stopping is True
+    assert parse_fit("--corruption-rate", "auto").corruption_rate == "auto"
     assert not hasattr(args, "alpha")  # not given: ACTEncoder's default applies
     for option, value, message in [
-        ("--corruption-rate", "1.5", "must be a float in the range [0.0, 1.0]"),
+        (
+            "--corruption-rate",
+            "1.5",
+            "must be a float in the range [0.0, 1.0], got '1.5' (or: auto)",
+        ),
         ("--batch-size", "1", "must be an int in the range [2, inf), got '1' (or: auto)"),
         ("--learning-rate", "0", "must be a float in the range (0.0, inf)"),
         ("--n-views", "1", "must be an int in the range [2, inf)"),
@@ -171,7 +176,8 @@ def test_a_mixed_table_is_fitted_transformed_and_evaluated(tmp_path, capsys):
     first, last = out.splitlines()
     assert first == (
         "fitting ACTEncoder on 48 samples (mixed table, 3 columns, categorical: "
-        "'colour', 'ward'): mlp network, 1 epoch, batch size 16, device cpu"
+        "'colour', 'ward'): mlp network, 1 epoch, batch size 16, corruption rate 0.1, "
+        "device cpu"
     )
     assert last.startswith("fitted ACTEncoder on 48 samples (mlp network, 1 epoch, ")
     size = re.search(r"\(([\d.]+) kB\)$", last)

@@ -140,10 +140,15 @@ def _summary(settings: dict[str, Any], data: Data) -> str:
                 n for n, c in zip(data.columns or [], data.categorical, strict=True) if c
             ]
             what += f", categorical: {files.list_names(names, 5)}"
+    views = (
+        ""
+        if settings["corruption_rate"] is None
+        else f", corruption rate {settings['corruption_rate']:g}"
+    )
     return (
         f"fitting ACTEncoder on {settings['n_samples']} samples ({what}): "
         f"{settings['encoder']} network, {_plural(settings['max_iter'], 'epoch')}, "
-        f"batch size {settings['batch_size']}, device {settings['device']}"
+        f"batch size {settings['batch_size']}{views}, device {settings['device']}"
     )
 
 

@@ -76,7 +76,8 @@ OPTIONS: dict[str, Option] = {
     ),
     "corruption_rate": Option(
         "--corruption-rate",
-        "tables: share of cells replaced by another row's value in each view",
+        "tables: share of cells replaced by another row's value in each view; auto: "
+        "0.1 with a categorical column, 0.2 for numbers only",
         "P",
     ),
     "noise_scale": Option(
