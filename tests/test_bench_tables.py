@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 from torch import nn
 
+from skact import ACTEncoder, resolved_settings
 from skact.evaluation import few_shot_score
 from skact.networks import MLP
 
@@ -194,6 +195,10 @@ def test_real_tables_are_mixed_and_as_documented(bench):
             assert not categorical and X.shape[1] >= 6, name
         assert "rownames" not in X.columns and not pd.isna(y).any()
         assert name in ("penguins", "pima") or 500 <= len(X) <= 50_000
+        # The default rate of each group is the one its results call `act`.
+        missing = "indicator" if X.isna().any().any() else "error"
+        settings = resolved_settings(ACTEncoder(handle_missing=missing, device="cpu"), X)
+        assert settings["corruption_rate"] == (0.1 if t.group == "mixed" else 0.2), name
         if X.isna().any().any():
             with_nan.add(name)
         counts = np.unique(y, return_counts=True)[1]
