@@ -45,6 +45,7 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 
 from skact import ACTEncoder
+from skact._auto import table_corruption_rate
 from skact._environment import versions
 from skact._images import is_image_input
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
@@ -209,8 +210,10 @@ def representation_rows() -> dict[str, dict[str, Any] | None]:
     for alpha in ALPHAS:
         if alpha != defaults["alpha"]:
             rows[f"act:alpha={alpha:g}"] = {"alpha": alpha}
+    # The tables here are all numbers: "auto" gives them the numeric rate, which is `act`.
+    default_rate = table_corruption_rate(defaults["corruption_rate"], has_categorical=False)
     for rate in CORRUPTION_RATES:
-        if rate != defaults["corruption_rate"]:
+        if rate != default_rate:
             rows[f"act:corruption_rate={rate:g}"] = {"corruption_rate": rate}
     for factor in EPOCH_FACTORS:
         rows[f"act:epochs=x{factor:g}"] = {EPOCH_FACTOR: factor}

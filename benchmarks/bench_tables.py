@@ -341,6 +341,8 @@ TABLES = {
     ]
 }
 GROUPS = ("mixed", "numeric")
+#: Where the numeric group's results go, under ``RESULTS_DIR``.
+NUMERIC_DIR = "tables-numeric"
 
 
 def all_rows() -> dict[str, Row]:
@@ -1309,6 +1311,12 @@ def paired_difference(
     out = []
     for table in tables:
         a, b = by[table, first], by[table, second]
+        if (a.get("seeds"), a.get("n_draws")) != (b.get("seeds"), b.get("n_draws")):
+            raise ValueError(
+                f"{table}: {first} and {second} were not measured on the same seeds and "
+                f"draws ({a.get('seeds')} x {a.get('n_draws')} against "
+                f"{b.get('seeds')} x {b.get('n_draws')}); a paired difference needs both"
+            )
         cells_a = {s["k"]: s for s in a["scores"] if s["protocol"] == protocol}
         cells_b = {s["k"]: s for s in b["scores"] if s["protocol"] == protocol}
         per_k = {}
@@ -1450,7 +1458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"smoke test: {QUICK_ENCODER}, seed 0, 2 draws, k 1 and 5, at most "
         f"{QUICK_ROWS} rows",
     )
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help=f"default: {RESULTS_DIR.name}/ for the mixed group, "
+        f"{RESULTS_DIR.name}/{NUMERIC_DIR} for the numeric one",
+    )
     parser.add_argument(
         "--merge", action="store_true", help="keep other results already in tables.json"
     )
@@ -1467,6 +1480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--render", action="store_true", help="only rewrite tables.md from tables.json"
     )
     args = parser.parse_args(argv)
+    if args.output_dir is None:
+        args.output_dir = (
+            RESULTS_DIR / NUMERIC_DIR if args.group == "numeric" else RESULTS_DIR
+        )
     json_path, md_path = args.output_dir / "tables.json", args.output_dir / "tables.md"
     if args.render:
         saved = _with_pairs(json.loads(json_path.read_text()), args.paired)
@@ -1522,6 +1539,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"runs": [], "results": []}
     if args.merge and json_path.exists():
         report = json.loads(json_path.read_text())
+        other = sorted(
+            {r["table"] for r in report["results"]}
+            - {t.name for t in TABLES.values() if t.group == args.group}
+        )
+        if other:
+            raise SystemExit(
+                f"{json_path} holds tables of another group ({', '.join(other)}); "
+                f"--group {args.group} merges only into its own results"
+            )
         stale = sorted({r["row"] for r in report["results"] if r["row"] not in rows})
         if stale:
             log(f"note: dropping rows that no longer exist: {', '.join(stale)}")

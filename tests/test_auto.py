@@ -129,18 +129,43 @@ def test_auto_corruption_rate_is_the_mixed_rate_only_with_a_categorical_column()
         (small_encoder(corruption_rate=0.0), numbers, 0.0),
     ]
     for encoder, X, rate in cases:
+        given = encoder.corruption_rate
         assert resolved_settings(encoder, X)["corruption_rate"] == rate
         encoder.fit(X)
         assert encoder._adapter.augment.corruption_rate == rate
         # The parameter itself is left as given (scikit-learn's convention).
-        assert encoder.get_params()["corruption_rate"] in ("auto", rate)
+        assert encoder.get_params()["corruption_rate"] == given
+
+
+def test_the_rate_is_resolved_per_fit_and_kept_by_continued_training():
+    table = _table()
+    numbers = table[["x", "y"]].to_numpy()
+    encoder = small_encoder().fit(table)
+    assert encoder._adapter.augment.corruption_rate == 0.1
+    encoder.fit(numbers)  # a new fit reads the new data's columns
+    assert encoder._adapter.augment.corruption_rate == 0.2
+    encoder.partial_fit(numbers)
+    # Continued training keeps the views of the first fit (documented in warm_start).
+    encoder.set_params(warm_start=True, corruption_rate=0.5).fit(numbers)
+    assert encoder._adapter.augment.corruption_rate == 0.2
+    first = small_encoder().partial_fit(table)
+    assert first._adapter.augment.corruption_rate == 0.1
 
 
 def test_auto_corruption_rate_trains_exactly_like_the_rate_it_resolves_to():
-    X = _table()[["x", "y"]].to_numpy()
-    auto = small_encoder().fit(X).transform(X)
-    assert np.array_equal(auto, small_encoder(corruption_rate=0.2).fit(X).transform(X))
-    assert not np.allclose(auto, small_encoder(corruption_rate=0.1).fit(X).transform(X))
+    table = _table()
+    gaps = table[["x", "y"]].copy()
+    gaps.iloc[:3, 1] = np.nan
+    for X, params, rate, other in [
+        (table[["x", "y"]].to_numpy(), {}, 0.2, 0.1),  # numbers: the plain reader
+        (gaps, {"handle_missing": "indicator"}, 0.2, 0.1),  # numbers, column-wise
+        (table, {}, 0.1, 0.2),  # a categorical column
+    ]:
+        auto = small_encoder(**params).fit(X).transform(X)
+        same = small_encoder(corruption_rate=rate, **params).fit(X).transform(X)
+        assert np.array_equal(auto, same)
+        changed = small_encoder(corruption_rate=other, **params).fit(X).transform(X)
+        assert not np.allclose(auto, changed)
 
 
 def test_images_have_no_corruption_rate():

@@ -693,6 +693,11 @@ def test_paired_difference_pairs_seeds_and_draws_and_renders(bench, tmp_path):
     assert (
         bench.paired_difference(results, "act", "act:corruption_rate=0.1", "linear") == []
     )
+    unpaired = [dict(results[0], seeds=[0, 1, 2], n_draws=2), dict(results[1], seeds=[0])]
+    with pytest.raises(ValueError, match="not measured on the same seeds and draws"):
+        bench.paired_difference(
+            unpaired, "act:corruption_rate=0.2", "act:corruption_rate=0.1", "linear"
+        )
     run = {
         "command": "python benchmarks/bench_tables.py",
         "date": "2026-01-01T00:00:00+00:00",
@@ -712,3 +717,22 @@ def test_paired_difference_pairs_seeds_and_draws_and_renders(bench, tmp_path):
     assert "| pima | +0.033 ± 0.067 | +0.0333 |" in md
     assert "at or above on 1 of 1 tables." in md
     assert "Issue 18's target" not in md  # the target is about the mixed tables
+
+
+def test_each_group_writes_its_own_results(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    numeric = tmp_path / bench.NUMERIC_DIR
+    numeric.mkdir()
+    results = [result(bench, "pima", "onehot", 0.7)]
+    results[0].update(metric="balanced_accuracy", n_pool=232, n_test=100, n_fit=232)
+    (numeric / "tables.json").write_text(json.dumps({"runs": [], "results": results}))
+    assert bench.main(["--group", "numeric", "--render"]) == 0
+    assert (
+        (numeric / "tables.md")
+        .read_text()
+        .startswith("# Few-shot on real all-numeric tables")
+    )
+    assert not (tmp_path / "tables.md").exists()  # the mixed group's file is untouched
+    # Merging one group's rows into the other's results is refused before any fit.
+    with pytest.raises(SystemExit, match=r"another group \(pima\)"):
+        bench.main(["--merge", "--output-dir", str(numeric), "--rows", "onehot"])

@@ -26,7 +26,9 @@ class TabularAugment:
     Parameters
     ----------
     corruption_rate : float, default=0.1
-        Probability that a cell is replaced (ACTEncoder's default).
+        Probability that a cell is replaced. ACTEncoder passes its resolved
+        ``corruption_rate`` (0.1 for a table with a categorical column, 0.2 for one of
+        numbers only, with the default ``"auto"``).
     noise_scale : float, default=0.0
         Standard deviation of the additive noise (features are standardised first).
 
