@@ -18,6 +18,7 @@ RESULTS_ORDER = ("fewshot", "throughput", "distributed")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 _HEADING = re.compile(r"^(#{1,6})(\s)", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+_FIRST_TITLE = re.compile(r"^# .*$", re.MULTILINE)
 _IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)")
 
 
@@ -56,9 +57,10 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
     """Write ``generated/benchmark_results.inc.md`` from ``benchmarks/results/``.
 
     Every ``*.md`` there becomes a section (its first heading is the title, else the
-    file name); figures not shown by a Markdown file get a section of their own; every
-    other file (JSON, CSV) is offered as a download. Figures are copied into the
-    documentation sources, since Sphinx only reads images from there.
+    file name), then every ``*.md`` one folder down (its path added to the title);
+    figures not shown by a Markdown file get a section of their own; every other file
+    (JSON, CSV, and JSON one folder down) is offered as a download. Figures are copied
+    into the documentation sources, since Sphinx only reads images from there.
 
     Parameters
     ----------
@@ -80,7 +82,11 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
     files = sorted(p for p in results.glob("*") if p.is_file()) if results.is_dir() else []
     tables = sorted((p for p in files if p.suffix == ".md"), key=_results_key)
     figures = [p for p in files if p.suffix.lower() in FIGURE_SUFFIXES]
+    # Results kept apart in a folder (explorations, re-runs) follow, titled with their path.
+    nested = sorted(results.glob("*/*")) if results.is_dir() else []
+    tables += [p for p in nested if p.is_file() and p.suffix == ".md"]
     raw = [p for p in files if p not in tables and p not in figures]
+    raw += [p for p in nested if p.is_file() and p.suffix == ".json"]
     for fig in figures:
         shutil.copy2(fig, out_dir / fig.name)
     fig_link = Path(os.path.relpath(out_dir, page_dir)).as_posix()
@@ -93,6 +99,10 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
         if not _HEADING.search(text):
             text = f"# {_title_of(table.stem)}\n\n{text}"
         text = _normalise_headings(text, top=1)
+        title = _FIRST_TITLE.search(text)
+        if table.parent != results and title:  # a top-level file's title, told apart
+            where = table.relative_to(results).as_posix()
+            text = f"{text[: title.end()]} (`{where}`){text[title.end() :]}"
 
         def relink(m: re.Match[str]) -> str:
             target = m.group(2)
@@ -114,7 +124,11 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
         parts.append("# Raw results")
         parts.append(
             "The numbers above as the benchmark scripts saved them:\n\n"
-            + "\n".join(f"- {{download}}`{p.name} <{raw_link}/{p.name}>`" for p in raw)
+            + "\n".join(
+                f"- {{download}}`{p.relative_to(results).as_posix()} "
+                f"<{raw_link}/{p.relative_to(results).as_posix()}>`"
+                for p in raw
+            )
         )
     if not parts:
         parts.append(

@@ -367,10 +367,16 @@ def test_benchmark_results_sections_order_figures_and_downloads(tmp_path: Path) 
     (results / "curve.png").write_bytes(b"\x89PNG")
     (results / "extra.svg").write_text("<svg/>")
     (results / "fewshot.json").write_text("{}")
+    (results / "reruns").mkdir()  # results kept apart, with a top-level file's title
+    (results / "reruns" / "fewshot.md").write_text("# Few-shot accuracy\n\nAgain.\n")
+    (results / "reruns" / "fewshot.json").write_text("{}")
     page = _generate.write_benchmark_results(
         results, tmp_path / "docs" / "gen", page_dir=tmp_path / "docs"
     )
     text = page.read_text()
+    assert "# Few-shot accuracy (`reruns/fewshot.md`)\n\nAgain." in text
+    assert text.index("# Throughput") < text.index("(`reruns/fewshot.md`)")  # after
+    assert "{download}`reruns/fewshot.json <../results/reruns/fewshot.json>`" in text
     # fewshot first; its heading lifted to the top level; a title added to the other.
     assert text.index("# Few-shot accuracy") < text.index("# Throughput")
     assert "![curve](gen/benchmarks/curve.png)" in text  # relinked to the copied figure
