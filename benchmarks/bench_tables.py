@@ -100,6 +100,7 @@ their name sets a rate, so that they reproduce ``results/tables-recipes/``:
 - ``act+pca``: ACT's features standardised and projected on their principal components
   (90% of the variance);
 - combinations, named with ``+``: ``act:corruption_rate=0.1+layers=concat``,
+  ``...+onehot`` (the features joined with the one-hot input, as ``act+onehot``),
   ``...+epochs=x0.5``, ``...+pca``, ``act:alpha=0.1+corruption_rate=0.1``,
   ``act:views=mask+corruption_rate=0.1`` and ``0.3``.
 
@@ -416,6 +417,13 @@ def all_rows() -> dict[str, Row]:
             "act",
             {"corruption_rate": 0.1},
             concat_layers=True,
+            variant=True,
+        ),
+        Row(
+            "act:corruption_rate=0.1+onehot",
+            "act",
+            {"corruption_rate": 0.1},
+            join_onehot=True,
             variant=True,
         ),
         Row(
