@@ -11,10 +11,11 @@ import ast
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 #: Results pages shown first, in this order; any other saved results follow by name.
-RESULTS_ORDER = ("fewshot", "throughput", "distributed")
+RESULTS_ORDER = ("fewshot", "throughput-cpu", "throughput", "distributed")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 _HEADING = re.compile(r"^(#{1,6})(\s)", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
@@ -32,13 +33,24 @@ def _title_of(stem: str) -> str:
     return stem.replace("_", " ").replace("-", " ").capitalize()
 
 
+def _outside_fences(text: str) -> Callable[[int], bool]:
+    """Whether a position of ``text`` lies outside its fenced code blocks."""
+    fences = [m.span() for m in _FENCE.finditer(text)]
+    return lambda pos: not any(a <= pos < b for a, b in fences)
+
+
+def _with_path_in_title(text: str, where: str) -> str:
+    """``text`` with `` (`where`)`` after its first top-level heading (outside code)."""
+    outside = _outside_fences(text)
+    title = next((m for m in _FIRST_TITLE.finditer(text) if outside(m.start())), None)
+    if title is None:
+        return f"# `{where}`\n\n{text}"
+    return f"{text[: title.end()]} (`{where}`){text[title.end() :]}"
+
+
 def _normalise_headings(text: str, top: int) -> str:
     """Shift Markdown headings (outside code fences) so the highest one is ``#`` * top."""
-    fences = [m.span() for m in _FENCE.finditer(text)]
-
-    def outside(pos: int) -> bool:
-        return not any(a <= pos < b for a, b in fences)
-
+    outside = _outside_fences(text)
     levels = [len(m.group(1)) for m in _HEADING.finditer(text) if outside(m.start())]
     if not levels:
         return text
@@ -59,8 +71,9 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
     Every ``*.md`` there becomes a section (its first heading is the title, else the
     file name), then every ``*.md`` one folder down (its path added to the title);
     figures not shown by a Markdown file get a section of their own; every other file
-    (JSON, CSV, and JSON one folder down) is offered as a download. Figures are copied
-    into the documentation sources, since Sphinx only reads images from there.
+    (JSON, CSV) is offered as a download. Files deeper than one folder are not shown.
+    Figures are copied into the documentation sources (with their folder), since
+    Sphinx only reads images from there.
 
     Parameters
     ----------
@@ -79,16 +92,25 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
     out_dir = generated / "benchmarks"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    files = sorted(p for p in results.glob("*") if p.is_file()) if results.is_dir() else []
+
+    def files_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.glob("*") if p.is_file())
+
+    folders = sorted(d for d in results.glob("*") if d.is_dir()) if results.is_dir() else []
+    files = files_in(results) if results.is_dir() else []
+    # Results kept apart in a folder (explorations, re-runs) follow the main ones.
+    nested = [p for folder in folders for p in files_in(folder)]
     tables = sorted((p for p in files if p.suffix == ".md"), key=_results_key)
-    figures = [p for p in files if p.suffix.lower() in FIGURE_SUFFIXES]
-    # Results kept apart in a folder (explorations, re-runs) follow, titled with their path.
-    nested = sorted(results.glob("*/*")) if results.is_dir() else []
-    tables += [p for p in nested if p.is_file() and p.suffix == ".md"]
-    raw = [p for p in files if p not in tables and p not in figures]
-    raw += [p for p in nested if p.is_file() and p.suffix == ".json"]
+    tables += [p for p in nested if p.suffix == ".md"]
+    figures = [p for p in files + nested if p.suffix.lower() in FIGURE_SUFFIXES]
+    raw = [p for p in files + nested if p not in tables and p not in figures]
+
+    def rel(path: Path) -> str:
+        return path.relative_to(results).as_posix()
+
     for fig in figures:
-        shutil.copy2(fig, out_dir / fig.name)
+        (out_dir / rel(fig)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(fig, out_dir / rel(fig))
     fig_link = Path(os.path.relpath(out_dir, page_dir)).as_posix()
     raw_link = Path(os.path.relpath(results, page_dir)).as_posix()
 
@@ -99,36 +121,31 @@ def write_benchmark_results(results: Path, generated: Path, page_dir: Path) -> P
         if not _HEADING.search(text):
             text = f"# {_title_of(table.stem)}\n\n{text}"
         text = _normalise_headings(text, top=1)
-        title = _FIRST_TITLE.search(text)
-        if table.parent != results and title:  # a top-level file's title, told apart
-            where = table.relative_to(results).as_posix()
-            text = f"{text[: title.end()]} (`{where}`){text[title.end() :]}"
+        if table.parent != results:  # a top-level file's title, told apart by its path
+            text = _with_path_in_title(text, rel(table))
 
-        def relink(m: re.Match[str]) -> str:
+        def relink(m: re.Match[str], folder: Path = table.parent) -> str:
             target = m.group(2)
-            if "://" in target:
+            figure = folder / target
+            if "://" in target or figure not in figures:
                 return m.group(0)
-            shown.add(Path(target).name)
-            return f"{m.group(1)}{fig_link}/{Path(target).name}"
+            shown.add(rel(figure))
+            return f"{m.group(1)}{fig_link}/{rel(figure)}"
 
         parts.append(_IMAGE.sub(relink, text))
-    extra = [fig for fig in figures if fig.name not in shown]
+    extra = [fig for fig in figures if rel(fig) not in shown]
     if extra:
         parts.append("# Figures")
         for fig in extra:
             parts.append(
-                f"```{{figure}} {fig_link}/{fig.name}\n:width: 90%\n\n"
-                f"{_title_of(fig.stem)} (`benchmarks/results/{fig.name}`)\n```"
+                f"```{{figure}} {fig_link}/{rel(fig)}\n:width: 90%\n\n"
+                f"{_title_of(fig.stem)} (`benchmarks/results/{rel(fig)}`)\n```"
             )
     if raw:
         parts.append("# Raw results")
         parts.append(
             "The numbers above as the benchmark scripts saved them:\n\n"
-            + "\n".join(
-                f"- {{download}}`{p.relative_to(results).as_posix()} "
-                f"<{raw_link}/{p.relative_to(results).as_posix()}>`"
-                for p in raw
-            )
+            + "\n".join(f"- {{download}}`{rel(p)} <{raw_link}/{rel(p)}>`" for p in raw)
         )
     if not parts:
         parts.append(

@@ -370,11 +370,26 @@ def test_benchmark_results_sections_order_figures_and_downloads(tmp_path: Path) 
     (results / "reruns").mkdir()  # results kept apart, with a top-level file's title
     (results / "reruns" / "fewshot.md").write_text("# Few-shot accuracy\n\nAgain.\n")
     (results / "reruns" / "fewshot.json").write_text("{}")
+    (results / "throughput-cpu.md").write_text("# Throughput on a CPU\n")
+    (results / "alpha.md").write_text("# Alpha\n")  # not in the order: after it
+    (results / "sub").mkdir()  # a figure of its own, and a heading-like line in code
+    (results / "sub" / "curve.png").write_bytes(b"sub")
+    (results / "sub" / "notes.md").write_text(
+        "```sh\n# a shell comment\n```\n\n# Notes\n\n![c](curve.png)\n"
+    )
     page = _generate.write_benchmark_results(
         results, tmp_path / "docs" / "gen", page_dir=tmp_path / "docs"
     )
     text = page.read_text()
     assert "# Few-shot accuracy (`reruns/fewshot.md`)\n\nAgain." in text
+    assert "# a shell comment\n" in text and "# Notes (`sub/notes.md`)" in text
+    assert "![c](gen/benchmarks/sub/curve.png)" in text  # its own folder's figure
+    assert (
+        tmp_path / "docs" / "gen" / "benchmarks" / "sub" / "curve.png"
+    ).read_bytes() == (b"sub")
+    # The CPU throughput file is in the order too, before files outside it.
+    assert text.index("# Few-shot accuracy\n") < text.index("# Throughput on a CPU")
+    assert text.index("# Throughput on a CPU") < text.index("# Alpha")
     assert text.index("# Throughput") < text.index("(`reruns/fewshot.md`)")  # after
     assert "{download}`reruns/fewshot.json <../results/reruns/fewshot.json>`" in text
     # fewshot first; its heading lifted to the top level; a title added to the other.
