@@ -161,9 +161,10 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from skact import ACTEncoder
+from skact._auto import TABLE_EPOCHS, table_settings
 from skact._environment import versions
 from skact.evaluation import pca_baseline, sample_k_shot
-from skact.networks import MLP
+from skact.networks import DEFAULT_COMPONENTS, MLP
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10, 25)
@@ -177,7 +178,7 @@ TARGET_MARGIN = 0.01
 #: a table with a categorical column).
 EXPLORED_FROM = {"corruption_rate": 0.2}
 #: ACTEncoder's epochs for tables (max_iter="auto"), for the epoch-factor variants.
-DEFAULT_EPOCHS = 100
+DEFAULT_EPOCHS = TABLE_EPOCHS
 QUICK_ENCODER = {
     "hidden_layer_sizes": (32,),
     "n_components": 8,
@@ -712,8 +713,8 @@ def network_for(row: Row, X: pd.DataFrame, params: dict[str, Any]) -> Callable[.
     missing indicators | category embeddings]``; the numbers are ``X``'s numeric
     columns, in order.
     """
-    hidden = tuple(params.get("hidden_layer_sizes", (512, 512)))
-    out = params.get("n_components") or 64
+    hidden = tuple(params.get("hidden_layer_sizes", ACTEncoder().hidden_layer_sizes))
+    out = params.get("n_components") or DEFAULT_COMPONENTS["mlp"]
     n_numeric = sum(not is_categorical(X[c]) for c in X.columns)
     body_of: Callable[[int, Sequence[int], int], nn.Module] = {
         "mlp": MLP,
@@ -949,7 +950,9 @@ def fit_representation(
     prepare = quantile_numeric(X_pool) if row.quantile else _unchanged
     if row.steps is not None:
         batch = params.get("batch_size", "auto")
-        per_epoch = -(-len(fit_on) // (256 if batch == "auto" else int(batch)))
+        if batch == "auto":
+            batch = table_settings(len(fit_on)).batch_size
+        per_epoch = -(-len(fit_on) // int(batch))
         params["max_iter"] = -(-row.steps // per_epoch)
     if row.numeric != "identity" or row.network != "mlp":
         params["encoder"] = network_for(row, fit_on, params)
@@ -1547,10 +1550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"runs": [], "results": []}
     if args.merge and json_path.exists():
         report = json.loads(json_path.read_text())
-        other = sorted(
-            {r["table"] for r in report["results"]}
-            - {t.name for t in TABLES.values() if t.group == args.group}
-        )
+        other = sorted({r["table"] for r in report["results"]} - set(group))
         if other:
             raise SystemExit(
                 f"{json_path} holds tables of another group ({', '.join(other)}); "

@@ -452,6 +452,7 @@ def test_text_columns_are_categorical_in_parquet_and_without_pandas(
 
 def test_table_baselines_of_an_object_array_with_an_empty_numeric_column():
     from skact.cli.commands import _table_baselines
+    from skact.cli.files import Data
 
     X = np.array(
         [
@@ -462,7 +463,7 @@ def test_table_baselines_of_an_object_array_with_an_empty_numeric_column():
         ],
         dtype=object,
     )
-    baselines = _table_baselines(np.array([False, True, False]), X)
+    baselines = _table_baselines(Data(X, None, None, False, np.array([False, True, False])))
     how = "standardised, text one-hot, gaps as mean + indicator"
     assert list(baselines) == [f"raw ({how})", f"PCA ({how}, 90% variance)"]
     Z = baselines[f"raw ({how})"].fit_transform(X)
@@ -475,5 +476,7 @@ def test_table_baselines_of_an_object_array_with_an_empty_numeric_column():
     np.testing.assert_allclose(Z[:, 2], (gap - gap.mean()) / gap.std())
     np.testing.assert_array_equal(Z[:, [1, 3]], 0.0)  # the empty column: constant
     np.testing.assert_array_equal(Z[:, 4:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
-    no_gaps = _table_baselines(None, np.array([[1.0, 2.0], [3.0, 5.0]]))
+    no_gaps = _table_baselines(
+        Data(np.array([[1.0, 2.0], [3.0, 5.0]]), None, None, False, None)
+    )
     assert list(no_gaps) == ["raw (standardised)", "PCA (standardised, 90% variance)"]

@@ -688,7 +688,7 @@ def test_make_objective_copies_the_instance_and_validates_it():
     with pytest.raises(ValueError, match="objective must be one of"):
         make_objective("simclr")
     with pytest.raises(TypeError, match=r"BarlowTwinsLoss\(lambd=0.01\)"):
-        make_objective(3)  # type: ignore[arg-type]  # a wrong type on purpose
+        make_objective(3)  # type: ignore[arg-type]  # on purpose: the TypeError is tested
 
 
 @pytest.mark.parametrize(

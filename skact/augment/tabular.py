@@ -25,10 +25,10 @@ class TabularAugment:
 
     Parameters
     ----------
-    corruption_rate : float, default=0.1
-        Probability that a cell is replaced. ACTEncoder passes its resolved
-        ``corruption_rate`` (0.1 for a table with a categorical column, 0.2 for one of
-        numbers only, with the default ``"auto"``).
+    corruption_rate : float, default=0.2
+        Probability that a cell is replaced. ACTEncoder passes its own resolved rate
+        (``corruption_rate="auto"``: 0.1 for a table with a categorical column, this
+        default for one of numbers only).
     noise_scale : float, default=0.0
         Standard deviation of the additive noise (features are standardised first).
 
@@ -41,7 +41,7 @@ class TabularAugment:
     True
     """
 
-    def __init__(self, corruption_rate: float = 0.1, noise_scale: float = 0.0) -> None:
+    def __init__(self, corruption_rate: float = 0.2, noise_scale: float = 0.0) -> None:
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
 
@@ -140,10 +140,9 @@ def _corrupt_on_cpu(
 
     The corrupted cells of the ``(n, k)`` grid are drawn directly
     (:func:`_bernoulli_cells`), then one donor row for each, and only those cells are
-    read from the pool: at the rate 0.2 this draws about a fifth of the random numbers
-    of :func:`_corrupt_everywhere` (at the default 0.1, a tenth), whose per-cell draws
-    dominate the cost of a view on the CPU. The views follow the same distribution; the
-    draws differ.
+    read from the pool: at the default rate this draws about a fifth of the random
+    numbers of :func:`_corrupt_everywhere`, whose per-cell draws dominate the cost of
+    a view on the CPU. The views follow the same distribution; the draws differ.
     """
     n, d = x.shape
     cells = _bernoulli_cells(n * k, rate, generator)

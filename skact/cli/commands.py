@@ -414,17 +414,17 @@ def _check_enough_labels(y_pool: np.ndarray, args: argparse.Namespace) -> None:
     raise CommandError(f"{who} {where}, fewer than k={k}; {advice}")
 
 
-def _table_baselines(categorical: np.ndarray | None, X: Any) -> dict[str, Pipeline]:
-    """Raw-input baselines of a table: standardised numbers (text columns one-hot).
+def _table_baselines(data: Data) -> dict[str, Pipeline]:
+    """Raw-input baselines of DATA's table: standardised numbers (text columns one-hot).
 
     Missing numbers become their column's mean plus a missing indicator, as ACTEncoder's
     ``handle_missing="indicator"`` encodes them; a missing text value is a category of
-    its own. The names say which of these a table needed.
+    its own. The names say which of these the table needed.
     """
-    text = np.zeros(np.shape(X)[1], dtype=bool) if categorical is None else categorical
+    categorical = data.categorical
+    text = np.zeros(data.X.shape[1], dtype=bool) if categorical is None else categorical
     numeric = np.flatnonzero(~text).tolist()
-    values = X.iloc[:, numeric] if hasattr(X, "iloc") else np.asarray(X)[:, numeric]
-    gaps = bool(np.isnan(np.asarray(values, dtype=np.float64)).any())
+    gaps = bool(np.isnan(files.missing_mask(data)[:, numeric]).any())
     how = "standardised" + (", text one-hot" if text.any() else "")
     how += ", gaps as mean + indicator" if gaps else ""
 
@@ -537,7 +537,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 "baselines, evaluate the raw data with --model MODEL --baselines"
             )
         elif args.baselines:
-            for name, baseline in _table_baselines(data.categorical, X_pool).items():
+            for name, baseline in _table_baselines(data).items():
                 representations[name] = (baseline.fit(X_pool), split)
     representations["ACTEncoder" if model is not None else "features"] = (model, split)
     results = _score_all(representations, args, args.seed, args.protocol)
