@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from bench_fewshot import (
     DATASETS,
     EPOCH_FACTOR,
@@ -62,6 +63,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 from skact import ACTEncoder, TransferClassifier
+from skact._callbacks import MONITOR_ROWS, loo_nn_accuracy
 from skact.evaluation import labeled_scorer, raw_baseline, sample_k_shot
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -124,23 +126,17 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def run_dataset(
+def rank_settings(
     name: str,
     encoder_params: dict[str, Any],
     seed: int,
-    n_draws: int,
-    n_search_draws: int,
-    max_samples: int | None,
+    split: tuple[Any, Any, np.ndarray, np.ndarray],
+    targets: Sequence[np.ndarray],
     log: Callable[[str], None],
-) -> dict[str, Any]:
-    """Every measurement of the module docstring on one data set."""
-    dataset = DATASETS[name]
-    X_pool, X_test, y_pool, y_test = pool_test_split(dataset, max_samples)
-    draws = list(range(n_draws))
-    targets = [partially_labeled(y_pool, K, d) for d in draws]
-    default_alpha = ACTEncoder().get_params()["alpha"]
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[tuple[float, float], ACTEncoder]]:
+    """Part 1 of the module docstring: fit the grid, score it, rank the scores."""
+    X_pool, X_test, _, y_test = split
     grid = [(alpha, factor) for factor in EPOCH_FACTORS for alpha in ALPHAS]
-
     settings: list[dict[str, Any]] = []
     encoders: dict[tuple[float, float], ACTEncoder] = {}
     for alpha, factor in grid:
@@ -160,14 +156,20 @@ def run_dataset(
             "label_free": encoder.score(X_pool),
             "test_accuracy": [],
             "monitor": [],
+            "monitor_loo": [],
             "cv_probe": [],
         }
-        for d, target in zip(draws, targets):
+        for d, target in enumerate(targets):
             rows = np.flatnonzero(target >= 0)
             row["test_accuracy"].append(
                 float(probe().fit(pool[rows], target[rows]).score(test, y_test))
             )
             row["monitor"].append(encoder.score(X_pool, target))
+            # The monitor before the few-shot estimate, on the same features.
+            codes = torch.from_numpy(np.unique(target[rows], return_inverse=True)[1])
+            row["monitor_loo"].append(
+                loo_nn_accuracy(torch.from_numpy(pool[rows]), codes.ravel())
+            )
             folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=d)
             row["cv_probe"].append(
                 float(cross_val_score(probe(), pool[rows], target[rows], cv=folds).mean())
@@ -180,9 +182,9 @@ def run_dataset(
         )
 
     ranking = {}
-    for criterion in ("monitor", "cv_probe", "label_free"):
+    for criterion in ("monitor", "monitor_loo", "cv_probe", "label_free"):
         rhos, regrets = [], []
-        for i in range(n_draws):
+        for i in range(len(targets)):
             accuracy = [s["test_accuracy"][i] for s in settings]
             score = [
                 s[criterion] if criterion == "label_free" else s[criterion][i]
@@ -191,6 +193,28 @@ def run_dataset(
             rhos.append(rank_correlation(score, accuracy))
             regrets.append(regret(score, accuracy))
         ranking[criterion] = {"rho": _summary(rhos), "regret": _summary(regrets)}
+
+    return settings, ranking, encoders
+
+
+def run_dataset(
+    name: str,
+    encoder_params: dict[str, Any],
+    seed: int,
+    n_draws: int,
+    n_search_draws: int,
+    max_samples: int | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Every measurement of the module docstring on one data set."""
+    dataset = DATASETS[name]
+    X_pool, X_test, y_pool, y_test = pool_test_split(dataset, max_samples)
+    draws = list(range(n_draws))
+    targets = [partially_labeled(y_pool, K, d) for d in draws]
+    default_alpha = ACTEncoder().get_params()["alpha"]
+    settings, ranking, encoders = rank_settings(
+        name, encoder_params, seed, (X_pool, X_test, y_pool, y_test), targets, log
+    )
 
     full = [s for s in settings if s["epoch_factor"] == 1.0]
     by_alpha = {s["alpha"]: s for s in full}
@@ -284,6 +308,91 @@ def run_dataset(
     }
 
 
+#: The data set of the overlap check: photo tiles cut at random places from one region
+#: of each photograph, so that labeled tiles of a class overlap one another.
+OVERLAP_DATASET = "photo_tiles"
+OVERLAP_SHOTS = (1, 5)
+
+
+def overlap_check(
+    encoder_params: dict[str, Any],
+    seed: int,
+    n_draws: int,
+    max_samples: int | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The monitor when every pool row is labeled and the rows overlap (``--overlap``).
+
+    The default encoder is fitted on the photo tiles' pool with all its labels (they
+    feed the monitor only); the monitor (``score(X, y)``) and the previous monitor
+    (leave-one-out 1-NN of the labeled rows) are set against a linear probe on the
+    test tiles (another part of each photograph) trained on 1 and 5 labels per class
+    (mean over ``n_draws`` draws) and on every pool label.
+    """
+    dataset = DATASETS[OVERLAP_DATASET]
+    X_pool, X_test, y_pool, y_test = pool_test_split(dataset, max_samples)
+    start = time.perf_counter()
+    encoder = ACTEncoder(**encoder_params, random_state=seed).fit(X_pool, y_pool)
+    seconds = time.perf_counter() - start
+    pool, test = encoder.transform(X_pool), encoder.transform(X_test)
+    rows = np.arange(len(y_pool))
+    if len(rows) > MONITOR_ROWS:  # the monitor follows a sample of this size
+        rows = np.random.default_rng(seed).choice(rows, MONITOR_ROWS, replace=False)
+    codes = torch.from_numpy(np.unique(y_pool[rows], return_inverse=True)[1].ravel())
+    probes = {
+        f"linear probe, {k} label{'s' if k > 1 else ''} per class": [
+            float(probe().fit(pool[i], y_pool[i]).score(test, y_test))
+            for i in (sample_k_shot(y_pool, k, random_state=d) for d in range(n_draws))
+        ]
+        for k in OVERLAP_SHOTS
+    }
+    probes["linear probe, every pool label"] = [
+        float(probe().fit(pool, y_pool).score(test, y_test))
+    ]
+    result = {
+        "dataset": OVERLAP_DATASET,
+        "description": DATASETS[OVERLAP_DATASET].description,
+        "n_pool": len(y_pool),
+        "n_test": len(y_test),
+        "fit_seconds": seconds,
+        "max_iter": encoder.n_iter_,
+        "monitor": encoder.score(X_pool, y_pool),
+        "monitor_last_epoch": encoder.monitor_curve_[-1],
+        "monitor_loo": loo_nn_accuracy(torch.from_numpy(pool[rows]), codes),
+        "probes": probes,
+    }
+    log(
+        f"  overlap | monitor {result['monitor']:.3f}, previous monitor "
+        f"{result['monitor_loo']:.3f}, "
+        + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in probes.items())
+    )
+    return result
+
+
+def overlap_markdown(r: dict[str, Any]) -> list[str]:
+    """The overlap check as a table."""
+    lines = [
+        "",
+        f"## Overlapping rows: the monitor with every row labeled (run {r['run']})",
+        "",
+        f"{r['description']}: the default ACTEncoder ({r['max_iter']} epochs) fitted on "
+        f"the {r['n_pool']} pool tiles with every label (labels feed the monitor only); "
+        "the tiles of a class overlap one another. Linear probes are scored on the "
+        f"{r['n_test']} test tiles (mean ± std over draws).",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| monitor, `score(X, y)` (few-shot 1-NN, 5 shots per class) | "
+        f"{r['monitor']:.3f} |",
+        f"| previous monitor (leave-one-out 1-NN of the labeled rows) | "
+        f"{r['monitor_loo']:.3f} |",
+    ]
+    for name, values in r["probes"].items():
+        shown = _mean_std(values) if len(values) > 1 else f"{values[0]:.3f}"
+        lines.append(f"| {name} | {shown} |")
+    return lines
+
+
 def _ms(summary: dict[str, float]) -> str:
     if summary["n"] == 0:
         return "n/a"
@@ -320,6 +429,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += summary_markdown(report["results"])
     for result in report["results"]:
         lines += _dataset_markdown(result)
+    if report.get("overlap"):
+        lines += overlap_markdown(report["overlap"])
     return "\n".join(lines) + "\n"
 
 
@@ -334,9 +445,10 @@ def summary_markdown(results: Sequence[dict[str, Any]]) -> list[str]:
         "alpha GridSearchCV chooses and of the best alpha in hindsight, and of the "
         "default fit with each `keep_best` (mean over the GridSearchCV draws).",
         "",
-        "| data set | rho monitor | rho CV probe | rho label-free | default alpha | "
-        "GridSearchCV | best in hindsight | keep_best last | keep_best monitor |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data set | rho monitor | rho previous monitor (LOO 1-NN) | rho CV probe | "
+        "rho label-free | default alpha | GridSearchCV | best in hindsight | "
+        "keep_best last | keep_best monitor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rho = {c: r["ranking"][c]["rho"]["mean"] for c in r["ranking"]}
@@ -344,8 +456,8 @@ def summary_markdown(results: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['dataset']} | "
             + " | ".join(
-                "n/a" if np.isnan(rho[c]) else f"{rho[c]:+.2f}"
-                for c in ("monitor", "cv_probe", "label_free")
+                "n/a" if np.isnan(rho.get(c, np.nan)) else f"{rho[c]:+.2f}"
+                for c in ("monitor", "monitor_loo", "cv_probe", "label_free")
             )
             + " | "
             + " | ".join(
@@ -380,25 +492,38 @@ def summary_markdown(results: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _dataset_markdown(r: dict[str, Any]) -> list[str]:
+    ranked = ""
+    if r.get("ranking_run", r["run"]) != r["run"]:
+        ranked = f"; settings and ranking: run {r['ranking_run']}"
     lines = [
         "",
-        f"## {r['dataset']}: {r['description']} (run {r['run']})",
+        f"## {r['dataset']}: {r['description']} (run {r['run']}{ranked})",
         "",
         f"{r['n_pool']} pool rows, {r['n_labeled']} labeled; {r['n_test']} test rows.",
         "",
         "**Settings** (test accuracy and scores: mean over draws)",
         "",
-        "| alpha | epochs | test accuracy | monitor (LOO 1-NN) | CV probe | label-free |",
-        "|---|---|---|---|---|---|",
+        "| alpha | epochs | test accuracy | monitor | previous monitor (LOO 1-NN) | "
+        "CV probe | label-free |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in r["settings"]:
+        loo = f"{np.mean(s['monitor_loo']):.3f}" if "monitor_loo" in s else "n/a"
         lines.append(
             f"| {s['alpha']:g} | {s['max_iter']} (x{s['epoch_factor']:g}) | "
-            f"{np.mean(s['test_accuracy']):.3f} | {np.mean(s['monitor']):.3f} | "
+            f"{np.mean(s['test_accuracy']):.3f} | {np.mean(s['monitor']):.3f} | {loo} | "
             f"{np.mean(s['cv_probe']):.3f} | {s['label_free']:.3f} |"
         )
     names = {
-        "monitor": "monitor: `score(X, y)`, LOO 1-NN on the labeled rows",
+        "monitor": "monitor: `score(X, y)` (run "
+        f"{r.get('ranking_run', r['run'])}: "
+        + (
+            "few-shot 1-NN, 5 shots per class"
+            if "monitor_loo" in r["settings"][0]
+            else "LOO 1-NN on the labeled rows"
+        )
+        + ")",
+        "monitor_loo": "previous monitor: LOO 1-NN on the labeled rows",
         "cv_probe": f"{CV_FOLDS}-fold CV linear probe on the labeled rows",
         "label_free": "label-free: `score(X)`, effective rank / width",
     }
@@ -492,6 +617,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite selection.md from its JSON"
     )
+    parser.add_argument(
+        "--ranking-only",
+        action="store_true",
+        help="only part 1 (ranking the settings), merged into the saved results of the "
+        "data sets, whose other parts are kept",
+    )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help=f"only the overlap check on {OVERLAP_DATASET} (needs scikit-image), merged "
+        "into the saved results",
+    )
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads((args.output_dir / "selection.json").read_text())
@@ -526,11 +663,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = args.output_dir / "selection.json"
     md_path = args.output_dir / "selection.md"
     report: dict[str, Any] = {"runs": [], "results": []}
-    if args.merge and json_path.exists():
+    if (args.merge or args.ranking_only or args.overlap) and json_path.exists():
         report = json.loads(json_path.read_text())
     index = len(report["runs"])
     report["runs"].append(run)
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    if args.overlap:
+        report["overlap"] = {**overlap_check(encoder_params, args.seed, draws, max_samples, log)}
+        report["overlap"]["run"] = index
+        json_path.write_text(json.dumps(report, indent=1))
+        md_path.write_text(markdown(report))
+        print(markdown(report))
+        return 0
     for name in names:
+        if args.ranking_only:
+            saved = {r["dataset"]: r for r in report["results"]}
+            if name not in saved:
+                raise SystemExit(f"--ranking-only: no saved results for {name}")
+            dataset = DATASETS[name]
+            split = pool_test_split(dataset, max_samples)
+            targets = [partially_labeled(split[2], K, d) for d in range(draws)]
+            settings, ranking, _ = rank_settings(
+                name, encoder_params, args.seed, split, targets, log
+            )
+            saved[name].update(settings=settings, ranking=ranking, ranking_run=index)
+            json_path.write_text(json.dumps(report, indent=1))
+            md_path.write_text(markdown(report))
+            continue
         print(f"{name}:", flush=True)
         result = run_dataset(
             name, encoder_params, args.seed, draws, search_draws, max_samples,

@@ -344,7 +344,7 @@ def write_monitor_figure(generated: Path, max_iter: int = MONITOR_EPOCHS) -> Pat
     right.set(
         title=f"monitor_curve_ ({len(labeled)} labeled rows)",
         xlabel="epoch",
-        ylabel="leave-one-out 1-NN accuracy",
+        ylabel="few-shot 1-NN accuracy",
     )
     for ax in (left, right):
         ax.grid(alpha=0.3)

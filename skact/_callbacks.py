@@ -203,6 +203,7 @@ class EpochLog(Callback):
 _SHOWN_NAMES = {
     "loss": "loss",
     "validation_loss": "val",
+    "few_shot_1nn_accuracy": "few-shot 1nn",
     "loo_1nn_accuracy": "1nn",
     "effective_rank": "rank",
 }
@@ -518,22 +519,108 @@ def monitored_rows(
     return np.arange(n_samples), None
 
 
-def monitor_estimate(features: Tensor, codes: Tensor | None) -> float:
-    """The monitor's estimate: :func:`loo_nn_accuracy` with codes, else
+#: Labeled rows per class that the monitor's few-shot estimate classifies from: the
+#: middle of the few-shot protocol's 1 / 5 / 10 labels per class (fewshot.md).
+MONITOR_SHOTS = 5
+
+#: Seeded draws of those rows the few-shot estimate averages over.
+MONITOR_DRAWS = 10
+
+
+def shot_masks(
+    codes: np.ndarray, seed: int, shots: int = MONITOR_SHOTS, draws: int = MONITOR_DRAWS
+) -> np.ndarray:
+    """Which rows are the labeled examples ("shots") in each of ``draws`` draws.
+
+    In each draw, ``min(shots, n_c - 1)`` rows of a class with ``n_c`` rows are shots,
+    so that every class with at least 2 rows keeps a row to classify; the single row
+    of a class with one row is always a shot.
+
+    Parameters
+    ----------
+    codes : ndarray of int of shape (n_rows,)
+        Class code of each row.
+    seed : int
+    shots : int, default=MONITOR_SHOTS
+    draws : int, default=MONITOR_DRAWS
+
+    Returns
+    -------
+    ndarray of bool of shape (draws, n_rows)
+        True for the shots of each draw.
+
+    Examples
+    --------
+    >>> shot_masks(np.array([0, 0, 0, 1, 1, 2]), seed=0, shots=5, draws=1).sum()
+    4
+    """
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((draws, len(codes)), dtype=bool)
+    members = [np.flatnonzero(codes == c) for c in np.unique(codes)]
+    for draw in masks:
+        for rows in members:
+            draw[rng.choice(rows, min(shots, max(len(rows) - 1, 1)), replace=False)] = True
+    return masks
+
+
+def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> float:
+    """Accuracy of 1-NN from a few labeled rows per class on the other labeled rows.
+
+    For each draw (a row of ``shots``), every row that is not a shot is classified by
+    the label of its nearest shot (Euclidean distance, as
+    :func:`skact.evaluation.knn_probe`; the lower index wins a tie); the result is
+    the mean over the draws of the share of those rows classified right. This is the
+    few-shot protocol in small: unlike the leave-one-out accuracy of every labeled
+    row (:func:`loo_nn_accuracy`), it is not fooled by near-duplicates (overlapping
+    crops, repeated rows), whose twin is rarely among the few shots.
+
+    Parameters
+    ----------
+    features : Tensor of shape (n_rows, n_features)
+    labels : Tensor of shape (n_rows,)
+        Integer class codes.
+    shots : Tensor of bool of shape (n_draws, n_rows)
+        The shots of each draw (see :func:`shot_masks`), on ``features``' device.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> features = torch.tensor([[0.0], [1.0], [5.0], [7.0]])
+    >>> labels = torch.tensor([0, 0, 1, 1])
+    >>> shots = torch.tensor([[True, False, False, True]])
+    >>> few_shot_nn_accuracy(features, labels, shots)  # 1 -> 0 right, 2 -> 3 right
+    1.0
+    """
+    distances = torch.cdist(features.float(), features.float())
+    scores = []
+    for shot in shots:
+        nearest = distances.masked_fill(~shot, math.inf).argmin(dim=1)
+        right = labels.index_select(0, nearest) == labels
+        scores.append(right[~shot].float().mean())
+    return float(torch.stack(scores).mean())
+
+
+def monitor_estimate(features: Tensor, codes: Tensor | None, shots: Tensor | None) -> float:
+    """The monitor's estimate: :func:`few_shot_nn_accuracy` with codes, else
     :func:`effective_rank`.
 
     Parameters
     ----------
     features : Tensor of shape (n_rows, n_features)
     codes : Tensor of shape (n_rows,) or None
+    shots : Tensor of bool of shape (n_draws, n_rows) or None
+        The draws of :func:`shot_masks` (with ``codes``).
 
     Returns
     -------
     float
     """
-    if codes is None:
+    if codes is None or shots is None:
         return effective_rank(features)
-    return loo_nn_accuracy(features, codes)
+    return few_shot_nn_accuracy(features, codes, shots)
 
 
 def monitor_name(labeled: bool) -> str:
@@ -546,18 +633,46 @@ def monitor_name(labeled: bool) -> str:
     Returns
     -------
     str
-        ``"loo_1nn_accuracy"`` or ``"effective_rank"``.
+        ``"few_shot_1nn_accuracy"`` or ``"effective_rank"`` (models saved by a skact
+        before the few-shot estimate hold ``"loo_1nn_accuracy"``).
     """
-    return "loo_1nn_accuracy" if labeled else "effective_rank"
+    return "few_shot_1nn_accuracy" if labeled else "effective_rank"
+
+
+def monitor_description(name: str | None) -> str:
+    """What the monitor's quantity ``name`` is, in plain words.
+
+    Parameters
+    ----------
+    name : str or None
+        A value of ``monitor_name_``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> monitor_description("effective_rank")
+    'effective rank of the representation (label-free)'
+    """
+    return {
+        "few_shot_1nn_accuracy": (
+            f"1-NN accuracy on the labeled rows from {MONITOR_SHOTS} labeled examples "
+            f"per class, mean of {MONITOR_DRAWS} draws"
+        ),
+        "loo_1nn_accuracy": "leave-one-out 1-NN accuracy of the labeled rows",
+        "effective_rank": "effective rank of the representation (label-free)",
+    }.get(str(name), "none")
 
 
 class Monitor(Callback):
     """After each epoch, a cheap seeded estimate of the representation's quality.
 
     ``embed()`` returns the current representation of the rows the monitor follows
-    (the same rows every epoch); with ``codes`` the estimate is their leave-one-out
-    1-NN accuracy (:func:`loo_nn_accuracy`), else their effective rank
-    (:func:`effective_rank`). It is added to the epoch's logs under
+    (the same rows every epoch); with ``codes`` the estimate is their few-shot 1-NN
+    accuracy (:func:`few_shot_nn_accuracy`, the same draws of shots every epoch),
+    else their effective rank (:func:`effective_rank`). It is added to the epoch's logs under
     :func:`monitor_name` (for callbacks after this one: the progress bar shows it).
     When the model the fit ends with has collapsed (its rows' effective rank around
     their mean, :func:`spread_rank`, is below :data:`COLLAPSED_RANK`), a UserWarning
@@ -574,6 +689,9 @@ class Monitor(Callback):
         Put back the weights, optimiser state and adversary of the epoch with the
         highest estimate at the end of the fit (the first of equals), unless the last
         epoch was it. A fit that fails keeps what it has.
+    shots : Tensor of bool of shape (n_draws, n_rows) or None, default=None
+        With ``codes``: the shots of each draw (:func:`shot_masks`), on the same
+        device; None draws them with seed 0.
 
     Attributes
     ----------
@@ -582,10 +700,18 @@ class Monitor(Callback):
     """
 
     def __init__(
-        self, embed: Callable[[], Tensor], codes: Tensor | None, keep_best: bool = False
+        self,
+        embed: Callable[[], Tensor],
+        codes: Tensor | None,
+        keep_best: bool = False,
+        shots: Tensor | None = None,
     ) -> None:
         self.embed = embed
         self.codes = codes
+        if codes is not None and shots is None:
+            shots = torch.from_numpy(shot_masks(codes.cpu().numpy(), seed=0))
+            shots = shots.to(codes.device)
+        self.shots = shots
         self.keep_best = keep_best
         self.name = monitor_name(codes is not None)
         self.best_ = math.nan
@@ -600,7 +726,8 @@ class Monitor(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
         with torch.no_grad():
             features = self.embed()
-            value = trainer.strategy.mean(monitor_estimate(features, self.codes))
+            estimate = monitor_estimate(features, self.codes, self.shots)
+            value = trainer.strategy.mean(estimate)
             # (epoch, rank around the mean, width) of the kept model, for on_fit_end.
             self._last = (trainer.epoch, spread_rank(features), features.shape[1])
         logs[self.name] = value

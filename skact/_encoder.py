@@ -259,16 +259,20 @@ default="auto"
         The monitor's estimate of the representation's quality after each epoch (one
         per epoch, as ``loss_curve_``), on a fixed sample of at most 2,000 rows drawn
         from ``random_state``. With labels given to ``fit`` (at least 2 classes of at
-        least 2 labeled rows), the leave-one-out 1-nearest-neighbour accuracy of the
-        labeled rows; else the effective rank of the representation (RankMe: exp of
+        least 2 labeled rows), the few-shot 1-nearest-neighbour accuracy of the
+        labeled rows: each of the others classified by its nearest of 5 labeled rows
+        per class, mean of 10 seeded draws of those 5 (a row's near-duplicate is
+        rarely among them, so overlapping crops or repeated rows do not inflate it);
+        else the effective rank of the representation (RankMe: exp of
         the entropy of its normalised singular values, from 1 to ``n_components``).
         A fit whose model ends collapsed (the effective rank of its rows around their
         mean below 1.5) warns.
         NaN for epochs trained by a skact without the monitor.
     monitor_name_ : str
         What ``monitor_curve_`` holds in the last ``fit`` or ``partial_fit`` call:
-        ``"loo_1nn_accuracy"`` or ``"effective_rank"`` (calls with and without labels
-        on one model mix the two in the curve).
+        ``"few_shot_1nn_accuracy"`` or ``"effective_rank"`` (calls with and without
+        labels on one model mix the two in the curve; models saved by an older skact
+        hold ``"loo_1nn_accuracy"``, the leave-one-out 1-NN accuracy).
     device_ : torch.device
         Device the network lives on.
 
@@ -521,10 +525,12 @@ default="auto"
     def score(self, X: Any, y: Any = None) -> float:
         """The monitor's estimate of the representation's quality on ``X``.
 
-        With labels, the leave-one-out 1-nearest-neighbour accuracy of the labeled rows'
-        representation (at most 2,000 of them, drawn from the model's seed), the
-        quantity ``monitor_curve_`` holds for a ``fit`` with labels: a few-shot score
-        for :class:`~sklearn.model_selection.GridSearchCV` on data with few labels.
+        With labels, the few-shot 1-nearest-neighbour accuracy of the labeled rows'
+        representation (at most 2,000 of them, drawn from the model's seed): each
+        labeled row that is not among 5 drawn per class is classified by its nearest
+        of those 5, averaged over 10 seeded draws; the quantity ``monitor_curve_``
+        holds for a ``fit`` with labels, a few-shot score for
+        :class:`~sklearn.model_selection.GridSearchCV` on data with few labels.
         Without labels, the effective rank of the representation of at most 2,000
         rows, divided by its width ``n_components``, in (0, 1]. The label-free score is
         a diagnostic (near ``1 / n_components``: collapsed), not a model-selection
@@ -532,10 +538,9 @@ default="auto"
 
         How well each ranks settings, measured over a grid of ``alpha`` and epochs with
         5 labels per class (Spearman's rho with few-shot test accuracy, mean over 10
-        label draws; ``benchmarks/results/selection.md``): with labels +0.87 on digits
-        images, +0.48 on digits as a table, +0.29 on wine (15 labeled rows); without
-        labels +0.90, +0.19 and +0.04. Prefer the score with labels, and read either
-        as a guide among settings whose scores differ clearly.
+        label draws; ``benchmarks/results/selection.md``) is in that file and the
+        grid-search guide. Prefer the score with labels, and read either as a guide
+        among settings whose scores differ clearly.
 
         Parameters
         ----------
@@ -553,7 +558,7 @@ default="auto"
         _, X = self._read_input(X, reset=False)
         n_samples = _n_samples(X)
         target = _check_labels(y, n_samples)
-        rows, codes = self._monitored_rows(n_samples, target)
+        rows, codes, shots = self._monitored_rows(n_samples, target)
         if target is not None and codes is None:
             raise ValueError(
                 "ACTEncoder.score needs labeled rows of at least 2 classes with at least "
@@ -562,9 +567,10 @@ default="auto"
             )
         with _training.torch_threads():
             features = self._embed(self._stored_rows(X, rows))
-        if codes is not None:
+        if codes is not None and shots is not None:
             labels = torch.from_numpy(codes).to(features.device)
-            return _callbacks.loo_nn_accuracy(features, labels)
+            draws = torch.from_numpy(shots).to(features.device)
+            return _callbacks.few_shot_nn_accuracy(features, labels, draws)
         return _callbacks.effective_rank(features) / features.shape[1]
 
     def save(self, path: str | os.PathLike[str], *, optimizer_state: bool = True) -> None:
@@ -842,7 +848,7 @@ default="auto"
         adapter: InputAdapter = self._adapter
         device = self.device_
         world = distributed.current(self.distributed)
-        rows, codes = self._monitored_rows(_n_samples(X), target)
+        rows, codes, shots = self._monitored_rows(_n_samples(X), target)
         monitored = None
         if world is not None:
             # Every rank follows the same rows, read before X is split into shards.
@@ -868,6 +874,7 @@ default="auto"
             functools.partial(self._embed, monitored),
             None if codes is None else torch.from_numpy(codes).to(device),
             keep_best=self.keep_best == "monitor",
+            shots=None if shots is None else torch.from_numpy(shots).to(device),
         )
         self.monitor_name_ = monitor.name
         held_out = None
@@ -966,14 +973,17 @@ default="auto"
 
     def _monitored_rows(
         self, n_samples: int, target: tuple[np.ndarray, np.ndarray] | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The rows the monitor (and ``score``) follow, and their class codes."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The rows the monitor (and ``score``) follow, their class codes and the
+        draws of the few-shot estimate's shots (see ``_callbacks.shot_masks``)."""
         generator = _training.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         # A stream of its own: drawing the rows changes nothing in the training.
         seed = _training.derived_seed(generator, stream=2)
         y, labeled = (None, None) if target is None else target
-        return _callbacks.monitored_rows(n_samples, y, labeled, seed)
+        rows, codes = _callbacks.monitored_rows(n_samples, y, labeled, seed)
+        shots = None if codes is None else _callbacks.shot_masks(codes, seed + 1)
+        return rows, codes, shots
 
     def _stored_rows(self, X: Any, rows: np.ndarray) -> Tensor:
         """``rows`` of ``X`` (as read by the adapter), stored on ``device_``."""

@@ -781,7 +781,9 @@ def _check_fitted(fitted: dict[str, Any], name: str) -> None:
     if isinstance(fitted["loss_curve_"], list):  # files of older skact: no monitor
         fitted.setdefault("monitor_curve_", [math.nan] * len(fitted["loss_curve_"]))
     fitted.setdefault("monitor_name_", None)
-    if fitted["monitor_name_"] not in (None, "loo_1nn_accuracy", "effective_rank"):
+    if fitted["monitor_name_"] not in (
+        None, "few_shot_1nn_accuracy", "loo_1nn_accuracy", "effective_rank"
+    ):
         raise _corrupt(name, _CONFIG, f"fitted monitor_name_={fitted['monitor_name_']!r}")
     for key in ("loss_curve_", "validation_loss_curve_", "monitor_curve_"):
         curve = fitted[key]

@@ -62,6 +62,14 @@ def _printed_monitor(out):
     return match.group(1), float(match.group(2)), match.group(3)
 
 
+def few_shot(n: int) -> str:
+    """What the fit's last line says the monitor is, for ``n`` labeled rows."""
+    return (
+        f"share of {n} labeled rows classified right by their nearest of 5 labeled "
+        "examples per class, mean of 10 draws; a rough guide to few-shot accuracy"
+    )
+
+
 def test_blank_labels_are_unlabeled_rows_and_the_labeled_ones_feed_the_monitor(
     tmp_path, capsys
 ):
@@ -79,9 +87,9 @@ def test_blank_labels_are_unlabeled_rows_and_the_labeled_ones_feed_the_monitor(
     )
     assert lines[-1].startswith("fitted ACTEncoder on 60 samples (mlp network, 2 epochs")
     what, value, _ = _printed_monitor(out)
-    assert what == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    assert what == few_shot(12)
     fitted = skact.load(model)
-    assert fitted.monitor_name_ == "loo_1nn_accuracy"
+    assert fitted.monitor_name_ == "few_shot_1nn_accuracy"
     assert len(fitted.monitor_curve_) == fitted.n_iter_ == 2
     assert value == pytest.approx(fitted.monitor_curve_[-1], abs=5e-4)
     # The monitor followed exactly the labeled rows: scoring them again agrees.
@@ -174,8 +182,8 @@ def test_a_labels_file_with_blank_lines(tmp_path, capsys):
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert f"48 of 60 samples have a blank label in {labels}" in out
-    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
-    assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
+    assert _printed_monitor(out)[0] == few_shot(12)
+    assert skact.load(model).monitor_name_ == "few_shot_1nn_accuracy"
 
 
 def test_a_labels_file_without_a_header_labels_every_row(tmp_path, capsys):
@@ -191,7 +199,7 @@ def test_a_labels_file_without_a_header_labels_every_row(tmp_path, capsys):
         f"{data}: 48 of 60 samples have a blank label in {labels}: they are trained on "
         "as unlabeled rows; the 12 labeled ones also feed the monitor"
     )
-    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    assert _printed_monitor(out)[0] == few_shot(12)
 
 
 def test_a_labels_file_with_a_header_says_it_read_one(tmp_path, capsys):
@@ -243,8 +251,10 @@ def test_keep_best_monitor_prints_the_kept_epoch_s_value(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("keep_best", "name", "ending"),
     [
-        ("monitor", "loo_1nn_accuracy", "rows) 0.900 at epoch 3, the epoch kept"),
-        ("last", "loo_1nn_accuracy", "12 labeled rows) 0.600"),
+        ("monitor", "few_shot_1nn_accuracy", "accuracy) 0.900 at epoch 3, the epoch kept"),
+        ("last", "few_shot_1nn_accuracy", "12 labeled rows classified right by their "
+         "nearest of 5 labeled examples per class, mean of 10 draws; a rough guide to "
+         "few-shot accuracy) 0.600"),
         ("monitor", "effective_rank", "label-free; the labels need 2 classes of at "
          "least 2 rows each) 0.9 of 3 at epoch 3, the epoch kept"),
     ],
@@ -299,7 +309,7 @@ def test_an_image_folder_labeled_by_file_where_only_some_are_labeled(tmp_path, c
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert "12 of 24 samples have a blank label" in out
-    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    assert _printed_monitor(out)[0] == few_shot(12)
 
 
 def test_an_image_folder_s_class_subfolders_feed_the_monitor(tmp_path, capsys):
@@ -314,5 +324,5 @@ def test_an_image_folder_s_class_subfolders_feed_the_monitor(tmp_path, capsys):
     argv += ["--batch-size", 8, "--device", "cpu", "--n-components", 4]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 18 labeled rows"
-    assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
+    assert _printed_monitor(out)[0] == few_shot(18)
+    assert skact.load(model).monitor_name_ == "few_shot_1nn_accuracy"

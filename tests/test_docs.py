@@ -258,9 +258,9 @@ def _check_few_shot(ns: dict, out: str) -> None:
     # The monitored fit: its 50 labels feed the monitor, one value per epoch.
     watched = ns["watched"]
     assert (ns["y_few"] != -1).sum() == 50
-    assert watched.monitor_name_ == "loo_1nn_accuracy"
+    assert watched.monitor_name_ == "few_shot_1nn_accuracy"
     assert len(watched.monitor_curve_) == 2
-    assert f"loo_1nn_accuracy {watched.monitor_curve_[-1]:.2f}" in out
+    assert f"few_shot_1nn_accuracy {watched.monitor_curve_[-1]:.2f}" in out
 
 
 def _check_grid_search(ns: dict, out: str) -> None:

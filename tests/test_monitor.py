@@ -20,8 +20,10 @@ from skact._callbacks import (
     EarlyStopping,
     Monitor,
     effective_rank,
+    few_shot_nn_accuracy,
     loo_nn_accuracy,
     monitored_rows,
+    shot_masks,
 )
 
 from _small import small_encoder
@@ -46,6 +48,45 @@ def test_loo_nn_accuracy_by_hand():
     # A tie goes to the lower index: row 1 is as near to row 0 as to row 2.
     line = torch.tensor([[0.0], [1.0], [2.0]])
     assert loo_nn_accuracy(line, torch.tensor([1, 0, 0])) == pytest.approx(1 / 3)
+
+
+def test_few_shot_nn_accuracy_by_hand():
+    features = torch.tensor([[0.0], [1.0], [2.0], [6.0], [7.0], [10.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    shots = torch.tensor(
+        [
+            [True, False, False, True, False, False],  # shots at 0 and 6
+            [False, False, True, False, False, True],  # shots at 2 and 10
+        ]
+    )
+    # Draw 1: 1 -> 0 right, 2 -> 0 right, 7 -> 6 right, 10 -> 6 right: 4/4.
+    # Draw 2: 0 -> 2 right, 1 -> 2 right, 6 -> 2 wrong (a tie at distance 4 with 10:
+    # the lower index wins), 7 -> 10 right: 3/4.
+    assert few_shot_nn_accuracy(features, labels, shots) == pytest.approx((1 + 0.75) / 2)
+
+
+def test_shot_masks_keep_a_row_to_classify_in_every_class():
+    codes = np.array([0] * 8 + [1] * 3 + [2] * 1 + [3] * 6)
+    masks = shot_masks(codes, seed=4, shots=5, draws=7)
+    assert masks.shape == (7, 18)
+    per_class = np.stack([masks[:, codes == c].sum(axis=1) for c in range(4)], axis=1)
+    assert (per_class == [5, 2, 1, 5]).all()  # min(5, n_c - 1), and 1 for one row
+    assert len({m.tobytes() for m in masks}) > 1  # the draws differ
+    np.testing.assert_array_equal(masks, shot_masks(codes, seed=4, shots=5, draws=7))
+
+
+def test_near_duplicates_do_not_inflate_the_few_shot_estimate():
+    # Each labeled row has a near-twin and the labels are noise: the leave-one-out
+    # 1-NN accuracy reads 1.0 (every row's nearest other row is its twin), as the old
+    # monitor did on overlapping crops, while a few-shot classifier is at chance.
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 8))
+    features = np.concatenate([base, base + 1e-3 * rng.normal(size=base.shape)])
+    labels = np.tile(rng.integers(0, 2, 300), 2)
+    f, y = torch.tensor(features, dtype=torch.float32), torch.tensor(labels)
+    assert loo_nn_accuracy(f, y) == 1.0
+    shots = torch.from_numpy(shot_masks(labels, seed=0))
+    assert 0.4 < few_shot_nn_accuracy(f, y, shots) < 0.6
 
 
 def test_effective_rank_by_hand():
@@ -161,7 +202,7 @@ def test_fit_without_y_is_unchanged_bit_for_bit(monkeypatch):
     assert all(1.0 <= r <= 3.0 for r in plain.monitor_curve_)
     # Labels feed the monitor only: the objective and every random stream are the same.
     labeled = small_encoder(max_iter=3).fit(X, Y_SEMI)
-    assert labeled.monitor_name_ == "loo_1nn_accuracy"
+    assert labeled.monitor_name_ == "few_shot_1nn_accuracy"
     assert _same(plain, labeled) and plain.loss_curve_ == labeled.loss_curve_
     # And the monitor itself changes nothing: a fit without it trains the same weights.
     monkeypatch.setattr(Monitor, "on_epoch_end", lambda self, *args: False)
@@ -182,11 +223,12 @@ def test_fit_without_y_is_unchanged_bit_for_bit(monkeypatch):
 )
 def test_fit_with_unlabeled_rows_fills_the_curve_with_the_1nn_accuracy(y):
     enc = small_encoder(max_iter=3).fit(X, y)
-    assert enc.monitor_name_ == "loo_1nn_accuracy"
+    assert enc.monitor_name_ == "few_shot_1nn_accuracy"
     assert len(enc.monitor_curve_) == enc.n_iter_ == 3
-    # 16 labeled rows: each accuracy is a multiple of 1/16.
+    # 16 labeled rows, 5 shots per class: 6 rows to classify in each of 10 draws, so
+    # each accuracy is a multiple of 1/60.
     for accuracy in enc.monitor_curve_:
-        assert 0 <= accuracy <= 1 and (accuracy * 16) == pytest.approx(round(accuracy * 16))
+        assert 0 <= accuracy <= 1 and (accuracy * 60) == pytest.approx(round(accuracy * 60))
     # The estimate is the score of the fitted model on the same labeled rows.
     assert enc.score(X, y) == pytest.approx(enc.monitor_curve_[-1])
 
@@ -205,7 +247,7 @@ def test_the_curve_has_one_value_per_epoch_over_calls():
     enc.set_params(warm_start=True, early_stopping=False).fit(X, Y_SEMI)
     enc.partial_fit(X[:32], Y_SEMI[:32])
     assert len(enc.monitor_curve_) == enc.n_iter_ == 2 + 5 + 1
-    assert enc.monitor_name_ == "loo_1nn_accuracy"
+    assert enc.monitor_name_ == "few_shot_1nn_accuracy"
 
 
 def test_wrong_length_y_names_both_lengths():
@@ -222,7 +264,7 @@ def _scripted(monkeypatch, values: list[float]) -> list[torch.Tensor]:
     """Make the monitor report ``values``; return the features it saw each epoch."""
     seen, queue = [], iter(values)
 
-    def estimate(features: torch.Tensor, codes: Any) -> float:
+    def estimate(features: torch.Tensor, codes: Any, shots: Any) -> float:
         seen.append(features.clone())
         return next(queue)
 
@@ -274,10 +316,20 @@ def test_score_with_and_without_labels():
     assert 1 / 3 <= enc.score(X) <= 1
 
     rows = np.flatnonzero(Y_SEMI != -1)
-    labeled = features[rows].astype(np.float64)
+    labeled, classes = features[rows].astype(np.float64), Y_SEMI[rows]
     distances = np.linalg.norm(labeled[:, None] - labeled[None], axis=2)
-    np.fill_diagonal(distances, np.inf)
-    accuracy = np.mean(Y_SEMI[rows][distances.argmin(axis=1)] == Y_SEMI[rows])
+    # The draws of shots the model makes (5 of each class's 7 and 9 labeled rows): each
+    # other labeled row takes the class of its nearest shot.
+    _, codes, shots = enc._monitored_rows(64, (Y_SEMI, Y_SEMI != -1))
+    assert codes is not None and shots is not None and shots.shape == (10, 16)
+    assert all((s[classes == c].sum() == 5) for s in shots for c in (0, 1))
+    accuracy = np.mean(
+        [
+            np.mean(classes[np.flatnonzero(s)][distances[~s][:, s].argmin(axis=1)]
+                    == classes[~s])
+            for s in shots
+        ]
+    )  # fmt: skip
     assert enc.score(X, Y_SEMI) == pytest.approx(accuracy)
 
     with pytest.raises(ValueError, match="at least 2 classes with at least 2 rows"):
@@ -289,7 +341,7 @@ def test_save_load_and_pickle_keep_the_monitor(tmp_path):
     enc.save(tmp_path / "m.skact")
     for restored in (skact.load(tmp_path / "m.skact"), pickle.loads(pickle.dumps(enc))):
         assert restored.monitor_curve_ == enc.monitor_curve_
-        assert restored.monitor_name_ == "loo_1nn_accuracy"
+        assert restored.monitor_name_ == "few_shot_1nn_accuracy"
         assert restored.score(X, Y_SEMI) == pytest.approx(enc.score(X, Y_SEMI))
 
 

@@ -98,7 +98,7 @@ def test_the_encoder_gets_y_for_its_monitor():
     """The labeled rows feed the ACTEncoder's monitor; its training is that of fit(X)."""
     X, y = _blobs()
     model = TransferClassifier(small_encoder(), LogisticRegression()).fit(X, _few_labels(y))
-    assert model.encoder_.monitor_name_ == "loo_1nn_accuracy"
+    assert model.encoder_.monitor_name_ == "few_shot_1nn_accuracy"
     assert len(model.encoder_.monitor_curve_) == 2
     alone = small_encoder().fit(X)
     np.testing.assert_array_equal(model.encoder_.transform(X), alone.transform(X))

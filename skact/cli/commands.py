@@ -27,7 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from .._atomic import atomic_write
-from .._callbacks import MONITOR_ROWS
+from .._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
 from .._encoder import ACTEncoder, resolved_settings
 from .._guards import Advice, check_values
 from .._transfer import labeled_mask
@@ -253,12 +253,16 @@ def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
         value, kept = curve[epoch], f" at epoch {epoch + 1}, the epoch kept"
     if np.isnan(value):
         return ""
-    if encoder.monitor_name_ == "loo_1nn_accuracy":
+    if encoder.monitor_name_ == "few_shot_1nn_accuracy":
         n = int(np.count_nonzero(labeled_mask(y)))
         rows = f"{n} labeled rows"
         if n > MONITOR_ROWS:  # the monitor follows a seeded sample of them
             rows = f"a sample of {MONITOR_ROWS} of the {n} labeled rows"
-        return f", monitor (leave-one-out 1-NN accuracy of {rows}) {value:.3f}{kept}"
+        return (
+            f", monitor (share of {rows} classified right by their nearest of "
+            f"{MONITOR_SHOTS} labeled examples per class, mean of {MONITOR_DRAWS} draws; "
+            f"a rough guide to few-shot accuracy) {value:.3f}{kept}"
+        )
     width = len(encoder.get_feature_names_out())
     why = ""
     if y is not None:
