@@ -669,7 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["runs"].append(run)
     log = lambda message: print(message, flush=True)  # noqa: E731
     if args.overlap:
-        report["overlap"] = {**overlap_check(encoder_params, args.seed, draws, max_samples, log)}
+        checked = overlap_check(encoder_params, args.seed, draws, max_samples, log)
+        report["overlap"] = {**checked}
         report["overlap"]["run"] = index
         json_path.write_text(json.dumps(report, indent=1))
         md_path.write_text(markdown(report))
