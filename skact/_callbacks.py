@@ -669,15 +669,15 @@ def monitor_description(name: str | None) -> str:
 class Monitor(Callback):
     """After each epoch, a cheap seeded estimate of the representation's quality.
 
-    ``embed()`` returns the current representation of the rows the monitor follows
-    (the same rows every epoch); with ``codes`` the estimate is their few-shot 1-NN
-    accuracy (:func:`few_shot_nn_accuracy`, the same draws of shots every epoch),
-    else their effective rank (:func:`effective_rank`). It is added to the epoch's
-    logs under :func:`monitor_name` (for callbacks after this one: the progress bar
-    shows it). When the model the fit ends with has collapsed (its rows' effective rank around
-    their mean, :func:`spread_rank`, is below :data:`COLLAPSED_RANK`), a UserWarning
-    says so, once per fit. Under data-parallel training the estimate is averaged
-    over the processes, so that they keep the same epoch.
+    ``embed()`` returns the current representation of the rows the monitor follows (the
+    same rows every epoch); with ``codes`` the estimate is their few-shot 1-NN accuracy
+    (:func:`few_shot_nn_accuracy`, the same draws of shots every epoch), else their
+    effective rank (:func:`effective_rank`). It is added to the epoch's logs under
+    :func:`monitor_name` (for callbacks after this one: the progress bar shows it). When
+    the model the fit ends with has collapsed (its rows' effective rank around their
+    mean, :func:`spread_rank`, is below :data:`COLLAPSED_RANK`), a UserWarning says so,
+    once per fit. Under data-parallel training the estimate is averaged over the
+    processes, so that they keep the same epoch.
 
     Parameters
     ----------
