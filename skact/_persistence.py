@@ -782,7 +782,10 @@ def _check_fitted(fitted: dict[str, Any], name: str) -> None:
         fitted.setdefault("monitor_curve_", [math.nan] * len(fitted["loss_curve_"]))
     fitted.setdefault("monitor_name_", None)
     if fitted["monitor_name_"] not in (
-        None, "few_shot_1nn_accuracy", "loo_1nn_accuracy", "effective_rank"
+        None,
+        "few_shot_1nn_accuracy",
+        "loo_1nn_accuracy",
+        "effective_rank",
     ):
         raise _corrupt(name, _CONFIG, f"fitted monitor_name_={fitted['monitor_name_']!r}")
     for key in ("loss_curve_", "validation_loss_curve_", "monitor_curve_"):
