@@ -13,6 +13,7 @@ import importlib.util
 import pkgutil
 import re
 import runpy
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -306,6 +307,20 @@ def _write_photos() -> None:
 
 
 PAGE_CHECKS["persistence.rst"] = _check_persistence
+
+
+def _check_quality(ns: dict, out: str) -> None:
+    assert "mlp 100 256" in out  # resolved_settings on the 1,257 training digits
+    scores = dict(re.findall(r"^([a-zA-Z ]+): (\d\.\d{3}) ± \d\.\d{3}$", out, re.M))
+    assert set(scores) == {"ACT", "raw", "PCA", "pretrained", "fitted on the target"}
+    assert all(0 <= float(v) <= 1 for v in scores.values())
+    # The target's fit with labels: 10 per class of the 5 digits feed the monitor.
+    assert (ns["y_few"] != -1).sum() == 50
+    assert ns["watched"].monitor_name_ == "few_shot_1nn_accuracy"
+    assert f"{ns['watched'].monitor_curve_[-1]:.2f}" in out.splitlines()
+
+
+PAGE_CHECKS["quality.rst"] = _check_quality
 #: What a page's code expects to find on the reader's disk.
 PAGE_SETUP: dict[str, Callable[[], None]] = {"images.rst": _write_photos}
 #: Pages whose code ran in the default test run before every page was run; the others
@@ -339,6 +354,98 @@ def test_index_page_code(
     ns = run_page("index.rst")
     assert 0 <= float(capsys.readouterr().out) <= 1
     assert ns["model"].named_steps["actencoder"].n_iter_ == 2
+
+
+# ------------------------------------------------------------------ README and set-up
+
+README = ROOT / "README.md"
+#: The README's two set-up commands: the project's guide requires both to work on a
+#: fresh clone, and the installation page to give them as the README does.
+SETUP_COMMANDS = (
+    "pip install torch==2.13.0 -e . && skact demo",
+    'pip install torch==2.13.0 -e ".[test,docs]" && '
+    'python3 -m pytest -m "not slow and not gpu"',
+)
+
+
+def test_readme_is_short_and_gives_the_two_set_up_commands() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 200, "the README leads; detail goes to the docs and results"
+    stripped = [line.strip() for line in lines]
+    for command in SETUP_COMMANDS:
+        assert command in stripped, command
+    # Both come before the quick start: they are the first thing a reader runs.
+    quick_start = stripped.index("## Quick start")
+    assert all(stripped.index(c) < quick_start for c in SETUP_COMMANDS)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    install, test = SETUP_COMMANDS[1].split(" && ")
+    assert test in ci  # verbatim
+    # The same torch pin and the same extras as the README's install.
+    assert "python3 -m pip install -q torch==2.13.0" in ci
+    extras = re.search(r'-e "(\.\[[a-z,]+\])"', install)
+    assert extras is not None
+    assert f'python3 -m pip install -q -e "{extras.group(1)}"' in ci
+
+
+def test_installation_page_agrees_with_the_readme() -> None:
+    page = (DOCS / "user_guide" / "installation.rst").read_text(encoding="utf-8")
+    commands = [b.code for b in code_blocks(DOCS / "user_guide" / "installation.rst")]
+    for command in SETUP_COMMANDS:
+        assert command in commands, command
+    # What the pin installs, said as the README says it.
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    page = " ".join(page.split())
+    for words in ("a CPU build from the machine's local wheels", "is a CUDA build"):
+        assert words in readme and words in page, words
+
+
+def test_readme_results_are_copied_from_the_results_files() -> None:
+    """Every ``mean ± std`` of the README's results table is in the file its row links."""
+    rows = [
+        line
+        for line in README.read_text(encoding="utf-8").splitlines()
+        if line.startswith("|") and "benchmarks/results/" in line
+    ]
+    assert len(rows) >= 5
+    for row in rows:
+        (path,) = re.findall(r"\]\((benchmarks/results/[\w/.-]+\.md)\)", row)
+        results = (ROOT / path).read_text(encoding="utf-8")
+        numbers = re.findall(r"\d\.\d{3} ± \d\.\d{3}", row)
+        assert len(numbers) == 3, row  # ACT, raw features, the best other
+        for number in numbers:
+            assert number in results, (number, path)
+
+
+def test_guide_shell_commands_use_real_options() -> None:
+    """Every ``$ skact ...`` line of the user guide parses with the command's parser."""
+    from skact.cli.parser import build_parser
+
+    parser = build_parser()
+    seen = 0
+    for page in sorted((DOCS / "user_guide").glob("*.rst")):
+        for block in code_blocks(page):
+            if block.language != "console":
+                continue
+            text = block.code.replace("\\\n", " ")  # continued lines
+            for line in text.splitlines():
+                if line.startswith("$ skact "):
+                    try:
+                        parser.parse_args(shlex.split(line)[2:])
+                    except SystemExit:
+                        pytest.fail(f"{page.name}: {line}")
+                    seen += 1
+    assert seen >= 10
+
+
+def test_quality_page_is_linked_where_readers_look() -> None:
+    for page in ("index.rst", "troubleshooting.rst"):
+        text = (DOCS / "user_guide" / page).read_text(encoding="utf-8")
+        intro = text.split("\n\n.. ", 2)[0] if page == "index.rst" else text[:800]
+        assert ":doc:`quality`" in intro, page
+    assert "docs/user_guide/quality.rst" in README.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ generated pages
