@@ -935,10 +935,6 @@ default="auto"
         The monitor comes first, so that the progress bar and the log show its value.
         """
         callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
-        if self.verbose and show:
-            callbacks.append(_callbacks.ProgressBar("ACTEncoder"))
-        if self.verbose > 1 and show:
-            callbacks.append(_callbacks.EpochLog(first_epoch=self.n_iter_ + 1))
         advice = None
         if auto_epochs and show and self.device_.type == "cpu":
             convnet = "" if self._network_name == "convnet" else "encoder='convnet', "
@@ -950,9 +946,17 @@ default="auto"
                 "larger batch_size"
             )
             advice = f"To make it shorter, set {shorter}."
-        callbacks.append(
-            _callbacks.TimeEstimate(verbose=bool(self.verbose) and show, advice=advice)
+        # Before the bar and the log, which show its time left after each step.
+        estimate = _callbacks.TimeEstimate(
+            verbose=bool(self.verbose) and show, advice=advice
         )
+        callbacks.append(estimate)
+        if self.verbose and show:
+            callbacks.append(_callbacks.ProgressBar("ACTEncoder", estimate=estimate))
+        if self.verbose > 1 and show:
+            callbacks.append(
+                _callbacks.EpochLog(first_epoch=self.n_iter_ + 1, estimate=estimate)
+            )
         if self.early_stopping:
             callbacks.append(
                 _callbacks.EarlyStopping(
