@@ -438,6 +438,38 @@ def test_help_explains_every_option(capsys):
             assert action.help, f"skact {name} {action.option_strings or action.dest}"
 
 
+def test_warnings_are_plain_lines_of_the_command(monkeypatch, capsys):
+    """Python's display names the line that warned (the skact script's
+    ``sys.exit(main())``); the command prints what it says, and puts Python's back."""
+    import warnings
+
+    before = warnings.showwarning
+
+    def warns(args):
+        warnings.warn("the data looks odd", UserWarning, stacklevel=2)
+        return 0
+
+    monkeypatch.setitem(skact.cli.COMMANDS, "transform", warns)
+    code, _, err = run(["transform", "model", "data", "-o", "out.npy"], capsys)
+    assert code == 0 and err == "skact transform: warning: the data looks odd\n"
+    assert warnings.showwarning is before
+
+
+def test_a_long_fit_warns_once_without_the_source_line(files, monkeypatch, capsys):
+    d, _, _ = files
+    ticks = iter(range(0, 10**9, 60))  # every step seems to take a minute
+    monkeypatch.setattr("skact._callbacks._now", lambda: float(next(ticks)))
+    argv = ["fit", d / "data.csv", "--label", "label", "-o", d / "long.skact"]
+    argv += [*TINY[2:], "--batch-size", "60"]  # --epochs auto: 100 epochs here
+    assert "--epochs" not in argv
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert len(warned) == 1, err
+    assert warned[0].startswith("skact fit: warning: ACTEncoder: this fit is estimated")
+    assert "max_iter" in warned[0] and "UserWarning" not in err and ".py:" not in err
+
+
 def test_version(capsys):
     code, out, _ = run(["--version"], capsys)
     assert code == 0 and out.startswith("skact ")
