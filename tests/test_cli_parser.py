@@ -1,6 +1,7 @@
 """The ``skact`` command derived from ACTEncoder: options, errors, mixed tables,
 summaries, image folders and the command-line guide's example."""
 
+import argparse
 import csv
 import json
 import re
@@ -116,6 +117,56 @@ def test_help_shows_the_estimator_defaults(capsys):
     assert f"(default: {defaults['alpha']})" in out
     assert "(default: 512,512)" in out  # hidden_layer_sizes
     assert "(default: auto)" in out
+
+
+def _shown_helps():
+    """``(command, action, help as --help prints it, default)`` of every option of every
+    command; a training option's default is the estimator's."""
+    parser = build_parser()
+    defaults = ACTEncoder().get_params()
+    for command, sub in parser._subparsers._group_actions[0].choices.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            default = action.default
+            if default is argparse.SUPPRESS:
+                default = defaults.get(action.dest, default)
+            text = " ".join(formatter._expand_help(action).split())
+            yield command, action, text, default
+
+
+_FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction)
+_FLAGS += (argparse.BooleanOptionalAction,)
+
+
+def test_every_help_says_in_words_what_a_none_or_boolean_default_does():
+    """ "--no-optimizer-state ... (default: True)" read as if the state were left out,
+    and --seed showed no default at all."""
+    checked = set()
+    for command, action, text, default in _shown_helps():
+        where = f"skact {command} {action.option_strings[-1]}: {text}"
+        for value in ("true", "false", "none"):
+            assert f"(default: {value})" not in text.lower(), where
+        unsaid = default is None or isinstance(default, bool)
+        if isinstance(action, _FLAGS) or (unsaid and not action.required):
+            said = re.search(r"\(default: ([^)]*)", text)
+            assert said is not None and len(said.group(1).split()) >= 2, where
+            checked.add(action.option_strings[-1])
+    assert {"--no-optimizer-state", "--seed", "--no-early-stopping", "--quiet"} <= checked
+    helps = {(c, a.option_strings[-1]): t for c, a, t, _ in _shown_helps()}
+    assert "(default: MODEL keeps them" in helps["fit", "--no-optimizer-state"]
+    seed = helps["fit", "--seed"]
+    assert "a fresh seed each run" in seed and "reproducible" in seed
+    assert helps["demo", "--seed"].endswith("(default: 0)")  # the demo's own seed
+
+
+def test_an_option_with_a_none_default_needs_words(monkeypatch):
+    """The derivation refuses to show a None default as 'none'."""
+    words = OPTIONS["n_components"]._replace(default_text=None)
+    monkeypatch.setitem(OPTIONS, "n_components", words)
+    with pytest.raises(ValueError, match=r"OPTIONS\['n_components'\] needs a default_text"):
+        build_parser()
 
 
 # ---------------------------------------------------------------------------- errors
