@@ -252,6 +252,7 @@ def test_a_mixed_table_is_fitted_transformed_and_evaluated(tmp_path, capsys):
     assert code == 0, err
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[3:]]
     assert rows == [
+        "majority class",
         "raw (standardised, text one-hot)",
         "PCA (standardised, text one-hot, 90% variance)",
         "ACTEncoder",
@@ -283,7 +284,9 @@ def test_baselines_of_a_mixed_table_with_gaps_impute_like_the_usual_pipeline(
     assert code == 0, err  # the baselines used to fail on NaN (PCA refused it)
     results = json.loads(report.read_text())
     how = "standardised, text one-hot, gaps as mean + indicator"
-    assert list(results) == [f"raw ({how})", f"PCA ({how}, 90% variance)", "ACTEncoder"]
+    assert list(results) == [
+        "majority class", f"raw ({how})", f"PCA ({how}, 90% variance)", "ACTEncoder",
+    ]  # fmt: skip
     assert f"| raw ({how}) | " in out
     # The raw baseline is impute (mean + indicator) + standardise, and one-hot text
     # with a missing category: the same scores as that pipeline built by hand.
@@ -398,7 +401,7 @@ def test_evaluate_baselines_on_an_image_folder_use_the_pixels(digit_folder, caps
     code, out, err = run([*argv, "--draws", 2], capsys)
     assert code == 0, err
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[3:]]
-    assert rows == ["raw pixels", "PCA (90% variance)", "ACTEncoder"]
+    assert rows == ["majority class", "raw pixels", "PCA (90% variance)", "ACTEncoder"]
 
 
 def test_baselines_on_a_features_file_score_the_features_as_they_are(
@@ -413,7 +416,7 @@ def test_baselines_on_a_features_file_score_the_features_as_they_are(
     assert "holds features already extracted" in out
     assert "without standardising them again" in out
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[4:]]
-    assert rows == ["features"]
+    assert rows == ["majority class", "features"]
     # the same scores as without --baselines: the path column is not a feature
     code, plain, _ = run(argv, capsys)
     assert code == 0 and plain.splitlines()[-1] == out.splitlines()[-1]

@@ -10,11 +10,13 @@ option each parameter is; :data:`EXCLUDED` says why the others have none.
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable
 from numbers import Integral
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import __version__, _training
@@ -255,6 +257,19 @@ def _device(text: str) -> str:
         use = f"; use {' or '.join(instead)}" if instead else ""
         raise argparse.ArgumentTypeError(advice.problem + use) from None
     return text
+
+
+def _scorer_name(text: str) -> str:
+    """A scikit-learn scorer name, checked before any data is read."""
+    names = get_scorer_names()
+    if text in names:
+        return text
+    close = difflib.get_close_matches(text, names, n=3)
+    like = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a scikit-learn scorer name{like} (all of them: "
+        "python -c 'import sklearn.metrics; print(sklearn.metrics.get_scorer_names())')"
+    )
 
 
 def _optional_seed(text: str) -> int | None:
@@ -534,9 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="few-shot accuracy of features (or of a model's features) on labelled DATA",
         description="Score a representation with few labels: draw k labelled samples per "
         "class from a pool, train a linear probe (logistic regression) and k-NN on them, "
-        "and report the mean and standard deviation of the test accuracy over many draws. "
-        "DATA holds features (e.g. from 'skact transform'), or raw inputs with --model. "
-        "Samples with a blank label are unlabeled: they are left out.",
+        "and report the mean and standard deviation of the test score (--metric, "
+        "accuracy by default) over many draws, beside the score of always predicting "
+        "the pool's majority class. DATA holds features (e.g. from 'skact transform'), "
+        "or raw inputs with --model. Samples with a blank label are unlabeled: they "
+        "are left out.",
     )
     evaluate.add_argument("data", type=Path, metavar="DATA", help=data_help)
     evaluate.add_argument(
@@ -594,6 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["linear", "knn"],
         default=["linear", "knn"],
         help="probes to run",
+    )
+    evaluate.add_argument(
+        "--metric",
+        type=_scorer_name,
+        default="accuracy",
+        metavar="NAME",
+        help="what to score, as a scikit-learn scorer name: balanced_accuracy weighs "
+        "every class equally (for imbalanced classes, where accuracy rewards predicting "
+        "the largest one), f1_macro, ...; see sklearn.metrics.get_scorer_names()",
     )
     evaluate.add_argument(
         "--baselines",
