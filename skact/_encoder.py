@@ -228,10 +228,11 @@ default="auto"
         training the weights start from rank 0's and the views differ between ranks.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar with the running loss, which advances
-        within epochs, and after the first steps the estimated time of the fit; 2 also
-        prints each epoch's loss. Whatever ``verbose``, a fit with ``max_iter="auto"``
-        estimated to take over 10 minutes on a CPU warns, naming the parameters that
-        would shorten it.
+        within epochs, and after the first steps the estimated time of the fit, then
+        the time left (estimated again after every step, from the median time of the
+        recent steps); 2 also prints each epoch's loss and the time left. Whatever
+        ``verbose``, a fit with ``max_iter="auto"`` estimated to take over 10 minutes
+        on a CPU warns once, naming the parameters that would shorten it.
 
     Attributes
     ----------
