@@ -362,7 +362,7 @@ class ProgressBar(Callback):
 
 
 class EpochLog(Callback):
-    """One line per epoch (``verbose=2``): ``epoch 3: loss 1.2345, val 1.3456``.
+    """One line per epoch (``verbose=2``): ``epoch 3: loss 1.2345, about 20 s left``.
 
     Parameters
     ----------
