@@ -10,9 +10,11 @@ in the trainer but what its documentation says (:class:`EarlyStopping` and
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -128,13 +130,164 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+#: Steps whose median time per row is the rate of :class:`TimeEstimate` (and epochs
+#: whose median time outside the steps it adds per epoch left). Odd, for a clean
+#: median: up to 5 stalled steps in 11 leave it alone.
+RECENT_STEPS = 11
+
+
+class TimeEstimate(Callback):
+    """Say early how long the fit will take, keep saying it, and warn once if too long.
+
+    The time per row is the median, over the last :data:`RECENT_STEPS` steps, of a
+    step's seconds over its rows: a few steps stalled by another process do not move
+    it, and a lasting slowdown or speed-up shows within ``RECENT_STEPS // 2 + 1``
+    steps. The first step is left out (it pays one-off costs). The time left is the
+    rows left times that, plus, for each epoch left, the median time the recent epochs
+    spent outside their steps (the validation loss, the monitor, the other callbacks).
+    The estimate is made after ``min_steps`` steps after the first, or as soon as a
+    step ends ``min_seconds`` after the first, then updated after every step (a
+    :class:`ProgressBar` or :class:`EpochLog` given this callback shows it). With
+    ``verbose`` the first estimate is written (with samples per second). When
+    ``advice`` is given (the estimator gives it for a fit with ``max_iter="auto"`` on a
+    CPU), a UserWarning names the parameters that would cut the fit, whatever
+    ``verbose``, once per fit: the first time the estimate exceeds ``warn_over``
+    seconds while at least half of the fit is still ahead.
+
+    Parameters
+    ----------
+    verbose : bool, default=True
+        Write the first estimate.
+    advice : str or None, default=None
+        How to shorten the fit, in the user's terms; None: never warn.
+    warn_over : float, default=600
+        Seconds above which to warn.
+    min_steps : int, default=5
+    min_seconds : float, default=2.0
+    clock : callable or None, default=None
+        Seconds, monotonic; None: :func:`time.perf_counter`.
+
+    Attributes
+    ----------
+    estimate_ : float or None
+        The estimated seconds of the whole fit (the time so far and the time left),
+        once made; updated after each step.
+    remaining_ : float or None
+        The estimated seconds left, once made; updated after each step.
+    samples_per_second_ : float or None
+        Rows per second of training steps, from the same median.
+    """
+
+    def __init__(
+        self,
+        verbose: bool = True,
+        advice: str | None = None,
+        warn_over: float = 600.0,
+        min_steps: int = 5,
+        min_seconds: float = 2.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.verbose = verbose
+        self.advice = advice
+        self.warn_over = warn_over
+        self.min_steps = min_steps
+        self.min_seconds = min_seconds
+        self.clock = _now if clock is None else clock
+        self.estimate_: float | None = None
+        self.remaining_: float | None = None
+        self.samples_per_second_: float | None = None
+
+    def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
+        self._n_epochs, self._n_samples = n_epochs, n_samples
+        self._start = self._last = self.clock()
+        self._steps = self._rows = self._epochs_done = 0
+        self._first_end = math.inf  # when the first step ended
+        self._per_row: deque[float] = deque(maxlen=RECENT_STEPS)
+        self._between_epochs: deque[float] = deque(maxlen=RECENT_STEPS)
+        self._warned = False
+        self.estimate_ = self.remaining_ = self.samples_per_second_ = None
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
+        now = self.clock()
+        if self._steps:  # the last epoch's validation, monitor and callbacks
+            self._between_epochs.append(now - self._last)
+        self._last = now
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
+        self._epochs_done += 1
+        return False
+
+    def on_step_end(self, trainer: Trainer, n_rows: int) -> None:
+        now = self.clock()
+        seconds, self._last = now - self._last, now
+        self._steps += 1
+        self._rows += n_rows
+        if self._steps == 1:
+            # The first step pays one-off costs (the CPU's convolution kernels are
+            # prepared on first use: 2-4x a later step's time on 32 px images): it
+            # counts in the time so far, not in the rate.
+            self._first_end = now
+            return
+        self._per_row.append(seconds / max(n_rows, 1))
+        if (
+            self.remaining_ is None
+            and self._steps - 1 < self.min_steps
+            and now - self._first_end < self.min_seconds
+        ):
+            return
+        per_row = statistics.median(self._per_row)
+        rows_left = max(0, self._n_epochs * self._n_samples - self._rows)
+        # The current epoch's time after its steps is still ahead: it counts.
+        epochs_left = self._n_epochs - self._epochs_done
+        between = statistics.median(self._between_epochs) if self._between_epochs else 0
+        first = self.remaining_ is None
+        self.remaining_ = rows_left * per_row + epochs_left * between
+        self.estimate_ = now - self._start + self.remaining_
+        self.samples_per_second_ = 1.0 / max(per_row, 1e-12)
+        if rows_left == 0 and first:  # the fit is over: nothing to announce
+            return
+        epochs = f"{self._n_epochs} epoch{'' if self._n_epochs == 1 else 's'}"
+        if first and self.verbose:
+            per_step = per_row * n_rows
+            step = format_duration(per_step) if per_step >= 60 else f"{per_step:.3g} s"
+            tqdm.write(
+                f"ACTEncoder: about {format_duration(self.estimate_)} for {epochs} "
+                f"({self.samples_per_second_:,.0f} samples/s, {step} per step)",
+                file=sys.stderr,  # beside the bar, off a command's output
+            )
+        if (
+            self.advice is not None
+            and not self._warned
+            and self.estimate_ > self.warn_over
+            and self.remaining_ >= self.estimate_ / 2
+        ):
+            self._warned = True
+            warnings.warn(
+                f"ACTEncoder: this fit is estimated to take about "
+                f"{format_duration(self.estimate_)} on the CPU ({epochs} of "
+                f"{self._n_samples} samples at {self.samples_per_second_:,.0f} "
+                f"samples/s). {self.advice}",
+                UserWarning,
+                stacklevel=_guards.caller_stacklevel(),
+            )
+
+
+def _time_left(estimate: TimeEstimate | None) -> list[str]:
+    """``["about 3 min 20 s left"]`` from ``estimate``, or nothing before it is made."""
+    if estimate is None or estimate.remaining_ is None:
+        return []
+    return [f"about {format_duration(estimate.remaining_)} left"]
+
+
 class ProgressBar(Callback):
     """A tqdm bar over the epochs that also advances within an epoch.
 
-    Each step moves the bar by its share of the epoch, so that a fit whose epochs take
+    Each step moves the bar to its place in the epoch, so that a fit whose epochs take
     minutes shows its progress at once; the display is redrawn at most every
-    ``mininterval`` seconds, so fast steps cost a counter update. The loss (and the
-    validation loss) of the last epoch are shown after the bar.
+    ``mininterval`` seconds, so fast steps cost a counter update. After the bar come the
+    time left of ``estimate`` (updated after each step) and the last epoch's logs (loss,
+    validation loss, monitor). The bar ends on the number of epochs run; a fit stopped
+    early (by early stopping) says so.
 
     Parameters
     ----------
@@ -142,15 +295,26 @@ class ProgressBar(Callback):
         Label before the bar.
     mininterval : float, default=0.5
         Seconds between redraws.
+    estimate : TimeEstimate or None, default=None
+        Where the time left comes from (tqdm's own guess, from its average rate, is not
+        shown); None: no time left.
     """
 
-    def __init__(self, desc: str = "ACTEncoder", mininterval: float = 0.5) -> None:
+    def __init__(
+        self,
+        desc: str = "ACTEncoder",
+        mininterval: float = 0.5,
+        estimate: TimeEstimate | None = None,
+    ) -> None:
         self.desc = desc
         self.mininterval = mininterval
+        self.estimate = estimate
         self.bar: Any = None
-        self._step_share = 0.0
+        self._epoch = self._n_steps = self._done = 0
+        self._logs: dict[str, str] = {}
 
     def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
+        self._logs = {}
         self.bar = tqdm(
             total=n_epochs,
             desc=self.desc,
@@ -158,44 +322,65 @@ class ProgressBar(Callback):
             leave=False,
             mininterval=self.mininterval,
             # n advances by fractions of an epoch: one significant decimal is enough.
-            bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} epochs "
-            "[{elapsed}<{remaining}{postfix}]",
+            bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} epochs [{elapsed}{postfix}]",
         )
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
-        self._step_share = 1.0 / max(1, n_steps)
+        self._epoch, self._n_steps, self._done = epoch, max(1, n_steps), 0
 
     def on_step_end(self, trainer: Trainer, n_rows: int) -> None:
-        self.bar.update(self._step_share)
+        # The position is computed, not summed: n / n is exactly 1, while a sum of
+        # thirds passes 3.0 (tqdm then clamps the bar and shows a negative time).
+        # An epoch retried with smaller batches (after running out of memory) takes
+        # more steps than announced: the bar waits at the epoch's end.
+        self._done += 1
+        self.bar.n = self._epoch + min(self._done, self._n_steps) / self._n_steps
+        self._show(_time_left(self.estimate))
+        self.bar.update(0)  # redraws when mininterval has passed
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
-        # The steps' shares add up to about 1: land on the epoch count exactly.
-        self.bar.update(epoch + 1 - self.bar.n)
-        self.bar.set_postfix(_shown(logs))
+        self._logs = _shown(logs)
+        self.bar.n = epoch + 1
+        self._show(_time_left(self.estimate))
+        self.bar.update(0)
         return False
 
     def on_fit_end(self, trainer: Trainer, error: BaseException | None) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        if self.bar is None:
+            return
+        if error is None:
+            # The last line shows where the fit ended, without a time left.
+            self._show(["stopped early"] if self.bar.n < self.bar.total else [])
+            self.bar.refresh()
+        self.bar.close()
+        self.bar = None
+
+    def _show(self, first: list[str]) -> None:
+        """Set the text after the bar (drawn at the next redraw)."""
+        shown = first + [f"{k}={v}" for k, v in self._logs.items()]
+        self.bar.set_postfix_str(", ".join(shown), refresh=False)
 
 
 class EpochLog(Callback):
-    """One line per epoch (``verbose=2``): ``epoch 3: loss 1.2345, val 1.3456``.
+    """One line per epoch (``verbose=2``): ``epoch 3: loss 1.2345, about 20 s left``.
 
     Parameters
     ----------
     first_epoch : int, default=1
         The number the first epoch of this fit is shown with (epochs of earlier fits
         of the same model count).
+    estimate : TimeEstimate or None, default=None
+        Where the time left, shown last, comes from; None: not shown.
     """
 
-    def __init__(self, first_epoch: int = 1) -> None:
+    def __init__(self, first_epoch: int = 1, estimate: TimeEstimate | None = None) -> None:
         self.first_epoch = first_epoch
+        self.estimate = estimate
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
-        shown = ", ".join(f"{k} {v}" for k, v in _shown(logs).items())
-        tqdm.write(f"epoch {self.first_epoch + epoch}: {shown}")
+        shown = [f"{k} {v}" for k, v in _shown(logs).items()]
+        shown += _time_left(self.estimate)
+        tqdm.write(f"epoch {self.first_epoch + epoch}: {', '.join(shown)}")
         return False
 
 
@@ -215,102 +400,6 @@ def _shown(logs: dict[str, float]) -> dict[str, str]:
         for k, v in logs.items()
         if k in _SHOWN_NAMES
     }
-
-
-class TimeEstimate(Callback):
-    """Say early how long the fit will take, and warn when that is too long.
-
-    The first step is timed on its own (it pays one-off costs); after ``min_steps`` more
-    steps, or as soon as a step ends ``min_seconds`` after the first, their time per
-    step gives the rest of the fit's time. With ``verbose`` it is
-    written (with samples per second); when it exceeds ``warn_over`` seconds and
-    ``advice`` is given (the estimator gives it for a fit with ``max_iter="auto"`` on a
-    CPU), a UserWarning names the parameters that would cut it, whatever ``verbose``.
-    The estimate is made once per fit; it leaves out the validation passes.
-
-    Parameters
-    ----------
-    verbose : bool, default=True
-        Write the estimate.
-    advice : str or None, default=None
-        How to shorten the fit, in the user's terms; None: never warn.
-    warn_over : float, default=600
-        Seconds above which to warn.
-    min_steps : int, default=5
-    min_seconds : float, default=2.0
-    clock : callable or None, default=None
-        Seconds, monotonic; None: :func:`time.perf_counter`.
-
-    Attributes
-    ----------
-    estimate_ : float or None
-        The estimated seconds of the whole fit, once made.
-    samples_per_second_ : float or None
-    """
-
-    def __init__(
-        self,
-        verbose: bool = True,
-        advice: str | None = None,
-        warn_over: float = 600.0,
-        min_steps: int = 5,
-        min_seconds: float = 2.0,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        self.verbose = verbose
-        self.advice = advice
-        self.warn_over = warn_over
-        self.min_steps = min_steps
-        self.min_seconds = min_seconds
-        self.clock = _now if clock is None else clock
-        self.estimate_: float | None = None
-        self.samples_per_second_: float | None = None
-
-    def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
-        self._n_epochs, self._n_samples = n_epochs, n_samples
-        self._start = self.clock()
-        self._steps = self._rows = 0
-        self._total_steps = n_epochs * trainer.batch_count(n_samples)
-        self.estimate_ = self.samples_per_second_ = None
-
-    def on_step_end(self, trainer: Trainer, n_rows: int) -> None:
-        if self.estimate_ is not None:
-            return
-        self._steps += 1
-        elapsed = self.clock() - self._start
-        if self._steps >= self._total_steps:  # the fit is over: nothing to announce
-            self.estimate_ = elapsed
-            return
-        if self._steps == 1:
-            # The first step pays one-off costs (the CPU's convolution kernels are
-            # prepared on first use: 2-4x a later step's time on 32 px images), so it is
-            # counted once and the rate comes from the steps after it.
-            self._first = elapsed
-            return
-        self._rows += n_rows
-        since_first = elapsed - self._first
-        if self._steps - 1 < self.min_steps and since_first < self.min_seconds:
-            return
-        per_step = since_first / (self._steps - 1)
-        self.estimate_ = self._first + per_step * (self._total_steps - 1)
-        self.samples_per_second_ = self._rows / max(since_first, 1e-9)
-        epochs = f"{self._n_epochs} epoch{'' if self._n_epochs == 1 else 's'}"
-        if self.verbose:
-            step = format_duration(per_step) if per_step >= 60 else f"{per_step:.3g} s"
-            tqdm.write(
-                f"ACTEncoder: about {format_duration(self.estimate_)} for {epochs} "
-                f"({self.samples_per_second_:,.0f} samples/s, {step} per step)",
-                file=sys.stderr,  # beside the bar, off a command's output
-            )
-        if self.advice is not None and self.estimate_ > self.warn_over:
-            warnings.warn(
-                f"ACTEncoder: this fit is estimated to take about "
-                f"{format_duration(self.estimate_)} on the CPU ({epochs} of "
-                f"{self._n_samples} samples at {self.samples_per_second_:,.0f} "
-                f"samples/s). {self.advice}",
-                UserWarning,
-                stacklevel=_guards.caller_stacklevel(),
-            )
 
 
 class EarlyStopping(Callback):

@@ -228,10 +228,11 @@ default="auto"
         training the weights start from rank 0's and the views differ between ranks.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar with the running loss, which advances
-        within epochs, and after the first steps the estimated time of the fit; 2 also
-        prints each epoch's loss. Whatever ``verbose``, a fit with ``max_iter="auto"``
-        estimated to take over 10 minutes on a CPU warns, naming the parameters that
-        would shorten it.
+        within epochs, and after the first steps the estimated time of the fit, then
+        the time left (estimated again after every step, from the median time of the
+        recent steps); 2 also prints each epoch's loss and the time left. Whatever
+        ``verbose``, a fit with ``max_iter="auto"`` estimated to take over 10 minutes
+        on a CPU warns once, naming the parameters that would shorten it.
 
     Attributes
     ----------
@@ -942,10 +943,6 @@ default="auto"
         The monitor comes first, so that the progress bar and the log show its value.
         """
         callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
-        if self.verbose and show:
-            callbacks.append(_callbacks.ProgressBar("ACTEncoder"))
-        if self.verbose > 1 and show:
-            callbacks.append(_callbacks.EpochLog(first_epoch=self.n_iter_ + 1))
         advice = None
         if auto_epochs and show and self.device_.type == "cpu":
             convnet = "" if self._network_name == "convnet" else "encoder='convnet', "
@@ -957,9 +954,17 @@ default="auto"
                 "larger batch_size"
             )
             advice = f"To make it shorter, set {shorter}."
-        callbacks.append(
-            _callbacks.TimeEstimate(verbose=bool(self.verbose) and show, advice=advice)
+        # Before the bar and the log, which show its time left after each step.
+        estimate = _callbacks.TimeEstimate(
+            verbose=bool(self.verbose) and show, advice=advice
         )
+        callbacks.append(estimate)
+        if self.verbose and show:
+            callbacks.append(_callbacks.ProgressBar("ACTEncoder", estimate=estimate))
+        if self.verbose > 1 and show:
+            callbacks.append(
+                _callbacks.EpochLog(first_epoch=self.n_iter_ + 1, estimate=estimate)
+            )
         if self.early_stopping:
             callbacks.append(
                 _callbacks.EarlyStopping(

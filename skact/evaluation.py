@@ -2,7 +2,9 @@
 
 These are the ACT paper's two protocols, scaled down to a handful of labels: a linear
 classifier and a nearest-neighbour vote trained on ``k`` labelled samples per class of
-frozen features, averaged over many random draws of those samples.
+frozen features, averaged over many random draws of those samples. They score with any
+scikit-learn scorer (accuracy by default; balanced accuracy for imbalanced classes),
+beside the score of always predicting the majority class.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import get_scorer, make_scorer
 from sklearn.neighbors import KNeighborsClassifier
@@ -29,6 +32,7 @@ __all__ = [
     "knn_probe",
     "labeled_scorer",
     "linear_probe",
+    "majority_score",
     "pca_baseline",
     "raw_baseline",
     "results_table",
@@ -80,13 +84,18 @@ def sample_k_shot(y: Any, k: int, random_state: Any = None) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+#: A scorer: a scikit-learn scorer name, or ``scorer(estimator, X, y) -> float``.
+Scoring = str | Callable[..., float]
+
+
 def linear_probe(
     train_features: np.ndarray,
     train_labels: Any,
     test_features: np.ndarray,
     test_labels: Any,
+    scoring: Scoring = "accuracy",
 ) -> float:
-    """Accuracy of a logistic regression on standardised frozen features.
+    """Test score of a logistic regression on standardised frozen features.
 
     Parameters
     ----------
@@ -94,15 +103,18 @@ def linear_probe(
     train_labels : array-like of shape (n_train,)
     test_features : ndarray of shape (n_test, n_features)
     test_labels : array-like of shape (n_test,)
+    scoring : str or callable, default="accuracy"
+        A scikit-learn scorer name (see :func:`sklearn.metrics.get_scorer_names`) or
+        a scorer ``scorer(estimator, X, y) -> float``.
 
     Returns
     -------
     float
-        Test accuracy.
+        The test score.
     """
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     probe.fit(train_features, train_labels)
-    return float(probe.score(test_features, test_labels))
+    return float(get_scorer(scoring)(probe, test_features, test_labels))
 
 
 def knn_probe(
@@ -111,8 +123,9 @@ def knn_probe(
     test_features: np.ndarray,
     test_labels: Any,
     n_neighbors: int = 5,
+    scoring: Scoring = "accuracy",
 ) -> float:
-    """Accuracy of a k-NN majority vote on Euclidean distance of frozen features.
+    """Test score of a k-NN majority vote on Euclidean distance of frozen features.
 
     With fewer labelled samples per class than ``n_neighbors`` the vote uses that many
     neighbours instead (1-NN for one label per class).
@@ -124,22 +137,24 @@ def knn_probe(
     test_features : ndarray of shape (n_test, n_features)
     test_labels : array-like of shape (n_test,)
     n_neighbors : int, default=5
+    scoring : str or callable, default="accuracy"
+        As for :func:`linear_probe`.
 
     Returns
     -------
     float
-        Test accuracy.
+        The test score.
     """
     labels = np.asarray(train_labels)
     per_class = int(np.min(np.unique(labels, return_counts=True)[1]))
     knn = KNeighborsClassifier(n_neighbors=max(1, min(n_neighbors, per_class)))
     knn.fit(train_features, labels)
-    return float(knn.score(test_features, test_labels))
+    return float(get_scorer(scoring)(knn, test_features, test_labels))
 
 
 @dataclass
 class FewShotResult:
-    """Accuracies of one representation over repeated k-shot draws.
+    """Scores of one representation over repeated k-shot draws.
 
     Attributes
     ----------
@@ -148,21 +163,24 @@ class FewShotResult:
     protocol : str
         ``"linear"`` or ``"knn"``.
     scores : ndarray of shape (n_draws,)
-        Accuracy of each draw.
+        Score of each draw.
+    scoring : str, default="accuracy"
+        What the scores measure: the scorer's name.
     """
 
     k: int
     protocol: str
     scores: np.ndarray
+    scoring: str = "accuracy"
 
     @property
     def mean(self) -> float:
-        """Mean accuracy over the draws."""
+        """Mean score over the draws."""
         return float(np.mean(self.scores))
 
     @property
     def std(self) -> float:
-        """Standard deviation of the accuracy over the draws."""
+        """Standard deviation of the score over the draws."""
         return float(np.std(self.scores))
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,18 +189,22 @@ class FewShotResult:
         Returns
         -------
         dict
-            ``k``, ``protocol``, ``mean``, ``std`` and the list of ``scores``.
+            ``k``, ``protocol``, ``scoring``, ``mean``, ``std`` and the list of
+            ``scores``.
         """
         return {
             "k": self.k,
             "protocol": self.protocol,
+            "scoring": self.scoring,
             "mean": self.mean,
             "std": self.std,
             "scores": [float(v) for v in self.scores],
         }
 
 
-_PROBES = {"linear": linear_probe, "knn": knn_probe}
+#: Protocol name -> probe(train_features, train_labels, test_features, test_labels,
+#: scoring=...) -> score.
+_PROBES: dict[str, Callable[..., float]] = {"linear": linear_probe, "knn": knn_probe}
 
 
 def few_shot_score(
@@ -195,6 +217,7 @@ def few_shot_score(
     protocols: Sequence[str] = ("linear", "knn"),
     n_draws: int = 10,
     random_state: Any = 0,
+    scoring: Scoring = "accuracy",
 ) -> list[FewShotResult]:
     """Score a frozen representation with few labels per class.
 
@@ -217,11 +240,20 @@ def few_shot_score(
         Seeds the draws. The same integer seed gives the same labelled samples for a
         given ``k``, whatever the other ``k`` and the representation, so results of
         several representations scored with one seed are paired draw by draw.
+    scoring : str or callable, default="accuracy"
+        A scikit-learn scorer name (see :func:`sklearn.metrics.get_scorer_names`;
+        ``"balanced_accuracy"`` where the classes are imbalanced, since accuracy then
+        rewards predicting the largest class: see :func:`majority_score`) or a scorer
+        ``scorer(estimator, X, y) -> float``.
 
     Returns
     -------
     list of FewShotResult
         One per (k, protocol), in that order.
+
+    See Also
+    --------
+    majority_score : The same cells for always predicting the majority class.
 
     Examples
     --------
@@ -233,17 +265,8 @@ def few_shot_score(
     >>> round(res[0].mean, 2)
     1.0
     """
-    if isinstance(k, int | np.integer):
-        ks = [int(k)]
-    else:
-        ks = [int(v) for v in k]
-    if not ks:
-        raise ValueError("k must name at least one number of labels per class")
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be at least 1, got {n_draws}")
-    unknown = set(protocols) - set(_PROBES)
-    if unknown:
-        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; use 'linear' or 'knn'")
+    ks = _checked_protocol(k, protocols, n_draws)
+    scorer, name = _scorer(scoring)
     if representation is None:
         train_features, test_features = np.asarray(X_train), np.asarray(X_test)
         if train_features.ndim != 2 or test_features.ndim != 2:
@@ -276,12 +299,99 @@ def few_shot_score(
             probe = _PROBES[protocol]
             scores = np.array(
                 [
-                    probe(train_features[idx], y_train[idx], test_features, y_test)
+                    probe(
+                        train_features[idx],
+                        y_train[idx],
+                        test_features,
+                        y_test,
+                        scoring=scorer,
+                    )
                     for idx in draws
                 ]
             )
-            results.append(FewShotResult(k_shot, protocol, scores))
+            results.append(FewShotResult(k_shot, protocol, scores, name))
     return results
+
+
+def _checked_protocol(
+    k: int | Sequence[int], protocols: Sequence[str], n_draws: int
+) -> list[int]:
+    """``k`` as a list, once ``k``, ``protocols`` and ``n_draws`` are checked."""
+    ks = [int(k)] if isinstance(k, int | np.integer) else [int(v) for v in k]
+    if not ks:
+        raise ValueError("k must name at least one number of labels per class")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be at least 1, got {n_draws}")
+    unknown = set(protocols) - set(_PROBES)
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; use 'linear' or 'knn'")
+    return ks
+
+
+def _scorer(scoring: Scoring) -> tuple[Callable[..., float], str]:
+    """The scorer ``scoring`` names (checked before any probe runs), and its name."""
+    if isinstance(scoring, str):
+        return get_scorer(scoring), scoring  # a ValueError names get_scorer_names
+    return scoring, getattr(scoring, "__name__", repr(scoring))
+
+
+def majority_score(
+    y_train: Any,
+    y_test: Any,
+    k: int | Sequence[int] = 5,
+    protocols: Sequence[str] = ("linear", "knn"),
+    n_draws: int = 10,
+    scoring: Scoring = "accuracy",
+) -> list[FewShotResult]:
+    """The score of always predicting the pool's most frequent class: the floor.
+
+    A representation that scores below it has learned less than the class counts.
+    The class is the most frequent of ``y_train`` (the pool the labels are drawn
+    from), by :class:`~sklearn.dummy.DummyClassifier` with
+    ``strategy="most_frequent"``: a k-shot draw holds ``k`` labels of every class,
+    so the draws themselves have no majority. The result has the cells of
+    :func:`few_shot_score` with the same arguments (one per ``k`` and protocol, each
+    with ``n_draws`` equal scores), for :func:`results_table`.
+
+    Parameters
+    ----------
+    y_train : array-like of shape (n_train,)
+        Labels of the pool.
+    y_test : array-like of shape (n_test,)
+        Labels of the held-out data.
+    k : int or sequence of int, default=5
+    protocols : sequence of {"linear", "knn"}, default=("linear", "knn")
+    n_draws : int, default=10
+        As for :func:`few_shot_score`.
+    scoring : str or callable, default="accuracy"
+        As for :func:`few_shot_score`: accuracy gives the majority class's share of
+        ``y_test``, balanced accuracy one over the number of classes.
+
+    Returns
+    -------
+    list of FewShotResult
+
+    Examples
+    --------
+    >>> y_pool, y_test = ["a"] * 6 + ["b"] * 2, ["a", "a", "a", "b"]
+    >>> majority_score(y_pool, y_test, k=1, protocols=["knn"])[0].mean
+    0.75
+    >>> balanced = majority_score(y_pool, y_test, 1, ["knn"], scoring="balanced_accuracy")
+    >>> balanced[0].mean
+    0.5
+    """
+    ks = _checked_protocol(k, protocols, n_draws)
+    scorer, name = _scorer(scoring)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    # The features are ignored: one column of zeros stands for them.
+    dummy = DummyClassifier(strategy="most_frequent")
+    dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    score = float(scorer(dummy, np.zeros((len(y_test), 1)), y_test))
+    return [
+        FewShotResult(k_shot, protocol, np.full(n_draws, score), name)
+        for k_shot in ks
+        for protocol in protocols
+    ]
 
 
 def results_table(results: Mapping[str, Sequence[FewShotResult]], digits: int = 3) -> str:

@@ -5,6 +5,7 @@ and Ctrl-C during a slow step."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -20,7 +21,14 @@ from _fakes import FakeTrainer
 from torch import nn
 
 from skact import ACTEncoder, _callbacks
-from skact._callbacks import Callback, EarlyStopping, ProgressBar, TimeEstimate
+from skact._callbacks import (
+    RECENT_STEPS,
+    Callback,
+    EarlyStopping,
+    EpochLog,
+    ProgressBar,
+    TimeEstimate,
+)
 from skact._training import Trainer
 from skact.objectives import make_objective
 
@@ -140,6 +148,57 @@ def test_the_progress_bar_advances_within_an_epoch():
     assert bar.bar is None  # closed at the end of the fit
 
 
+def _bar_lines(err: str) -> list[str]:
+    """What the bar drew, one state per item (tqdm redraws a line after a \\r)."""
+    return [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
+
+
+def test_the_bar_ends_on_the_epochs_run_without_tqdm_artefacts(capsys):
+    """3 steps per epoch: thirds summed pass 3.0 at the last step, where tqdm warned
+    "clamping frac to range [0, 1]" and showed a time left of "<-00:00"."""
+    bar = ProgressBar(mininterval=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm's TqdmWarning
+        _fit(_trainer([bar], batch_size=22), 3)  # 64 rows: batches of 22, 21, 21
+    lines = _bar_lines(capsys.readouterr().err)
+    assert lines[-1].startswith("ACTEncoder: 100%") and "| 3/3 epochs [" in lines[-1]
+    assert "loss=" in lines[-1] and "left" not in lines[-1]
+    assert not any("clamping" in line or "<-" in line for line in lines)
+
+
+def test_a_fit_stopped_early_ends_its_bar_where_it_stopped(capsys):
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            return True
+
+    _fit(_trainer([ProgressBar(mininterval=0), StopAfterOne()]), 3)
+    last = _bar_lines(capsys.readouterr().err)[-1]
+    assert "| 1/3 epochs [" in last and "stopped early, loss=" in last
+
+
+def test_the_bar_and_the_epoch_log_show_the_time_left(capsys):
+    """The time left is the estimate's, updated after each step."""
+    clock = _SetClock()
+    estimate = TimeEstimate(verbose=False, clock=clock)
+    data = torch.from_numpy(X)
+
+    def take(idx: torch.Tensor) -> torch.Tensor:
+        clock.now += 2.0  # every step takes 2 s
+        return data.index_select(0, idx)
+
+    bar = ProgressBar(mininterval=0, estimate=estimate)
+    _trainer([estimate, bar, EpochLog(1, estimate)]).fit(len(data), take, 3)
+    captured = capsys.readouterr()
+    lines = _bar_lines(captured.err)
+    # Made when a step ends 2 s after the first: 10 steps of 2 s left, then 9, ...
+    left = [re.search(r"about (\d+) s left", line) for line in lines]
+    shown = sorted({int(m.group(1)) for m in left if m}, reverse=True)
+    assert shown == list(range(20, -1, -2))
+    # The log's line for epoch 2 (4 steps left).
+    assert re.search(r"^epoch 2: loss [\d.]+, about 8 s left$", captured.out, re.M)
+    assert "left" not in lines[-1]
+
+
 def test_verbose_fit_prints_the_estimated_time_and_samples_per_second(capsys):
     small_encoder(verbose=1, max_iter=3).fit(X)  # 4 steps per epoch: estimated at 5
     captured = capsys.readouterr()
@@ -151,35 +210,122 @@ def test_verbose_fit_prints_the_estimated_time_and_samples_per_second(capsys):
 # -------------------------------------------------------------------- the estimate
 
 
-def test_the_estimate_is_made_once_after_five_steps_and_warns_once():
-    estimate = TimeEstimate(verbose=False, advice="Set max_iter.", clock=_Clock(100.0))
+class _SetClock:
+    """A clock that reads what the test set: reading it takes no time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(
+    estimate: TimeEstimate,
+    step_seconds: list[float],
+    steps_per_epoch: int,
+    rows: int = 16,
+    between_epochs: float = 0.0,
+) -> list[float | None]:
+    """Run ``estimate``'s hooks over a fit whose steps take ``step_seconds`` (on a
+    :class:`_SetClock`), and return its ``remaining_`` after each step."""
+    clock = estimate.clock
+    assert isinstance(clock, _SetClock)
+    n_epochs = len(step_seconds) // steps_per_epoch
+    trainer = FakeTrainer().as_trainer()
+    estimate.on_fit_begin(trainer, n_epochs, steps_per_epoch * rows)
+    remaining = []
+    for epoch in range(n_epochs):
+        estimate.on_epoch_begin(trainer, epoch, steps_per_epoch)
+        for step in range(steps_per_epoch):
+            clock.now += step_seconds[epoch * steps_per_epoch + step]
+            estimate.on_step_end(trainer, rows)
+            remaining.append(estimate.remaining_)
+        clock.now += between_epochs  # the validation loss, the monitor
+        estimate.on_epoch_end(trainer, epoch, {"loss": 0.0})
+    estimate.on_fit_end(trainer, None)
+    return remaining
+
+
+def _estimate(**kwargs: Any) -> TimeEstimate:
+    return TimeEstimate(verbose=kwargs.pop("verbose", False), clock=_SetClock(), **kwargs)
+
+
+def test_the_estimate_follows_a_slowdown_and_a_speed_up():
+    # 4 epochs of 10 steps: 1 s each for two epochs, then 3 s (the machine got busy).
+    remaining = _drive(_estimate(), [1.0] * 20 + [3.0] * 20, 10)
+    assert remaining[19] == pytest.approx(20 * 1.0)  # steady: 20 steps of 1 s left
+    # Once most of the recent steps are slow, the steps left are 3 s each.
+    slow = RECENT_STEPS // 2 + 1
+    assert remaining[19 + slow] == pytest.approx((20 - slow) * 3.0)
+    assert remaining[29] == pytest.approx(10 * 3.0)
+    # And back: 3 s steps, then 1 s ones.
+    remaining = _drive(_estimate(), [3.0] * 20 + [1.0] * 20, 10)
+    assert remaining[19] == pytest.approx(20 * 3.0)
+    assert remaining[29] == pytest.approx(10 * 1.0)
+    assert remaining[-1] == 0.0
+
+
+def test_a_few_stalled_steps_do_not_move_the_estimate():
+    """A busy machine stalls some steps: the median of the recent steps ignores them
+    (the mean of the last 11 steps would make the 14 steps left take 2 min)."""
+    seconds = [1.0] * 40
+    seconds[22:26] = [30.0] * 4
+    remaining = _drive(_estimate(), seconds, 10)
+    assert remaining[25] == pytest.approx(14 * 1.0)
+
+
+def test_the_estimate_counts_the_time_between_epochs_and_the_first_step_once():
+    # Steps of 1 s, and 5 s after each epoch (the validation loss, the monitor).
+    remaining = _drive(_estimate(), [1.0] * 30, 10, between_epochs=5.0)
+    # After the first step of the second epoch: 19 steps and 2 epoch ends left.
+    assert remaining[10] == pytest.approx(19 * 1.0 + 2 * 5.0)
+    # A first step of 10 s (one-off costs) is in the time so far, not in the rate.
+    estimate = _estimate()
+    remaining = _drive(estimate, [10.0] + [1.0] * 29, 10)
+    assert remaining[5] == pytest.approx(24 * 1.0)
+    assert estimate.estimate_ == pytest.approx(10.0 + 29 * 1.0)
+    assert estimate.samples_per_second_ == pytest.approx(16.0)
+
+
+def test_the_estimate_is_made_after_five_steps_or_two_seconds():
+    remaining = _drive(_estimate(), [0.1] * 12, 4)
+    # The first step, then 5 more.
+    assert remaining[:5] == [None] * 5 and remaining[5] == pytest.approx(6 * 0.1)
+    remaining = _drive(_estimate(), [1.5] * 4, 4)
+    # Steps of 1.5 s: the third ends 3 s after the first.
+    assert remaining[:2] == [None] * 2 and remaining[2] == pytest.approx(1.5)
+
+
+def test_the_long_fit_warning_comes_once_and_only_while_most_of_the_fit_is_ahead():
+    estimate = _estimate(advice="Set max_iter.")
     with pytest.warns(UserWarning, match="Set max_iter") as record:
-        _fit(_trainer([estimate]), 3)
+        # Slow from the start, and slower later: the estimate passes 600 s twice.
+        _drive(estimate, [100.0] * 12 + [300.0] * 12, 4)
     assert len(record) == 1
     message = str(record[0].message)
-    assert "estimated to take about" in message and "(3 epochs of 64 samples" in message
-    # The clock is read at the start and after each step: the first step took 100 s
-    # (counted once), the second 100 s more, over the 2 s after which the estimate is
-    # made: 100 + 11 x 100 s for 12 steps.
-    assert estimate.estimate_ == pytest.approx(100.0 * 12)
-    assert estimate.samples_per_second_ == pytest.approx(16 / 100)
+    assert "estimated to take about" in message and "(6 epochs of 64 samples" in message
+    assert "0 samples/s" in message  # 16 rows per 100 s: 0.16 samples/s
+    # Slow only near the end: too late to be worth a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _drive(_estimate(advice="Set max_iter."), [1.0] * 30 + [500.0] * 10, 10)
 
 
-def test_the_estimate_comes_after_two_seconds_when_steps_are_slow(capsys):
-    estimate = TimeEstimate(verbose=True, clock=_Clock(1.5))
-    _fit(_trainer([estimate]), 1)
-    # Steps end 1.5, 3 and 4.5 s after the start: 3 s after the first one, the third
-    # gives the rate of the steps after the first.
-    assert estimate.estimate_ == pytest.approx(1.5 * 4)
-    assert "about 6 s for 1 epoch (" in capsys.readouterr().err
+def test_verbose_writes_the_first_estimate_once(capsys):
+    _drive(_estimate(verbose=True), [1.5] * 8, 4)
+    err = capsys.readouterr().err
+    # Steps of 1.5 s: after the third (3 s after the first), 8 x 1.5 s in all.
+    assert err.count("ACTEncoder: about") == 1
+    assert "about 12 s for 2 epochs (11 samples/s, 1.5 s per step)" in err
 
 
 def test_no_warning_without_advice_or_under_ten_minutes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _fit(_trainer([TimeEstimate(verbose=False, clock=_Clock(100.0))]), 3)
-        fast = TimeEstimate(verbose=False, advice="Set max_iter.", clock=_Clock(1.0))
-        _fit(_trainer([fast]), 3)
+        _drive(_estimate(), [100.0] * 12, 4)
+        fast = _estimate(advice="Set max_iter.")
+        _drive(fast, [1.0] * 12, 4)
     assert fast.estimate_ == pytest.approx(12.0)
 
 
@@ -373,13 +519,3 @@ def test_ctrl_c_abandons_a_slow_step_within_a_second(weights_after_each_step):
     for name, value in steps[0].items():
         assert torch.equal(final[name], value), name
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_the_first_step_s_one_off_cost_is_counted_once():
-    # A first step of 10 s, then steps of 1 s: 10 + 11 x 1 s for 12 steps, not 12 x the
-    # average of the first few (which would be 33 s after three steps).
-    times = iter([0.0, 10.0, 11.0, 12.0, 13.0] + [13.0 + i for i in range(1, 20)])
-    estimate = TimeEstimate(verbose=False, clock=lambda: next(times))
-    _fit(_trainer([estimate]), 3)
-    assert estimate.estimate_ == pytest.approx(10.0 + 11 * 1.0)
-    assert estimate.samples_per_second_ == pytest.approx(16.0)

@@ -17,7 +17,12 @@ from skact import ACTEncoder
 from skact._training import Trainer
 from skact.cli import UsageError, build_parser, list_images, main, read_data
 from skact.cli.files import file_size
-from skact.evaluation import few_shot_score, raw_baseline, results_table
+from skact.evaluation import (
+    few_shot_score,
+    majority_score,
+    raw_baseline,
+    results_table,
+)
 
 TINY = [
     "--epochs", "1", "--hidden-layer-sizes", "8", "--n-components", "3",
@@ -148,13 +153,14 @@ def test_csv_round_trip_fit_transform_evaluate(files, capsys):
     )
     expected = few_shot_score(None, F_pool, y_pool, F_test, y_test, k=[1, 2], n_draws=3)
     saved = json.loads((d / "r.json").read_text())
-    assert list(saved) == ["features"]
+    assert list(saved) == ["majority class", "features"]
     assert [(r["k"], r["protocol"]) for r in saved["features"]] == [
         (1, "linear"), (1, "knn"), (2, "linear"), (2, "knn"),
     ]  # fmt: skip
     for got, want in zip(saved["features"], expected, strict=True):
         np.testing.assert_allclose(got["scores"], want.scores)
-    assert results_table({"features": expected}) in out
+    floor = majority_score(y_pool, y_test, k=[1, 2], n_draws=3)
+    assert results_table({"majority class": floor, "features": expected}) in out
 
 
 def test_npy_round_trip_and_evaluate_through_the_model(files, capsys):
@@ -185,11 +191,76 @@ def test_npy_round_trip_and_evaluate_through_the_model(files, capsys):
     table = (d / "r.md").read_text()
     assert table.strip() in out_model
     rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
-    assert rows == {"raw (standardised)", "PCA (standardised, 90% variance)", "ACTEncoder"}
+    assert rows == {
+        "majority class", "raw (standardised)", "PCA (standardised, 90% variance)",
+        "ACTEncoder",
+    }  # fmt: skip
     # Scoring the model's features or the model on raw data is the same computation.
     feature_row = out_features.strip().splitlines()[-1].split(" | ", 1)[1]
     model_row = next(r for r in table.splitlines() if r.startswith("| ACTEncoder"))
     assert model_row.split(" | ", 1)[1] == feature_row
+
+
+@pytest.fixture
+def imbalanced(tmp_path):
+    """Features of two classes, 3 to 1, as .npy files: a pool and a test set."""
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, n in (("pool", 40), ("test", 20)):
+        y = np.array(["big"] * (3 * n // 4) + ["small"] * (n // 4))
+        X = rng.normal(size=(n, 3)) + (y == "small")[:, None]
+        np.save(tmp_path / f"{name}.npy", X)
+        np.save(tmp_path / f"{name}_y.npy", y)
+        paths[name] = (tmp_path / f"{name}.npy", tmp_path / f"{name}_y.npy", X, y)
+    return paths
+
+
+def test_evaluate_with_a_metric_gives_the_python_api_s_numbers(imbalanced, capsys):
+    """The command calls skact.evaluation: the same draws (the same seed) give the
+    same numbers, the majority class's row too."""
+    (X_path, y_path, X, y), (T_path, t_path, T, t) = imbalanced.values()
+    out_json = X_path.parent / "r.json"
+    argv = ["evaluate", X_path, "--labels", y_path, "--features", "--test", T_path]
+    argv += ["--test-labels", t_path, "--k", 1, 3, "--draws", 3, "--seed", 7]
+    code, out, err = run([*argv, "--metric", "balanced_accuracy", "-o", out_json], capsys)
+    assert code == 0, err
+    kwargs = {"k": [1, 3], "n_draws": 3, "scoring": "balanced_accuracy"}
+    expected = {
+        "majority class": majority_score(y, t, **kwargs),
+        "features": few_shot_score(None, X, y, T, t, random_state=7, **kwargs),
+    }
+    saved = json.loads(out_json.read_text())
+    assert list(saved) == list(expected)
+    for name, results in expected.items():
+        for got, want in zip(saved[name], results, strict=True):
+            assert (got["k"], got["protocol"], got["scoring"]) == (
+                want.k, want.protocol, "balanced_accuracy",
+            )  # fmt: skip
+            np.testing.assert_allclose(got["scores"], want.scores)
+    assert "3 draws; balanced_accuracy mean ± std:" in out
+    assert results_table(expected) in out
+    assert "| majority class | 0.500 ± 0.000 |" in out
+    assert "note:" not in out  # balanced accuracy asked for already
+
+
+def test_evaluate_suggests_balanced_accuracy_for_imbalanced_classes(
+    imbalanced, files, capsys
+):
+    X_path, y_path, _, _ = imbalanced["pool"]
+    argv = ["evaluate", X_path, "--labels", y_path, "--features", "--k", 1]
+    code, out, err = run([*argv, "--draws", 2, "--test-size", 0.5], capsys)
+    assert code == 0, err
+    note = next(line for line in out.splitlines() if line.startswith("note:"))
+    assert "the largest holds 75% of the test samples, 3.0 times the smallest" in note
+    assert "--metric balanced_accuracy" in note and "'majority class' row" in note
+    assert "| majority class | 0.750 ± 0.000 | 0.750 ± 0.000 |" in out
+    # Three classes of 20: no note.
+    d, _, _ = files
+    code, out, _ = run(["evaluate", d / "X.npy", "--labels", d / "y.npy", "--k", 1], capsys)
+    assert code == 0 and "note:" not in out
+    # A name that is no scorer is a bad argument, with the names it may have meant.
+    code, _, err = run([*argv, "--metric", "balanced_acuracy"], capsys)
+    assert code == 2 and "did you mean balanced_accuracy" in err
 
 
 def test_parquet_table(files, tmp_path, capsys):
@@ -436,6 +507,38 @@ def test_help_explains_every_option(capsys):
     for name, sub in subparsers.items():
         for action in sub._actions:
             assert action.help, f"skact {name} {action.option_strings or action.dest}"
+
+
+def test_warnings_are_plain_lines_of_the_command(monkeypatch, capsys):
+    """Python's display names the line that warned (the skact script's
+    ``sys.exit(main())``); the command prints what it says, and puts Python's back."""
+    import warnings
+
+    before = warnings.showwarning
+
+    def warns(args):
+        warnings.warn("the data looks odd", UserWarning, stacklevel=2)
+        return 0
+
+    monkeypatch.setitem(skact.cli.COMMANDS, "transform", warns)
+    code, _, err = run(["transform", "model", "data", "-o", "out.npy"], capsys)
+    assert code == 0 and err == "skact transform: warning: the data looks odd\n"
+    assert warnings.showwarning is before
+
+
+def test_a_long_fit_warns_once_without_the_source_line(files, monkeypatch, capsys):
+    d, _, _ = files
+    ticks = iter(range(0, 10**9, 60))  # every step seems to take a minute
+    monkeypatch.setattr("skact._callbacks._now", lambda: float(next(ticks)))
+    argv = ["fit", d / "data.csv", "--label", "label", "-o", d / "long.skact"]
+    argv += [*TINY[2:], "--batch-size", "60"]  # --epochs auto: 100 epochs here
+    assert "--epochs" not in argv
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert len(warned) == 1, err
+    assert warned[0].startswith("skact fit: warning: ACTEncoder: this fit is estimated")
+    assert "max_iter" in warned[0] and "UserWarning" not in err and ".py:" not in err
 
 
 def test_version(capsys):

@@ -1,6 +1,7 @@
 """The ``skact`` command derived from ACTEncoder: options, errors, mixed tables,
 summaries, image folders and the command-line guide's example."""
 
+import argparse
 import csv
 import json
 import re
@@ -118,6 +119,56 @@ def test_help_shows_the_estimator_defaults(capsys):
     assert "(default: auto)" in out
 
 
+def _shown_helps():
+    """``(command, action, help as --help prints it, default)`` of every option of every
+    command; a training option's default is the estimator's."""
+    parser = build_parser()
+    defaults = ACTEncoder().get_params()
+    for command, sub in parser._subparsers._group_actions[0].choices.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            default = action.default
+            if default is argparse.SUPPRESS:
+                default = defaults.get(action.dest, default)
+            text = " ".join(formatter._expand_help(action).split())
+            yield command, action, text, default
+
+
+_FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction)
+_FLAGS += (argparse.BooleanOptionalAction,)
+
+
+def test_every_help_says_in_words_what_a_none_or_boolean_default_does():
+    """ "--no-optimizer-state ... (default: True)" read as if the state were left out,
+    and --seed showed no default at all."""
+    checked = set()
+    for command, action, text, default in _shown_helps():
+        where = f"skact {command} {action.option_strings[-1]}: {text}"
+        for value in ("true", "false", "none"):
+            assert f"(default: {value})" not in text.lower(), where
+        unsaid = default is None or isinstance(default, bool)
+        if isinstance(action, _FLAGS) or (unsaid and not action.required):
+            said = re.search(r"\(default: ([^)]*)", text)
+            assert said is not None and len(said.group(1).split()) >= 2, where
+            checked.add(action.option_strings[-1])
+    assert {"--no-optimizer-state", "--seed", "--no-early-stopping", "--quiet"} <= checked
+    helps = {(c, a.option_strings[-1]): t for c, a, t, _ in _shown_helps()}
+    assert "(default: MODEL keeps them" in helps["fit", "--no-optimizer-state"]
+    seed = helps["fit", "--seed"]
+    assert "a fresh seed each run" in seed and "reproducible" in seed
+    assert helps["demo", "--seed"].endswith("(default: 0)")  # the demo's own seed
+
+
+def test_an_option_with_a_none_default_needs_words(monkeypatch):
+    """The derivation refuses to show a None default as 'none'."""
+    words = OPTIONS["n_components"]._replace(default_text=None)
+    monkeypatch.setitem(OPTIONS, "n_components", words)
+    with pytest.raises(ValueError, match=r"OPTIONS\['n_components'\] needs a default_text"):
+        build_parser()
+
+
 # ---------------------------------------------------------------------------- errors
 
 
@@ -201,6 +252,7 @@ def test_a_mixed_table_is_fitted_transformed_and_evaluated(tmp_path, capsys):
     assert code == 0, err
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[3:]]
     assert rows == [
+        "majority class",
         "raw (standardised, text one-hot)",
         "PCA (standardised, text one-hot, 90% variance)",
         "ACTEncoder",
@@ -232,7 +284,9 @@ def test_baselines_of_a_mixed_table_with_gaps_impute_like_the_usual_pipeline(
     assert code == 0, err  # the baselines used to fail on NaN (PCA refused it)
     results = json.loads(report.read_text())
     how = "standardised, text one-hot, gaps as mean + indicator"
-    assert list(results) == [f"raw ({how})", f"PCA ({how}, 90% variance)", "ACTEncoder"]
+    assert list(results) == [
+        "majority class", f"raw ({how})", f"PCA ({how}, 90% variance)", "ACTEncoder",
+    ]  # fmt: skip
     assert f"| raw ({how}) | " in out
     # The raw baseline is impute (mean + indicator) + standardise, and one-hot text
     # with a missing category: the same scores as that pipeline built by hand.
@@ -347,7 +401,7 @@ def test_evaluate_baselines_on_an_image_folder_use_the_pixels(digit_folder, caps
     code, out, err = run([*argv, "--draws", 2], capsys)
     assert code == 0, err
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[3:]]
-    assert rows == ["raw pixels", "PCA (90% variance)", "ACTEncoder"]
+    assert rows == ["majority class", "raw pixels", "PCA (90% variance)", "ACTEncoder"]
 
 
 def test_baselines_on_a_features_file_score_the_features_as_they_are(
@@ -362,7 +416,7 @@ def test_baselines_on_a_features_file_score_the_features_as_they_are(
     assert "holds features already extracted" in out
     assert "without standardising them again" in out
     rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()[4:]]
-    assert rows == ["features"]
+    assert rows == ["majority class", "features"]
     # the same scores as without --baselines: the path column is not a feature
     code, plain, _ = run(argv, capsys)
     assert code == 0 and plain.splitlines()[-1] == out.splitlines()[-1]

@@ -256,6 +256,8 @@ def _check_few_shot(ns: dict, out: str) -> None:
     assert ns["encoder"].n_iter_ == 2  # never refitted by the pipelines or the search
     assert ns["search"].best_estimator_.steps[0][1].estimator is ns["encoder"]
     assert len(re.findall(r"k= [15] (linear|knn)", out)) == 3 * 2 * 2
+    # Balanced accuracy of the majority class over digits' 10 classes: 1/10.
+    assert "| majority class | 0.100 ± 0.000 | 0.100 ± 0.000 |" in out
     # The monitored fit: its 50 labels feed the monitor, one value per epoch.
     watched = ns["watched"]
     assert (ns["y_few"] != -1).sum() == 50

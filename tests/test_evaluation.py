@@ -16,6 +16,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
     cross_validate,
 )
+from sklearn.neighbors import KNeighborsClassifier
 
 from skact import TransferClassifier
 from skact.evaluation import (
@@ -24,6 +25,7 @@ from skact.evaluation import (
     knn_probe,
     labeled_scorer,
     linear_probe,
+    majority_score,
     pca_baseline,
     raw_baseline,
     results_table,
@@ -190,6 +192,68 @@ def test_few_shot_score_errors():
 # ---------------------------------------------------------------------------- reporting
 
 
+def _imbalanced(seed=0):
+    """Two overlapping classes, 3 to 1."""
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(0, 1, (60, 3)), rng.normal(1, 1, (20, 3))]
+    return X, np.r_[np.zeros(60, int), np.ones(20, int)]
+
+
+def test_few_shot_score_scores_with_a_scikit_learn_scorer_name():
+    X, y = _imbalanced()
+    calls = []
+
+    def balanced(estimator, X_test, y_test):
+        calls.append(len(y_test))
+        return balanced_accuracy_score(y_test, estimator.predict(X_test))
+
+    kwargs = {"k": [1, 3], "n_draws": 3, "random_state": 0}
+    named = few_shot_score(None, X, y, X, y, scoring="balanced_accuracy", **kwargs)
+    by_hand = few_shot_score(None, X, y, X, y, scoring=balanced, **kwargs)
+    assert len(calls) == 2 * 2 * 3  # each k, protocol and draw
+    for a, b in zip(named, by_hand, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores)
+    assert {r.scoring for r in named} == {"balanced_accuracy"}
+    assert by_hand[0].scoring == "balanced" and named[0].to_dict()["scoring"] == (
+        "balanced_accuracy"
+    )
+    plain = few_shot_score(None, X, y, X, y, **kwargs)
+    assert plain[0].scoring == "accuracy"
+    assert any(not np.allclose(a.scores, b.scores) for a, b in zip(named, plain))
+    # The probes take it too; accuracy is their default.
+    assert linear_probe(X, y, X, y) == linear_probe(X, y, X, y, scoring="accuracy")
+    assert knn_probe(X, y, X, y, scoring="balanced_accuracy") == pytest.approx(
+        balanced_accuracy_score(y, KNeighborsClassifier(5).fit(X, y).predict(X))
+    )
+
+
+def test_an_unknown_scorer_is_refused_before_any_probe_runs():
+    X, y = _imbalanced()
+    for score in (few_shot_score, majority_score):
+        args = (None, X, y, X, y) if score is few_shot_score else (y, y)
+        with pytest.raises(ValueError, match="get_scorer_names"):
+            score(*args, scoring="balanced_acuracy")
+
+
+def test_majority_score_is_the_pool_s_largest_class_on_every_cell():
+    X, y = _imbalanced()
+    y_test = np.r_[np.zeros(30, int), np.ones(10, int)]
+    kwargs = {"k": [1, 3], "protocols": ["linear", "knn"], "n_draws": 4}
+    floor = majority_score(y, y_test, **kwargs)
+    cells = few_shot_score(None, X, y, X[:40], y_test, **kwargs)
+    assert [(r.k, r.protocol) for r in floor] == [(r.k, r.protocol) for r in cells]
+    for r in floor:
+        np.testing.assert_array_equal(r.scores, np.full(4, 0.75))  # 30 of 40
+    balanced = majority_score(y, y_test, **kwargs, scoring="balanced_accuracy")
+    assert {r.mean for r in balanced} == {0.5} and balanced[0].scoring == (
+        "balanced_accuracy"
+    )
+    # The pool's majority, even where the test set's differs.
+    assert majority_score(y, 1 - y_test, k=1)[0].mean == 0.25
+    table = results_table({"majority class": floor, "features": cells})
+    assert "| majority class | 0.750 ± 0.000 | 0.750 ± 0.000 |" in table
+
+
 def test_few_shot_result_summary_and_dict():
     r = FewShotResult(5, "knn", np.array([0.5, 0.75, 1.0]))
     assert r.mean == pytest.approx(0.75)
@@ -198,6 +262,7 @@ def test_few_shot_result_summary_and_dict():
     assert d == {
         "k": 5,
         "protocol": "knn",
+        "scoring": "accuracy",
         "mean": 0.75,
         "std": r.std,
         "scores": [0.5, 0.75, 1.0],

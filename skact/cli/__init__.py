@@ -14,8 +14,11 @@ writes the files.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from .commands import COMMANDS, render_error
 from .errors import CommandError, Interrupted, UsageError
@@ -54,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and argparse's usage errors
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return int(COMMANDS[args.command](args))
+        with _plain_warnings(args.command):
+            return int(COMMANDS[args.command](args))
     except CommandError as exc:
         error, code = str(exc), exc.exit_code
     except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
@@ -63,3 +67,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         error, code = "interrupted (Ctrl-C); no file was written", 130
     print(f"skact {args.command}: error: {error}", file=sys.stderr)
     return code
+
+
+@contextlib.contextmanager
+def _plain_warnings(command: str) -> Iterator[None]:
+    """Show warnings as ``skact COMMAND: warning: message`` lines inside the block.
+
+    Python's format names the file and line that warned (the ``skact`` script's
+    ``sys.exit(main())``), which tells a user of the command nothing. The filters are
+    Python's own (a warning is shown once per place); the display is restored after.
+    """
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"skact {command}: warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

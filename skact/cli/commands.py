@@ -34,6 +34,7 @@ from .._transfer import labeled_mask
 from ..evaluation import (
     FewShotResult,
     few_shot_score,
+    majority_score,
     pca_baseline,
     raw_baseline,
     results_table,
@@ -544,11 +545,18 @@ def evaluate(args: argparse.Namespace) -> int:
             for name, baseline in _table_baselines(data).items():
                 representations[name] = (baseline.fit(X_pool), split)
     representations["ACTEncoder" if model is not None else "features"] = (model, split)
-    results = _score_all(representations, args, args.seed, args.protocol)
+    floor = majority_score(y_pool, y_test, args.k, args.protocol, args.draws, args.metric)
+    results = {
+        "majority class": floor,
+        **_score_all(representations, args, args.seed, args.protocol, args.metric),
+    }
     table = results_table(results)
+    note = _imbalance_note(y_test, args.metric)
+    if note is not None:
+        print(note)
     print(
         f"{len(y_pool)} samples to draw labels from, {len(y_test)} test samples, "
-        f"{args.draws} draws; accuracy mean ± std:"
+        f"{args.draws} draws; {args.metric} mean ± std:"
     )
     print(table)
     if args.output is not None:
@@ -567,6 +575,7 @@ def _score_all(
     args: argparse.Namespace,
     seed: int | None,
     protocols: Sequence[str] = ("linear", "knn"),
+    scoring: str = "accuracy",
 ) -> dict[str, list[FewShotResult]]:
     """Few-shot scores of each representation on its ``(X_pool, y_pool, X_test,
     y_test)``, with the command's ``k`` and ``draws``, and labels drawn by ``seed``."""
@@ -578,9 +587,34 @@ def _score_all(
             protocols=protocols,
             n_draws=args.draws,
             random_state=seed,
+            scoring=scoring,
         )
         for name, (rep, split) in representations.items()
     }
+
+
+#: Classes are imbalanced, for ``evaluate``'s note, when the largest has at least this
+#: many times the test samples of the smallest: accuracy then weighs one class at
+#: least twice as much as another (two classes: a 67% / 33% split or more).
+IMBALANCE_RATIO = 2.0
+
+
+def _imbalance_note(y_test: np.ndarray, metric: str) -> str | None:
+    """A line suggesting balanced accuracy when plain accuracy scores imbalanced
+    classes; None otherwise."""
+    if metric != "accuracy":
+        return None
+    counts = np.unique(y_test, return_counts=True)[1]
+    if len(counts) < 2 or counts.max() < IMBALANCE_RATIO * counts.min():
+        return None
+    share = counts.max() / counts.sum()
+    return (
+        f"note: the classes are imbalanced (the largest holds {share:.0%} of the test "
+        f"samples, {counts.max() / counts.min():.1f} times the smallest): accuracy "
+        "weighs each class by its size, and always predicting the largest scores about "
+        "its share (the 'majority class' row); --metric balanced_accuracy weighs every "
+        "class equally"
+    )
 
 
 # ---------------------------------------------------------------------------- demo

@@ -10,11 +10,13 @@ option each parameter is; :data:`EXCLUDED` says why the others have none.
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable
 from numbers import Integral
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import __version__, _training
@@ -30,6 +32,9 @@ class Option(NamedTuple):
     flag: str  #: the option, e.g. ``--epochs``
     help: str
     metavar: str | None = None
+    #: What the default does, in words, shown where it is None or a boolean (then
+    #: required): the value ("none", "False") says nothing about what the fit does.
+    default_text: str | None = None
 
 
 #: ACTEncoder parameter -> its option. The type, choices and range are derived.
@@ -42,6 +47,7 @@ OPTIONS: dict[str, Option] = {
         "width of the learned representation (the output of transform); 'none': the "
         "network's own width",
         "N",
+        "none, the network's own width",
     ),
     "alpha": Option(
         "--alpha",
@@ -101,6 +107,7 @@ OPTIONS: dict[str, Option] = {
         "images: size to store them at, N or HxW pixels; 'none': the most common size "
         "in the folder",
         "N",
+        "none, the most common size in the folder",
     ),
     "image_layout": Option(
         "--image-layout",
@@ -113,6 +120,7 @@ OPTIONS: dict[str, Option] = {
     "early_stopping": Option(
         "--early-stopping",
         "hold out --validation-fraction of DATA and stop when its loss stops improving",
+        default_text="no early stopping: every row is trained on, for all --epochs",
     ),
     "validation_fraction": Option(
         "--validation-fraction", "share of DATA held out for early stopping", "F"
@@ -134,7 +142,11 @@ OPTIONS: dict[str, Option] = {
         "--device", "'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'"
     ),
     "random_state": Option(
-        "--seed", "random seed of the training ('none': a fresh one each run)", "SEED"
+        "--seed",
+        "random seed of the training ('none': a fresh one each run)",
+        "SEED",
+        "none, a fresh seed each run: two fits differ; give a seed to make a fit "
+        "reproducible",
     ),
 }
 
@@ -247,6 +259,19 @@ def _device(text: str) -> str:
     return text
 
 
+def _scorer_name(text: str) -> str:
+    """A scikit-learn scorer name, checked before any data is read."""
+    names = get_scorer_names()
+    if text in names:
+        return text
+    close = difflib.get_close_matches(text, names, n=3)
+    like = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a scikit-learn scorer name{like} (all of them: "
+        "python -c 'import sklearn.metrics; print(sklearn.metrics.get_scorer_names())')"
+    )
+
+
 def _optional_seed(text: str) -> int | None:
     if text.lower() == "none":
         return None
@@ -283,10 +308,22 @@ def _option_kwargs(param: str) -> dict[str, Any]:
     return {"type": _from_constraints(constraints)}
 
 
-def _default_text(value: Any) -> str:
+def _default_text(param: str, value: Any) -> str:
+    """``param``'s default as its help shows it: in words where the value is None or a
+    boolean (:attr:`Option.default_text`), else the value (``512,512`` for a tuple)."""
+    if value is None or isinstance(value, bool):
+        words = OPTIONS[param].default_text
+        if words is not None:
+            return words
+        # A help saying "(default: none)" or "(default: False)" leaves the user to
+        # guess what the fit does then: the option's entry must say it.
+        raise ValueError(
+            f"OPTIONS[{param!r}] needs a default_text: its default {value!r} does not "
+            "say what the fit does without the option"
+        )
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
-    return "none" if value is None else str(value)
+    return str(value)
 
 
 def add_training_options(
@@ -295,35 +332,39 @@ def add_training_options(
     """Add an option per :data:`OPTIONS` entry; dests are ACTEncoder's parameter names.
 
     An option not given is not set (``argparse.SUPPRESS``), so ACTEncoder's default
-    applies; ``--seed`` defaults to ``seed_default``. ``tables=False`` leaves out
-    ``--categorical``, which names columns of DATA.
+    applies; ``--seed`` defaults to ``seed_default`` (``argparse.SUPPRESS``: the
+    estimator's). ``tables=False`` leaves out ``--categorical``, which names columns
+    of DATA. Each help ends with the default, in words where it is None or a boolean.
     """
     group = parser.add_argument_group(
         "training options (ACTEncoder's parameters; defaults are its own)"
     )
     defaults = ACTEncoder().get_params()
+    if seed_default is not argparse.SUPPRESS:
+        defaults["random_state"] = seed_default
     for param, option in OPTIONS.items():
         if param == "categorical_features" and not tables:
             continue
         kwargs = _option_kwargs(param)
         default = seed_default if param == "random_state" else argparse.SUPPRESS
-        help_text = option.help
-        if param == "random_state":
-            pass  # the command's own default, shown by the formatter
-        elif param == "categorical_features":
-            help_text += " (default: text columns only)"
+        if param == "categorical_features":
+            shown = "text columns only"
         else:
-            help_text += f" (default: {_default_text(defaults[param])})"
+            shown = _default_text(param, defaults[param])
         group.add_argument(
             option.flag,
             dest=param,
             default=default,
             metavar=option.metavar if "choices" not in kwargs else None,
-            help=help_text,
+            help=f"{option.help} (default: {shown})",
             **kwargs,
         )
     group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar while training"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar while training (default: a progress bar with the time "
+        "left, on stderr)",
     )
 
 
@@ -331,10 +372,19 @@ def add_training_options(
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the uninformative None and False."""
+    """Shows each option's default value, unless its help says the default already.
+
+    A help whose default is None or a boolean says it in words, ``(default: ...)``:
+    the value itself ("None", "True") does not say what the command then does.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
+        if (
+            action.help is None
+            or "(default: " in action.help
+            or action.default is None
+            or isinstance(action.default, bool)
+        ):
             return action.help
         return super()._get_help_string(action)
 
@@ -405,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         metavar="FILE",
-        help="also save a figure of accuracy against k (needs matplotlib)",
+        help="also save a figure of accuracy against k, which needs matplotlib "
+        "(default: no figure)",
     )
     add_training_options(demo, seed_default=0, tables=False)
 
@@ -437,21 +488,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--label",
         metavar="COL",
         help=label_help + "; its labels only feed the monitor, and a blank cell marks "
-        "an unlabeled row",
+        "an unlabeled row (default: none; labels then come from --labels or an image "
+        "folder's class subfolders, else the monitor is label-free)",
     )
     fit.add_argument(
         "--labels",
         type=Path,
         metavar="FILE",
         help="labels of DATA in their own file (.npy, or a one-column CSV / text file; "
-        "an image folder's in its sorted path order), blank where unlabeled",
+        "an image folder's in its sorted path order), blank where unlabeled (default: "
+        "none; see --label)",
     )
     fit.add_argument(
         "--no-optimizer-state",
         dest="optimizer_state",
         action="store_false",
         help="leave Adam's moments out of MODEL: a file about a third the size, with "
-        "the same features; further training of it starts a fresh optimizer",
+        "the same features; further training of it starts a fresh optimizer (default: "
+        "MODEL keeps them, and further training continues from them)",
     )
     add_training_options(fit, seed_default=argparse.SUPPRESS)
 
@@ -480,13 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--label",
         metavar="COL",
         help=label_help + "; a CSV output keeps the labels as its last column (an image "
-        "folder's subfolder names too, in a column named 'label')",
+        "folder's subfolder names too, in a column named 'label') (default: none, every "
+        "column of DATA is encoded)",
     )
     transform.add_argument(
         "--with-paths",
         action="store_true",
         help="image folders: write each row's image file first, in a column named "
-        "'path' (CSV output only)",
+        "'path', for a CSV output (default: the features alone, in sorted path order)",
     )
 
     evaluate = commands.add_parser(
@@ -495,38 +550,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="few-shot accuracy of features (or of a model's features) on labelled DATA",
         description="Score a representation with few labels: draw k labelled samples per "
         "class from a pool, train a linear probe (logistic regression) and k-NN on them, "
-        "and report the mean and standard deviation of the test accuracy over many draws. "
-        "DATA holds features (e.g. from 'skact transform'), or raw inputs with --model. "
-        "Samples with a blank label are unlabeled: they are left out.",
+        "and report the mean and standard deviation of the test score (--metric, "
+        "accuracy by default) over many draws, beside the score of always predicting "
+        "the pool's majority class. DATA holds features (e.g. from 'skact transform'), "
+        "or raw inputs with --model. Samples with a blank label are unlabeled: they "
+        "are left out.",
     )
     evaluate.add_argument("data", type=Path, metavar="DATA", help=data_help)
-    evaluate.add_argument("--label", metavar="COL", help=label_help)
+    evaluate.add_argument(
+        "--label",
+        metavar="COL",
+        help=label_help + " (default: none; labels then come from --labels or an image "
+        "folder's class subfolders)",
+    )
     evaluate.add_argument(
         "--labels",
         type=Path,
         metavar="FILE",
-        help="labels of DATA in their own file (.npy, or a one-column CSV / text file)",
+        help="labels of DATA in their own file: .npy, or a one-column CSV / text file "
+        "(default: none, see --label)",
     )
     evaluate.add_argument(
         "--model",
         type=Path,
         metavar="MODEL",
-        help="encode DATA with this model from 'skact fit' first",
+        help="encode DATA with this model from 'skact fit' first (default: none, DATA "
+        "is scored as it is)",
     )
     evaluate.add_argument(
         "--features",
         action="store_true",
-        help="DATA holds features already extracted (a CSV from 'skact transform' is "
-        "recognised by its header); --baselines then scores them as they are",
+        help="DATA holds features already extracted; --baselines then scores them as "
+        "they are (default: only a header written by 'skact transform' says so; other "
+        "tables are raw data, which --baselines standardises)",
     )
     evaluate.add_argument(
         "--test",
         type=Path,
         metavar="TEST",
-        help="held-out data in DATA's format (same --label); default: split DATA",
+        help="held-out data in DATA's format (same --label) (default: none, DATA is "
+        "split, see --test-size)",
     )
     evaluate.add_argument(
-        "--test-labels", type=Path, metavar="FILE", help="labels of TEST in their own file"
+        "--test-labels",
+        type=Path,
+        metavar="FILE",
+        help="labels of TEST in their own file (default: none, TEST's --label column or "
+        "class subfolders)",
     )
     evaluate.add_argument(
         "--test-size",
@@ -544,11 +614,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="probes to run",
     )
     evaluate.add_argument(
+        "--metric",
+        type=_scorer_name,
+        default="accuracy",
+        metavar="NAME",
+        help="what to score, as a scikit-learn scorer name: balanced_accuracy weighs "
+        "every class equally (for imbalanced classes, where accuracy rewards predicting "
+        "the largest one), f1_macro, ...; see sklearn.metrics.get_scorer_names()",
+    )
+    evaluate.add_argument(
         "--baselines",
         action="store_true",
         help="also score the raw inputs and their PCA: a table standardised (text "
         "columns one-hot, empty numbers as the mean plus a missing indicator; the "
-        "row's name says which), an image folder's pixels as they are (with --model)",
+        "row's name says which), an image folder's pixels as they are, with --model "
+        "(default: the representation alone)",
     )
     evaluate.add_argument(
         "--seed", type=int, default=0, help="seed of the split and of the label draws"
@@ -558,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         metavar="FILE",
-        help="also save the results, as .json (every draw) or .md",
+        help="also save the results, as .json (every draw) or .md (default: none, "
+        "printed only)",
     )
     return parser
