@@ -340,7 +340,7 @@ DEFAULT_MAX_BYTES = 2**30
 #: little, float weights and moments being nearly incompressible: measured ratios
 #: 1.08 to 1.13 (ResNet-18 image models, (512, 512) table models trained at learning
 #: rates from 1e-3 to 1.0). Even weights with all-zero moments would give about 3
-#: (the moments are two thirds of the file). Zeros deflate about 1000-fold: a bomb.
+#: (the moments are two thirds of the file). Zeros deflate 200 to 1000-fold: a bomb.
 _MAX_COMPRESSION_RATIO = 10
 #: Members inflating to at most this much pass whatever their ratio: a tiny model's
 #: ``tensors.pt`` is mostly torch's compressible records, and reading this much is
@@ -496,15 +496,17 @@ def _file_path(path: Any) -> str:
         )
     name = os.fsdecode(path)
     if not name:
-        raise ValueError("path is empty: pass the model file's path, such as 'model.skact'")
+        raise ValueError(
+            "path is empty. Pass the model file's path, such as 'model.skact'."
+        )
     separators = tuple(s for s in (os.sep, os.altsep) if s)
     if name.endswith(separators):
         # open() and os.replace would drop the separator: "notes.csv/" would replace
         # the file notes.csv, and "newdir/" write a file named newdir.
         raise ValueError(
             f"{name!r} ends with {name[-1]!r}, so it names a folder, but a model is one "
-            f"file: pass the file's path, such as "
-            f"{os.path.join(name.rstrip(''.join(separators)), 'model.skact')!r}"
+            "file. Pass the file's path, such as "
+            f"{os.path.join(name.rstrip(''.join(separators)), 'model.skact')!r}."
         )
     return name
 
@@ -529,9 +531,9 @@ def _too_large(
         else f"max_bytes={limit:,}"
     )
     return ModelFileError(
-        f"{name!r} is too large to load ({member}): {what}, more than {allowed}. If "
-        "you trust this file and have about three times that memory, load it with "
-        f"skact.load(path, max_bytes={needed}).",
+        f"{name!r} is too large to load ({member}): {what}, more than {allowed}. Pass "
+        f"skact.load(path, max_bytes={needed}) if you trust this file and have about "
+        "three times that much memory.",
         path=name,
         member=member,
     )
@@ -1227,7 +1229,7 @@ def _check_optimizer(
         for v in fitted["loss_curve_"] + fitted["validation_loss_curve_"]
         if math.isfinite(v)
     ]
-    largest_moment = _ADAM_MOMENT_PER_LOSS * max([1.0, *losses])
+    loss = max([1.0, *losses])
     for i, entry in per_parameter.items():
         if not isinstance(entry, dict):
             raise _corrupt(name, _TENSORS, f"the optimizer state of parameter {i}")
@@ -1259,14 +1261,15 @@ def _check_optimizer(
                     f"parameter of shape {tuple(param.shape)}",
                 )
         _check_finite(entry, f"optimizer.state.{i}", name)
-        _check_adam_values(entry, i, fitted["step"], largest_moment, name)
+        _check_adam_values(entry, i, fitted["step"], loss, name)
 
 
 def _check_adam_values(
-    entry: dict[str, Tensor], i: int, steps: int, largest_moment: float, name: str
+    entry: dict[str, Tensor], i: int, steps: int, loss: float, name: str
 ) -> None:
     """Adam's state of parameter ``i``, finite and of the right shapes, against what
-    Adam can produce in ``steps`` steps (see :data:`_ADAM_MOMENT_RATIO`)."""
+    Adam can produce in ``steps`` steps of a training whose largest loss was ``loss``
+    (at least 1; see :data:`_ADAM_MOMENT_RATIO` and :data:`_ADAM_MOMENT_PER_LOSS`)."""
     step = float(entry["step"])
     if not (step.is_integer() and 0 <= step <= steps):
         # A negative or fractional step makes Adam's bias correction 1 - 0.9**step
@@ -1290,13 +1293,13 @@ def _check_adam_values(
     root = exp_avg_sq.sqrt()
     for what, values in (("exp_avg", exp_avg.abs()), ("sqrt(exp_avg_sq)", root)):
         largest = float(values.max())
-        if largest > largest_moment:
+        if largest > _ADAM_MOMENT_PER_LOSS * loss:
             raise _corrupt(
                 name,
                 _TENSORS,
                 f"the optimizer's {what} of parameter {i} reaches {largest:.3g}, more "
-                f"than any gradient of a training whose losses reached "
-                f"{largest_moment / _ADAM_MOMENT_PER_LOSS:.3g} ({largest_moment:.3g})",
+                f"than {_ADAM_MOMENT_PER_LOSS:.0e} times the largest loss the training "
+                f"recorded ({loss:.3g}): no gradient of real training is that large",
             )
     excess = exp_avg.abs() - (_ADAM_MOMENT_RATIO * root + _ADAM_MOMENT_SLACK)
     if bool((excess > 0).any()):
