@@ -19,13 +19,15 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 import skact
-from skact import _persistence
+from skact import _persistence, _training
+from skact.objectives import OBJECTIVES
 
 from _small import small_encoder
 
@@ -677,18 +679,58 @@ def test_tampered_tensors_are_a_corrupt_file(tmp_path: Path, saved, edit, messag
         {"learning_rate": 1.0},
         {"learning_rate": 0.3, "alpha": 10.0, "weight_decay": 0.1},
         {"learning_rate": 0.5, "hidden_layer_sizes": (32, 32), "projection_dim": None},
+        *(
+            {"learning_rate": 0.5, "objective": name}
+            for name in OBJECTIVES
+            if name != "act"
+        ),
     ],
-    ids=["lr 1", "lr 0.3 alpha 10", "lr 0.5 no head"],
+    ids=["lr 1", "lr 0.3 alpha 10", "lr 0.5 no head"]
+    + [f"lr 0.5 {name}" for name in OBJECTIVES if name != "act"],
 )
 @pytest.mark.filterwarnings("ignore:ACTEncoder. the representation collapsed")
 def test_models_trained_at_high_learning_rates_load(tmp_path: Path, params) -> None:
     """The optimizer checks refuse what Adam cannot produce, not what it rarely does."""
-    data = np.random.default_rng(1).lognormal(0, 2, size=(200, 5))
+    data = np.random.default_rng(1).lognormal(0, 2, size=(96, 5))
     enc = small_encoder(max_iter=3, **params).fit(data)
     enc.save(tmp_path / "model.skact")
     loaded = skact.load(tmp_path / "model.skact")
     np.testing.assert_array_equal(loaded.transform(data), enc.transform(data))
     assert loaded._optimizer_state is not None
+
+
+def test_the_moment_bound_holds_for_the_betas_skact_trains_with() -> None:
+    """The ratio bound of Adam's moments is derived for betas (0.9, 0.999): a change of
+    make_adam's betas must change the bound too."""
+    beta1, beta2 = _training.make_adam(
+        [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0, torch.device("cpu")
+    ).param_groups[0]["betas"]
+    bound = ((1 - beta1) ** 2 / ((1 - beta2) * (1 - beta1**2 / beta2))) ** 0.5
+    assert bound < _persistence._ADAM_MOMENT_RATIO < 1.2 * bound
+
+
+def test_a_claimed_feature_count_beyond_max_bytes_allocates_nothing(
+    tmp_path: Path, saved
+) -> None:
+    """The adapter's statistics are allocated to build the networks: a file claiming
+    ten million features is refused before (today's main had no bound but the
+    memory: a claim of 10**9 features allocated 16 GB)."""
+    config, tensors = saved
+    edited = json.loads(config)
+    edited["fitted"]["n_features_in_"] = 10**7
+    path = tmp_path / "wide.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", json.dumps(edited).encode()),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    with mock.patch.object(torch, "ones", side_effect=AssertionError("allocated")):
+        with pytest.raises(skact.ModelFileError) as info:
+            skact.load(path, max_bytes=10**6)
+    assert info.value.member == "skact.json"
+    assert "its input statistics alone take 160,000,000 bytes" in str(info.value)
 
 
 def _copy(value: Any) -> Any:
