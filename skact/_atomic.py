@@ -8,6 +8,7 @@ failure, Ctrl-C or ``kill -9`` before that step leaves the destination as it was
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -27,7 +28,9 @@ STALE_SECONDS = 60.0
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *, text: bool = False
+) -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` when the ``with`` block succeeds.
 
     The file gets the mode of the file it replaces, or the umask's mode for a new file;
@@ -36,10 +39,15 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
     ``path`` is untouched. Temporary files that killed processes left in the folder are
     removed (see :func:`remove_stale_partials`).
 
+    ``path`` must name a file, as for :func:`open`: an empty path raises
+    ``FileNotFoundError``, and a folder, or a path ending with a separator, raises
+    ``IsADirectoryError`` before anything is written (resolving the path would drop
+    the separator, and ``"notes.csv/"`` would replace the file ``notes.csv``).
+
     Parameters
     ----------
-    path : str or path-like
-        Destination file.
+    path : str, bytes or path-like
+        Destination file (bytes are decoded as :func:`os.fsdecode` does).
     text : bool, default=False
         Open in text mode (UTF-8, no newline translation, as :mod:`csv` wants) instead
         of binary.
@@ -49,6 +57,12 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
     file object
         The temporary file, open for writing.
     """
+    path = os.fsdecode(path)
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    separators = tuple(s for s in (os.sep, os.altsep) if s)
+    if path.endswith(separators) or os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     target = os.path.realpath(path)  # a link's target is what gets replaced
     remove_stale_partials(os.path.dirname(target))
     try:

@@ -585,8 +585,12 @@ default="auto"
 
         Parameters
         ----------
-        path : str or path-like
+        path : str, bytes or path-like
             Destination file (conventionally ``*.skact``); overwritten if it exists.
+            A path ending with a separator (``"models/"``) names a folder, so it is
+            refused with a ``ValueError`` (an existing file of that name is left
+            alone), as is an empty path; bytes are decoded as :func:`os.fsdecode`
+            does, as :func:`skact.load` does.
         optimizer_state : bool, default=True
             Save Adam's moments (two values per network parameter, about two thirds
             of the file). False writes a file about a third the size: ``transform``

@@ -402,6 +402,20 @@ CASES = [
         ValueError,
         "skact",
     ),
+    Case(
+        "Saving to a folder path (a trailing slash)",
+        "model.save('models/')",
+        lambda: _fitted().save("models/"),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "An empty model path",
+        "model.save(''), skact.load('')",
+        lambda: _fitted().save(""),
+        ValueError,
+        "skact",
+    ),
 ]
 
 
@@ -460,6 +474,8 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert "encoder=" in messages["A model with a user encoder, loaded without it"]
     tiny = messages["Three dimensions (read as tiny images)"]
     assert tiny.startswith("images of 3x1 pixels (views of 5x2) are too small")
+    assert "'models/model.skact'" in messages["Saving to a folder path (a trailing slash)"]
+    assert "'model.skact'" in messages["An empty model path"]
     cut_short = messages["A model file cut short (an interrupted copy)"]
     assert "corrupt or truncated" in cut_short
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import threading
 import tracemalloc
@@ -18,13 +19,15 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 import skact
-from skact import _persistence
+from skact import _persistence, _training
+from skact.objectives import OBJECTIVES
 
 from _small import small_encoder
 
@@ -187,6 +190,112 @@ def test_member_larger_than_its_header_says_is_read_in_bounded_chunks(
     assert "a damaged zip archive" in refused(path, "tensors.pt")
 
 
+def _claiming(config: bytes, hidden: list[int]) -> bytes:
+    """``config`` with another architecture: hidden layers of ``hidden`` units."""
+    edited = json.loads(config)
+    edited["params"]["hidden_layer_sizes"] = hidden
+    return json.dumps(edited).encode()
+
+
+def test_a_claimed_huge_network_with_a_bomb_is_refused_in_bounded_memory(
+    tmp_path: Path, saved, zeros_deflated: bytes
+) -> None:
+    """Today's main bounded tensors.pt by the architecture skact.json claims: hidden
+    sizes (60000, 60000) allowed a 2 GiB member, inflated before it was refused."""
+    config, _ = saved
+    path = tmp_path / "claim-bomb.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", _claiming(config, [60000, 60000])),
+            Member("tensors.pt", zeros_deflated, method=zipfile.ZIP_DEFLATED, size=2**31),
+        ],
+    )
+    assert path.stat().st_size < 2 * 2**20
+    message = refused(path, "skact.json")
+    assert "3,600," in message and "parameters" in message  # 60000 * 60000 and more
+    assert f"more than the {_persistence.DEFAULT_MAX_BYTES:,} bytes" in message
+    assert "skact.load(path, max_bytes=" in message
+    assert "Save the model again" not in message  # a big model is not a damaged one
+
+
+def test_a_bomb_within_the_claimed_architecture_is_refused_by_its_ratio(
+    tmp_path: Path, saved, zeros_deflated: bytes
+) -> None:
+    """Hidden sizes (4000, 4000) need 200 MB of weights and moments, within the
+    default max_bytes: the 128 MiB of zeros compressed 200-fold are still refused,
+    from the zip header, before anything is inflated."""
+    config, _ = saved
+    path = tmp_path / "ratio-bomb.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", _claiming(config, [4000, 4000])),
+            Member(
+                "tensors.pt",
+                zeros_deflated,
+                method=zipfile.ZIP_DEFLATED,
+                size=BOMB,
+                crc=zlib.crc32(bytes(BOMB)),
+            ),
+        ],
+    )
+    message = refused(path, "tensors.pt")
+    ratio = BOMB / len(zeros_deflated)
+    assert f"compressed {ratio:.0f} to 1" in message
+    assert "zip -0" in message
+
+
+def test_a_member_claiming_more_compressed_bytes_than_the_file_is_refused(
+    tmp_path: Path, saved
+) -> None:
+    """The ratio is computed from the compressed size the header declares: a lie
+    there is refused before it can excuse a bomb."""
+    config, tensors = saved
+    path = tmp_path / "long.skact"
+    write_zip(
+        path, [Member("skact.json", config), Member("tensors.pt", tensor_bytes(tensors))]
+    )
+    data = bytearray(path.read_bytes())
+    directory = data.rindex(b"PK\x01\x02")  # tensors.pt's central directory entry
+    struct.pack_into("<L", data, directory + 20, 2**30)  # its compressed size
+    path.write_bytes(bytes(data))
+    assert "compressed bytes, more than the whole file's" in refused(path, "tensors.pt")
+
+
+def test_max_bytes_bounds_what_load_reads_and_can_be_raised(tmp_path: Path) -> None:
+    """A model larger than max_bytes is refused, with the value that loads it; that
+    value loads it."""
+    enc = small_encoder().fit(X)
+    path = tmp_path / "model.skact"
+    enc.save(path)
+    with pytest.raises(skact.ModelFileError, match=r"max_bytes=(\d+)\)") as info:
+        skact.load(path, max_bytes=1000)
+    assert info.value.member == "skact.json"
+    assert "Save the model again" not in str(info.value)
+    suggested = int(re.search(r"max_bytes=(\d+)\)", str(info.value)).group(1))
+    loaded = skact.load(path, max_bytes=suggested)
+    np.testing.assert_array_equal(loaded.transform(X), enc.transform(X))
+    with zipfile.ZipFile(path) as z:
+        size = z.getinfo("tensors.pt").file_size
+    # Enough for the tensors the architecture needs, not for tensors.pt's records.
+    with pytest.raises(skact.ModelFileError, match=f"declares {size:,} bytes") as info:
+        skact.load(path, max_bytes=size - 1)
+    assert info.value.member == "tensors.pt"
+    assert f"skact.load(path, max_bytes={size})" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("1GB", TypeError), (True, TypeError), (1.5, TypeError), (0, ValueError)],
+)
+def test_max_bytes_must_be_a_positive_integer(tmp_path: Path, value, error) -> None:
+    path = tmp_path / "model.skact"
+    small_encoder().fit(X).save(path)
+    with pytest.raises(error, match="max_bytes must be a positive integer"):
+        skact.load(path, max_bytes=value)
+
+
 def test_config_member_of_128_mib_whitespace_is_refused(tmp_path: Path, saved) -> None:
     """Today's main parsed a 1 GiB JSON of whitespace (2.4 GB of memory)."""
     _, tensors = saved
@@ -325,7 +434,7 @@ def _edit(key_path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (
             _edit("params.hidden_layer_sizes", [10**12]),
             "skact.json",
-            "bytes of weights, but tensors.pt holds",
+            "tensors with the optimizer state, more than the 1,073,741,824 bytes",
         ),
         (_edit("params.n_components", "3"), "skact.json", "its parameters are invalid"),
         (
@@ -486,6 +595,41 @@ def _key(parent: Any, key: str) -> Any:
         ),
         (_set("generator", lambda t: t.long()), "not a uint8 vector"),
         (_set("projector", lambda t: None), "do not fit the network"),
+        (
+            _set("optimizer/state/0/exp_avg", lambda t: t.fill_(1e30)),
+            "the optimizer's exp_avg of parameter 0 reaches 1e+30",
+        ),
+        (
+            _set("optimizer/state/0/exp_avg_sq", lambda t: t.fill_(1e30)),
+            "the optimizer's sqrt(exp_avg_sq) of parameter 0 reaches 1e+15",
+        ),
+        (
+            _set("optimizer/state/0/exp_avg_sq", lambda t: -t - 1),
+            "the optimizer's exp_avg_sq of parameter 0 holds negative values",
+        ),
+        (
+            _set("optimizer/state/0/exp_avg_sq", lambda t: t * 1e-6),
+            "times sqrt(exp_avg_sq)",
+        ),
+        (
+            _set("optimizer/state/0/step", lambda t: torch.tensor(-5.0)),
+            "the optimizer's step of parameter 0 is -5.0",
+        ),
+        (
+            _set("optimizer/state/0/step", lambda t: t + 0.5),
+            "the optimizer's step of parameter 0 is 8.5",
+        ),
+        (
+            _set("optimizer/state/0/step", lambda t: t + 1),
+            "the optimizer's step of parameter 0 is 9.0; Adam counts whole steps, "
+            "from 0 to the model's 8 (fitted step in skact.json)",
+        ),
+        (
+            _set(
+                "optimizer/state/0", lambda e: {"step": e["step"], "exp_avg": e["exp_avg"]}
+            ),
+            "the optimizer state of parameter 0 holds ['exp_avg', 'step']",
+        ),
     ],
     ids=[
         "scale (1,)",
@@ -503,6 +647,14 @@ def _key(parent: Any, key: str) -> Any:
         "generator size",
         "generator dtype",
         "missing projector",
+        "optimizer moment 1e30",
+        "optimizer second moment 1e30",
+        "optimizer negative second moment",
+        "optimizer moments out of proportion",
+        "optimizer step -5",
+        "optimizer step 8.5",
+        "optimizer step beyond the model's",
+        "optimizer moment missing",
     ],
 )
 def test_tampered_tensors_are_a_corrupt_file(tmp_path: Path, saved, edit, message) -> None:
@@ -519,6 +671,66 @@ def test_tampered_tensors_are_a_corrupt_file(tmp_path: Path, saved, edit, messag
     text = refused(path, "tensors.pt")
     assert message in text
     assert "far outside the range" not in text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"learning_rate": 1.0},
+        {"learning_rate": 0.3, "alpha": 10.0, "weight_decay": 0.1},
+        {"learning_rate": 0.5, "hidden_layer_sizes": (32, 32), "projection_dim": None},
+        *(
+            {"learning_rate": 0.5, "objective": name}
+            for name in OBJECTIVES
+            if name != "act"
+        ),
+    ],
+    ids=["lr 1", "lr 0.3 alpha 10", "lr 0.5 no head"]
+    + [f"lr 0.5 {name}" for name in OBJECTIVES if name != "act"],
+)
+@pytest.mark.filterwarnings("ignore:ACTEncoder. the representation collapsed")
+def test_models_trained_at_high_learning_rates_load(tmp_path: Path, params) -> None:
+    """The optimizer checks refuse what Adam cannot produce, not what it rarely does."""
+    data = np.random.default_rng(1).lognormal(0, 2, size=(96, 5))
+    enc = small_encoder(max_iter=3, **params).fit(data)
+    enc.save(tmp_path / "model.skact")
+    loaded = skact.load(tmp_path / "model.skact")
+    np.testing.assert_array_equal(loaded.transform(data), enc.transform(data))
+    assert loaded._optimizer_state is not None
+
+
+def test_the_moment_bound_holds_for_the_betas_skact_trains_with() -> None:
+    """The ratio bound of Adam's moments is derived for betas (0.9, 0.999): a change of
+    make_adam's betas must change the bound too."""
+    beta1, beta2 = _training.make_adam(
+        [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0, torch.device("cpu")
+    ).param_groups[0]["betas"]
+    bound = ((1 - beta1) ** 2 / ((1 - beta2) * (1 - beta1**2 / beta2))) ** 0.5
+    assert bound < _persistence._ADAM_MOMENT_RATIO < 1.2 * bound
+
+
+def test_a_claimed_feature_count_beyond_max_bytes_allocates_nothing(
+    tmp_path: Path, saved
+) -> None:
+    """The adapter's statistics are allocated to build the networks: a file claiming
+    ten million features is refused before (today's main had no bound but the
+    memory: a claim of 10**9 features allocated 16 GB)."""
+    config, tensors = saved
+    edited = json.loads(config)
+    edited["fitted"]["n_features_in_"] = 10**7
+    path = tmp_path / "wide.skact"
+    write_zip(
+        path,
+        [
+            Member("skact.json", json.dumps(edited).encode()),
+            Member("tensors.pt", tensor_bytes(tensors)),
+        ],
+    )
+    with mock.patch.object(torch, "ones", side_effect=AssertionError("allocated")):
+        with pytest.raises(skact.ModelFileError) as info:
+            skact.load(path, max_bytes=10**6)
+    assert info.value.member == "skact.json"
+    assert "its input statistics alone take 160,000,000 bytes" in str(info.value)
 
 
 def _copy(value: Any) -> Any:

@@ -234,6 +234,63 @@ def test_save_error_names_the_path_asked_for(tmp_path: Path, where, error) -> No
     assert not [p for p in tmp_path.rglob(".*.partial")]
 
 
+_SEPARATORS = sorted({os.sep, os.altsep} - {None})
+
+
+@pytest.mark.parametrize("separator", _SEPARATORS)
+def test_a_path_ending_with_a_separator_is_refused_and_replaces_nothing(
+    tmp_path: Path, separator: str
+) -> None:
+    """Today's main wrote a file named newdir for "newdir/", and replaced the user's
+    notes.csv with a model for "notes.csv/"."""
+    enc = small().fit(X)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("a,b\n1,2\n")
+    for folder in (notes, tmp_path / "newdir"):
+        path = str(folder) + separator
+        with pytest.raises(
+            ValueError, match="so it names a folder, but a model is one"
+        ) as e:
+            enc.save(path)
+        assert repr(path) in str(e.value)
+        assert repr(os.path.join(folder, "model.skact")) in str(e.value)
+        with pytest.raises(ValueError, match="so it names a folder"):
+            skact.load(path)
+    assert notes.read_text() == "a,b\n1,2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv"]
+
+
+def test_bytes_paths_are_decoded_as_os_fsdecode_does(tmp_path: Path) -> None:
+    """Today's main loaded bytes paths but failed to save to them (a TypeError from a
+    regular expression)."""
+    enc = small().fit(X)
+    name = b"model.skact" if os.name != "posix" else b"mod\xe8le.skact"  # not UTF-8
+    path = os.fsencode(tmp_path) + os.fsencode(os.sep) + name
+    enc.save(path)
+    assert os.listdir(os.fsencode(tmp_path)) == [name]
+    np.testing.assert_array_equal(skact.load(path).transform(X), enc.transform(X))
+
+
+@pytest.mark.parametrize("path", [3, None, 1.5, ["model.skact"]])
+def test_a_path_of_another_type_is_a_type_error_naming_the_accepted_ones(path) -> None:
+    enc = small().fit(X)
+    accepted = r"path must be a str, bytes or os.PathLike \(such as pathlib.Path\), not "
+    for call in (enc.save, skact.load):
+        with pytest.raises(TypeError, match=accepted + type(path).__name__):
+            call(path)
+
+
+def test_an_empty_path_is_a_value_error(tmp_path: Path, monkeypatch) -> None:
+    """Today's main raised IsADirectoryError for save("") (it tried to replace the
+    working directory) and FileNotFoundError for load("")."""
+    monkeypatch.chdir(tmp_path)
+    enc = small().fit(X)
+    for call in (enc.save, skact.load):
+        with pytest.raises(ValueError, match=r"path is empty\. Pass the model file's path"):
+            call("")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_removes_temporary_files_of_killed_saves(tmp_path: Path) -> None:
     """Only files over a minute old whose process is gone: a concurrent save in
     another process keeps its temporary file. Those of earlier skact versions
