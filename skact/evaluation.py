@@ -21,7 +21,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import _safe_indexing, check_random_state
 
 from ._tabular_mixed import is_missing
-from ._transfer import semi_supervised_target
+from ._labels import semi_supervised_target
 
 __all__ = [
     "FewShotResult",

@@ -352,7 +352,7 @@ def test_evaluate_sets_blank_labels_aside(tmp_path, capsys):
     assert code == 0
     code, out_more, _ = run(["evaluate", tmp_path / "more.csv", *argv], capsys)
     assert code == 0
-    assert f"{len(blank)} of {len(y_more)} samples have a blank label" in out_more
+    assert f"{len(blank)} of {len(y_more)} samples have no label (blank or -1)" in out_more
     assert out_more.splitlines()[1:] == out_full.splitlines()  # the same scores
     # a labels file with blank lines (one-column CSV) reads them as blank labels
     (tmp_path / "y.csv").write_text("label\n" + "\n".join(y_blank) + "\n")
@@ -360,7 +360,7 @@ def test_evaluate_sets_blank_labels_aside(tmp_path, capsys):
         ["evaluate", tmp_path / "X.npy", "--labels", tmp_path / "y.csv", *argv[2:]], capsys
     )
     assert code == 0, err
-    assert f"{len(blank)} of {len(y)} samples have a blank label" in out
+    assert f"{len(blank)} of {len(y)} samples have no label (blank or -1)" in out
     assert "| '' " not in out and "''" not in out
 
 

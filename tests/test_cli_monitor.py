@@ -74,8 +74,9 @@ def test_blank_labels_are_unlabeled_rows_and_the_labeled_ones_feed_the_monitor(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == (
-        f"{data}: 48 of 60 samples have a blank label in column 'label': they are "
-        "trained on as unlabeled rows; the 12 labeled ones also feed the monitor"
+        f"{data}: 48 of 60 samples have no label in column 'label' (blank or -1): "
+        "they are trained on as unlabeled rows; the 12 labeled ones also feed the "
+        "monitor"
     )
     assert lines[-1].startswith("fitted ACTEncoder on 60 samples (mlp network, 2 epochs")
     what, value, _ = _printed_monitor(out)
@@ -118,7 +119,7 @@ def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
     )
     assert code == 0, err
     assert out.splitlines()[0] == (
-        f"{data}: every label in column 'label' is blank: fitting without labels (the "
+        f"{data}: every label in column 'label' is blank or -1: fitting without labels (the "
         "monitor follows the label-free effective rank)"
     )
     what, value, width = _printed_monitor(out)
@@ -173,7 +174,7 @@ def test_a_labels_file_with_blank_lines(tmp_path, capsys):
     argv = ["fit", data, "--labels", labels, "-o", model, *TINY, "-q"]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert f"48 of 60 samples have a blank label in {labels}" in out
+    assert f"48 of 60 samples have no label in {labels} (blank or -1)" in out
     assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
     assert skact.load(model).monitor_name_ == "loo_1nn_accuracy"
 
@@ -188,8 +189,8 @@ def test_a_labels_file_without_a_header_labels_every_row(tmp_path, capsys):
     code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
     assert code == 0, err
     assert out.splitlines()[0] == (
-        f"{data}: 48 of 60 samples have a blank label in {labels}: they are trained on "
-        "as unlabeled rows; the 12 labeled ones also feed the monitor"
+        f"{data}: 48 of 60 samples have no label in {labels} (blank or -1): they are "
+        "trained on as unlabeled rows; the 12 labeled ones also feed the monitor"
     )
     assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
 
@@ -217,7 +218,7 @@ def test_a_labels_file_of_blank_lines_fits_without_labels(tmp_path, capsys, head
     code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
     assert code == 0, err
     assert (
-        f"{data}: every label in {labels} is blank: fitting without labels (the "
+        f"{data}: every label in {labels} is blank or -1: fitting without labels (the "
         "monitor follows the label-free effective rank)"
     ) in out.splitlines()
     assert _printed_monitor(out)[0] == "effective rank, label-free"
@@ -298,7 +299,7 @@ def test_an_image_folder_labeled_by_file_where_only_some_are_labeled(tmp_path, c
     argv += ["--batch-size", 8, "--device", "cpu", "--n-components", 4]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert "12 of 24 samples have a blank label" in out
+    assert "12 of 24 samples have no label in" in out
     assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
 
 
