@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from . import _callbacks, _guards, _images, _persistence, _state, _training, distributed
 from ._auto import AutoSettings
-from ._training import NonFiniteLossError
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
+from ._training import NonFiniteLossError
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment

@@ -56,12 +56,12 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """A classifier on learned features: the encoder learns from every row, unlabeled too.
 
     ``fit(X, y)`` takes ``y`` in scikit-learn's semi-supervised convention, -1 marking
-    the rows without a label (skact's rule, stated in the user guide's few-shot page,
-    section :ref:`unlabeled-rows`: -1, the text ``"-1"``, NaN, None, pandas' NA and
-    blank text all mark an unlabeled row). It fits a clone of ``encoder`` on all the rows of ``X``
-    (an :class:`~skact.ACTEncoder` learns from the rows alone; the labels only feed its
-    monitor, ``monitor_curve_``), then a clone of ``classifier`` on the features of the
-    labeled rows. A scikit-learn semi-supervised classifier
+    the rows without a label (skact's rule, stated in the user guide's
+    :ref:`unlabeled-rows`: -1, the text ``"-1"``, NaN, None, pandas' NA and blank text
+    all mark an unlabeled row). It fits a clone of ``encoder`` on all the rows of
+    ``X`` (an :class:`~skact.ACTEncoder` learns from the rows alone; the labels only
+    feed its monitor, ``monitor_curve_``), then a clone of ``classifier`` on the
+    features of the labeled rows. A scikit-learn semi-supervised classifier
     (:class:`~sklearn.semi_supervised.SelfTrainingClassifier`,
     :class:`~sklearn.semi_supervised.LabelSpreading`,
     :class:`~sklearn.semi_supervised.LabelPropagation`) receives the features of every

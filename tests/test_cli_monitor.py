@@ -110,6 +110,38 @@ def test_the_fit_matches_the_api_fit_on_every_row_with_y(tmp_path, capsys):
     np.testing.assert_allclose(fitted.monitor_curve_, api.monitor_curve_, rtol=1e-6)
 
 
+def test_minus_one_labels_are_unlabeled_rows_unless_minus_one_is_a_class(tmp_path, capsys):
+    """-1 marks an unlabeled row, as in Python: the monitor follows the 12 labeled
+    rows. With --minus-one class, -1 is a fourth class and every row feeds it."""
+    X, y = _blobs()
+    data = tmp_path / "d.csv"
+    labels = np.where(np.isin(np.arange(60), LABELED), y, "-1")
+    _write_csv(data, X, labels)
+    argv = ["fit", data, "--label", "label", *TINY, "-q"]
+    code, out, err = run([*argv, "-o", tmp_path / "m.skact"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{data}: 48 of 60 samples have no label in column 'label' (blank or -1): "
+        "they are trained on as unlabeled rows; the 12 labeled ones also feed the "
+        "monitor"
+    )
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 12 labeled rows"
+    blank = tmp_path / "blank.csv"
+    _write_csv(blank, X, _partly_labeled(y))
+    code, _, err = run(["fit", blank, *argv[2:], "-o", tmp_path / "b.skact"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(  # -1 and blank: the same fit, the same monitor
+        skact.load(tmp_path / "m.skact").monitor_curve_,
+        skact.load(tmp_path / "b.skact").monitor_curve_,
+    )
+    with pytest.warns(skact._labels.AmbiguousMinusOneWarning, match="48 of the 60"):
+        code, out, err = run(
+            [*argv, "--minus-one", "class", "-o", tmp_path / "c.skact"], capsys
+        )
+    assert code == 0, err
+    assert _printed_monitor(out)[0] == "leave-one-out 1-NN accuracy of 60 labeled rows"
+
+
 def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
     X, y = _blobs()
     data, model = tmp_path / "d.csv", tmp_path / "m.skact"
@@ -119,8 +151,8 @@ def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
     )
     assert code == 0, err
     assert out.splitlines()[0] == (
-        f"{data}: every label in column 'label' is blank or -1: fitting without labels (the "
-        "monitor follows the label-free effective rank)"
+        f"{data}: every label in column 'label' is blank or -1: fitting without labels "
+        "(the monitor follows the label-free effective rank)"
     )
     what, value, width = _printed_monitor(out)
     assert (what, width) == ("effective rank, label-free", "3")

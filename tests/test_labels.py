@@ -28,7 +28,10 @@ from skact._labels import (
         # Text as numpy and CSV files make it: the number it spells.
         (np.array(["cat", -1]), [1, 0]),
         (np.array(["cat", np.nan]), [1, 0]),  # the text "nan"
-        (np.array(["-1", " -1 ", "-1.0", "", "  ", "1", "-10", "None"]), [0, 0, 0, 0, 0, 1, 1, 1]),
+        (
+            np.array(["-1", " -1 ", "-1.0", "", "  ", "1", "-10", "None"]),
+            [0, 0, 0, 0, 0, 1, 1, 1],
+        ),
         (np.array([b"-1", b"x", b""]), [0, 1, 0]),
         (np.array(["a", "-1", ""], dtype=object), [1, 0, 0]),
         # pandas' own missing values and dtypes.
@@ -85,8 +88,12 @@ def test_semi_supervised_target_gives_numbers_with_minus_one_unlabeled():
         (["1", "-1", "1.0"], "unlabeled", "every other label is 1"),
         ([-2, -1, 0, 1], "unlabeled", "other labels are negative too (-2)"),
         # -1 read as a class, looking like the mark of unlabeled rows.
-        ([0, 1] + [-1] * 2, "class", "2 of the 4 labels are -1, read as a class, while "
-         "the other labels are non-negative integers"),
+        (
+            [0, 1] + [-1] * 2,
+            "class",
+            "2 of the 4 labels are -1, read as a class, while "
+            "the other labels are non-negative integers",
+        ),
         (["cat", "dog"] + ["-1"] * 3, "class", "other labels are text"),
     ],
 )

@@ -16,7 +16,6 @@ from _fakes import FakeTrainer
 
 import skact
 from skact import ACTEncoder, _callbacks
-from skact._labels import AmbiguousMinusOneWarning
 from skact._callbacks import (
     EarlyStopping,
     Monitor,
@@ -24,6 +23,7 @@ from skact._callbacks import (
     loo_nn_accuracy,
     monitored_rows,
 )
+from skact._labels import AmbiguousMinusOneWarning
 
 from _small import small_encoder
 
