@@ -591,9 +591,9 @@ class LabeledStratifiedKFold(_BaseKFold):
             raise ValueError(
                 f"n_splits={self.n_splits} cannot be greater than the number of labeled "
                 f"rows in each class (labeled rows per class: {shown}); some test "
-                "folds would have no labeled row to score. Use fewer splits (at most "
-                f"{counts.min()} for a labeled row of every class in every fold), or "
-                "label more rows."
+                "folds would have no labeled row to score. Pass a smaller n_splits "
+                f"({counts.min()} or fewer gives every test fold a labeled row of each "
+                "class), or label more rows."
             )
         if counts.min() < self.n_splits:
             warnings.warn(

@@ -417,7 +417,9 @@ def test_too_few_labels_per_class_for_the_folds():
         "n_splits=3 cannot be greater than the number of labeled rows in each class "
         "(labeled rows per class: 'a': 2, 'b': 2)"
     )
-    assert "at most 2 for a labeled row of every class in every fold" in str(raised.value)
+    assert "(2 or fewer gives every test fold a labeled row of each class)" in str(
+        raised.value
+    )
     y = _few_labeled(per_class=(5, 2))
     X = np.zeros((len(y), 1))
     with pytest.warns(UserWarning, match="only 2 labeled rows, which is less than n_s"):
