@@ -481,8 +481,7 @@ def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
 
 
 class LabeledStratifiedKFold(_BaseKFold):
-    """K-fold cross-validation for data with few labels: labeled rows of each class in
-    every fold, unlabeled rows spread evenly.
+    """K-fold for data with few labels: labeled rows of each class in every test fold.
 
     The labeled rows are split as :class:`~sklearn.model_selection.StratifiedKFold`
     splits a target (each fold gets the same share of each class); the unlabeled rows
