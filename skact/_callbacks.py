@@ -583,7 +583,7 @@ def monitored_rows(
     y : ndarray of shape (n_samples,) or None
         Labels; None: none.
     labeled : ndarray of bool of shape (n_samples,) or None
-        Which rows of ``y`` are labeled (see :func:`skact._transfer.labeled_mask`).
+        Which rows of ``y`` are labeled (see :func:`skact._labels.labeled_mask`).
     seed : int
 
     Returns

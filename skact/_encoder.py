@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from . import _callbacks, _guards, _images, _persistence, _state, _training, distributed
 from ._auto import AutoSettings
+from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._training import NonFiniteLossError
-from ._transfer import semi_supervised_target
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
@@ -441,8 +441,10 @@ default="auto"
         y : array-like of shape (n_samples,) or None, default=None
             Class labels in scikit-learn's semi-supervised convention: -1 marks an
             unlabeled row (as for :class:`~sklearn.semi_supervised.SelfTrainingClassifier`),
-            and so do NaN (float labels) and None or NaN (object labels, such as
-            strings). None: no labels (the monitor follows the effective rank).
+            and so do the text ``"-1"``, NaN, None, pandas' NA and blank text (the rule
+            of the user guide's :ref:`unlabeled-rows`; a warning says when the -1
+            labels look like a class). None: no labels (the monitor follows the
+            effective rank).
 
         Returns
         -------
@@ -471,8 +473,8 @@ default="auto"
             folder larger than memory can be passed whole; no validation data is held
             out from them.
         y : array-like of shape (n_samples,) or None, default=None
-            Labels of the chunk's rows for the monitor, -1 (or NaN, None) for an
-            unlabeled row, as in :meth:`fit`.
+            Labels of the chunk's rows for the monitor, -1 (or NaN, None, blank text)
+            for an unlabeled row, as in :meth:`fit`.
 
         Returns
         -------
@@ -548,8 +550,9 @@ default="auto"
         X : array-like of shape (n_samples, n_features), or images
             Data of the kind seen in ``fit``.
         y : array-like of shape (n_samples,) or None, default=None
-            Labels, -1 (or NaN, None) for an unlabeled row, as in :meth:`fit`; at
-            least 2 classes need 2 labeled rows each. None: the label-free score.
+            Labels, -1 (or NaN, None, blank text) for an unlabeled row, as in
+            :meth:`fit`; at least 2 classes need 2 labeled rows each. None: the
+            label-free score.
 
         Returns
         -------
@@ -684,6 +687,9 @@ default="auto"
                     "sample."
                 )
             target = _check_labels(y, n_samples)
+            if target is not None:
+                # Frames: this one, fit or partial_fit, sklearn's wrapper, the caller.
+                warn_if_minus_one_ambiguous(target[0], stacklevel=4)
             distributed.setup(self.distributed, self.device)
             with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:

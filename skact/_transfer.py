@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from numbers import Number
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,60 +26,13 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from ._tabular_mixed import is_missing
+from ._labels import (
+    AmbiguousMinusOneWarning,
+    semi_supervised_target,
+    warn_if_minus_one_ambiguous,
+)
 
-__all__ = ["TransferClassifier", "labeled_mask", "semi_supervised_target"]
-
-
-def labeled_mask(y: Any) -> np.ndarray:
-    """Which rows of ``y`` carry a label, in scikit-learn's semi-supervised convention.
-
-    A row is unlabeled when its label is -1 (as in
-    :class:`~sklearn.semi_supervised.SelfTrainingClassifier`), NaN, None or pandas' NA.
-
-    Parameters
-    ----------
-    y : array-like of shape (n_samples,)
-        Labels, with unlabeled rows marked.
-
-    Returns
-    -------
-    ndarray of bool of shape (n_samples,)
-        True where the row is labeled.
-    """
-    y = np.asarray(y)
-    unlabeled = is_missing(y.ravel()).reshape(y.shape)
-    if y.dtype.kind in "iuf":
-        unlabeled |= y == -1
-    elif y.dtype.kind == "O":
-        # Elementwise, so that a string label is never compared to -1 by numpy.
-        minus_one = [isinstance(v, Number) and v == -1 for v in y.ravel()]
-        unlabeled |= np.array(minus_one, dtype=bool).reshape(y.shape)
-    return ~unlabeled
-
-
-def semi_supervised_target(y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``y`` as an array, and which of its rows are labeled (see :func:`labeled_mask`).
-
-    Numbers in an object array, as pandas' nullable integers with NA for the unlabeled
-    rows give, become a numeric array with -1 for the unlabeled rows: as objects,
-    scikit-learn cannot tell what kind of target they are.
-
-    Parameters
-    ----------
-    y : array-like of shape (n_samples,)
-        Labels, with unlabeled rows marked.
-
-    Returns
-    -------
-    y : ndarray of shape (n_samples,)
-    labeled : ndarray of bool of shape (n_samples,)
-    """
-    y = np.asarray(y)
-    labeled = labeled_mask(y)
-    if y.dtype.kind == "O" and all(isinstance(v, Number) for v in y[labeled].ravel()):
-        y = np.asarray(np.where(labeled, y, -1).tolist())
-    return y, labeled
+__all__ = ["TransferClassifier"]
 
 
 def _is_semi_supervised(classifier: Any) -> bool:
@@ -103,10 +56,12 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """A classifier on learned features: the encoder learns from every row, unlabeled too.
 
     ``fit(X, y)`` takes ``y`` in scikit-learn's semi-supervised convention, -1 marking
-    the rows without a label. It fits a clone of ``encoder`` on all the rows of ``X``
-    (an :class:`~skact.ACTEncoder` learns from the rows alone; the labels only feed its
-    monitor, ``monitor_curve_``), then a clone of ``classifier`` on the features of the
-    labeled rows. A scikit-learn semi-supervised classifier
+    the rows without a label (skact's rule, stated in the user guide's
+    :ref:`unlabeled-rows`: -1, the text ``"-1"``, NaN, None, pandas' NA and blank text
+    all mark an unlabeled row). It fits a clone of ``encoder`` on all the rows of
+    ``X`` (an :class:`~skact.ACTEncoder` learns from the rows alone; the labels only
+    feed its monitor, ``monitor_curve_``), then a clone of ``classifier`` on the
+    features of the labeled rows. A scikit-learn semi-supervised classifier
     (:class:`~sklearn.semi_supervised.SelfTrainingClassifier`,
     :class:`~sklearn.semi_supervised.LabelSpreading`,
     :class:`~sklearn.semi_supervised.LabelPropagation`) receives the features of every
@@ -122,8 +77,8 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         Learns the features, for example an :class:`~skact.ACTEncoder`; anything with
         ``fit`` and ``transform``. It is cloned, unless it is a
         :class:`~sklearn.frozen.FrozenEstimator`. Its ``fit`` receives ``y`` as given,
-        -1 (or NaN, None) marking the unlabeled rows: an encoder that learns from
-        labels must follow that convention. Its parameters are searched as
+        -1 (or NaN, None, blank text) marking the unlabeled rows: an encoder that
+        learns from labels must follow that rule. Its parameters are searched as
         ``encoder__<name>``.
     classifier : classifier
         Trained on the features; its parameters are searched as ``classifier__<name>``.
@@ -198,17 +153,25 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             Every row, labeled or not; anything ``encoder`` accepts.
         y : array-like of shape (n_samples,)
             Labels, -1 for an unlabeled row (scikit-learn's semi-supervised
-            convention). NaN (float labels) and None or NaN (object labels, such as
-            strings) mark unlabeled rows too. At least two classes must be labeled.
+            convention). The text ``"-1"`` (what ``np.array(["cat", -1])`` holds),
+            NaN, None, pandas' NA and blank text mark unlabeled rows too: the rule of
+            :ref:`unlabeled-rows`. At least two classes must be labeled. A warning
+            says when the -1 labels look like a class (the other labels are only 1,
+            or include other negative numbers).
 
         Returns
         -------
         self : TransferClassifier
             The fitted estimator.
         """
+        # Before the checks: the -1 labels it questions may leave one class labeled.
+        warn_if_minus_one_ambiguous(y, stacklevel=3)  # this, the wrapper, the caller
         y, labeled = _check_target(X, y)
         self.classes_ = np.unique(y[labeled])
-        self.encoder_ = clone(self.encoder).fit(X, y)
+        with warnings.catch_warnings():
+            # Said once, above: an ACTEncoder would warn about the same labels.
+            warnings.simplefilter("ignore", AmbiguousMinusOneWarning)
+            self.encoder_ = clone(self.encoder).fit(X, y)
         features = self.encoder_.transform(X)
         self.classifier_ = clone(self.classifier)
         if self._passes_unlabeled():
@@ -296,7 +259,8 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), or images
         y : array-like of shape (n_samples,)
-            Labels, -1 (or NaN, None) for an unlabeled row, as in ``fit``.
+            Labels, -1 (or NaN, None, blank text) for an unlabeled row, as in
+            ``fit``.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the rows.
 
@@ -363,8 +327,9 @@ def _check_target(X: Any, y: Any, need_two_classes: bool = True) -> tuple[Any, A
     y, labeled = semi_supervised_target(y)
     if not labeled.any():
         raise ValueError(
-            f"y has no labeled rows: all {len(y)} labels are -1 (or NaN/None), which "
-            "marks a row as unlabeled; label at least one row of each class"
+            f"y has no labeled rows: all {len(y)} labels are -1 (or NaN, None, "
+            "blank), which marks a row as unlabeled; label at least one row of each "
+            "class"
         )
     check_classification_targets(y[labeled])
     n_classes = len(np.unique(y[labeled]))

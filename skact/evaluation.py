@@ -4,12 +4,15 @@ These are the ACT paper's two protocols, scaled down to a handful of labels: a l
 classifier and a nearest-neighbour vote trained on ``k`` labelled samples per class of
 frozen features, averaged over many random draws of those samples. They score with any
 scikit-learn scorer (accuracy by default; balanced accuracy for imbalanced classes),
-beside the score of always predicting the majority class.
+beside the score of always predicting the majority class. For model selection with few
+labels, :func:`labeled_scorer` scores the labeled rows of a fold and
+:class:`LabeledStratifiedKFold` gives every fold labeled rows of each class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +21,19 @@ from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import get_scorer, make_scorer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection._split import _BaseKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import _safe_indexing, check_random_state
 
+from ._labels import semi_supervised_target
 from ._tabular_mixed import is_missing
-from ._transfer import semi_supervised_target
 
 __all__ = [
     "FewShotResult",
+    "LabeledStratifiedKFold",
     "few_shot_score",
     "knn_probe",
     "labeled_scorer",
@@ -501,7 +507,7 @@ def pca_baseline(
 
 
 class _LabeledScorer:
-    """A scorer restricted to the labeled rows (``y`` not -1, NaN or None)."""
+    """A scorer restricted to the labeled rows (see :func:`skact._labels.labeled_mask`)."""
 
     def __init__(self, scorer: Callable[..., float], metric: Any) -> None:
         self._scorer = scorer
@@ -519,11 +525,12 @@ class _LabeledScorer:
         rows = np.flatnonzero(labeled)
         if rows.size == 0:
             raise ValueError(
-                f"{self!r} got a fold with no labeled rows: all {len(y_true)} labels "
-                "are -1 (or NaN/None). Label more rows, use fewer folds, or split with "
-                "StratifiedKFold, which treats -1 as a class of its own and so spreads "
-                "the labeled rows of each class over the folds (GridSearchCV's default "
-                "cv for a classifier)."
+                f"{self!r} got a test fold with no labeled rows: all {len(y_true)} "
+                "labels are -1 (or NaN, None, blank), so the fold cannot be scored, and "
+                "a search would score this fold NaN for every candidate. Split with "
+                "cv=skact.evaluation.LabeledStratifiedKFold(n_splits), which puts "
+                "labeled rows of each class in every fold; or label more rows, or use "
+                "fewer folds."
             )
         if sample_weight is not None:
             kwargs["sample_weight"] = np.asarray(sample_weight)[rows]
@@ -539,8 +546,9 @@ class _LabeledScorer:
 def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
     """A scorer that scores the labeled rows only, for data with few labels.
 
-    ``y`` follows scikit-learn's semi-supervised convention: -1 (or NaN, None) marks an
-    unlabeled row. The scorer drops those rows of the test fold, then scores the rest
+    ``y`` follows scikit-learn's semi-supervised convention: -1 (or NaN, None, blank
+    text; the rule of the user guide's :ref:`unlabeled-rows`) marks an unlabeled row.
+    The scorer drops those rows of the test fold, then scores the rest
     with ``metric``. Pass it as ``scoring`` to
     :class:`~sklearn.model_selection.GridSearchCV` or
     :func:`~sklearn.model_selection.cross_validate`, for example with a
@@ -559,12 +567,16 @@ def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
     -------
     callable
         ``scorer(estimator, X, y, sample_weight=None)``. It raises a ValueError for a
-        fold without labeled rows; in a search with the default ``error_score=np.nan``
-        that fold's score is NaN, with a warning carrying the message.
+        test fold without labeled rows; in a search with the default
+        ``error_score=np.nan`` that fold's score is NaN for every candidate, with a
+        warning carrying the message, and the search may pick a worse candidate:
+        split with :class:`LabeledStratifiedKFold`, which gives every fold labeled
+        rows.
 
     See Also
     --------
     skact.TransferClassifier : Encoder on every row, classifier on the labeled rows.
+    LabeledStratifiedKFold : Folds with labeled rows of each class.
 
     Examples
     --------
@@ -576,3 +588,150 @@ def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
     """
     scorer = get_scorer(metric) if isinstance(metric, str) else make_scorer(metric)
     return _LabeledScorer(scorer, metric)
+
+
+class LabeledStratifiedKFold(_BaseKFold):
+    """K-fold for data with few labels: labeled rows of each class in every test fold.
+
+    The labeled rows are split as :class:`~sklearn.model_selection.StratifiedKFold`
+    splits a target (each fold gets the same share of each class); the unlabeled rows
+    (``y`` of -1, NaN, None or blank: the rule of the user guide's
+    :ref:`unlabeled-rows`) are dealt out in ``n_splits`` parts whose sizes differ by
+    one row at most, the larger parts to the folds with fewer labeled rows. So every
+    test fold has labeled rows to score (:func:`labeled_scorer`) and every training
+    fold its share of the unlabeled rows (:class:`~skact.TransferClassifier`'s encoder
+    learns from them). With no unlabeled row the folds are StratifiedKFold's.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of folds, at least 2. A class with fewer labeled rows than
+        ``n_splits`` is missing from some test folds (a warning says so); when every
+        class has fewer, ``split`` raises a ValueError.
+    shuffle : bool, default=False
+        Shuffle each class's labeled rows, and the unlabeled rows, before splitting;
+        without it, each class's rows and the unlabeled rows go to the folds in
+        blocks, in their order.
+    random_state : int, RandomState instance or None, default=None
+        With ``shuffle=True``, seeds the shuffling: an int gives the same folds on
+        every call of ``split``. Must be None without shuffling.
+
+    See Also
+    --------
+    labeled_scorer : Score the labeled rows of a fold.
+    sklearn.model_selection.StratifiedKFold : The split of the labeled rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([0, 0, 1, 1, -1, -1, -1, -1])  # -1: unlabeled
+    >>> cv = LabeledStratifiedKFold(n_splits=2)
+    >>> for train, test in cv.split(np.zeros((8, 1)), y):
+    ...     print(y[test])
+    [ 0  1 -1 -1]
+    [ 0  1 -1 -1]
+    """
+
+    def __init__(
+        self, n_splits: int = 5, *, shuffle: bool = False, random_state: Any = None
+    ) -> None:
+        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
+
+    def split(
+        self, X: Any, y: Any, groups: Any = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Generate indices to split data into training and test set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; only its length is used.
+        y : array-like of shape (n_samples,)
+            Labels, with the unlabeled rows marked (-1, NaN, None, blank).
+        groups : None
+            Always ignored, exists for API compatibility.
+
+        Yields
+        ------
+        train : ndarray
+            The training set indices for that split.
+        test : ndarray
+            The testing set indices for that split.
+        """
+        if groups is not None:
+            warnings.warn(
+                f"The groups parameter is ignored by {type(self).__name__}",
+                UserWarning,
+                stacklevel=2,
+            )
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the labels y to split on, got y=None; pass "
+                "y to GridSearchCV.fit or cross_validate, with -1 for unlabeled rows"
+            )
+        return super().split(X, y, groups)
+
+    def _iter_test_masks(
+        self, X: Any = None, y: Any = None, groups: Any = None
+    ) -> Iterator[np.ndarray]:
+        folds = self._make_test_folds(y)
+        for i in range(self.n_splits):
+            yield folds == i
+
+    def _make_test_folds(self, y: Any) -> np.ndarray:
+        """The test fold of each row."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        # Numbers as numbers (pandas' nullable integers come as objects), for
+        # StratifiedKFold's check of the target's type.
+        y, labeled = semi_supervised_target(y)
+        rows = np.flatnonzero(labeled)
+        if rows.size == 0:
+            raise ValueError(
+                f"{type(self).__name__}: y has no labeled rows (all {len(y)} labels are "
+                "-1, NaN, None or blank); label at least one row of each class"
+            )
+        classes, counts = np.unique(y[rows], return_counts=True)
+        shown = ", ".join(
+            f"{c!r}: {n}" for c, n in zip(classes.tolist(), counts, strict=True)
+        )
+        if np.all(counts < self.n_splits):
+            raise ValueError(
+                f"n_splits={self.n_splits} cannot be greater than the number of labeled "
+                f"rows in each class (labeled rows per class: {shown}); some test "
+                "folds would have no labeled row to score. Pass a smaller n_splits "
+                f"({counts.min()} or fewer gives every test fold a labeled row of each "
+                "class), or label more rows."
+            )
+        if counts.min() < self.n_splits:
+            warnings.warn(
+                f"The least populated class in y has only {counts.min()} labeled rows, "
+                f"which is less than n_splits={self.n_splits}: some test folds have no "
+                f"labeled row of it (labeled rows per class: {shown}).",
+                UserWarning,
+                stacklevel=5,  # past _iter_test_masks and sklearn's two split generators
+            )
+        rng = check_random_state(self.random_state)
+        folds = np.empty(len(y), dtype=int)
+        stratified = StratifiedKFold(
+            self.n_splits, shuffle=self.shuffle, random_state=rng if self.shuffle else None
+        )
+        with warnings.catch_warnings():
+            # Said above, in terms of labeled rows.
+            warnings.simplefilter("ignore", UserWarning)
+            for i, (_, test) in enumerate(stratified.split(rows, y[rows])):
+                folds[rows[test]] = i
+        unlabeled = np.flatnonzero(~labeled)
+        if self.shuffle:
+            unlabeled = rng.permutation(unlabeled)
+        # np.array_split makes the first parts the larger: they go to the folds with
+        # the fewest labeled rows, so that the folds' sizes come out even.
+        emptiest = np.argsort(
+            np.bincount(folds[rows], minlength=self.n_splits), kind="stable"
+        )
+        for fold, part in zip(
+            emptiest, np.array_split(unlabeled, self.n_splits), strict=True
+        ):
+            folds[part] = fold
+        return folds

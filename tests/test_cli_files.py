@@ -13,6 +13,7 @@ import pytest
 import skact
 from skact import ACTEncoder, ModelFileError, cli
 from skact._atomic import PARTIAL_SUFFIX, STALE_SECONDS, atomic_write
+from skact._labels import AmbiguousMinusOneWarning
 from skact._training import Trainer
 from skact.cli import UsageError, main, read_data
 
@@ -352,7 +353,7 @@ def test_evaluate_sets_blank_labels_aside(tmp_path, capsys):
     assert code == 0
     code, out_more, _ = run(["evaluate", tmp_path / "more.csv", *argv], capsys)
     assert code == 0
-    assert f"{len(blank)} of {len(y_more)} samples have a blank label" in out_more
+    assert f"{len(blank)} of {len(y_more)} samples have no label (blank or -1)" in out_more
     assert out_more.splitlines()[1:] == out_full.splitlines()  # the same scores
     # a labels file with blank lines (one-column CSV) reads them as blank labels
     (tmp_path / "y.csv").write_text("label\n" + "\n".join(y_blank) + "\n")
@@ -360,8 +361,60 @@ def test_evaluate_sets_blank_labels_aside(tmp_path, capsys):
         ["evaluate", tmp_path / "X.npy", "--labels", tmp_path / "y.csv", *argv[2:]], capsys
     )
     assert code == 0, err
-    assert f"{len(blank)} of {len(y)} samples have a blank label" in out
+    assert f"{len(blank)} of {len(y)} samples have no label (blank or -1)" in out
     assert "| '' " not in out and "''" not in out
+
+
+def test_evaluate_leaves_minus_one_labels_out_unless_minus_one_is_a_class(tmp_path, capsys):
+    """A -1 label marks an unlabeled row, as in Python: scored rows are the labeled
+    ones only. With --minus-one class, -1 is a class like the others."""
+    X, y = _blobs(n=12)
+    classes = np.searchsorted(["a", "b", "c"], y).astype(str)  # classes 0, 1, 2
+    (tmp_path / "full.csv").write_text(_csv_text(X, classes))
+    rng = np.random.default_rng(1)
+    X_more = np.vstack([X, rng.normal(size=(24, 4))])  # plus 24 rows labeled -1
+    (tmp_path / "more.csv").write_text(_csv_text(X_more, np.r_[classes, ["-1"] * 24]))
+    argv = ["--label", "label", "--k", 1, 2, "--draws", 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the -1 labels look like what they are
+        code, out_full, _ = run(["evaluate", tmp_path / "full.csv", *argv], capsys)
+        assert code == 0
+        code, out_more, _ = run(["evaluate", tmp_path / "more.csv", *argv], capsys)
+        assert code == 0
+    assert out_more.splitlines()[0] == (
+        f"{tmp_path / 'more.csv'}: 24 of 60 samples have no label (blank or -1); "
+        "they are left out as unlabeled"
+    )
+    assert out_more.splitlines()[1:] == out_full.splitlines()  # the same scores
+    code, out, _ = run(
+        ["evaluate", tmp_path / "more.csv", *argv, "--minus-one", "class"], capsys
+    )
+    assert code == 0
+    assert out.splitlines()[0].startswith("42 samples to draw labels from, 18 test ")
+
+
+def test_minus_one_labels_that_look_like_the_other_meaning_warn(tmp_path, capsys):
+    X, y = _blobs(n=12)
+    labels = np.r_[np.searchsorted(["a", "b", "c"], y[:12]).astype(str), ["-1"] * 24]
+    (tmp_path / "d.csv").write_text(_csv_text(X, labels))
+    argv = ["evaluate", tmp_path / "d.csv", "--label", "label", "--k", 1, "--draws", 1]
+    # Two thirds of the rows are -1 beside classes 0 to 2: the mark of unlabeled rows.
+    with pytest.warns(AmbiguousMinusOneWarning) as caught:
+        code, out, _ = run([*argv, "--minus-one", "class"], capsys)
+    assert code == 0
+    assert str(caught[0].message) == (
+        f"{tmp_path / 'd.csv'}, column 'label': 24 of the 36 labels are -1, read as a "
+        "class, while the other labels are non-negative integers: -1 looks like the "
+        "mark of unlabeled rows (scikit-learn's semi-supervised convention). If it "
+        "marks unlabeled rows, leave out --minus-one class."
+    )
+    # A -1/+1 target read by the default rule: -1 looks like a class.
+    (tmp_path / "pm.csv").write_text(_csv_text(X, np.where(y == "a", "1", "-1")))
+    argv = ["fit", tmp_path / "pm.csv", "--label", "label", "-o", tmp_path / "m.skact"]
+    with pytest.warns(AmbiguousMinusOneWarning, match="pass --minus-one class") as caught:
+        code, out, _ = run([*argv, *TINY], capsys)
+    assert code == 0 and "24 of 36 samples have no label in column 'label'" in out
+    assert "-1/+1 binary target" in str(caught[0].message)
 
 
 # ------------------------------------------- a labels file's header, by its line count

@@ -82,8 +82,9 @@ def test_blank_labels_are_unlabeled_rows_and_the_labeled_ones_feed_the_monitor(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == (
-        f"{data}: 48 of 60 samples have a blank label in column 'label': they are "
-        "trained on as unlabeled rows; the 12 labeled ones also feed the monitor"
+        f"{data}: 48 of 60 samples have no label in column 'label' (blank or -1): "
+        "they are trained on as unlabeled rows; the 12 labeled ones also feed the "
+        "monitor"
     )
     assert lines[-1].startswith("fitted ACTEncoder on 60 samples (mlp network, 2 epochs")
     what, value, _ = _printed_monitor(out)
@@ -117,6 +118,38 @@ def test_the_fit_matches_the_api_fit_on_every_row_with_y(tmp_path, capsys):
     np.testing.assert_allclose(fitted.monitor_curve_, api.monitor_curve_, rtol=1e-6)
 
 
+def test_minus_one_labels_are_unlabeled_rows_unless_minus_one_is_a_class(tmp_path, capsys):
+    """-1 marks an unlabeled row, as in Python: the monitor follows the 12 labeled
+    rows. With --minus-one class, -1 is a fourth class and every row feeds it."""
+    X, y = _blobs()
+    data = tmp_path / "d.csv"
+    labels = np.where(np.isin(np.arange(60), LABELED), y, "-1")
+    _write_csv(data, X, labels)
+    argv = ["fit", data, "--label", "label", *TINY, "-q"]
+    code, out, err = run([*argv, "-o", tmp_path / "m.skact"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{data}: 48 of 60 samples have no label in column 'label' (blank or -1): "
+        "they are trained on as unlabeled rows; the 12 labeled ones also feed the "
+        "monitor"
+    )
+    assert _printed_monitor(out)[0] == few_shot(12)
+    blank = tmp_path / "blank.csv"
+    _write_csv(blank, X, _partly_labeled(y))
+    code, _, err = run(["fit", blank, *argv[2:], "-o", tmp_path / "b.skact"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(  # -1 and blank: the same fit, the same monitor
+        skact.load(tmp_path / "m.skact").monitor_curve_,
+        skact.load(tmp_path / "b.skact").monitor_curve_,
+    )
+    with pytest.warns(skact._labels.AmbiguousMinusOneWarning, match="48 of the 60"):
+        code, out, err = run(
+            [*argv, "--minus-one", "class", "-o", tmp_path / "c.skact"], capsys
+        )
+    assert code == 0, err
+    assert _printed_monitor(out)[0] == few_shot(60)
+
+
 def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
     X, y = _blobs()
     data, model = tmp_path / "d.csv", tmp_path / "m.skact"
@@ -126,8 +159,8 @@ def test_every_label_blank_fits_without_labels_and_says_so(tmp_path, capsys):
     )
     assert code == 0, err
     assert out.splitlines()[0] == (
-        f"{data}: every label in column 'label' is blank: fitting without labels (the "
-        "monitor follows the label-free effective rank)"
+        f"{data}: every label in column 'label' is blank or -1: fitting without labels "
+        "(the monitor follows the label-free effective rank)"
     )
     what, value, width = _printed_monitor(out)
     assert (what, width) == ("effective rank, label-free", "3")
@@ -181,7 +214,7 @@ def test_a_labels_file_with_blank_lines(tmp_path, capsys):
     argv = ["fit", data, "--labels", labels, "-o", model, *TINY, "-q"]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert f"48 of 60 samples have a blank label in {labels}" in out
+    assert f"48 of 60 samples have no label in {labels} (blank or -1)" in out
     assert _printed_monitor(out)[0] == few_shot(12)
     assert skact.load(model).monitor_name_ == "few_shot_1nn_accuracy"
 
@@ -196,8 +229,8 @@ def test_a_labels_file_without_a_header_labels_every_row(tmp_path, capsys):
     code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
     assert code == 0, err
     assert out.splitlines()[0] == (
-        f"{data}: 48 of 60 samples have a blank label in {labels}: they are trained on "
-        "as unlabeled rows; the 12 labeled ones also feed the monitor"
+        f"{data}: 48 of 60 samples have no label in {labels} (blank or -1): they are "
+        "trained on as unlabeled rows; the 12 labeled ones also feed the monitor"
     )
     assert _printed_monitor(out)[0] == few_shot(12)
 
@@ -225,7 +258,7 @@ def test_a_labels_file_of_blank_lines_fits_without_labels(tmp_path, capsys, head
     code, out, err = run(["fit", data, "--labels", labels, "-o", model, *TINY], capsys)
     assert code == 0, err
     assert (
-        f"{data}: every label in {labels} is blank: fitting without labels (the "
+        f"{data}: every label in {labels} is blank or -1: fitting without labels (the "
         "monitor follows the label-free effective rank)"
     ) in out.splitlines()
     assert _printed_monitor(out)[0] == "effective rank, label-free"
@@ -308,7 +341,7 @@ def test_an_image_folder_labeled_by_file_where_only_some_are_labeled(tmp_path, c
     argv += ["--batch-size", 8, "--device", "cpu", "--n-components", 4]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert "12 of 24 samples have a blank label" in out
+    assert "12 of 24 samples have no label in" in out
     assert _printed_monitor(out)[0] == few_shot(12)
 
 

@@ -269,6 +269,9 @@ def _check_few_shot(ns: dict, out: str) -> None:
 def _check_grid_search(ns: dict, out: str) -> None:
     assert len(ns["search"].cv_results_["params"]) == 4
     assert len(out.strip().splitlines()) == 1 + 2
+    # The search with few labels split with LabeledStratifiedKFold: no fold unscored.
+    assert type(ns["search"].cv).__name__ == "LabeledStratifiedKFold"
+    assert np.isfinite(ns["search"].cv_results_["mean_test_score"]).all()
 
 
 def _check_devices(ns: dict, out: str) -> None:

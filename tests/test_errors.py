@@ -30,12 +30,14 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 import skact
 from skact import ACTEncoder, NonFiniteLossError, _guards
 from skact._training import Trainer
+from skact.evaluation import LabeledStratifiedKFold, labeled_scorer
 from skact.objectives import ACTLoss
 
 from _small import small_encoder
@@ -361,6 +363,24 @@ CASES = [
         "skact",
     ),
     Case(
+        "A search fold without labeled rows",
+        "labeled_scorer('accuracy')(model, X, y) with y = -1 throughout",
+        lambda: labeled_scorer("accuracy")(
+            DummyClassifier().fit(X[:2], [0, 1]), X, np.full(64, -1)
+        ),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Fewer labeled rows per class than folds",
+        "list(LabeledStratifiedKFold(5).split(X, y)) with 2 labels per class",
+        lambda: list(
+            LabeledStratifiedKFold(5).split(X, np.r_[[0, 0, 1, 1], np.full(60, -1)])
+        ),
+        ValueError,
+        "skact",
+    ),
+    Case(
         "Missing model file",
         "skact.load('model.skact')",
         lambda: skact.load("model.skact"),
@@ -478,6 +498,9 @@ def test_messages_name_the_problem_and_fix() -> None:
     assert "'model.skact'" in messages["An empty model path"]
     cut_short = messages["A model file cut short (an interrupted copy)"]
     assert "corrupt or truncated" in cut_short
+    assert "LabeledStratifiedKFold" in messages["A search fold without labeled rows"]
+    folds = messages["Fewer labeled rows per class than folds"]
+    assert "labeled rows per class: 0: 2, 1: 2" in folds
 
 
 def test_one_dimensional_containers_say_how_to_pass_a_column() -> None:

@@ -13,7 +13,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import (
     GridSearchCV,
+    KFold,
     StratifiedKFold,
+    check_cv,
     cross_validate,
 )
 from sklearn.neighbors import KNeighborsClassifier
@@ -21,6 +23,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from skact import TransferClassifier
 from skact.evaluation import (
     FewShotResult,
+    LabeledStratifiedKFold,
     few_shot_score,
     knn_probe,
     labeled_scorer,
@@ -397,3 +400,122 @@ def test_grid_search_on_digits_scores_the_labeled_rows_of_each_fold():
             assert split_score == pytest.approx(by_hand[i, j])
     assert search.best_index_ == np.argmax(by_hand.mean(axis=1))
     assert by_hand.min() > 0.2  # well above chance (0.1) with 5 labels per class
+
+
+def test_labeled_scorer_names_the_splitter_for_a_fold_without_labels():
+    model = _Echo().fit([[0], [1]], [0, 1])
+    y = np.array(["-1", "", None, np.nan], dtype=object)  # every mark of the rule
+    with pytest.raises(ValueError) as raised:
+        labeled_scorer("accuracy")(model, np.zeros((4, 1)), y)
+    message = str(raised.value)
+    assert message.startswith(
+        "labeled_scorer('accuracy') got a test fold with no labeled rows: all 4 labels "
+        "are -1 (or NaN, None, blank), so the fold cannot be scored"
+    )
+    assert "cv=skact.evaluation.LabeledStratifiedKFold(n_splits)" in message
+
+
+# ------------------------------------------------------------ LabeledStratifiedKFold
+
+
+def _few_labeled(per_class=(6, 6, 6), n_unlabeled=40):
+    """Labels of the classes "a", "b", ... (``per_class`` rows each), then unlabeled
+    rows marked every way the rule allows, shuffled together."""
+    labels = [name for name, n in zip("abcdef", per_class) for _ in range(n)]
+    marks = ["-1", "", None, np.nan, -1]
+    labels += [marks[i % len(marks)] for i in range(n_unlabeled)]
+    order = np.random.default_rng(0).permutation(len(labels))
+    return np.array(labels, dtype=object)[order]
+
+
+def test_every_fold_gets_labeled_rows_of_each_class_and_its_share_of_the_rest():
+    y = _few_labeled()
+    X = np.zeros((len(y), 2))
+    unlabeled = np.flatnonzero(~np.isin(y, ["a", "b", "c"]))
+    cv = LabeledStratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    assert cv.get_n_splits(X, y) == 3 and check_cv(cv) is cv
+    tests = [test for _, test in cv.split(X, y)]
+    for (train, test), expected in zip(cv.split(X, y), tests, strict=True):
+        np.testing.assert_array_equal(test, expected)  # an int seed: the same folds
+        assert np.intersect1d(train, test).size == 0 and len(train) + len(test) == 58
+        for name in "abc":
+            assert (y[test] == name).sum() == 2  # 6 labels per class over 3 folds
+        assert len(np.intersect1d(test, unlabeled)) in (13, 14)  # 40 over 3 folds
+    np.testing.assert_array_equal(np.sort(np.concatenate(tests)), np.arange(58))
+    other = LabeledStratifiedKFold(n_splits=3, shuffle=True, random_state=1)
+    assert any(
+        not np.array_equal(a, b) for a, (_, b) in zip(tests, other.split(X, y), strict=True)
+    )
+    # Without shuffling, the unlabeled rows go to the folds in blocks, in order.
+    blocks = [
+        np.intersect1d(t, unlabeled) for _, t in LabeledStratifiedKFold(3).split(X, y)
+    ]
+    assert sorted(np.concatenate(sorted(blocks, key=min)).tolist()) == unlabeled.tolist()
+    assert all(np.all(np.diff(np.searchsorted(unlabeled, b)) == 1) for b in blocks)
+
+
+def test_without_unlabeled_rows_the_folds_are_stratified_k_folds():
+    X, y = _blobs(n_per_class=7)
+    for kwargs in ({}, {"shuffle": True, "random_state": 3}):
+        ours = LabeledStratifiedKFold(n_splits=3, **kwargs).split(X, y)
+        theirs = StratifiedKFold(n_splits=3, **kwargs).split(X, y)
+        for (a, b), (c, d) in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+
+
+def test_uneven_folds_are_evened_out_by_the_unlabeled_rows():
+    # 5 labeled rows over 3 folds (2, 2, 1): the unlabeled row goes to the third.
+    y = np.array([0, 0, 0, 1, 1, -1])
+    with pytest.warns(UserWarning, match="only 2 labeled rows"):
+        folds = list(LabeledStratifiedKFold(3).split(np.zeros((6, 1)), y))
+    assert [len(test) for _, test in folds] == [2, 2, 2]
+    assert folds[2][1].tolist() == [2, 5]
+
+
+def test_too_few_labels_per_class_for_the_folds():
+    y = _few_labeled(per_class=(2, 2))
+    X = np.zeros((len(y), 1))
+    with pytest.raises(ValueError) as raised:
+        list(LabeledStratifiedKFold(n_splits=3).split(X, y))
+    assert str(raised.value).startswith(
+        "n_splits=3 cannot be greater than the number of labeled rows in each class "
+        "(labeled rows per class: 'a': 2, 'b': 2)"
+    )
+    assert "(2 or fewer gives every test fold a labeled row of each class)" in str(
+        raised.value
+    )
+    y = _few_labeled(per_class=(5, 2))
+    X = np.zeros((len(y), 1))
+    with pytest.warns(UserWarning, match="only 2 labeled rows, which is less than n_s"):
+        folds = list(LabeledStratifiedKFold(n_splits=3).split(X, y))
+    assert all(np.isin(y[test], ["a"]).any() for _, test in folds)
+    with pytest.raises(ValueError, match="y has no labeled rows"):
+        list(LabeledStratifiedKFold().split(X, np.full(len(X), -1)))
+    with pytest.raises(ValueError, match="needs the labels y"):
+        list(LabeledStratifiedKFold().split(X, None))
+    with pytest.raises(ValueError, match="Setting a random_state has no effect"):
+        LabeledStratifiedKFold(random_state=0)
+
+
+def test_grid_search_with_the_splitter_picks_the_candidate_that_scores_best():
+    """Labeled rows first, unlabeled ones last: with KFold the last fold has no label,
+    every candidate's mean is NaN and the search returns the first one, the worst."""
+    X, y = _blobs(n_per_class=20)
+    order = np.argsort(np.arange(60) % 20 >= 4, kind="stable")  # 4 labels per class
+    X, y = X[order], np.where(np.arange(60) < 12, y[order], -1)
+    model = TransferClassifier(PCA(2), DummyClassifier())
+    grid = {"classifier": [DummyClassifier(), LogisticRegression()]}
+    scorer = labeled_scorer("accuracy")
+    with pytest.warns(UserWarning, match="LabeledStratifiedKFold"):
+        naive = GridSearchCV(model, grid, scoring=scorer, cv=KFold(3)).fit(X, y)
+    assert np.isnan(naive.cv_results_["mean_test_score"]).all()
+    assert naive.best_index_ == 0
+    cv = LabeledStratifiedKFold(n_splits=2, shuffle=True, random_state=0)
+    search = GridSearchCV(model, grid, scoring=scorer, cv=cv).fit(X, y)
+    means = search.cv_results_["mean_test_score"]
+    assert np.isfinite(means).all() and means[1] > means[0]
+    assert isinstance(search.best_params_["classifier"], LogisticRegression)
+    # cross_validate takes it as well: each fold scored on its labeled rows.
+    scores = cross_validate(model, X, y, cv=cv, scoring=scorer)["test_score"]
+    assert np.isfinite(scores).all()

@@ -25,6 +25,7 @@ from skact._callbacks import (
     monitored_rows,
     shot_masks,
 )
+from skact._labels import AmbiguousMinusOneWarning
 
 from _small import small_encoder
 
@@ -231,6 +232,25 @@ def test_fit_with_unlabeled_rows_fills_the_curve_with_the_1nn_accuracy(y):
         assert 0 <= accuracy <= 1 and (accuracy * 60) == pytest.approx(round(accuracy * 60))
     # The estimate is the score of the fitted model on the same labeled rows.
     assert enc.score(X, y) == pytest.approx(enc.monitor_curve_[-1])
+
+
+def test_text_minus_one_labels_are_unlabeled_rows_for_the_monitor():
+    """``np.array(["class 0", -1])`` holds the text "-1": an unlabeled row, no class."""
+    as_text = np.array([f"class {v}" if v != -1 else -1 for v in Y_SEMI])
+    assert "-1" in as_text
+    enc = small_encoder(max_iter=2).fit(X, as_text)
+    by_number = small_encoder(max_iter=2).fit(X, Y_SEMI)
+    assert enc.monitor_curve_ == by_number.monitor_curve_  # the same 16 labeled rows
+
+
+def test_a_minus_one_plus_one_target_warns_at_the_callers_line():
+    pm = np.where(np.arange(64) % 2, 1, -1)
+    for method in ("fit", "partial_fit"):
+        with pytest.warns(AmbiguousMinusOneWarning) as caught:
+            getattr(small_encoder(max_iter=1), method)(X, pm)
+        said = [w for w in caught if w.category is AmbiguousMinusOneWarning]
+        assert len(said) == 1 and said[0].filename == __file__
+        assert "-1/+1 binary target" in str(said[0].message)
 
 
 def test_unlabeled_or_too_few_labels_fall_back_to_the_effective_rank():

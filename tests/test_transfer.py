@@ -1,5 +1,8 @@
 """TransferClassifier: encoder on every row, classifier on the labeled rows."""
 
+import io
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +19,7 @@ from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from sklearn.svm import LinearSVC
 
 from skact import TransferClassifier
-from skact._transfer import labeled_mask
+from skact._labels import AmbiguousMinusOneWarning
 
 from _small import small_encoder
 
@@ -53,13 +56,42 @@ class _Recorder(ClassifierMixin, BaseEstimator):
 # ------------------------------------------------------------------- the -1 convention
 
 
-def test_labeled_mask_follows_the_semi_supervised_convention():
-    assert labeled_mask([3, -1, 0]).tolist() == [True, False, True]
-    assert labeled_mask([1.0, np.nan, -1.0]).tolist() == [True, False, False]
-    obj = np.array(["a", None, np.nan, -1, pd.NA, "b"], dtype=object)
-    assert labeled_mask(obj).tolist() == [True, False, False, False, False, True]
-    # A string "-1" is a label: only the number -1 marks an unlabeled row.
-    assert labeled_mask(np.array(["-1", "a"])).tolist() == [True, True]
+def test_text_minus_one_labels_are_unlabeled_and_never_predicted():
+    """``np.array(["cat", -1])`` and ``read_csv`` hold the text "-1": no class."""
+    X, y = _blobs()
+    names = np.array(["cat", "dog", "owl"])[y]
+    few = _few_labels(y)
+    as_text = np.array([names[i] if v != -1 else -1 for i, v in enumerate(few)])
+    assert as_text.dtype.kind == "U" and "-1" in as_text
+    csv = "label\n" + "\n".join(as_text) + "\n"
+    from_csv = pd.read_csv(io.StringIO(csv))["label"]
+    for labels in (as_text, from_csv):
+        model = TransferClassifier(StandardScaler(), LogisticRegression()).fit(X, labels)
+        assert model.classes_.tolist() == ["cat", "dog", "owl"]
+        assert len(model.classifier_.classes_) == 3
+        assert "-1" not in set(model.predict(X))
+        # Scored on the labeled rows only: the "-1" rows count for nothing.
+        labeled = few != -1
+        assert model.score(X, labels) == model.score(X[labeled], names[labeled])
+
+
+def test_labels_whose_minus_one_looks_like_a_class_warn_once():
+    X, y = _blobs(n_classes=4)
+    y = y - 2  # classes -2, -1, 0, 1: -1 is read as unlabeled, and a warning says so
+    model = TransferClassifier(small_encoder(), LogisticRegression())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+    said = [w for w in caught if issubclass(w.category, AmbiguousMinusOneWarning)]
+    assert len(said) == 1  # not again by the ACTEncoder inside
+    assert "other labels are negative too (-2)" in str(said[0].message)
+    assert said[0].filename == __file__  # points at the caller's line
+    assert model.classes_.tolist() == [-2, 0, 1]
+    # A -1/+1 target: the warning says why only one class is left, then fit refuses.
+    pm = np.where(np.arange(len(X)) % 2, 1, -1)
+    with pytest.warns(AmbiguousMinusOneWarning, match=r"-1/\+1 binary target"):
+        with pytest.raises(ValueError, match="one class only"):
+            TransferClassifier(StandardScaler(), LogisticRegression()).fit(X, pm)
 
 
 # ------------------------------------------------------------------------------ fit

@@ -30,7 +30,7 @@ from .._atomic import atomic_write
 from .._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
 from .._encoder import ACTEncoder, resolved_settings
 from .._guards import Advice, check_values
-from .._transfer import labeled_mask
+from .._labels import labeled_mask, warn_if_minus_one_ambiguous
 from ..evaluation import (
     FewShotResult,
     few_shot_score,
@@ -194,12 +194,14 @@ def fit(args: argparse.Namespace) -> int:
 
 
 def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
-    """The labels ``fit`` gives the estimator's monitor, None for a blank one.
+    """The labels ``fit`` gives the estimator's monitor, as class codes (-1: unlabeled).
 
-    A blank label is a row nobody labeled: it is trained on like every row, and the
-    estimator's semi-supervised convention (None: unlabeled) keeps it out of the
-    monitor. None when DATA has no labels, or only blank ones (said, with what the
-    monitor follows instead).
+    A blank label, or -1 unless ``--minus-one class``, marks a row nobody labeled (the
+    library's rule, :func:`skact._labels.labeled_mask`): it is trained on like every
+    row and kept out of the monitor. The monitor needs the classes only, so they go as
+    codes, -1 for the unlabeled rows whatever the labels were (a class named -1 too).
+    None when DATA has no labels, or no labeled row (said, with what the monitor
+    follows instead).
     """
     if args.label is not None and args.labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
@@ -213,23 +215,47 @@ def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
         raise UsageError(
             f"{args.labels}: {len(y)} labels for the {len(data.X)} samples of {args.data}"
         )
-    blank = np.char.strip(y.astype(str)) == ""
-    where = f"column {args.label!r}" if args.label is not None else str(args.labels)
-    if blank.all():
+    where = _label_source(args.label, args.labels)
+    labeled = _labeled_rows(y, args.minus_one, f"{args.data}, {where}")
+    unlabeled = _UNLABELED[args.minus_one]
+    if not labeled.any():
         print(
-            f"{args.data}: every label in {where} is blank: fitting without labels (the "
-            "monitor follows the label-free effective rank)"
+            f"{args.data}: every label in {where} is {unlabeled}: fitting without labels "
+            "(the monitor follows the label-free effective rank)"
         )
         return None
-    if blank.any():
+    if not labeled.all():
         print(
-            f"{args.data}: {blank.sum()} of {len(y)} samples have a blank label in "
-            f"{where}: they are trained on as unlabeled rows; the {(~blank).sum()} "
-            "labeled ones also feed the monitor"
+            f"{args.data}: {(~labeled).sum()} of {len(y)} samples have no label in "
+            f"{where} ({unlabeled}): they are trained on as unlabeled rows; the "
+            f"{labeled.sum()} labeled ones also feed the monitor"
         )
-    target = y.astype(object)
-    target[blank] = None
-    return target
+    codes = np.full(len(y), -1)
+    codes[labeled] = np.unique(y[labeled], return_inverse=True)[1]
+    return codes
+
+
+def _label_source(label: str | None, labels: Path | None) -> str:
+    """Where DATA's labels come from, for messages."""
+    if label is not None:
+        return f"column {label!r}"
+    return str(labels) if labels is not None else "its subfolders"
+
+
+#: How an unlabeled row's label reads under each ``--minus-one`` choice.
+_UNLABELED = {"unlabeled": "blank or -1", "class": "blank"}
+
+
+def _labeled_rows(y: np.ndarray, minus_one: str, name: str) -> np.ndarray:
+    """Which of the labels ``y`` (named ``name`` in messages) are labeled, by the
+    library's rule with ``--minus-one``; warns when its -1 labels look like they mean
+    the other thing."""
+    fix = {
+        "unlabeled": "If -1 is a class there, pass --minus-one class.",
+        "class": "If it marks unlabeled rows, leave out --minus-one class.",
+    }[minus_one]
+    warn_if_minus_one_ambiguous(y, minus_one=minus_one, name=name, fix=fix)
+    return labeled_mask(y, minus_one=minus_one)
 
 
 def _read_labels(path: Path, data: Path, n_samples: int) -> np.ndarray:
@@ -340,9 +366,14 @@ _FEATURE_NAME = re.compile(r"actencoder\d+")
 
 
 def _labelled(
-    path: Path, label: str | None, labels: Path | None, model: ACTEncoder | None
+    path: Path,
+    label: str | None,
+    labels: Path | None,
+    model: ACTEncoder | None,
+    minus_one: str,
 ) -> tuple[Data, np.ndarray]:
-    """DATA and its labels; rows with a blank label are set aside (and counted)."""
+    """DATA and its labels; unlabeled rows (a blank label, or -1 unless ``minus_one``
+    is ``"class"``) are set aside (and counted)."""
     if label is not None and labels is not None:
         raise UsageError("give either --label (a column) or --labels (a file), not both")
     data = _read_for(model, path, label) if model is not None else files.read(path, label)
@@ -354,15 +385,17 @@ def _labelled(
         )
     if len(y) != len(data.X):
         raise UsageError(f"{path}: {len(data.X)} samples but {len(y)} labels")
-    # A blank cell is a row nobody labelled, not a class named ''.
-    labelled = np.flatnonzero(np.char.strip(y.astype(str)) != "")
+    # A blank cell (or -1) is a row nobody labelled, not a class named '' (or -1).
+    where = _label_source(label, labels)
+    labelled = np.flatnonzero(_labeled_rows(y, minus_one, f"{path}, {where}"))
+    unlabeled = _UNLABELED[minus_one]
     if len(labelled) == 0:
-        raise UsageError(f"{path}: every label is blank")
+        raise UsageError(f"{path}: every label is {unlabeled}, so no row is labeled")
     X = data.X
     if len(labelled) < len(y):
         print(
-            f"{path}: {len(y) - len(labelled)} of {len(y)} samples have a blank label; "
-            "they are left out as unlabeled"
+            f"{path}: {len(y) - len(labelled)} of {len(y)} samples have no label "
+            f"({unlabeled}); they are left out as unlabeled"
         )
         X = [X[i] for i in labelled] if isinstance(X, list) else X[labelled]
     return data._replace(X=X, y=y[labelled]), y[labelled]
@@ -474,13 +507,15 @@ def evaluate(args: argparse.Namespace) -> int:
             "--features says DATA is already encoded; --model encodes it: give one"
         )
     model = files.load_model(args.model) if args.model is not None else None
-    data, y = _labelled(args.data, args.label, args.labels, model)
+    data, y = _labelled(args.data, args.label, args.labels, model, args.minus_one)
     if model is None and data.is_images:
         raise UsageError("an image folder can only be evaluated through a model (--model)")
     inputs = [(data, args.data)]
     test = None
     if args.test is not None:
-        test, y_test = _labelled(args.test, args.label, args.test_labels, model)
+        test, y_test = _labelled(
+            args.test, args.label, args.test_labels, model, args.minus_one
+        )
         inputs.append((test, args.test))
     features = None
     if model is not None:  # once every input is read: unreadable inputs are exit 2

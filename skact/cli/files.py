@@ -395,7 +395,7 @@ class Data(NamedTuple):
     """What :func:`read` found in DATA."""
 
     X: Any  #: features (ndarray: float64, or object with text), or image paths
-    y: np.ndarray | None  #: labels (blank: unlabeled), when there are any
+    y: np.ndarray | None  #: labels as text (blank or -1: unlabeled), if there are any
     columns: list[str] | None  #: the features' names in messages; None: by position
     header: bool  #: whether ``columns`` come from the file (CSV header, Parquet)
     categorical: np.ndarray | None  #: per column of a table: read as categorical

@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import __version__, _training
 from .._encoder import ACTEncoder
 from .._guards import Advice
+from .._labels import MINUS_ONE
 
 __all__ = ["EXCLUDED", "OPTIONS", "build_parser"]
 
@@ -407,6 +408,18 @@ def _add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_minus_one_option(parser: argparse.ArgumentParser) -> None:
+    """``--minus-one``: what a label of -1 means, the choices of the library's rule."""
+    parser.add_argument(
+        "--minus-one",
+        choices=MINUS_ONE,
+        default=MINUS_ONE[0],
+        help="what a label of -1 (or -1.0) means: an unlabeled row, as a blank one "
+        "(the rule of skact's Python API too), or a class of its own, for labels whose "
+        "classes include -1",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``skact`` argument parser; ``args.command`` names the command to run.
 
@@ -487,18 +500,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--label",
         metavar="COL",
-        help=label_help + "; its labels only feed the monitor, and a blank cell marks "
-        "an unlabeled row (default: none; labels then come from --labels or an image "
-        "folder's class subfolders, else the monitor is label-free)",
+        help=label_help + "; its labels only feed the monitor, and a blank or -1 "
+        "label marks an unlabeled row (see --minus-one; default: none; labels then come "
+        "from --labels or an image folder's class subfolders, else the monitor is "
+        "label-free)",
     )
     fit.add_argument(
         "--labels",
         type=Path,
         metavar="FILE",
         help="labels of DATA in their own file (.npy, or a one-column CSV / text file; "
-        "an image folder's in its sorted path order), blank where unlabeled (default: "
-        "none; see --label)",
+        "an image folder's in its sorted path order), blank or -1 where unlabeled "
+        "(default: none; see --label)",
     )
+    _add_minus_one_option(fit)
     fit.add_argument(
         "--no-optimizer-state",
         dest="optimizer_state",
@@ -553,8 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and report the mean and standard deviation of the test score (--metric, "
         "accuracy by default) over many draws, beside the score of always predicting "
         "the pool's majority class. DATA holds features (e.g. from 'skact transform'), "
-        "or raw inputs with --model. Samples with a blank label are unlabeled: they "
-        "are left out.",
+        "or raw inputs with --model. Samples with a blank or -1 label are unlabeled: "
+        "they are left out (see --minus-one).",
     )
     evaluate.add_argument("data", type=Path, metavar="DATA", help=data_help)
     evaluate.add_argument(
@@ -570,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels of DATA in their own file: .npy, or a one-column CSV / text file "
         "(default: none, see --label)",
     )
+    _add_minus_one_option(evaluate)
     evaluate.add_argument(
         "--model",
         type=Path,
