@@ -1196,6 +1196,20 @@ def test_ctrl_c_before_any_step_leaves_estimator_unfitted() -> None:
         check_is_fitted(enc)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_ctrl_c_in_a_continued_fit_keeps_its_steps(method) -> None:
+    enc = small(warm_start=True, max_iter=2).fit(X)  # 8 steps
+    with (
+        patched_step(sigint_at(8 + 2)),
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(UserWarning, match=r"trained so far \(2 complete epochs, 11 training"),
+    ):
+        getattr(enc, method)(X)
+    assert enc._step == 11 and enc.n_iter_ == 2
+    assert np.isfinite(enc.transform(X)).all()
+
+
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_ctrl_c_before_any_step_of_a_continued_fit_leaves_it_as_before(method) -> None:
     enc = small(warm_start=True).fit(X)
