@@ -1198,20 +1198,23 @@ default="auto"
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
         """Keep the trainer's state and its epochs' losses (also after a failure)."""
-        self.n_iter_ = trainer.epoch
-        self.loss_curve_ += [logs["loss"] for logs in trainer.history]
-        self.validation_loss_curve_ += [
-            logs["validation_loss"] for logs in trainer.history if "validation_loss" in logs
-        ]
-        # NaN for an epoch whose estimate a Ctrl-C cut short: one value per epoch.
-        self.monitor_curve_ += [
-            logs.get(str(self.monitor_name_), math.nan) for logs in trainer.history
-        ]
-        self._optimizer_state = trainer.optimizer.state_dict()
-        adversary = getattr(trainer.criterion, "adversary", None)
-        self._adversary_state = adversary.state_dict() if adversary is not None else None
-        self._generator_state = trainer.generator.get_state()
-        self._step = trainer.step
+        with _guards.sigint_held():  # a Ctrl-C now would leave the record half written
+            self.n_iter_ = trainer.epoch
+            self.loss_curve_ += [logs["loss"] for logs in trainer.history]
+            self.validation_loss_curve_ += [
+                logs["validation_loss"]
+                for logs in trainer.history
+                if "validation_loss" in logs
+            ]
+            # NaN for an epoch whose estimate a Ctrl-C cut short: one value per epoch.
+            self.monitor_curve_ += [
+                logs.get(str(self.monitor_name_), math.nan) for logs in trainer.history
+            ]
+            self._optimizer_state = trainer.optimizer.state_dict()
+            adversary = getattr(trainer.criterion, "adversary", None)
+            self._adversary_state = None if adversary is None else adversary.state_dict()
+            self._generator_state = trainer.generator.get_state()
+            self._step = trainer.step
 
     def _validation(self, data: Tensor, seed: int) -> _training.Validation:
         """The early-stopping loss on held-out ``data``: fixed views drawn from
