@@ -408,21 +408,34 @@ default="auto"
         The objective is self-supervised over every row of ``X``, labeled or not; the
         labeled rows of ``y`` feed the monitor (``monitor_curve_``, and ``keep_best``).
 
-        When the fit fails, nothing trained is lost and nothing half-done is kept:
+        When the fit fails, nothing trained is lost and nothing half-done or diverged
+        is kept. "Before the call" below means unfitted for a new model, and exactly
+        the state before the call (weights, optimizer state, ``n_iter_``, random
+        state) with ``warm_start`` or in ``partial_fit``:
 
-        - bad input or parameters, or any other error: the estimator is left unfitted
-          (with ``warm_start``, as it was before the call);
-        - the loss turns NaN or infinite: the weights of the last finite epoch are kept
-          (``n_iter_`` counts the epochs they had) and :class:`NonFiniteLossError` is
-          raised; if no epoch finished, the estimator is left unfitted;
+        - bad input or parameters, or any other error (one raised in the middle of a
+          training step included): the estimator is left as before the call;
+        - training diverges: :class:`NonFiniteLossError` is raised, and the model of
+          the last epoch of this call that was sound is kept (``n_iter_`` counts the
+          epochs it had), else the estimator is left as before the call. An epoch is
+          sound when its loss is finite, the weights' root mean square has not grown
+          more than 1000-fold in this call (from at least 0.01) and the optimizer's
+          moments are finite: skact's objectives normalise the embeddings, so a loss
+          can stay finite while the weights blow up. When the loss or its gradient is
+          already non-finite at the first step, before any update, the message says
+          that the learning rate is not the cause (the starting weights are, with
+          ``warm_start``, or extreme values in X);
         - Ctrl-C (KeyboardInterrupt): training stops at the end of the current step (a
           step slower than a second is abandoned at once, with the weights of the last
           complete step), the model trained so far is kept and usable by
           ``transform`` (``n_iter_`` counts the complete epochs), a warning says so,
           and the KeyboardInterrupt is raised again, so that scripts stop as the user
-          asked; catch it to go on. A second Ctrl-C interrupts at once;
+          asked; catch it to go on. A second Ctrl-C interrupts at once and drops only
+          the step under way (the optimizer's update itself finishes first). If no
+          step finished, the estimator is left as before the call;
         - CUDA out of memory: the epoch is retried with half the batch size (with a
-          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised;
+          warning), down to 16, then ``torch.cuda.OutOfMemoryError`` is raised and
+          the estimator is left as before the call;
         - an error while computing the early-stopping validation loss (after an epoch
           finished): the model trained so far is kept, as after Ctrl-C, and the error
           is raised with a note saying so.
@@ -462,8 +475,9 @@ default="auto"
         rate warms up linearly over the first 100 optimiser steps of a run of
         ``partial_fit`` calls (those of a new model, or those after a ``fit``), then
         stays at ``learning_rate``: there is no known end to decay to. Failures are
-        handled as in :meth:`fit`; a failed call after the first leaves the estimator
-        as it was. A model loaded from a file saved with ``optimizer_state=False``
+        handled as in :meth:`fit`; a failed call after the first (a divergence
+        included) leaves the estimator as it was, unless Ctrl-C kept the steps that
+        finished. A model loaded from a file saved with ``optimizer_state=False``
         continues with a fresh Adam.
 
         Parameters
@@ -673,6 +687,7 @@ default="auto"
     ) -> ACTEncoder:
         # The failure policy is documented in ``fit``.
         rollback = _guards.FitRollback(self, keep=not reset)
+        steps_before = 0 if reset else self._step
         started = False  # whether training began (the model is this fit's from then on)
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
@@ -702,49 +717,18 @@ default="auto"
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
-            trained = started and (not reset or self._step > 0)
+            # Keep what this call trained, if it kept any step (every state the trainer
+            # keeps passed its divergence check); else go back to before the call.
+            trained = started and self._step > steps_before
             rate = self._learning_rate() if started else self.learning_rate
-            if not trained:
-                rollback.restore()
-            else:
+            if trained:
                 self.encoder_.eval()
+            else:
+                rollback.restore()
             if isinstance(exc, KeyboardInterrupt):
-                kept = (
-                    f"keeping the model trained so far ({self.n_iter_} complete epoch"
-                    f"{'' if self.n_iter_ == 1 else 's'}), usable by transform"
-                    if trained
-                    else "nothing was trained yet: the estimator is left unfitted"
-                )
-                warnings.warn(
-                    f"ACTEncoder.fit was interrupted; {kept}. The KeyboardInterrupt is "
-                    "raised again; catch it to continue your script.",
-                    UserWarning,
-                    # _fit, fit / partial_fit, sklearn's _fit_context wrapper, the caller
-                    stacklevel=4,
-                )
+                self._warn_interrupted(trained, reset)
                 raise
-            n = self.n_iter_ if trained else 0
-            kept = (
-                f"the weights of the last finite epoch are kept ({n} epoch"
-                f"{'' if n == 1 else 's'} trained)"
-                if trained
-                else "no epoch finished: the estimator is left unfitted"
-            )
-            problem = (
-                f"ACTEncoder: the training loss became NaN or infinite in epoch {n + 1}; "
-                f"{kept}."
-            )
-            lower: dict[str, Any] = {"learning_rate": rate}
-            # alpha weighs ACT's adversarial term; the baselines have none.
-            if isinstance(self.objective, str) and self.objective == "act":
-                lower["alpha"] = self.alpha
-            elif isinstance(self.objective, ACTLoss):
-                lower["objective__alpha"] = self.objective.alpha
-            names = " or ".join(f"{p} (now {v})" for p, v in lower.items())
-            raise NonFiniteLossError(
-                f"{problem} Try a lower {names}, or look for extreme values in X.",
-                advice=_guards.Advice(problem, "diverged", lower),
-            ) from None
+            raise self._diverged(exc, trained, reset, horizon, rate) from None
         except BaseException as exc:
             if started and _guards.keeps_trained_model(exc):
                 self.encoder_.eval()
@@ -752,6 +736,80 @@ default="auto"
                 rollback.restore()
             raise
         return self
+
+    def _warn_interrupted(self, trained: bool, reset: bool) -> None:
+        """Say what an interrupted fit kept (``trained``: steps of this call)."""
+        if trained:
+            done = _guards.describe_training(self.n_iter_, self._step)
+            kept = f"keeping the model trained so far ({done}), usable by transform"
+        elif reset:
+            kept = "no training step finished: the estimator is left unfitted"
+        else:
+            kept = "no training step finished: the estimator is left as it was"
+        warnings.warn(
+            f"ACTEncoder.fit was interrupted; {kept}. The KeyboardInterrupt is raised "
+            "again; catch it to continue your script.",
+            UserWarning,
+            # _warn_interrupted, _fit, fit / partial_fit, sklearn's _fit_context, caller
+            stacklevel=5,
+        )
+
+    def _diverged(
+        self,
+        exc: NonFiniteLossError,
+        trained: bool,
+        reset: bool,
+        horizon: bool,
+        rate: float | str,
+    ) -> NonFiniteLossError:
+        """The error of a diverged fit: what happened, what was kept, what to do.
+
+        ``exc``: the trainer's (its message says what it saw); ``trained``: this call
+        kept steps; ``reset``: a new model; ``horizon``: ``fit`` (else ``partial_fit``);
+        ``rate``: the learning rate in force.
+        """
+        n = getattr(self, "n_iter_", 0)
+        if trained:
+            kept = (
+                f"the weights of the last sound epoch are kept ({n} epoch"
+                f"{'' if n == 1 else 's'} trained)"
+            )
+        elif reset:
+            kept = "no epoch finished soundly: the estimator is left unfitted"
+        else:
+            kept = "the estimator is left as it was before this call"
+        problem = f"ACTEncoder: training diverged in epoch {n + 1} ({exc}); {kept}."
+        if exc.at_start and not reset:
+            new_model = (
+                "fit with warm_start=False (or fit a clone)"
+                if horizon
+                else "start a new model: clone(estimator).partial_fit(X), or fit(X) "
+                "with warm_start=False"
+            )
+            fix = (
+                "The starting weights are the likely cause, not the learning rate: those "
+                "of the model this call continues (or its optimizer state), e.g. left by "
+                "an earlier fit that diverged; else extreme values in X. To train a new "
+                f"model, {new_model}."
+            )
+            advice = _guards.Advice(problem, "diverged_at_start", {"warm_start": False})
+        elif exc.at_start:
+            fix = (
+                "The learning rate is not the cause: look for extreme values in X (or, "
+                "with your own encoder, for an output that overflows)."
+            )
+            advice = _guards.Advice(problem, "diverged_at_start", {})
+        else:
+            lower: dict[str, Any] = {"learning_rate": rate}
+            # alpha weighs ACT's adversarial term; the baselines have none.
+            if isinstance(self.objective, str) and self.objective == "act":
+                lower["alpha"] = self.alpha
+            elif isinstance(self.objective, ACTLoss):
+                lower["objective__alpha"] = self.objective.alpha
+            names = " or ".join(f"{p} (now {v})" for p, v in lower.items())
+            fix = f"Try a lower {names}, or look for extreme values in X."
+            advice = _guards.Advice(problem, "diverged", lower)
+        return NonFiniteLossError(f"{problem} {fix}", advice=advice, at_start=exc.at_start)
 
     def _initialize(self, X: Any, adapter_class: type[InputAdapter]) -> None:
         """Create the adapter, networks and training state from scratch."""
@@ -1165,20 +1223,23 @@ default="auto"
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
         """Keep the trainer's state and its epochs' losses (also after a failure)."""
-        self.n_iter_ = trainer.epoch
-        self.loss_curve_ += [logs["loss"] for logs in trainer.history]
-        self.validation_loss_curve_ += [
-            logs["validation_loss"] for logs in trainer.history if "validation_loss" in logs
-        ]
-        # NaN for an epoch whose estimate a Ctrl-C cut short: one value per epoch.
-        self.monitor_curve_ += [
-            logs.get(str(self.monitor_name_), math.nan) for logs in trainer.history
-        ]
-        self._optimizer_state = trainer.optimizer.state_dict()
-        adversary = getattr(trainer.criterion, "adversary", None)
-        self._adversary_state = adversary.state_dict() if adversary is not None else None
-        self._generator_state = trainer.generator.get_state()
-        self._step = trainer.step
+        with _guards.sigint_held():  # a Ctrl-C now would leave the record half written
+            self.n_iter_ = trainer.epoch
+            self.loss_curve_ += [logs["loss"] for logs in trainer.history]
+            self.validation_loss_curve_ += [
+                logs["validation_loss"]
+                for logs in trainer.history
+                if "validation_loss" in logs
+            ]
+            # NaN for an epoch whose estimate a Ctrl-C cut short: one value per epoch.
+            self.monitor_curve_ += [
+                logs.get(str(self.monitor_name_), math.nan) for logs in trainer.history
+            ]
+            self._optimizer_state = trainer.optimizer.state_dict()
+            adversary = getattr(trainer.criterion, "adversary", None)
+            self._adversary_state = None if adversary is None else adversary.state_dict()
+            self._generator_state = trainer.generator.get_state()
+            self._step = trainer.step
 
     def _validation(self, data: Tensor, seed: int) -> _training.Validation:
         """The early-stopping loss on held-out ``data``: fixed views drawn from

@@ -116,12 +116,16 @@ class Advice:
     ----------
     problem : str
         What is wrong: the message without its advice.
-    reason : {"nan", "inf", "range", "diverged"}
-        Which advice follows.
+    reason : {"nan", "inf", "range", "diverged", "diverged_at_start", "device"}
+        Which advice follows. ``"diverged"``: training diverged, lower a parameter;
+        ``"diverged_at_start"``: the loss or its gradient was already non-finite before
+        any update, so the learning rate is not the cause (the weights the fit started
+        from are, or extreme values in X).
     parameters : dict
         ACTEncoder parameter -> value: the setting that fixes the problem (``"nan"``:
-        ``{"handle_missing": "indicator"}``), or the current value of each parameter
-        to lower (``"diverged"``).
+        ``{"handle_missing": "indicator"}``; ``"diverged_at_start"`` of a fit that
+        continued a model: ``{"warm_start": False}``), or the current value of each
+        parameter to lower (``"diverged"``).
     """
 
     problem: str
@@ -349,6 +353,58 @@ def caller_stacklevel() -> int:
 # --------------------------------------------------------------------------- Ctrl-C
 
 
+def describe_training(n_epochs: int, n_steps: int) -> str:
+    """What a kept model has been trained for, as a fit's messages say it.
+
+    Parameters
+    ----------
+    n_epochs : int
+        Complete epochs (``n_iter_``).
+    n_steps : int
+        Optimisation steps, those of an unfinished epoch included.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> describe_training(2, 17), describe_training(0, 1)
+    ('2 complete epochs, 17 training steps', '0 complete epochs, 1 training step')
+    """
+    epochs = f"{n_epochs} complete epoch{'' if n_epochs == 1 else 's'}"
+    return f"{epochs}, {n_steps} training step{'' if n_steps == 1 else 's'}"
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs, then deliver it: the block runs whole.
+
+    For the few statements that change the training state (the optimiser's update of
+    the weights and its moments, a restore): a KeyboardInterrupt raised among them
+    would leave the weights half updated. A SIGINT that arrives meanwhile is recorded
+    and handed, once the block is done, to the handler that was in place (so a second
+    Ctrl-C still raises KeyboardInterrupt, right after the block). Outside the main
+    thread (where Python never runs signal handlers) or when SIGINT has no Python
+    handler, nothing is changed.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        for signum, frame in held:
+            # The handler in force now: the first of two presses may have replaced it.
+            now = signal.getsignal(signal.SIGINT)
+            if callable(now):
+                now(signum, frame)
+
+
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     """Turn the first Ctrl-C inside the block into a request the training loop polls.
@@ -357,9 +413,10 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     and before the loss: a step under way is then abandoned before it changes the
     weights, so training stops within about one layer's time with the weights of the
     last complete step (see :class:`skact._training.Trainer`). A second Ctrl-C raises
-    KeyboardInterrupt at once (for a layer that hangs). Outside the main thread, or
-    when someone else handles SIGINT, nothing is installed and the block changes
-    nothing.
+    KeyboardInterrupt at once (for a layer that hangs), except inside the optimiser's
+    update (:func:`sigint_held`); the trainer then keeps the steps completed so far.
+    Outside the main thread, or when someone else handles SIGINT, nothing is installed
+    and the block changes nothing.
 
     Yields
     ------

@@ -391,20 +391,131 @@ def make_adam(
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite.
+    """Raised when training diverges: the loss turns NaN or infinite, or the weights
+    blow up (see :func:`divergence`).
 
     Parameters
     ----------
     *args
         The message, as for any exception.
     advice : skact._guards.Advice or None, default=None
-        The parameters to lower, as data (``ACTEncoder.fit`` sets it), so that the
-        ``skact`` command can name its own options.
+        The fix, as data (``ACTEncoder.fit`` sets it), so that the ``skact`` command can
+        name its own options.
+    at_start : bool, default=False
+        Whether the loss or its gradient was already non-finite at the first step of
+        the call, before any update: the learning rate is then not the cause.
+
+    Attributes
+    ----------
+    advice : skact._guards.Advice or None
+    at_start : bool
     """
 
-    def __init__(self, *args: Any, advice: Any = None) -> None:
+    def __init__(self, *args: Any, advice: Any = None, at_start: bool = False) -> None:
         super().__init__(*args)
         self.advice = advice
+        self.at_start = at_start
+
+
+#: Training has diverged when the weights' scale (:func:`weight_scale`) grows beyond
+#: this multiple of its value at the start of the ``fit`` or ``partial_fit`` call. An
+#: Adam step moves each weight by about the learning rate, so a rate that trains
+#: (1e-4 to 1e-2) changes the scale by about ``lr * sqrt(steps)`` (at most
+#: ``lr * steps``): from the scale of a new network (0.05 to 1) or its floor below,
+#: reaching a thousand times as much takes millions of steps at 1e-2. A rate that
+#: diverges does it in a step (1e12 makes the weights about 1e12).
+WEIGHT_GROWTH_LIMIT = 1000.0
+
+#: The scale :data:`WEIGHT_GROWTH_LIMIT` multiplies when the weights start smaller (the
+#: first layer of a very wide table starts near ``1 / sqrt(3 * n_features)``).
+MIN_REFERENCE_SCALE = 0.01
+
+
+def weight_scale(modules: Sequence[nn.Module]) -> float:
+    """The root mean square of the trainable parameters of ``modules``.
+
+    Parameters
+    ----------
+    modules : sequence of nn.Module
+
+    Returns
+    -------
+    float
+        Infinite or NaN when a parameter is (or its square overflows float32).
+    """
+    params = [p.detach() for m in modules for p in m.parameters() if p.requires_grad]
+    if not params:
+        return 0.0
+    norms = torch.stack([torch.linalg.vector_norm(p, dtype=torch.float32) for p in params])
+    return math.sqrt(float(norms.pow(2).sum()) / sum(p.numel() for p in params))
+
+
+def divergence(
+    loss: float | None, start_scale: float, scale: float, moments_finite: bool = True
+) -> str | None:
+    """Why a training state is not sound, in the user's words; None when it is.
+
+    A state is sound when training can go on from it and its model is usable: the loss
+    is finite, the weights' scale has not grown beyond :data:`WEIGHT_GROWTH_LIMIT`
+    times that at the start of the call (or :data:`MIN_REFERENCE_SCALE`, whichever is
+    larger), and the optimiser's moment estimates are finite. The loss alone cannot
+    tell: skact's objectives normalise the embeddings, so a model whose weights blew up
+    to 1e12 can still have a loss of 72.
+
+    Parameters
+    ----------
+    loss : float or None
+        The mean loss of the steps since the last check; None: no loss to check.
+    start_scale : float
+        :func:`weight_scale` at the start of the call.
+    scale : float
+        :func:`weight_scale` now.
+    moments_finite : bool, default=True
+        Whether the optimiser's moment estimates are finite.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> divergence(1.5, 0.1, 99.0) is None, divergence(float("nan"), 0.1, 0.1)
+    (True, 'the training loss became nan')
+    >>> divergence(1.5, 0.1, 1e12)
+    'the weights grew more than 1000-fold, from a root mean square of 0.1 to 1e+12'
+    """
+    if loss is not None and not math.isfinite(loss):
+        return f"the training loss became {loss}"
+    if not scale <= WEIGHT_GROWTH_LIMIT * max(start_scale, MIN_REFERENCE_SCALE):
+        return (
+            f"the weights grew more than {WEIGHT_GROWTH_LIMIT:.0f}-fold, from a root "
+            f"mean square of {start_scale:.1g} to {scale:.1g}"
+        )
+    if not moments_finite:
+        return "the optimizer's moment estimates became NaN or infinite"
+    return None
+
+
+def moments_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimiser's running estimates (Adam's moments) are all finite.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+
+    Returns
+    -------
+    bool
+    """
+    tensors = [
+        value
+        for state in optimizer.state.values()
+        for key, value in state.items()
+        if key != "step" and isinstance(value, Tensor) and value.is_floating_point()
+    ]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 class Strategy(Protocol):
@@ -638,6 +749,11 @@ class Trainer:
     history: list[dict[str, float]] = field(default_factory=list, init=False)
     _stop_polls: list[Any] = field(default_factory=list, init=False, repr=False)
     _step_seconds: float | None = field(default=None, init=False, repr=False)
+    # The reference of the divergence check, and whether the first step was checked.
+    _start_scale: float = field(default=math.nan, init=False, repr=False)
+    _start_checked: bool = field(default=False, init=False, repr=False)
+    # True while the optimiser updates the weights (a KeyboardInterrupt then tears them).
+    _updating: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._train_encoder, self._train_projector, self._train_criterion = (
@@ -645,6 +761,7 @@ class Trainer:
                 self.encoder, self.projector, self.criterion, self.device, self.batch_size
             )
         )
+        self._start_scale = weight_scale(self._modules())
 
     def close(self) -> None:
         """Give the networks back as they were built (see :meth:`Strategy.release`)."""
@@ -746,8 +863,11 @@ class Trainer:
         loss = self._train_criterion(list(z.chunk(self.n_views)))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
-        self.step += 1
+        with _guards.sigint_held():  # the update is whole or not at all
+            self._updating = True
+            self.optimizer.step()
+            self.step += 1
+            self._updating = False
         return loss.detach()
 
     def validation_loss(self) -> float:
@@ -846,12 +966,21 @@ class Trainer:
     def run_epoch(self, n_samples: int, take: Callable[[Any], Tensor]) -> float:
         """Train one pass over the data and return the mean loss.
 
-        The weights, the optimiser and the adversary are snapshotted first; if the loss
-        turns non-finite, or a step fails with an exception, they are restored and the
-        error is raised
-        (:class:`NonFiniteLossError` for the loss). When ``stop_requested`` turns True
-        the epoch ends with the steps it completed (a step under way is abandoned
-        before it changes the weights) and KeyboardInterrupt is raised.
+        The weights, the optimiser and the adversary are snapshotted first. At the end
+        (also when Ctrl-C ended the epoch early) the state reached is checked
+        (:func:`divergence`); if training diverged, the snapshot is restored and
+        :class:`NonFiniteLossError` is raised, so every state kept passed the check. The
+        first step of the trainer checks the loss and gradient at the starting weights
+        (a failure there is the starting point's, not the learning rate's:
+        ``at_start``). A step that fails with an exception (out of memory) restores the
+        snapshot too.
+
+        Ctrl-C keeps the steps completed: when ``stop_requested`` turns True the epoch
+        ends with them (a step under way is abandoned before it changes the weights),
+        and a KeyboardInterrupt raised in the middle of a step (a second Ctrl-C) drops
+        that step only; the optimiser's update itself is never cut
+        (:func:`skact._guards.sigint_held`; were it cut anyway, the snapshot is
+        restored). KeyboardInterrupt is then raised.
 
         Parameters
         ----------
@@ -875,26 +1004,50 @@ class Trainer:
         if self.indices_on_device:
             order = torch.from_numpy(np.concatenate(batches)).to(self.device)
             batches = order.split([len(b) for b in batches])
-        done = 0
+        done = 0  # steps whose loss is in total
+        stopped = False  # Ctrl-C ended the epoch before its last batch
+        # What a step under way changes before its update: ACT's estimate of G (which
+        # Adversary.update replaces, never changes in place, so a reference keeps it).
+        step_before, estimate_before = self.step, self._adversary_estimate()
         try:
             for idx in batches:
                 started = time.perf_counter()
-                total += self.training_step(take(idx))
+                step_before, estimate_before = self.step, self._adversary_estimate()
+                loss = self.training_step(take(idx))
+                total += loss
                 done += 1
+                if not self._start_checked:
+                    self._start_checked = True
+                    self._check_start(loss)
                 self._step_seconds = time.perf_counter() - started
                 if self._stop_polls and self._step_seconds < FAST_STEP_SECONDS:
                     self._remove_stop_polls()
                 for callback in self.callbacks:
                     callback.on_step_end(self, len(idx))
                 if self.stop_requested is not None and self.stop_requested():
+                    stopped = True
                     break
         except StepInterrupted:
             # Abandoned before optimizer.step: the weights are those of the last
             # complete step, which are kept.
             self.optimizer.zero_grad(set_to_none=True)
+            stopped = True
+        except KeyboardInterrupt:
+            if self._updating:  # cut inside the optimiser's update: the weights are torn
+                self._updating = False
+                self.restore(snapshot)
+                self.step = start_step
+                raise
+            # Cut before the update (or between steps): the weights and the optimiser
+            # are those of the last complete step. Drop the step under way.
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.adversary is not None and self.step == step_before:
+                self.adversary.state = estimate_before
+            stopped = True
         except BaseException as exc:
-            # A step cut short (out of memory, a raw Ctrl-C) may leave the weights half
-            # updated: go back to the start of the epoch.
+            # A step cut short (out of memory) may leave the weights half updated, and
+            # a divergence at the first step is the starting point's: go back to the
+            # start of the epoch.
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 # The traceback's frames hold the failed step's activations: free them
                 # (and the gradients) before the restore allocates.
@@ -903,19 +1056,46 @@ class Trainer:
             self.restore(snapshot)
             self.step = start_step
             raise
-        if done == 0:
+        if stopped and self.step == start_step:
             raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
-        mean = float(total) / done  # the epoch's one host sync
-        if not math.isfinite(mean):
-            failed_step, self.step = self.step, start_step
-            self.restore(snapshot)
-            raise NonFiniteLossError(
-                f"the training loss became {mean} by step {failed_step}; the weights of "
-                "the last finite epoch were restored. Try a lower learning_rate or alpha."
+        # A Ctrl-C now waits for the check (a host sync and a few norms): what is kept
+        # after an interrupt has passed it.
+        with _guards.sigint_held():
+            mean = float(total) / done if done else math.nan
+            symptom = divergence(
+                mean if done else None,
+                self._start_scale,
+                weight_scale(self._modules()),
+                moments_finite(self.optimizer),
             )
-        if done < len(batches):
+            if symptom is not None:
+                failed_step, self.step = self.step, start_step
+                self.restore(snapshot)
+                raise NonFiniteLossError(f"by step {failed_step}, {symptom}")
+        if stopped:
             raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
         return mean
+
+    def _adversary_estimate(self) -> Tensor | None:
+        return None if self.adversary is None else self.adversary.state
+
+    def _check_start(self, loss: Tensor) -> None:
+        """Raise :class:`NonFiniteLossError` (``at_start``) if the first step's loss or
+        gradient, computed at the weights this trainer started from, is not finite."""
+        grads = [
+            p.grad for m in self._modules() for p in m.parameters() if p.grad is not None
+        ]
+        checks = [torch.isfinite(loss).all(), *(torch.isfinite(g).all() for g in grads)]
+        if bool(torch.stack(checks).all()):
+            return
+        what = (
+            f"the training loss was {float(loss)}"
+            if not math.isfinite(float(loss))
+            else f"the gradient of the loss ({float(loss):.4g}) was NaN or infinite"
+        )
+        raise NonFiniteLossError(
+            f"{what} at the first step, before any update", at_start=True
+        )
 
     def _check_stop(self) -> None:
         slow = self._step_seconds is None or self._step_seconds >= SLOW_STEP_SECONDS
@@ -978,17 +1158,18 @@ class Trainer:
         )
 
     def restore(self, snapshot: TrainingSnapshot) -> None:
-        """Put back the state of :meth:`snapshot`.
+        """Put back the state of :meth:`snapshot` (whole: Ctrl-C waits until it is).
 
         Parameters
         ----------
         snapshot : TrainingSnapshot
         """
-        for module, state in zip(self._modules(), snapshot.modules):
-            module.load_state_dict(state)
-        self.optimizer.load_state_dict(snapshot.optimizer)
-        if self.adversary is not None and snapshot.adversary is not None:
-            self.adversary.load_state_dict(snapshot.adversary)
+        with _guards.sigint_held():
+            for module, state in zip(self._modules(), snapshot.modules):
+                module.load_state_dict(state)
+            self.optimizer.load_state_dict(snapshot.optimizer)
+            if self.adversary is not None and snapshot.adversary is not None:
+                self.adversary.load_state_dict(snapshot.adversary)
 
 
 @dataclass(frozen=True)

@@ -694,8 +694,27 @@ def test_a_diverging_fit_is_an_error_message_with_the_options(tmp_path, capsys):
     np.save(tmp_path / "x.npy", X)
     argv = ["fit", tmp_path / "x.npy", "-o", tmp_path / "m.skact", "-q", "--epochs", 3]
     code, _, err = run([*argv, "--learning-rate", 1e12, "--batch-size", 16], capsys)
-    assert code == 1 and "NaN or infinite" in err  # not a traceback
+    assert code == 1 and "training diverged in epoch 1" in err  # not a traceback
     assert "--learning-rate (now" in err and not (tmp_path / "m.skact").exists()
+
+
+def test_a_fit_non_finite_before_any_update_blames_the_data(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(64, 4))
+    np.save(tmp_path / "x.npy", X)
+    original = Trainer.training_step
+
+    def poisoned(self, batch):  # as extreme values in DATA would
+        with torch.no_grad():
+            next(self.encoder.parameters()).fill_(float("nan"))
+        return original(self, batch)
+
+    argv = ["fit", tmp_path / "x.npy", "-o", tmp_path / "m.skact", "-q", "--epochs", 2]
+    with mock.patch.object(Trainer, "training_step", poisoned):
+        code, _, err = run(argv, capsys)
+    assert code == 1 and "before any update" in err
+    assert "The learning rate is not the cause: look for extreme values in DATA." in err
+    assert "--learning-rate" not in err and "warm_start" not in err
+    assert not (tmp_path / "m.skact").exists()
 
 
 def test_a_mixed_model_that_rejects_gaps_says_so_in_the_command_s_terms(tmp_path, capsys):

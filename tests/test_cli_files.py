@@ -3,12 +3,15 @@ CSVs read as people save them, labels and headers taken for what they mean."""
 
 import csv
 import os
+import signal
 import stat
+import sys
 import warnings
 from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 
 import skact
 from skact import ACTEncoder, ModelFileError, cli
@@ -638,6 +641,62 @@ def test_ctrl_c_before_any_step_writes_nothing_and_says_so(tmp_path, capsys):
     assert code == 130
     assert f"before any training step; nothing was written to {tmp_path / 'm.skact'}" in err
     assert (tmp_path / "m.skact").read_bytes() == b"an older file"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+def test_two_ctrl_c_in_the_first_epoch_save_the_steps_done(tmp_path, capsys):
+    """The second Ctrl-C, in the middle of step 5, drops that step only: the 5 steps
+    done are saved, and the message says so (it once said nothing was trained)."""
+    X, _ = _blobs(n=40)
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "m.skact"
+    argv = ["fit", tmp_path / "X.npy", "-o", path, *TINY, "--epochs", 3]
+    original = Trainer.training_step
+
+    def training_step(self, batch):
+        if self.step == 5:  # 120 rows in 8 steps of 15: in the first epoch
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return original(self, batch)
+
+    with mock.patch.object(Trainer, "training_step", training_step):
+        code, _, err = run(argv, capsys)
+    assert code == 130
+    assert (
+        "skact fit: error: interrupted (Ctrl-C); saved the model trained so far (part of "
+        f"the first epoch) to {path}"
+    ) in err
+    model = skact.load(path)
+    assert model.n_iter_ == 0 and model._step == 5
+    assert np.isfinite(model.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("device lost"), torch.cuda.OutOfMemoryError("CUDA out of memory")],
+    ids=["error in a step", "out of memory"],
+)
+def test_a_fit_failing_in_training_writes_nothing(tmp_path, capsys, error):
+    X, _ = _blobs(n=40)
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "m.skact"
+    path.write_bytes(b"an older file")
+    original = Trainer.training_step
+
+    def training_step(self, batch):
+        if self.step == 5:
+            raise error
+        return original(self, batch)
+
+    argv = ["fit", tmp_path / "X.npy", "-o", path, *TINY, "--epochs", 3]
+    with (
+        mock.patch.object(Trainer, "training_step", training_step),
+        pytest.raises(type(error)),  # the command does not name these: a traceback
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # out of memory: the retries' warnings
+        main([str(a) for a in argv])
+    assert path.read_bytes() == b"an older file"
 
 
 def test_the_interrupt_warning_points_at_the_caller():

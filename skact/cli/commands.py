@@ -62,8 +62,8 @@ def render_error(exc: BaseException, command: str) -> str:
     if not isinstance(advice, Advice):
         return str(exc)
     fitting = command in ("fit", "demo")
-    setting = _as_options(advice.parameters)
     if advice.reason == "nan":
+        setting = _as_options(advice.parameters)
         fix = (
             f"ACTEncoder encodes missing values itself with {setting}; or fill the "
             "empty cells first."
@@ -84,6 +84,9 @@ def render_error(exc: BaseException, command: str) -> str:
             f"{OPTIONS[p].flag} (now {v:g})" for p, v in advice.parameters.items()
         )
         fix = f"Try a lower {lower}, or look for extreme values in DATA."
+    elif advice.reason == "diverged_at_start":
+        # Each skact fit trains a new model: the starting weights are new ones.
+        fix = "The learning rate is not the cause: look for extreme values in DATA."
     else:
         return str(exc)
     return f"{advice.problem} {fix}"
@@ -298,7 +301,11 @@ def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
 
 
 def _save_interrupted(encoder: ACTEncoder, path: Path, optimizer_state: bool) -> str:
-    """Save what an interrupted fit kept, if anything; say what was written."""
+    """Save what an interrupted fit kept, if anything; say what was written.
+
+    The estimator keeps every training step that finished (a second Ctrl-C drops only
+    the step under way), so it is unfitted only when none did.
+    """
     try:
         check_is_fitted(encoder)
     except NotFittedError:
@@ -308,10 +315,8 @@ def _save_interrupted(encoder: ACTEncoder, path: Path, optimizer_state: bool) ->
     # A second Ctrl-C here leaves the old file: the save is atomic.
     files.save_model(encoder, path, optimizer_state=optimizer_state)
     n = encoder.n_iter_
-    return (
-        f"interrupted (Ctrl-C); saved the model trained so far ({n} complete epoch"
-        f"{'' if n == 1 else 's'}) to {path}"
-    )
+    trained = _plural(n, "complete epoch") if n else "part of the first epoch"
+    return f"interrupted (Ctrl-C); saved the model trained so far ({trained}) to {path}"
 
 
 # ---------------------------------------------------------------------------- transform
