@@ -114,8 +114,8 @@ def is_mixed_input(X: Any) -> bool:
 
 
 def text_columns(X: Any) -> list[str]:
-    """The columns of ``X`` that :func:`is_mixed_input` finds not numeric: names for a
-    DataFrame, positions otherwise.
+    """The columns of ``X`` that hold text (strings, or categories that are strings):
+    names for a DataFrame, positions otherwise.
 
     Parameters
     ----------
@@ -128,27 +128,32 @@ def text_columns(X: Any) -> list[str]:
     if is_pandas_df(X):
         import pandas as pd
 
-        return [
-            str(name)
-            for name, dtype in X.dtypes.items()
-            if isinstance(dtype, pd.CategoricalDtype)
-            or not (
-                pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-            )
-        ]
+        found = []
+        for name, dtype in X.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype):
+                values = np.asarray(dtype.categories, dtype=object)
+            elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                continue
+            else:
+                values = np.asarray(X[name], dtype=object)
+            if np.asarray(_string_cell(values), dtype=bool).any():
+                found.append(str(name))
+        return found
     if is_polars_df(X):
         import polars as pl
 
         return [
             name
             for name, dtype in X.schema.items()
-            if not (dtype.is_numeric() or dtype == pl.Boolean)
+            if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
         ]
     arr = _as_array(X)
     if arr.ndim != 2:
         return []
     if arr.dtype.kind in "US":
         return [str(j) for j in range(arr.shape[1])]
+    if arr.dtype.kind != "O":
+        return []
     return [str(j) for j in np.flatnonzero(_holds_strings(arr))]
 
 

@@ -762,9 +762,12 @@ def test_a_column_whose_type_changed_since_the_fit_says_so() -> None:
             call(text)
         message = str(info.value)
         assert "fitted on a table of numbers (every column numeric or boolean)" in message
-        assert "now holds text or categories in column 'b'" in message
+        assert "now holds text in column 'b'" in message
         assert "warm_start=False" in message and "OneHotEncoder" not in message
     assert model.n_iter_ == 1  # kept as it was
+    # Numbers in other containers than the fit's are still numbers.
+    numbers = frame.astype({"b": object}).assign(a=frame["a"].astype("category"))
+    assert model.transform(numbers).shape == (64, 2)
     # What the message suggests works: a new fit encodes the text column itself.
     model.set_params(warm_start=False).fit(text)
     assert model.is_categorical_ is not None and model.is_categorical_.tolist() == [

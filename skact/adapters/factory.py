@@ -83,18 +83,15 @@ def read_input(
             or is_mixed_input(X)
         )
         cls = MixedTableAdapter if mixed else TabularAdapter
-    elif cls.kind == "tabular" and not images and is_mixed_input(X):
+    elif cls.kind == "tabular" and not images and (columns := text_columns(X)):
         # The numbers path would say "encode text columns first", which a new fit does
         # itself: what happened is that a column changed type since the fit.
-        columns = text_columns(X)
-        where = ""
-        if columns:
-            where = f" in column{'s' if len(columns) > 1 else ''} " + ", ".join(
-                repr(c) for c in columns[:5]
-            )
+        where = f"column{'s' if len(columns) > 1 else ''} " + ", ".join(
+            repr(c) for c in columns[:5]
+        )
         raise ValueError(
             f"{name} was fitted on a table of numbers (every column numeric or "
-            f"boolean), but X now holds text or categories{where}: a column's type "
+            f"boolean), but X now holds text in {where}: a column's type "
             "changed since that fit. partial_fit, transform and fit with "
             "warm_start=True need the column types of the first fit: pass the same "
             "types (booleans as booleans, numbers as numbers), or fit again with "
