@@ -808,14 +808,15 @@ default="auto"
     def _network_parameters(self) -> int | None:
         """Parameters of the networks a new fit trains (front end, encoder, projection
         head), counted without building them; None for an ``encoder`` callable."""
-        spec, front = self.encoder, self._adapter.front_end()
-        shape = self._adapter.input_shape
+        spec, shape = self.encoder, self._adapter.input_shape
+        with torch.device("meta"):  # shapes only: no memory, no random numbers
+            front = self._adapter.front_end()  # a large vocabulary's embeddings too
         if front is not None:
             shape = (int(cast(int, front.out_features)),)
         if isinstance(spec, nn.Module):
             modules = [front, spec]
         elif isinstance(spec, str):
-            with torch.device("meta"):  # shapes only: no memory, no random numbers
+            with torch.device("meta"):
                 body = build_encoder(
                     self._network_name or spec,
                     shape,
@@ -848,7 +849,8 @@ default="auto"
             )
         advice = "Use a smaller encoder module or a device with more memory."
         if isinstance(self.encoder, str) and self._adapter.kind != "image":
-            front = self._adapter.front_end()
+            with torch.device("meta"):
+                front = self._adapter.front_end()
             width = self._adapter.input_shape[0]
             if front is not None:  # the embedded width
                 width = int(cast(int, front.out_features))

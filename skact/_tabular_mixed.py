@@ -802,7 +802,8 @@ class MixedTableAdapter(TableAdapterMixin):
         -------
         str
         """
-        front = self.front_end()
+        with torch.device("meta"):  # its width only
+            front = self.front_end()
         n_num, n_cat = len(self._numeric), len(self._categorical)
         parts = [f"{n_num} standardised numeric column{'' if n_num == 1 else 's'}"]
         if len(self.indicators):

@@ -693,6 +693,15 @@ def test_networks_too_large_for_the_memory_are_refused_before_building() -> None
     assert f"need about {16 * n / 1e6:.1f} MB" in message
     assert "its first layer alone is 2,000 x 64 weights" in message
     assert "hidden_layer_sizes (now (64, 32))" in message and "PCA" in message
+    # A mixed table's embeddings count too.
+    frame = pd.DataFrame({"a": X[:, 0], "c": [f"k{i}" for i in range(64)]})
+    built = small(max_iter=1).fit(frame)
+    n = sum(p.numel() for m in (built.encoder_, built.projector_) for p in m.parameters())
+    with (
+        mock.patch.object(_guards, "available_memory", return_value=16 * n - 1),
+        pytest.raises(MemoryError, match=f"\\({n:,} parameters"),
+    ):
+        small(max_iter=1).fit(frame)
     # A user's module is counted as it is.
     linear = torch.nn.Linear(2000, 3)
     with (
