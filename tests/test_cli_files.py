@@ -186,6 +186,18 @@ def test_transform_and_evaluate_check_their_output_before_working(fitted, tmp_pa
         assert f"cannot write in folder '{tmp_path}' (Read-only" in err
 
 
+def test_networks_too_large_for_the_memory_are_an_error_not_a_traceback(tmp_path, capsys):
+    X, _ = _blobs()
+    (tmp_path / "data.csv").write_text(_csv_text(X))
+    argv = ["fit", tmp_path / "data.csv", "-o", tmp_path / "m.skact", *TINY]
+    with mock.patch("skact._guards.available_memory", return_value=1000):
+        code, _, err = run(argv, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "skact fit: error: ACTEncoder's networks need about" in err
+    assert "more than the 1.0 kB of memory available on cpu now" in err
+    assert not (tmp_path / "m.skact").exists()
+
+
 def test_an_overlong_line_is_refused_before_it_is_read_whole(tmp_path, capsys, monkeypatch):
     from skact.cli import files
 
