@@ -17,7 +17,13 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["PARTIAL_SUFFIX", "STALE_SECONDS", "atomic_write", "remove_stale_partials"]
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "STALE_SECONDS",
+    "atomic_write",
+    "check_writable",
+    "remove_stale_partials",
+]
 
 #: Suffix of the temporary files, named ``.<destination name>.<pid>-<random>.partial``
 #: so that a user who sees one left by a killed process can tell what it was.
@@ -89,6 +95,34 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise the OSError that :func:`atomic_write` to ``path`` would raise on opening.
+
+    The check does what the write will do first: it creates (and removes) a temporary
+    file in the folder of ``path`` (of its target, for a symbolic link). So it fails
+    where the write would, whoever runs it: a folder without write permission, a
+    read-only file system (which stops root too), a missing folder or a file in the
+    folder's place. A full disk is only found by the write itself.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file.
+
+    Raises
+    ------
+    OSError
+        Naming ``path``, as :func:`atomic_write` would.
+    """
+    try:
+        tmp, fd = _create_beside(os.path.realpath(path))
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 def _create_beside(target: str) -> tuple[str, int]:

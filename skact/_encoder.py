@@ -713,7 +713,17 @@ default="auto"
                 if isinstance(epochs, str):  # max_iter="auto"
                     epochs = self._auto_settings(n_samples).max_iter
                 with _images.cudnn_benchmark(self.device_):
-                    self._train(X, target, epochs, horizon, interrupted)
+                    try:
+                        self._train(X, target, epochs, horizon, interrupted)
+                    except RuntimeError as exc:
+                        # Adam's moments are allocated at the first step. CUDA's out of
+                        # memory has its own handling (smaller batches) in the trainer.
+                        if isinstance(exc, torch.OutOfMemoryError):
+                            raise
+                        if not _guards.is_allocation_failure(exc):
+                            raise
+                        n = sum(p.numel() for p in self._networks_parameters())
+                        raise self._memory_error(n, _torch_says(exc)) from None
                 if interrupted():
                     raise KeyboardInterrupt("ACTEncoder.fit interrupted (Ctrl-C)")
         except (KeyboardInterrupt, NonFiniteLossError) as exc:
@@ -828,19 +838,35 @@ default="auto"
             if isinstance(self.encoder, str)
             else None
         )
+        # Counted on the meta device, before any memory is taken: 10 rows of a million
+        # columns need 8 GB of weights and Adam state, which failed deep inside Adam.
+        n_parameters = self._network_parameters()
+        available = _guards.available_memory(self.device_)
+        needed = (n_parameters or 0) * _guards.TRAINING_BYTES_PER_PARAMETER
+        if available is not None and needed > available:
+            raise self._memory_error(
+                n_parameters or 0,
+                f"more than the {_bytes(available)} of memory available on "
+                f"{self.device_.type} now",
+            )
         # The networks are built on the CPU, from the CPU's default generator, seeded
         # alone: torch.manual_seed would also reseed every CUDA device's generator, which
         # fork_rng(devices=[]) does not restore (and covering the devices would
         # initialise CUDA on each one).
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(init_seed)
-            encoder = self._make_encoder(self._adapter.input_shape)
-            self._adapter.check_network(encoder)
-            width = _output_width(encoder, self._adapter.input_shape)
-            projector = self._make_projector(width)
-        self._n_components_out = width
-        self.encoder_ = self._placed(encoder)
-        self.projector_ = projector.to(self.device_) if projector is not None else None
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(init_seed)
+                encoder = self._make_encoder(self._adapter.input_shape)
+                self._adapter.check_network(encoder)
+                width = _output_width(encoder, self._adapter.input_shape)
+                projector = self._make_projector(width)
+            self._n_components_out = width
+            self.encoder_ = self._placed(encoder)
+            self.projector_ = projector.to(self.device_) if projector is not None else None
+        except RuntimeError as exc:
+            if not _guards.is_allocation_failure(exc):
+                raise
+            raise self._memory_error(n_parameters, _torch_says(exc)) from None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
         self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
@@ -853,6 +879,72 @@ default="auto"
         self.validation_loss_curve_: list[float] = []
         self.monitor_curve_: list[float] = []
         self.monitor_name_: str | None = None
+
+    def _network_parameters(self) -> int | None:
+        """Parameters of the networks a new fit trains (front end, encoder, projection
+        head), counted without building them; None for an ``encoder`` callable."""
+        spec, shape = self.encoder, self._adapter.input_shape
+        with torch.device("meta"):  # shapes only: no memory, no random numbers
+            front = self._adapter.front_end()  # a large vocabulary's embeddings too
+        if front is not None:
+            shape = (int(cast(int, front.out_features)),)
+        if isinstance(spec, nn.Module):
+            modules = [front, spec]
+        elif isinstance(spec, str):
+            with torch.device("meta"):
+                body = build_encoder(
+                    self._network_name or spec,
+                    shape,
+                    self.n_components,
+                    tuple(self.hidden_layer_sizes),
+                )
+                modules = [
+                    front,
+                    body,
+                    self._make_projector(int(cast(int, body.out_features))),
+                ]
+        else:
+            return None
+        return sum(p.numel() for m in modules if m is not None for p in m.parameters())
+
+    def _networks_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the fitted networks (encoder and projection head)."""
+        modules = [self.encoder_, self.projector_]
+        return [p for m in modules if m is not None for p in m.parameters()]
+
+    def _memory_error(self, n_parameters: int | None, why: str) -> MemoryError:
+        """A MemoryError that says what the networks need and what to change."""
+        what = "ACTEncoder's networks"
+        if n_parameters is not None:
+            need = n_parameters * _guards.TRAINING_BYTES_PER_PARAMETER
+            what += (
+                f" need about {_bytes(need)} to train ({n_parameters:,} parameters, "
+                f"{_guards.TRAINING_BYTES_PER_PARAMETER} bytes each: float32 weights, "
+                "their gradients and Adam's two moments),"
+            )
+        advice = "Use a smaller encoder module or a device with more memory."
+        if isinstance(self.encoder, str) and self._adapter.kind != "image":
+            with torch.device("meta"):
+                front = self._adapter.front_end()
+            width = self._adapter.input_shape[0]
+            if front is not None:  # the embedded width
+                width = int(cast(int, front.out_features))
+            sizes = tuple(int(h) for h in self.hidden_layer_sizes)
+            first = ""
+            if sizes:
+                first = f" (its first layer alone is {width:,} x {sizes[0]:,} weights)"
+            advice = (
+                f"Use smaller hidden_layer_sizes (now {sizes}){first}, "
+                f"or fewer columns ({self.n_features_in_:,} now): reduce them first, "
+                "e.g. make_pipeline(PCA(n_components=256), ACTEncoder()), or select "
+                "features."
+            )
+        elif isinstance(self.encoder, str):
+            advice = "Use a smaller encoder or image_size, or a device with more memory."
+        return MemoryError(
+            f"{what} {why}. {advice} A smaller batch_size also lowers the memory "
+            "training needs."
+        )
 
     def _expose_adapter_attributes(self) -> None:
         """Set the public attributes the adapter defines (``categories_``, ...)."""
@@ -885,8 +977,9 @@ default="auto"
                     "encoder callable must return a torch.nn.Module, got "
                     f"{type(encoder).__name__}"
                 )
+        if not isinstance(spec, str):
+            width = _user_encoder_width(encoder, input_shape, self._adapter)
         if not isinstance(spec, str) and self.n_components is not None:
-            width = _output_width(encoder, input_shape)
             if width != self.n_components:
                 raise ValueError(
                     f"the encoder module outputs {width} features but n_components="
@@ -1393,10 +1486,58 @@ def _check_shape_params(hidden_layer_sizes: Any, image_size: Any) -> None:
         )
 
 
-def _output_width(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Representation width of ``module``: its ``out_features`` or a probe forward pass."""
+def _bytes(n: int) -> str:
+    """``n`` bytes for people: ``'8.2 GB'``, ``'3.1 MB'``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _torch_says(exc: BaseException) -> str:
+    """torch's allocation failure, on one line, without its advice for CUDA settings."""
+    text = " ".join(str(exc).split())
+    return f"and torch could not allocate the memory ({text[:200]})"
+
+
+def _user_encoder_width(
+    module: nn.Module, input_shape: tuple[int, ...], adapter: InputAdapter
+) -> int:
+    """Representation width of a user's ``encoder=`` module, from a forward pass; a
+    ValueError naming both shapes when the module cannot take the adapter's input.
+
+    torch's own error ("mat1 and mat2 shapes cannot be multiplied") names neither the
+    data nor the layer, and came only at the first training step.
+    """
+    try:
+        return _output_width(module, input_shape, probe=True)
+    except RuntimeError as exc:
+        first = next(
+            (
+                m
+                for m in module.modules()
+                if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)
+                and not isinstance(m, nn.modules.lazy.LazyModuleMixin)
+            ),
+            None,
+        )
+        layer = "" if first is None else f"; its first layer is {first}"
+        raise ValueError(
+            f"the encoder module cannot take this input: it gets "
+            f"{adapter.describe_input()}{layer} (torch says: "
+            f"{' '.join(str(exc).split())}). Build the module for that input, or pass "
+            "a callable, encoder=lambda input_shape: ..., which ACTEncoder calls with "
+            f"the input shape {tuple(input_shape)}."
+        ) from None
+
+
+def _output_width(
+    module: nn.Module, input_shape: tuple[int, ...], *, probe: bool = False
+) -> int:
+    """Representation width of ``module``: its ``out_features`` or (always with
+    ``probe``) a forward pass on zeros."""
     width = getattr(module, "out_features", None)
-    if isinstance(width, int):
+    if isinstance(width, int) and not probe:
         return width
     was_training = module.training
     module.eval()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -440,6 +441,115 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield requested.is_set
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# ------------------------------------------------------------------------ memory checks
+
+#: Bytes per network parameter in training: float32 weights, their gradients and
+#: Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that new tensors on ``device`` can take, or None where that is unknown.
+
+    On CUDA, the device's free memory (``torch.cuda.mem_get_info``). On the CPU, the
+    smallest of what the system can give (``MemAvailable`` of /proc/meminfo, else the
+    physical memory), what the process's cgroup still allows (containers) and what
+    its address-space limit (``ulimit -v``) leaves. psutil is not a dependency: this
+    reads the same sources, and knows nothing on other systems (Windows: None).
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    int or None
+    """
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError, ValueError):
+            return None
+    if device.type != "cpu":
+        return None
+    limits = [_system_available(), _cgroup_available(), _address_space_left()]
+    known = [n for n in limits if n is not None]
+    return min(known) if known else None
+
+
+def _read_number(path: str, key: str | None = None) -> int | None:
+    """The integer in file ``path`` (after ``key:`` on its line when given), or None.
+
+    Values in kB (``/proc``) are returned in bytes; ``max`` (no limit) is None.
+    """
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines() if key is not None else [text]:
+        name, _, value = line.partition(":") if key is not None else ("", "", line)
+        if key is not None and name.strip() != key:
+            continue
+        fields = value.split()
+        if not fields or not fields[0].isdigit():
+            return None
+        return int(fields[0]) * (1024 if fields[1:2] == ["kB"] else 1)
+    return None
+
+
+def _system_available() -> int | None:
+    available = _read_number("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _cgroup_available() -> int | None:
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        cap, used = _read_number(limit), _read_number(usage)
+        if cap is not None and used is not None and cap < 1 << 60:  # v1: "no limit"
+            return max(cap - used, 0)
+    return None
+
+
+def _address_space_left() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    used = _read_number("/proc/self/status", "VmSize")
+    if soft == resource.RLIM_INFINITY or used is None:
+        return None
+    return max(soft - used, 0)
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch failing to allocate memory (CPU or CUDA).
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    bool
+    """
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 # ------------------------------------------------------------------------- CUDA memory

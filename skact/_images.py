@@ -712,6 +712,19 @@ class ImageAdapter:
         finally:
             network.train(was_training)
 
+    def describe_input(self) -> str:
+        """What the network gets: batches of normalised views.
+
+        Returns
+        -------
+        str
+        """
+        c, h, w = self.input_shape
+        return (
+            f"batches of shape (n, {c}, {h}, {w}): images of {c} channel"
+            f"{'' if c == 1 else 's'}, seen as views of {h}x{w} pixels"
+        )
+
     def streams(self, X: Any) -> bool:
         """Whether ``X`` is files, which ``partial_fit`` reads batch by batch.
 

@@ -17,7 +17,7 @@ Tables are handled here; images by :class:`skact._images.ImageAdapter`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -33,7 +33,14 @@ from .augment.tabular import TabularAugment
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
 
-__all__ = ["InputAdapter", "TabularAdapter", "check_table_container", "safe_scale"]
+__all__ = [
+    "InputAdapter",
+    "TabularAdapter",
+    "check_not_an_iterator",
+    "check_not_empty",
+    "check_table_container",
+    "safe_scale",
+]
 
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
@@ -95,6 +102,78 @@ def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
             "n_features). To use it as one feature, pass it as a one-column table: "
             "X.to_frame() (or df[['column']] rather than df['column'])."
         )
+
+
+def check_not_an_iterator(X: Any, name: str = "ACTEncoder") -> None:
+    """Refuse a generator or another one-pass iterator, naming the conversion.
+
+    Training reads the data once per epoch, and a generator can be read once; numpy
+    would make it an array of one object, whose error names no cause.
+
+    Parameters
+    ----------
+    X : object
+        User input to ``fit``, ``partial_fit`` or ``transform``.
+    name : str, default="ACTEncoder"
+        The estimator, as named in messages.
+
+    Raises
+    ------
+    TypeError
+        For an iterator (a generator, ``iter(...)``, ``map(...)``, an open file).
+
+    Examples
+    --------
+    >>> check_not_an_iterator([[1.0, 2.0], [3.0, 4.0]])
+    >>> check_not_an_iterator(row for row in [[1.0, 2.0]])
+    Traceback (most recent call last):
+    ...
+    TypeError: X is an iterator (generator), ...
+    """
+    if isinstance(X, Iterator):
+        raise TypeError(
+            f"X is an iterator ({type(X).__name__}), but {name} reads its data once per "
+            "epoch and "
+            "needs it whole: X must be an array-like, a list or a DataFrame (or a "
+            "list of images or image paths). Convert it first: np.array(list(X)) for "
+            "rows of numbers, pd.DataFrame(list(X)) for records, list(X) for images."
+        )
+
+
+def check_not_empty(X: Any, name: str = "ACTEncoder") -> None:
+    """Refuse a DataFrame without rows or without columns.
+
+    scikit-learn's message for an empty DataFrame is "at least one array or dtype is
+    required". Arrays keep scikit-learn's messages ("Found array with 0 sample(s)"),
+    which name the shape and which its estimator checks expect.
+
+    Parameters
+    ----------
+    X : object
+        User input to ``fit``, ``partial_fit`` or ``transform`` that is not images.
+    name : str, default="ACTEncoder"
+        The estimator, as named in messages.
+
+    Raises
+    ------
+    ValueError
+        When ``X`` is not an array and has a 2-D ``shape`` with a zero in it.
+    """
+    shape = getattr(X, "shape", None)
+    if isinstance(X, np.ndarray) or not isinstance(shape, tuple) or len(shape) != 2:
+        return
+    if 0 not in shape:
+        return
+    rows, columns = (int(n) for n in shape)
+    kind = type(X).__name__
+    what = "no rows" if rows == 0 else "no columns"
+    if rows == 0 and columns == 0:
+        what = "no rows and no columns"
+    raise ValueError(
+        f"X is an empty {kind} ({what}: shape ({rows}, {columns})), but {name} needs a "
+        "table with rows and columns (at least 2 rows to fit). Check the step that "
+        "built X: a filter that kept no row, or a file read without its columns."
+    )
 
 
 def _is_series(X: Any) -> bool:

@@ -113,6 +113,50 @@ def is_mixed_input(X: Any) -> bool:
     return False
 
 
+def text_columns(X: Any) -> list[str]:
+    """The columns of ``X`` that hold text (strings, or categories that are strings):
+    names for a DataFrame, positions otherwise.
+
+    Parameters
+    ----------
+    X : DataFrame, array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    list of str
+    """
+    if is_pandas_df(X):
+        import pandas as pd
+
+        found = []
+        for name, dtype in X.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype):
+                values = np.asarray(dtype.categories, dtype=object)
+            elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                continue
+            else:
+                values = np.asarray(X[name], dtype=object)
+            if np.asarray(_string_cell(values), dtype=bool).any():
+                found.append(str(name))
+        return found
+    if is_polars_df(X):
+        import polars as pl
+
+        return [
+            name
+            for name, dtype in X.schema.items()
+            if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+        ]
+    arr = _as_array(X)
+    if arr.ndim != 2:
+        return []
+    if arr.dtype.kind in "US":
+        return [str(j) for j in range(arr.shape[1])]
+    if arr.dtype.kind != "O":
+        return []
+    return [str(j) for j in np.flatnonzero(_holds_strings(arr))]
+
+
 def read_table(X: Any, handle_missing: str) -> MixedTable:
     """Read ``X`` into a :class:`MixedTable` and check it for missing and infinite values.
 
@@ -750,6 +794,29 @@ class MixedTableAdapter(TableAdapterMixin):
         TabularEmbedding
         """
         return TabularEmbedding(self.n_continuous, [len(c) for c in self.categories_])
+
+    def describe_input(self) -> str:
+        """What the network gets: the prepared columns, not the table's.
+
+        Returns
+        -------
+        str
+        """
+        with torch.device("meta"):  # its width only
+            front = self.front_end()
+        n_num, n_cat = len(self._numeric), len(self._categorical)
+        parts = [f"{n_num} standardised numeric column{'' if n_num == 1 else 's'}"]
+        if len(self.indicators):
+            parts.append(f"{len(self.indicators)} missing-value indicators")
+        embedded = front.out_features - self.n_continuous
+        parts.append(
+            f"{embedded} embedding values for {n_cat} categorical column"
+            f"{'' if n_cat == 1 else 's'}"
+        )
+        return (
+            f"batches of shape (n, {front.out_features}): the table's {n_num + n_cat} "
+            f"columns as ACTEncoder prepares them ({', '.join(parts)}), not as they are"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the adapter: JSON-able values and float arrays.

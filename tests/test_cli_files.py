@@ -2,10 +2,12 @@
 CSVs read as people save them, labels and headers taken for what they mean."""
 
 import csv
+import errno
 import os
 import signal
 import stat
 import sys
+import tracemalloc
 import warnings
 from unittest import mock
 
@@ -121,6 +123,110 @@ def test_fit_refuses_an_image_of_its_folder_and_a_folder(tmp_path, capsys):
     assert (tmp_path / "imgs" / "cat" / "1.png").read_bytes() == before
     code, _, err = run(["fit", tmp_path / "imgs", "-o", tmp_path / "imgs", *TINY], capsys)
     assert code == 2 and "is a folder; name a file in it" in err
+
+
+def _read_only_file_system(*args, **kwargs):
+    """What creating a file raises on a read-only file system, for root too."""
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def test_fit_checks_that_the_model_can_be_written_before_training(tmp_path, capsys):
+    X, _ = _blobs()
+    data = tmp_path / "data.csv"
+    data.write_text(_csv_text(X))
+    (tmp_path / "notes.txt").write_text("mine")
+    notes = f"'{tmp_path / 'notes.txt'}' is a file, not a folder"
+    cases = {
+        tmp_path / "notes.txt" / "m.skact": notes,
+        tmp_path / "notes.txt" / "sub" / "m.skact": notes,
+        tmp_path / "missing" / "m.skact": f"folder '{tmp_path / 'missing'}' does not",
+    }
+    for output, message in cases.items():
+        code, out, err = run(["fit", data, "-o", output, *TINY], capsys)
+        assert code == 2 and out == "", output  # nothing trained
+        assert message in err and "Traceback" not in err
+    # A read-only file system stops root as well as users: the check creates a file.
+    with mock.patch("skact._atomic._create_beside", _read_only_file_system):
+        code, out, err = run(["fit", data, "-o", tmp_path / "m.skact", *TINY], capsys)
+    assert code == 2 and out == ""
+    assert f"cannot write in folder '{tmp_path}' (Read-only file system)" in err
+    assert not (tmp_path / "m.skact").exists() and _partials(tmp_path) == []
+    # ... and the check leaves nothing behind where it can write.
+    assert run(["fit", data, "-o", tmp_path / "m.skact", *TINY], capsys)[0] == 0
+    assert _partials(tmp_path) == []
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes in folders without write permission",
+)
+def test_fit_refuses_a_folder_without_write_permission(tmp_path, capsys):
+    X, _ = _blobs()
+    (tmp_path / "data.csv").write_text(_csv_text(X))
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        argv = ["fit", tmp_path / "data.csv", "-o", tmp_path / "ro" / "m.skact", *TINY]
+        code, out, err = run(argv, capsys)
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+    assert code == 2 and out == ""
+    assert "cannot write in folder" in err and "Permission denied" in err
+
+
+def test_transform_and_evaluate_check_their_output_before_working(fitted, tmp_path, capsys):
+    d, _, _ = fitted
+    model, data = d / "m.skact", d / "data.csv"
+    commands = [
+        ["transform", model, d / "X.npy", "-o", tmp_path / "f.npy"],
+        ["evaluate", data, "--label", "label", "-o", tmp_path / "r.md"],
+        ["demo", "--plot", tmp_path / "p.png"],
+    ]
+    for argv in commands:
+        with mock.patch("skact._atomic._create_beside", _read_only_file_system):
+            code, out, err = run(argv, capsys)
+        assert code == 2 and out == "", argv
+        assert f"cannot write in folder '{tmp_path}' (Read-only" in err
+
+
+def test_networks_too_large_for_the_memory_are_an_error_not_a_traceback(tmp_path, capsys):
+    X, _ = _blobs()
+    (tmp_path / "data.csv").write_text(_csv_text(X))
+    argv = ["fit", tmp_path / "data.csv", "-o", tmp_path / "m.skact", *TINY]
+    with mock.patch("skact._guards.available_memory", return_value=1000):
+        code, _, err = run(argv, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "skact fit: error: ACTEncoder's networks need about" in err
+    assert "more than the 1.0 kB of memory available on cpu now" in err
+    assert not (tmp_path / "m.skact").exists()
+
+
+def test_an_overlong_line_is_refused_before_it_is_read_whole(tmp_path, capsys, monkeypatch):
+    from skact.cli import files
+
+    monkeypatch.setattr(files, "CSV_MAX_LINE_CHARS", 100)
+    header = ",".join(["c"] * 2_000_000)  # a 4 MB line: 2 million cells if split
+    (tmp_path / "wide.csv").write_text(header + "\n" + ",".join(["1"] * 40) + "\n")
+    tracemalloc.start()
+    try:
+        code, out, err = run(
+            ["fit", tmp_path / "wide.csv", "-o", tmp_path / "m.skact"], capsys
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the line is never read whole (nor split)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"{tmp_path / 'wide.csv'}, line 1: longer than 100 characters" in err
+    assert "save it as .npy or Parquet" in err
+    # A data line is bounded too; lines within the bound are read as before.
+    lines = ["a,b", "1,2", "3," + "4" * 200, "5,6"]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run(["fit", tmp_path / "t.csv", "-o", tmp_path / "m.skact"], capsys)
+    assert code == 2 and f"{tmp_path / 't.csv'}, line 3: longer than 100" in err
+    (tmp_path / "t.csv").write_text("\n".join(["a,b", *(["1," + "2" * 96] * 9)]))
+    names, cells, header = files.read_csv(tmp_path / "t.csv")  # lines of 98 and 99
+    assert names == ["a", "b"] and cells.shape == (9, 2) and header
 
 
 # ---------------------------------------------------------------- 2. atomic writes

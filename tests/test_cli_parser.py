@@ -4,8 +4,10 @@ summaries, image folders and the command-line guide's example."""
 import argparse
 import csv
 import json
+import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +395,33 @@ def test_transform_writes_the_paths_in_sorted_order(digit_folder, tmp_path, caps
         ["transform", model, folder, "-o", tmp_path / "g.npy", "--with-paths"], capsys
     )
     assert code == 2 and "--with-paths needs a .csv output" in err
+
+
+def test_paths_that_are_not_utf8_are_written_escaped(digit_folder, tmp_path, capsys):
+    folder, model = digit_folder
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9")  # a class folder named in Latin-1
+    shutil.copytree(folder / "0", latin1)
+    shutil.copy(folder / "1" / "030.png", latin1 / os.fsdecode(b"\xe9t\xe9.png"))
+    shutil.copytree(folder / "1", tmp_path / "1")
+    out = tmp_path / "f.csv"
+    argv = ["transform", model, tmp_path, "-o", out, "--with-paths"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    n = len(list(latin1.iterdir()))
+    assert f"{n} of the image paths are not UTF-8 (e.g. {tmp_path}/caf\\xe9/" in stdout
+    assert "1 of the class folder names is not UTF-8 (e.g. caf\\xe9)" in stdout
+    with out.open(encoding="utf-8", newline="") as f:  # a UTF-8 file: strict decoding
+        rows = list(csv.reader(f))[1:]
+    files = sorted(str(p) for p in tmp_path.rglob("*.png"))
+    # Each row leads to its file by the rule the note gives, one file per row.
+    written = {os.fsencode(p).decode("utf-8", "backslashreplace"): p for p in files}
+    assert [written[r[0]] for r in rows] == files
+    assert {r[-1] for r in rows} == {"caf\\xe9", "1"}
+    assert any(r[0].endswith("caf\\xe9/\\xe9t\\xe9.png") for r in rows)
+    # A name holding the escape's text as characters would lead to two files.
+    shutil.copy(folder / "1" / "030.png", latin1 / "\\xe9t\\xe9.png")
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "would name two files" in err and "rename one" in err
 
 
 def test_evaluate_baselines_on_an_image_folder_use_the_pixels(digit_folder, capsys):

@@ -167,6 +167,21 @@ def _image_files(*extra: str) -> list[str]:
     return ["0.png", "1.png", *extra]
 
 
+def _changed_column_type() -> None:
+    frame = pd.DataFrame({"a": X[:, 0], "b": [True, False] * 32})
+    model = small(max_iter=1, warm_start=True).fit(frame)
+    model.fit(frame.assign(b=["yes", "no"] * 32))
+
+
+#: What ``_with_memory`` says the device has: networks needing more are refused.
+MEMORY_CAP = 100 * 10**6
+
+
+def _with_memory(call: Callable[[], Any]) -> Any:
+    with mock.patch.object(_guards, "available_memory", lambda device: MEMORY_CAP):
+        return call()
+
+
 class Payload:
     """Pickles to a call that writes ``path``: what a malicious model file would do."""
 
@@ -395,6 +410,55 @@ CASES = [
         "skact",
     ),
     Case(
+        "An empty DataFrame",
+        "fit(pd.DataFrame())",
+        lambda: small().fit(pd.DataFrame()),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A DataFrame without rows",
+        "fit(pd.DataFrame({'a': [], 'b': []}))",
+        lambda: small().fit(pd.DataFrame({"a": [], "b": []})),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A DataFrame without columns",
+        "fit(pd.DataFrame(index=range(5)))",
+        lambda: small().fit(pd.DataFrame(index=range(5))),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A generator of rows",
+        "fit(row for row in X)",
+        lambda: small().fit(row for row in X),
+        TypeError,
+        "skact",
+    ),
+    Case(
+        "An encoder module for another input width",
+        "ACTEncoder(encoder=nn.Linear(5, 2), n_components=None).fit(X)",
+        lambda: small(encoder=torch.nn.Linear(5, 2), n_components=None).fit(X),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Networks too large for the memory",
+        "ACTEncoder().fit(X_wide), X_wide of shape (10, 100000), 100 MB free",
+        lambda: _with_memory(lambda: ACTEncoder().fit(np.zeros((10, 100_000)))),
+        MemoryError,
+        "skact",
+    ),
+    Case(
+        "A column whose type changed since the fit",
+        "warm_start=True; fit(df) with df.b bool, then with df.b text",
+        _changed_column_type,
+        ValueError,
+        "skact",
+    ),
+    Case(
         "Missing model file",
         "skact.load('model.skact')",
         lambda: skact.load("model.skact"),
@@ -589,6 +653,202 @@ def test_inf_in_transform_is_rejected_too() -> None:
     enc = _fitted()
     with pytest.raises(ValueError, match="infinity"):
         enc.transform(_with(-np.inf))
+
+
+@pytest.mark.parametrize(
+    "frame, shape",
+    [
+        (pd.DataFrame(), "no rows and no columns: shape (0, 0)"),
+        (pd.DataFrame({"a": [], "b": []}), "no rows: shape (0, 2)"),
+        (pd.DataFrame({"a": pd.Series([], dtype=object)}), "no rows: shape (0, 1)"),
+        (pd.DataFrame(index=range(5)), "no columns: shape (5, 0)"),
+    ],
+)
+def test_an_empty_dataframe_is_named_as_such(frame: pd.DataFrame, shape: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"X is an empty DataFrame ({shape})")):
+        small().fit(frame)
+    fitted = _fitted()
+    with pytest.raises(ValueError, match="X is an empty DataFrame"):
+        fitted.transform(frame)
+    # Arrays keep scikit-learn's messages, which its estimator checks expect.
+    with pytest.raises(ValueError, match=r"0 feature\(s\) \(shape=\(5, 0\)\)"):
+        small().fit(np.zeros((5, 0)))
+
+
+@pytest.mark.filterwarnings("ignore:ACTEncoder. the representation collapsed")
+def test_iterators_are_refused_with_the_conversion() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(4)]
+    for X_once, kind in [
+        ((row for row in X), "generator"),
+        (iter(X), "iterator"),
+        (iter(X.tolist()), "list_iterator"),
+        (map(list, X), "map"),
+        ((image for image in images), "generator"),
+    ]:
+        with pytest.raises(TypeError, match=rf"X is an iterator \({kind}\)") as info:
+            small().fit(X_once)
+        assert "np.array(list(X))" in str(info.value)
+        assert "list(X) for images" in str(info.value)
+    with pytest.raises(TypeError, match=r"X is an iterator \(generator\)"):
+        _fitted().transform(row for row in X)
+    # ... and what the message suggests works.
+    assert small(max_iter=1).fit(np.array(list(row for row in X))).n_features_in_ == 3
+    assert small(max_iter=1).fit(list(image for image in images)).n_iter_ == 1
+
+
+def _first_step_never_runs() -> Any:
+    def fail(*args: Any) -> None:
+        raise AssertionError("the check belongs before training")
+
+    return mock.patch.object(Trainer, "training_step", fail)
+
+
+def test_an_encoder_module_of_another_width_names_both_shapes() -> None:
+    linear = torch.nn.Linear(5, 2)
+    with _first_step_never_runs(), pytest.raises(ValueError) as info:
+        small(encoder=linear, n_components=None).fit(X)
+    message = str(info.value)
+    assert "it gets batches of shape (n, 3): rows of the table's 3 columns" in message
+    assert "its first layer is Linear(in_features=5, out_features=2" in message
+    assert "the input shape (3,)" in message and "mat1 and mat2" in message
+    # A mixed table's network gets its prepared columns: numbers and embeddings.
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": ["x", "y", "z", "w"] * 16})
+    model = small(max_iter=1, encoder=lambda shape: torch.nn.Linear(shape[0], 2))
+    model.set_params(n_components=None).fit(frame)  # a callable gets the shape
+    width = model.encoder_[0].out_features  # the embedding front end's
+    assert width > 3
+    with _first_step_never_runs(), pytest.raises(ValueError) as info:
+        small(encoder=torch.nn.Linear(3, 2), n_components=None).fit(frame)
+    message = str(info.value)
+    assert f"it gets batches of shape (n, {width}): the table's 3 columns as " in message
+    assert "(2 standardised numeric columns, " in message
+    assert f"{width - 2} embedding values for 1 categorical column)" in message
+    assert f"the input shape ({width},)" in message
+    # Images: the views' shape.
+    images = np.zeros((8, 8, 8), dtype=np.uint8)
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 2))
+    with _first_step_never_runs(), pytest.raises(ValueError) as info:
+        small(encoder=flat, n_components=None).fit(images)
+    (c, h, w) = skact.resolved_settings(small(), images)["input_shape"]
+    assert f"it gets batches of shape (n, {c}, {h}, {w}): images of 1 channel" in str(
+        info.value
+    )
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    with pytest.raises(ValueError, match=r"its first layer is Conv2d\(3, 4"):
+        small(encoder=rgb, n_components=None).fit(images)
+
+
+def test_networks_too_large_for_the_memory_are_refused_before_building() -> None:
+    wide = np.random.default_rng(0).normal(size=(10, 2000))
+    model = small(max_iter=1, hidden_layer_sizes=(64, 32))
+    built = model.fit(wide)
+    n = sum(p.numel() for m in (built.encoder_, built.projector_) for p in m.parameters())
+    never = mock.patch.object(ACTEncoder, "_placed", side_effect=AssertionError)
+    # Just enough memory: the networks are built. One byte less: refused, with the sum.
+    with mock.patch.object(_guards, "available_memory", return_value=16 * n):
+        model.fit(wide)
+    with (
+        mock.patch.object(_guards, "available_memory", return_value=16 * n - 1),
+        never,
+        pytest.raises(MemoryError) as info,
+    ):
+        small(max_iter=1, hidden_layer_sizes=(64, 32)).fit(wide)
+    message = str(info.value)
+    assert f"({n:,} parameters, 16 bytes each: float32 weights, their gradients" in message
+    assert f"need about {16 * n / 1e6:.1f} MB" in message
+    assert "its first layer alone is 2,000 x 64 weights" in message
+    assert "hidden_layer_sizes (now (64, 32))" in message and "PCA" in message
+    # A mixed table's embeddings count too.
+    frame = pd.DataFrame({"a": X[:, 0], "c": [f"k{i}" for i in range(64)]})
+    built = small(max_iter=1).fit(frame)
+    n = sum(p.numel() for m in (built.encoder_, built.projector_) for p in m.parameters())
+    with (
+        mock.patch.object(_guards, "available_memory", return_value=16 * n - 1),
+        pytest.raises(MemoryError, match=f"\\({n:,} parameters"),
+    ):
+        small(max_iter=1).fit(frame)
+    # A user's module is counted as it is.
+    linear = torch.nn.Linear(2000, 3)
+    with (
+        mock.patch.object(_guards, "available_memory", return_value=100),
+        pytest.raises(MemoryError, match=r"need about 96\.0 kB .*\(6,003 parameters"),
+    ):
+        small(max_iter=1, encoder=linear, projection_dim=None).fit(wide)
+
+
+def _cannot_allocate(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 8192000000 bytes. Error code 12"
+    )
+
+
+@pytest.mark.parametrize(
+    "where", ["building", "the optimizer's first step", "a cuda network's placing"]
+)
+def test_allocation_failures_say_what_to_change(where: str) -> None:
+    target, fail = {
+        "building": ((ACTEncoder, "_placed"), _cannot_allocate),
+        "the optimizer's first step": ((torch.optim.Adam, "step"), _cannot_allocate),
+        "a cuda network's placing": (
+            (ACTEncoder, "_placed"),
+            mock.Mock(side_effect=torch.OutOfMemoryError("CUDA out of memory.")),
+        ),
+    }[where]
+    model = small()
+    with mock.patch.object(*target, fail), pytest.raises(MemoryError) as info:
+        model.fit(X)
+    message = str(info.value)
+    assert message.startswith("ACTEncoder's networks need about ")
+    assert "torch could not allocate the memory (" in message
+    assert "hidden_layer_sizes (now (8,))" in message and "batch_size" in message
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model)  # a failed new fit leaves nothing behind
+    # Other errors of torch pass as they are.
+    other = RuntimeError("something else")
+    with mock.patch.object(*target, side_effect=other), pytest.raises(RuntimeError) as e:
+        small().fit(X)
+    assert e.value is other
+
+
+def test_available_memory_takes_the_smallest_limit(tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal: 100 kB\nMemAvailable:  64 kB\n")
+    (tmp_path / "max").write_text("max\n")
+    assert _guards._read_number(str(tmp_path / "meminfo"), "MemAvailable") == 65536
+    assert _guards._read_number(str(tmp_path / "max")) is None  # no cgroup limit
+    assert _guards._read_number(str(tmp_path / "missing")) is None
+    sources = ("_system_available", "_cgroup_available", "_address_space_left")
+    for values, expected in [((5, 3, None), 3), ((None, None, None), None)]:
+        with contextlib.ExitStack() as stack:
+            for name, value in zip(sources, values, strict=True):
+                stack.enter_context(mock.patch.object(_guards, name, return_value=value))
+            assert _guards.available_memory(torch.device("cpu")) == expected
+    memory = _guards.available_memory(torch.device("cpu"))
+    assert memory is None or memory > 0
+
+
+def test_a_column_whose_type_changed_since_the_fit_says_so() -> None:
+    frame = pd.DataFrame({"a": X[:, 0], "b": [True, False] * 32})
+    text = frame.assign(b=["yes", "no"] * 32)
+    model = small(max_iter=1, warm_start=True).fit(frame)
+    for call in (model.fit, model.partial_fit, model.transform):
+        with pytest.raises(ValueError) as info:
+            call(text)
+        message = str(info.value)
+        assert "fitted on a table of numbers (every column numeric or boolean)" in message
+        assert "now holds text in column 'b'" in message
+        assert "warm_start=False" in message and "OneHotEncoder" not in message
+    assert model.n_iter_ == 1  # kept as it was
+    # Numbers in other containers than the fit's are still numbers.
+    numbers = frame.astype({"b": object}).assign(a=frame["a"].astype("category"))
+    assert model.transform(numbers).shape == (64, 2)
+    # What the message suggests works: a new fit encodes the text column itself.
+    model.set_params(warm_start=False).fit(text)
+    assert model.is_categorical_ is not None and model.is_categorical_.tolist() == [
+        False,
+        True,
+    ]
 
 
 def test_troubleshooting_table_is_current() -> None:

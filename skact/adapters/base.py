@@ -63,6 +63,10 @@ class InputAdapter(Protocol):
         """Raise a ValueError naming the fix if ``network`` cannot take this input."""
         ...
 
+    def describe_input(self) -> str:
+        """What the network gets, in words, for messages about a user's network."""
+        ...
+
     def streams(self, X: Any) -> bool:
         """Whether ``partial_fit`` on ``X`` reads it batch by batch (files)."""
         ...
@@ -161,6 +165,19 @@ class TableAdapterMixin:
         ----------
         network : torch.nn.Module
         """
+
+    def describe_input(self) -> str:
+        """What the network gets: batches of the table's standardised rows.
+
+        Returns
+        -------
+        str
+        """
+        width = self.input_shape[0]  # type: ignore[attr-defined]
+        return (
+            f"batches of shape (n, {width}): rows of the table's {width} columns, "
+            "standardised"
+        )
 
     def streams(self, X: Any) -> bool:
         """False: tables are stored whole.

@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._images import ImageAdapter, is_image_input
-from .._inputs import TabularAdapter, check_table_container
-from .._tabular_mixed import MixedTableAdapter, is_mixed_input
+from .._inputs import (
+    TabularAdapter,
+    check_not_an_iterator,
+    check_not_empty,
+    check_table_container,
+)
+from .._tabular_mixed import MixedTableAdapter, is_mixed_input, text_columns
 from .base import InputAdapter
 
 if TYPE_CHECKING:
@@ -55,6 +60,7 @@ def read_input(
         When ``X`` is not of the fitted kind.
     """
     name = type(estimator).__name__
+    check_not_an_iterator(X, name)  # before anything reads it: it can be read once
     images = is_image_input(X)
     if fitted is not None:
         cls: type[InputAdapter] = type(fitted)
@@ -67,6 +73,7 @@ def read_input(
             )
     if not images:
         check_table_container(X, name)
+        check_not_empty(X, name)
     if fitted is None and images:
         cls = ImageAdapter
     elif fitted is None:
@@ -76,4 +83,18 @@ def read_input(
             or is_mixed_input(X)
         )
         cls = MixedTableAdapter if mixed else TabularAdapter
+    elif cls.kind == "tabular" and not images and (columns := text_columns(X)):
+        # The numbers path would say "encode text columns first", which a new fit does
+        # itself: what happened is that a column changed type since the fit.
+        where = f"column{'s' if len(columns) > 1 else ''} " + ", ".join(
+            repr(c) for c in columns[:5]
+        )
+        raise ValueError(
+            f"{name} was fitted on a table of numbers (every column numeric or "
+            f"boolean), but X now holds text in {where}: a column's type "
+            "changed since that fit. partial_fit, transform and fit with "
+            "warm_start=True need the column types of the first fit: pass the same "
+            "types (booleans as booleans, numbers as numbers), or fit again with "
+            "warm_start=False, which encodes text columns itself."
+        )
     return cls, cls.read(X, estimator, reset=fitted is None)

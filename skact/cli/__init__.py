@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(COMMANDS[args.command](args))
     except CommandError as exc:
         error, code = str(exc), exc.exit_code
-    except (ValueError, OSError, FloatingPointError) as exc:  # NonFiniteLossError too
+    # NonFiniteLossError is a FloatingPointError; networks too large, a MemoryError.
+    except (ValueError, OSError, FloatingPointError, MemoryError) as exc:
         error, code = render_error(exc, args.command), 1
     except KeyboardInterrupt:  # outputs are written whole or not at all
         error, code = "interrupted (Ctrl-C); no file was written", 130

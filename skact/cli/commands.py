@@ -348,16 +348,27 @@ def transform(args: argparse.Namespace) -> int:
     data = _read_for(model, args.data, args.label)
     files.check_columns(model, data, args.data, args.label)
     _check_values(data, model.handle_missing)
+    # Names are checked before the work: a row must lead to one file.
+    paths, labels, notes = None, data.y, []
+    if args.with_paths:
+        paths, note = files.utf8_names(data.X, "image paths")
+        notes.append(note)
+    if labels is not None and csv_output and data.is_images:
+        written, note = files.utf8_names(list(labels), "class folder names")
+        labels = np.array(written)
+        notes.append(note)
+    for note in notes:
+        if note is not None:
+            print(note)
     X = data.X if data.is_images else files.as_table(data, data.X, model)
     features = model.transform(X)
     names = [str(n) for n in model.get_feature_names_out()]
-    paths = data.X if args.with_paths else None
     if paths is not None:
         names.insert(0, files.PATH_COLUMN)
-    if data.y is not None and csv_output:
+    if labels is not None and csv_output:
         # An image folder's class labels (its subfolders) go in a column named "label".
         label_name = args.label if args.label is not None else "label"
-        files.write_features(args.output, features, [*names, label_name], data.y, paths)
+        files.write_features(args.output, features, [*names, label_name], labels, paths)
     else:
         files.write_features(args.output, features, names, paths=paths)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features to {args.output}")

@@ -10,15 +10,16 @@ labels. Outputs are written whole or not at all (:func:`skact._atomic.atomic_wri
 from __future__ import annotations
 
 import csv
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
 from .. import _persistence
-from .._atomic import atomic_write
+from .._atomic import atomic_write, check_writable
 from .._encoder import ACTEncoder
 from .._images import ImageFiles
 from .errors import CommandError, UsageError
@@ -33,6 +34,7 @@ __all__ = [
     "read",
     "read_data",
     "read_pixels",
+    "utf8_names",
     "write_features",
 ]
 
@@ -89,18 +91,36 @@ def require_file(path: Path, what: str) -> None:
 
 
 def check_output(path: Path, suffixes: Sequence[str] | None, what: str) -> None:
-    """Fail before any work if ``path`` cannot be written in a known format."""
+    """Fail before any work if ``path`` cannot be written in a known format.
+
+    The folder is tried the way the write will use it (a temporary file created and
+    removed, :func:`skact._atomic.check_writable`), so that a fit does not train for an
+    hour and then fail to save: permission bits, a read-only file system (which stops
+    root too) and a missing folder are all found here.
+    """
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise UsageError(
             f"{what} {str(path)!r}: unknown format {path.suffix!r}; use one of "
             + ", ".join(suffixes)
         )
-    if not path.parent.is_dir():
+    folder = path.parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
         raise UsageError(
-            f"{what} {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            f"{what} {str(path)!r}: {str(blocker)!r} is a file, not a folder; "
+            "choose an output in an existing folder"
         )
+    if not folder.is_dir():
+        raise UsageError(f"{what} {str(path)!r}: folder {str(folder)!r} does not exist")
     if path.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder; name a file in it")
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise UsageError(
+            f"{what} {str(path)!r}: cannot write in folder {str(folder)!r} "
+            f"({exc.strerror or exc}); choose an output in a folder you can write to"
+        ) from None
 
 
 def check_not_an_input(path: Path, what: str, inputs: dict[str, Path | None]) -> None:
@@ -207,6 +227,11 @@ def read_pixels(paths: Sequence[str]) -> np.ndarray:
 #: the same number (more than one) of cells is the file's; else a comma.
 CSV_DELIMITERS = (",", ";", "\t", "|")
 _CSV_SAMPLE_CHARS = 1 << 16
+#: Longest CSV line read, in characters (64 Mi: a row of a million numbers fits). A
+#: longer line is refused before it is read whole: a file without line breaks (a 1 GiB
+#: header line took 7 GB of memory to split) is not a table to train on. Python's csv
+#: module bounds each cell in the same way (:func:`csv.field_size_limit`).
+CSV_MAX_LINE_CHARS = 1 << 26
 
 
 def read_csv(path: Path) -> tuple[list[str], np.ndarray, bool]:
@@ -267,7 +292,7 @@ def _csv_rows(path: Path) -> tuple[list[list[str]], str]:
         with path.open(encoding="utf-8-sig", newline="") as f:
             delimiter = _sniff_delimiter(f.read(_CSV_SAMPLE_CHARS))
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, delimiter=delimiter)
+            reader = csv.reader(_bounded_lines(f, path), delimiter=delimiter)
             try:
                 return list(reader), delimiter
             except csv.Error as exc:
@@ -280,6 +305,23 @@ def _csv_rows(path: Path) -> tuple[list[list[str]], str]:
             f"{path}: not UTF-8 text (it holds the byte {exc.object[exc.start]:#04x}); "
             "save it as UTF-8 (in Excel: CSV UTF-8)"
         ) from None
+
+
+def _bounded_lines(file: TextIO, path: Path) -> Iterator[str]:
+    """The lines of ``file``, refusing one longer than :data:`CSV_MAX_LINE_CHARS`
+    before reading it whole."""
+    limit = CSV_MAX_LINE_CHARS
+    for number in itertools.count(1):
+        line = file.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise UsageError(
+                f"{path}, line {number}: longer than {limit:,} characters, the longest "
+                "line skact reads from a CSV file; a table this wide (or a file "
+                "without line breaks?) needs another format: save it as .npy or Parquet"
+            )
+        yield line
 
 
 def _sniff_delimiter(sample: str) -> str:
@@ -643,6 +685,48 @@ def list_names(names: Sequence[str], limit: int = 10) -> str:
 
 
 # ---------------------------------------------------------------------------- features
+
+
+def utf8_names(names: Sequence[str], what: str) -> tuple[list[str], str | None]:
+    """File names (or folder names) as UTF-8 text for a CSV, and a note for the user
+    when some were not UTF-8 (None otherwise).
+
+    A name's bytes that are not UTF-8 (which Python keeps as lone surrogates) are
+    written as ``\\xNN``, as Python's ``backslashreplace`` shows them: the file of a
+    row is the one whose ``os.fsencode(path).decode("utf-8", "backslashreplace")``
+    equals the cell. Two names that would read the same (one holding the text
+    ``\\xe9``, another the byte) are refused: a row must lead to one file.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The names, as Python lists them (:func:`os.fsdecode`).
+    what : str
+        What they are, in the note (``"image paths"``).
+
+    Returns
+    -------
+    names : list of str
+    note : str or None
+    """
+    written = [os.fsencode(name).decode("utf-8", "backslashreplace") for name in names]
+    changed = list(dict.fromkeys(b for a, b in zip(names, written, strict=True) if a != b))
+    if not changed:
+        return list(names), None
+    seen: dict[str, str] = {}
+    for name, text in zip(names, written, strict=True):
+        if seen.setdefault(text, name) != name:
+            raise UsageError(
+                f"{what}: {text!r} would name two files, one that holds these "
+                "characters and one whose name is not UTF-8; rename one of them"
+            )
+    n = len(changed)
+    note = (
+        f"{n} of the {what} {'is' if n == 1 else 'are'} not UTF-8 (e.g. {changed[0]}); "
+        "the CSV writes their other bytes as \\xNN escapes: the file of a row is the "
+        "one whose os.fsencode(path).decode('utf-8', 'backslashreplace') is the cell"
+    )
+    return written, note
 
 
 def write_features(
