@@ -608,8 +608,8 @@ def monitored_rows(
     return np.arange(n_samples), None
 
 
-#: Labeled rows per class that the monitor's few-shot estimate classifies from: the
-#: middle of the few-shot protocol's 1 / 5 / 10 labels per class (fewshot.md).
+#: Labeled rows per class that each row is compared with in the monitor's few-shot
+#: estimate: the middle of the few-shot protocol's 1 / 5 / 10 labels per class.
 MONITOR_SHOTS = 5
 
 #: Seeded draws of those rows the few-shot estimate averages over.
@@ -619,11 +619,12 @@ MONITOR_DRAWS = 10
 def shot_masks(
     codes: np.ndarray, seed: int, shots: int = MONITOR_SHOTS, draws: int = MONITOR_DRAWS
 ) -> np.ndarray:
-    """Which rows are the labeled examples ("shots") in each of ``draws`` draws.
+    """The labeled examples ("shots") each row is compared with, in each draw.
 
-    In each draw, ``min(shots, n_c - 1)`` rows of a class with ``n_c`` rows are shots,
-    so that every class with at least 2 rows keeps a row to classify; the single row
-    of a class with one row is always a shot.
+    For every row and every class, ``shots`` rows of that class other than the row
+    itself are drawn (all of them when the class has no more). When no class has more
+    than ``shots + 1`` rows every draw would be the same, so there is one: every other
+    row, the leave-one-out set.
 
     Parameters
     ----------
@@ -635,41 +636,53 @@ def shot_masks(
 
     Returns
     -------
-    ndarray of bool of shape (draws, n_rows)
-        True for the shots of each draw.
+    ndarray of bool of shape (n_draws, n_rows, n_rows)
+        ``[d, i, j]``: whether row ``j`` is an example for row ``i`` in draw ``d``;
+        ``n_draws`` is ``draws``, or 1 as said above.
 
     Examples
     --------
-    >>> shot_masks(np.array([0, 0, 0, 1, 1, 2]), seed=0, shots=5, draws=1).sum()
-    4
+    >>> masks = shot_masks(np.array([0, 0, 0, 1, 1]), seed=0, shots=1, draws=2)
+    >>> masks.shape, masks.sum(axis=2).tolist()[0]  # one row of each class, not itself
+    ((2, 5, 5), [2, 2, 2, 2, 2])
     """
     rng = np.random.default_rng(seed)
-    masks = np.zeros((draws, len(codes)), dtype=bool)
+    n = len(codes)
     members = [np.flatnonzero(codes == c) for c in np.unique(codes)]
-    for draw in masks:
+    if all(len(rows) <= shots + 1 for rows in members):
+        return ~np.eye(n, dtype=bool)[None]
+    masks = np.zeros((draws, n, n), dtype=bool)
+    everyone = np.arange(n)[:, None]
+    for mask in masks:
         for rows in members:
-            draw[rng.choice(rows, min(shots, max(len(rows) - 1, 1)), replace=False)] = True
+            if len(rows) <= shots:
+                mask[:, rows] = True
+                continue
+            keys = rng.random((n, len(rows)))
+            keys[rows, np.arange(len(rows))] = np.inf  # a row is never its own example
+            mask[everyone, rows[np.argpartition(keys, shots - 1, axis=1)[:, :shots]]] = True
+        np.fill_diagonal(mask, False)
     return masks
 
 
 def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> float:
-    """Accuracy of 1-NN from a few labeled rows per class on the other labeled rows.
+    """Accuracy of each labeled row's nearest among a few labeled examples per class.
 
-    For each draw (a row of ``shots``), every row that is not a shot is classified by
-    the label of its nearest shot (Euclidean distance, as
-    :func:`skact.evaluation.knn_probe`; the lower index wins a tie); the result is
-    the mean over the draws of the share of those rows classified right. This is the
-    few-shot protocol in small: unlike the leave-one-out accuracy of every labeled
-    row (:func:`loo_nn_accuracy`), it is not fooled by near-duplicates (overlapping
-    crops, repeated rows), whose twin is rarely among the few shots.
+    For each draw (see :func:`shot_masks`) every row is classified by the label of its
+    nearest example (Euclidean distance, as :func:`skact.evaluation.knn_probe`; the
+    lower index wins a tie); the result is the share classified right, averaged over
+    the draws. With every other row as the examples this is :func:`loo_nn_accuracy`.
+    With a few examples per class it is the few-shot protocol in small, and is not
+    fooled as the leave-one-out accuracy of many labeled rows is by near-duplicates
+    (overlapping crops, repeated rows): a row's twin is rarely among its examples.
 
     Parameters
     ----------
     features : Tensor of shape (n_rows, n_features)
     labels : Tensor of shape (n_rows,)
         Integer class codes.
-    shots : Tensor of bool of shape (n_draws, n_rows)
-        The shots of each draw (see :func:`shot_masks`), on ``features``' device.
+    shots : Tensor of bool of shape (n_draws, n_rows, n_rows)
+        The examples of each row in each draw, on ``features``' device.
 
     Returns
     -------
@@ -679,16 +692,16 @@ def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> flo
     --------
     >>> features = torch.tensor([[0.0], [1.0], [5.0], [7.0]])
     >>> labels = torch.tensor([0, 0, 1, 1])
-    >>> shots = torch.tensor([[True, False, False, True]])
-    >>> few_shot_nn_accuracy(features, labels, shots)  # 1 -> 0 right, 2 -> 3 right
+    >>> shots = ~torch.eye(4, dtype=torch.bool)[None]  # every other row
+    >>> few_shot_nn_accuracy(features, labels, shots)
     1.0
     """
     distances = torch.cdist(features.float(), features.float())
-    scores = []
-    for shot in shots:
-        nearest = distances.masked_fill(~shot, math.inf).argmin(dim=1)
-        right = labels.index_select(0, nearest) == labels
-        scores.append(right[~shot].float().mean())
+    scores = [
+        (labels.index_select(0, distances.masked_fill(~mask, math.inf).argmin(dim=1))
+         == labels).float().mean()
+        for mask in shots
+    ]  # fmt: skip
     return float(torch.stack(scores).mean())
 
 
@@ -700,7 +713,7 @@ def monitor_estimate(features: Tensor, codes: Tensor | None, shots: Tensor | Non
     ----------
     features : Tensor of shape (n_rows, n_features)
     codes : Tensor of shape (n_rows,) or None
-    shots : Tensor of bool of shape (n_draws, n_rows) or None
+    shots : Tensor of bool of shape (n_draws, n_rows, n_rows) or None
         The draws of :func:`shot_masks` (with ``codes``).
 
     Returns
@@ -728,33 +741,6 @@ def monitor_name(labeled: bool) -> str:
     return "few_shot_1nn_accuracy" if labeled else "effective_rank"
 
 
-def monitor_description(name: str | None) -> str:
-    """What the monitor's quantity ``name`` is, in plain words.
-
-    Parameters
-    ----------
-    name : str or None
-        A value of ``monitor_name_``.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> monitor_description("effective_rank")
-    'effective rank of the representation (label-free)'
-    """
-    return {
-        "few_shot_1nn_accuracy": (
-            f"1-NN accuracy on the labeled rows from {MONITOR_SHOTS} labeled examples "
-            f"per class, mean of {MONITOR_DRAWS} draws"
-        ),
-        "loo_1nn_accuracy": "leave-one-out 1-NN accuracy of the labeled rows",
-        "effective_rank": "effective rank of the representation (label-free)",
-    }.get(str(name), "none")
-
-
 class Monitor(Callback):
     """After each epoch, a cheap seeded estimate of the representation's quality.
 
@@ -778,9 +764,9 @@ class Monitor(Callback):
         Put back the weights, optimiser state and adversary of the epoch with the
         highest estimate at the end of the fit (the first of equals), unless the last
         epoch was it. A fit that fails keeps what it has.
-    shots : Tensor of bool of shape (n_draws, n_rows) or None, default=None
-        With ``codes``: the shots of each draw (:func:`shot_masks`), on the same
-        device; None draws them with seed 0.
+    shots : Tensor of bool of shape (n_draws, n_rows, n_rows) or None, default=None
+        With ``codes``: the examples of each row in each draw (:func:`shot_masks`),
+        on the same device; None draws them with seed 0.
 
     Attributes
     ----------

@@ -261,11 +261,13 @@ default="auto"
         per epoch, as ``loss_curve_``), on a fixed sample of at most 2,000 rows drawn
         from ``random_state``. With labels given to ``fit`` (at least 2 classes of at
         least 2 labeled rows), the few-shot 1-nearest-neighbour accuracy of the
-        labeled rows: each of the others classified by its nearest of 5 labeled rows
-        per class, mean of 10 seeded draws of those 5 (a row's near-duplicate is
-        rarely among them, so overlapping crops or repeated rows do not inflate it);
-        else the effective rank of the representation (RankMe: exp of
-        the entropy of its normalised singular values, from 1 to ``n_components``).
+        labeled rows: each is classified by its nearest among at most 5 other
+        labeled rows per class, drawn at random, mean of 10 seeded draws (with at
+        most 6 labeled rows per class: among all the others, the leave-one-out
+        accuracy; with many, a row's near-duplicate is rarely among its 5, so
+        overlapping crops or repeated rows do not inflate it); else the effective
+        rank of the representation (RankMe: exp of the entropy of its normalised
+        singular values, from 1 to ``n_components``).
         A fit whose model ends collapsed (the effective rank of its rows around their
         mean below 1.5) warns.
         NaN for epochs trained by a skact without the monitor.
@@ -544,8 +546,9 @@ default="auto"
 
         With labels, the few-shot 1-nearest-neighbour accuracy of the labeled rows'
         representation (at most 2,000 of them, drawn from the model's seed): each
-        labeled row that is not among 5 drawn per class is classified by its nearest
-        of those 5, averaged over 10 seeded draws; the quantity ``monitor_curve_``
+        labeled row is classified by its nearest among at most 5 other labeled rows
+        per class, drawn at random, averaged over 10 seeded draws; the quantity
+        ``monitor_curve_``
         holds for a ``fit`` with labels, a few-shot score for
         :class:`~sklearn.model_selection.GridSearchCV` on data with few labels.
         Without labels, the effective rank of the representation of at most 2,000

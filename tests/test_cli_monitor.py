@@ -65,8 +65,8 @@ def _printed_monitor(out):
 def few_shot(n: int) -> str:
     """What the fit's last line says the monitor is, for ``n`` labeled rows."""
     return (
-        f"share of {n} labeled rows classified right by their nearest of 5 labeled "
-        "examples per class, mean of 10 draws; a rough guide to few-shot accuracy"
+        f"1-NN accuracy of {n} labeled rows, each compared with at most 5 other "
+        "labeled rows per class, mean of 10 draws; a rough guide to few-shot accuracy"
     )
 
 
@@ -284,9 +284,9 @@ def test_keep_best_monitor_prints_the_kept_epoch_s_value(tmp_path, capsys):
     ("keep_best", "name", "ending"),
     [
         ("monitor", "few_shot_1nn_accuracy", "accuracy) 0.900 at epoch 3, the epoch kept"),
-        ("last", "few_shot_1nn_accuracy", "12 labeled rows classified right by their "
-         "nearest of 5 labeled examples per class, mean of 10 draws; a rough guide to "
-         "few-shot accuracy) 0.600"),
+        ("last", "few_shot_1nn_accuracy", "12 labeled rows, each compared with at most "
+         "5 other labeled rows per class, mean of 10 draws; a rough guide to few-shot "
+         "accuracy) 0.600"),
         ("monitor", "effective_rank", "label-free; the labels need 2 classes of at "
          "least 2 rows each) 0.9 of 3 at epoch 3, the epoch kept"),
     ],

@@ -54,26 +54,46 @@ def test_loo_nn_accuracy_by_hand():
 def test_few_shot_nn_accuracy_by_hand():
     features = torch.tensor([[0.0], [1.0], [2.0], [6.0], [7.0], [10.0]])
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    shots = torch.tensor(
-        [
-            [True, False, False, True, False, False],  # shots at 0 and 6
-            [False, False, True, False, False, True],  # shots at 2 and 10
-        ]
-    )
-    # Draw 1: 1 -> 0 right, 2 -> 0 right, 7 -> 6 right, 10 -> 6 right: 4/4.
-    # Draw 2: 0 -> 2 right, 1 -> 2 right, 6 -> 2 wrong (a tie at distance 4 with 10:
-    # the lower index wins), 7 -> 10 right: 3/4.
-    assert few_shot_nn_accuracy(features, labels, shots) == pytest.approx((1 + 0.75) / 2)
+    # One draw, one example per class for each row (never the row itself).
+    examples = {0: (2, 5), 1: (0, 3), 2: (1, 3), 3: (2, 5), 4: (0, 5), 5: (1, 3)}
+    shots = torch.zeros(1, 6, 6, dtype=torch.bool)
+    for row, chosen in examples.items():
+        shots[0, row, list(chosen)] = True
+    # 0 -> 2 (2 < 10) right; 1 -> 0 (1 < 5) right; 2 -> 1 (1 < 4) right;
+    # 6 -> a tie at distance 4 with 2 and 10: the lower index, 2, wrong; 7 -> 10 (3 < 7)
+    # right; 10 -> 6 (4 < 9) right: 5 of 6.
+    assert few_shot_nn_accuracy(features, labels, shots) == pytest.approx(5 / 6)
+    # A second draw is averaged in: every other row as the examples, leave-one-out.
+    both = torch.cat([shots, ~torch.eye(6, dtype=torch.bool)[None]])
+    loo = loo_nn_accuracy(features, labels)
+    assert few_shot_nn_accuracy(features, labels, both) == pytest.approx((5 / 6 + loo) / 2)
 
 
-def test_shot_masks_keep_a_row_to_classify_in_every_class():
+def test_shot_masks_draw_the_examples_of_every_row_from_every_class():
     codes = np.array([0] * 8 + [1] * 3 + [2] * 1 + [3] * 6)
     masks = shot_masks(codes, seed=4, shots=5, draws=7)
-    assert masks.shape == (7, 18)
-    per_class = np.stack([masks[:, codes == c].sum(axis=1) for c in range(4)], axis=1)
-    assert (per_class == [5, 2, 1, 5]).all()  # min(5, n_c - 1), and 1 for one row
-    assert len({m.tobytes() for m in masks}) > 1  # the draws differ
+    assert masks.shape == (7, 18, 18)
+    assert not masks[:, np.arange(18), np.arange(18)].any()  # never the row itself
+    per_class = np.stack([masks[:, :, codes == c].sum(axis=2) for c in range(4)], axis=2)
+    # Examples per class: 5 of a larger class, else all its rows but the row itself.
+    expected = np.array([[5 - 0, 3, 1, 5]] * 18)
+    expected[codes == 1, 1], expected[codes == 2, 2] = 2, 0
+    assert (per_class == expected[None]).all()
+    assert len({m.tobytes() for m in masks}) == 7  # the draws differ
     np.testing.assert_array_equal(masks, shot_masks(codes, seed=4, shots=5, draws=7))
+
+
+def test_with_few_labels_per_class_the_estimate_is_the_leave_one_out_accuracy():
+    # No class with more than shots + 1 rows: one draw of every other row.
+    rng = np.random.default_rng(1)
+    codes = np.repeat([0, 1, 2], [6, 4, 2])
+    masks = shot_masks(codes, seed=0, shots=5)
+    assert masks.shape == (1, 12, 12) and masks.sum() == 12 * 11
+    features = torch.tensor(rng.normal(size=(12, 3)), dtype=torch.float32)
+    labels = torch.from_numpy(codes)
+    assert few_shot_nn_accuracy(features, labels, torch.from_numpy(masks)) == (
+        loo_nn_accuracy(features, labels)
+    )
 
 
 def test_near_duplicates_do_not_inflate_the_few_shot_estimate():
@@ -226,10 +246,11 @@ def test_fit_with_unlabeled_rows_fills_the_curve_with_the_1nn_accuracy(y):
     enc = small_encoder(max_iter=3).fit(X, y)
     assert enc.monitor_name_ == "few_shot_1nn_accuracy"
     assert len(enc.monitor_curve_) == enc.n_iter_ == 3
-    # 16 labeled rows, 5 shots per class: 6 rows to classify in each of 10 draws, so
-    # each accuracy is a multiple of 1/60.
+    # 16 labeled rows (7 and 9 of the two classes), each classified in each of 10
+    # draws: each accuracy is a multiple of 1/160.
     for accuracy in enc.monitor_curve_:
-        assert 0 <= accuracy <= 1 and (accuracy * 60) == pytest.approx(round(accuracy * 60))
+        assert 0 <= accuracy <= 1
+        assert (accuracy * 160) == pytest.approx(round(accuracy * 160))
     # The estimate is the score of the fitted model on the same labeled rows.
     assert enc.score(X, y) == pytest.approx(enc.monitor_curve_[-1])
 
@@ -338,18 +359,18 @@ def test_score_with_and_without_labels():
     rows = np.flatnonzero(Y_SEMI != -1)
     labeled, classes = features[rows].astype(np.float64), Y_SEMI[rows]
     distances = np.linalg.norm(labeled[:, None] - labeled[None], axis=2)
-    # The draws of shots the model makes (5 of each class's 7 and 9 labeled rows): each
-    # other labeled row takes the class of its nearest shot.
+    # The model's draws: each row's examples, at most 5 other rows of each class (the
+    # classes have 7 and 9 labeled rows, so 10 draws differ).
     _, codes, shots = enc._monitored_rows(64, (Y_SEMI, Y_SEMI != -1))
-    assert codes is not None and shots is not None and shots.shape == (10, 16)
-    assert all((s[classes == c].sum() == 5) for s in shots for c in (0, 1))
+    assert codes is not None and shots is not None and shots.shape == (10, 16, 16)
+    assert all((m[:, classes == c].sum(axis=1) == 5).all() for m in shots for c in (0, 1))
+    np.fill_diagonal(distances, np.inf)
     accuracy = np.mean(
         [
-            np.mean(classes[np.flatnonzero(s)][distances[~s][:, s].argmin(axis=1)]
-                    == classes[~s])
-            for s in shots
+            np.mean(classes[np.where(m, distances, np.inf).argmin(axis=1)] == classes)
+            for m in shots
         ]
-    )  # fmt: skip
+    )
     assert enc.score(X, Y_SEMI) == pytest.approx(accuracy)
 
     with pytest.raises(ValueError, match="at least 2 classes with at least 2 rows"):

@@ -289,9 +289,9 @@ def _monitor_summary(encoder: ACTEncoder, y: np.ndarray | None) -> str:
         if n > MONITOR_ROWS:  # the monitor follows a seeded sample of them
             rows = f"a sample of {MONITOR_ROWS} of the {n} labeled rows"
         return (
-            f", monitor (share of {rows} classified right by their nearest of "
-            f"{MONITOR_SHOTS} labeled examples per class, mean of {MONITOR_DRAWS} draws; "
-            f"a rough guide to few-shot accuracy) {value:.3f}{kept}"
+            f", monitor (1-NN accuracy of {rows}, each compared with at most "
+            f"{MONITOR_SHOTS} other labeled rows per class, mean of {MONITOR_DRAWS} "
+            f"draws; a rough guide to few-shot accuracy) {value:.3f}{kept}"
         )
     width = len(encoder.get_feature_names_out())
     why = ""

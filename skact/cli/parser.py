@@ -479,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an ACTEncoder on unlabeled DATA",
         description="Train an ACTEncoder on DATA and save it. Every row is trained on; "
         "labels (--label, --labels, an image folder's class subfolders) only feed the "
-        "monitor after each epoch: the accuracy of classifying the labeled rows by their "
-        "nearest of 5 labeled examples per class (mean of 10 draws), "
+        "monitor after each epoch: the 1-NN accuracy of the labeled rows, each compared "
+        "with at most 5 other labeled rows per class (mean of 10 draws), "
         "shown in the progress bar and the last line (without labels: the effective "
         "rank of the representation). Before training, one line says what will be "
         "trained (samples, input kind, network, epochs, batch size, device). The "
