@@ -156,6 +156,25 @@ def test_fit_checks_that_the_model_can_be_written_before_training(tmp_path, caps
     assert _partials(tmp_path) == []
 
 
+def test_an_output_ending_with_a_separator_replaces_no_file(tmp_path, capsys):
+    """``-o notes.csv/`` replaced the file notes.csv with a model and ``-o newdir/``
+    wrote a file named newdir: a trailing separator names a folder."""
+    X, _ = _blobs()
+    data = tmp_path / "data.csv"
+    data.write_text(_csv_text(X))
+    (tmp_path / "notes.csv").write_text("mine")
+    for output in (f"{tmp_path / 'notes.csv'}/", f"{tmp_path / 'newdir'}/"):
+        code, out, err = run(["fit", data, "-o", output, *TINY], capsys)
+        assert code == 2 and out == ""
+        assert "ends with a path separator, which names a folder" in err
+    assert (tmp_path / "notes.csv").read_text() == "mine"
+    assert not (tmp_path / "newdir").exists()
+    model = tmp_path / "m.skact"
+    assert run(["fit", data, "-o", model, *TINY], capsys)[0] == 0
+    code, _, err = run(["transform", model, data, "-o", f"{tmp_path}/"], capsys)
+    assert code == 2 and "names a folder" in err
+
+
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() == 0,
     reason="root writes in folders without write permission",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 from collections.abc import Callable
 from numbers import Integral
 from pathlib import Path
@@ -176,6 +177,20 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def _output_file(text: str) -> Path:
+    """An output file's path; one ending with a separator names a folder, refused.
+
+    ``Path`` drops a trailing ``/``: ``-o notes.csv/`` would replace the file
+    ``notes.csv`` and ``-o newdir/`` write a file named ``newdir``.
+    """
+    if text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} ends with a path separator, which names a folder; name the file "
+            f"to write, e.g. {text + 'model.skact'!r}"
+        )
+    return Path(text)
 
 
 def _describe(interval: Interval) -> str:
@@ -466,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_options(demo)
     demo.add_argument(
         "--plot",
-        type=Path,
+        type=_output_file,
         metavar="FILE",
         help="also save a figure of accuracy against k, which needs matplotlib "
         "(default: no figure)",
@@ -492,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_output_file,
         required=True,
         metavar="MODEL",
         help="where to write the fitted model",
@@ -540,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_output_file,
         required=True,
         metavar="FEATURES",
         help="output file, .npy or .csv (with a header)",
@@ -652,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_output_file,
         metavar="FILE",
         help="also save the results, as .json (every draw) or .md (default: none, "
         "printed only)",
