@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label",
         metavar="COL",
         help=label_help + "; its labels only feed the monitor, and a blank or -1 "
-        "label marks an unlabeled row (see --minus-one; default: none; labels then come "
+        "label marks an unlabeled row, see --minus-one (default: none; labels then come "
         "from --labels or an image folder's class subfolders, else the monitor is "
         "label-free)",
     )
