@@ -9,9 +9,11 @@ unlabeled (y = -1). The script measures four things:
    is compared with the test accuracy a linear probe on the labeled rows reaches: the
    Spearman rank correlation across the grid's settings, and the *regret* (best test
    accuracy of the grid minus that of the setting the score picks). Scores: the monitor
-   (``ACTEncoder.score(X, y)``: leave-one-out 1-NN accuracy of the labeled rows), a
-   3-fold cross-validated linear probe on the labeled rows' features, and the
-   label-free score (``ACTEncoder.score(X)``: effective rank / width).
+   (``ACTEncoder.score(X, y)``: 1-NN accuracy of each labeled row against at most 5
+   other labeled rows per class), the previous monitor (leave-one-out 1-NN accuracy of
+   the labeled rows, the same with 5 labels per class), a 3-fold cross-validated linear
+   probe on the labeled rows' features, and the label-free score
+   (``ACTEncoder.score(X)``: effective rank / width).
 2. **GridSearchCV.** ``GridSearchCV(TransferClassifier(ACTEncoder(), probe),
    {"encoder__alpha": ALPHAS}, scoring=labeled_scorer("accuracy"))`` on the pool with
    y = -1 for unlabeled rows (the encoder is refitted on each fold's rows): the test
@@ -25,6 +27,11 @@ unlabeled (y = -1). The script measures four things:
    the raw (standardised) features.
 4. **keep_best.** The default fit keeping the last epoch against ``keep_best="monitor"``
    (the epoch with the best monitor score), on the first ``--search-draws`` draws.
+
+``--ranking-only`` runs part 1 alone and merges it into the saved results (the other
+parts stay those of their run); ``--overlap`` fits the photo tiles with every pool row
+labeled, where tiles of a class overlap, and sets the monitor and the previous monitor
+against linear probes on the test tiles.
 
 Writes ``selection.json`` and ``selection.md`` (command, machine, versions, date) under
 ``benchmarks/results/``.
@@ -382,7 +389,8 @@ def overlap_markdown(r: dict[str, Any]) -> list[str]:
         "",
         "| quantity | value |",
         "|---|---|",
-        f"| monitor, `score(X, y)` (few-shot 1-NN, 5 shots per class) | "
+        "| monitor, `score(X, y)` (1-NN of each labeled row against at most 5 other "
+        "labeled rows per class, mean of 10 draws) | "
         f"{r['monitor']:.3f} |",
         f"| previous monitor (leave-one-out 1-NN of the labeled rows) | "
         f"{r['monitor_loo']:.3f} |",
@@ -518,7 +526,9 @@ def _dataset_markdown(r: dict[str, Any]) -> list[str]:
         "monitor": "monitor: `score(X, y)` (run "
         f"{r.get('ranking_run', r['run'])}: "
         + (
-            "few-shot 1-NN, 5 shots per class"
+            "each labeled row against at most 5 other labeled rows per class, "
+            "mean of 10 draws; with 5 labels per class that is every other one, so "
+            "the previous monitor exactly"
             if "monitor_loo" in r["settings"][0]
             else "LOO 1-NN on the labeled rows"
         )

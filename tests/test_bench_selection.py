@@ -96,3 +96,20 @@ def test_the_search_s_encoder_is_the_grid_s_model(bench):
         grid_fit.transform(X_test), searched.encoder_.transform(X_test)
     )
     assert len(searched.encoder_.monitor_curve_) == 2  # the labels did reach the monitor
+
+
+def test_ranking_only_merges_part_one_and_keeps_the_other_parts(bench, tmp_path):
+    base = ["--quick", "--datasets", "wine", "--output-dir", str(tmp_path)]
+    assert bench.main(base) == 0
+    before = json.loads((tmp_path / "selection.json").read_text())["results"][0]
+    assert bench.main([*base, "--ranking-only"]) == 0
+    report = json.loads((tmp_path / "selection.json").read_text())
+    (after,) = report["results"]
+    assert len(report["runs"]) == 2 and after["ranking_run"] == 1 and after["run"] == 0
+    for part in ("search", "classifiers", "keep_best"):
+        assert after[part] == before[part]
+    # 5 labels per class: each row's examples are every other labeled row, so the
+    # monitor is the previous, leave-one-out, monitor exactly.
+    for setting in after["settings"]:
+        assert setting["monitor"] == pytest.approx(setting["monitor_loo"])
+    assert "settings and ranking: run 1" in (tmp_path / "selection.md").read_text()
