@@ -24,7 +24,7 @@ import torch
 from scipy import sparse
 from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from sklearn.utils.validation import validate_data
-from torch import Tensor
+from torch import Tensor, nn
 
 from ._auto import table_corruption_rate
 from ._inputs import safe_scale
@@ -534,6 +534,68 @@ def _as_integers(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return ints if bool((ints.astype(object) == values).all()) else None
 
 
+class MixedPreprocessing(nn.Module):
+    """A mixed table's rows as :meth:`MixedTableAdapter.to_storage` prepares them.
+
+    Takes the numeric columns as float64 (NaN for a gap) and the categorical columns
+    as int64 codes, and returns the float32 rows
+    ``[standardised numeric | missing indicators | codes]`` that the encoder (its
+    :class:`~skact.networks.TabularEmbedding` first) reads. Column ``j``'s code is
+    the index of its value in ``categories_[j]`` (whose last entry is NaN where the
+    column had gaps in ``fit``: a gap's code is then that index); any other code,
+    such as -1, means a category unknown to the model (and a gap where the column had
+    none in ``fit``), as ``transform`` encodes them.
+
+    Parameters
+    ----------
+    mean, scale : ndarray of shape (n_numeric,)
+        The adapter's statistics of the numeric columns.
+    indicators : ndarray of int
+        Positions, among the numeric columns, of those with a missing indicator.
+    cardinalities : sequence of int
+        ``len(categories_[j])`` of each categorical column.
+    """
+
+    mean: Tensor
+    scale: Tensor
+    unit: Tensor
+    indicators: Tensor
+    cardinalities: Tensor
+
+    def __init__(
+        self,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        indicators: np.ndarray,
+        cardinalities: list[int],
+    ) -> None:
+        super().__init__()
+        # Divided as to_storage divides: by each column's size where it is beyond HUGE.
+        unit = np.array(
+            [_unit(max(abs(m), s)) for m, s in zip(mean, scale)], dtype=np.float64
+        )
+        buffers = {
+            "mean": np.asarray(mean, dtype=np.float64) / unit,
+            "scale": np.asarray(scale, dtype=np.float64) / unit,
+            "unit": unit,
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float64))
+        self.register_buffer("indicators", torch.as_tensor(indicators, dtype=torch.int64))
+        self.register_buffer(
+            "cardinalities", torch.as_tensor(cardinalities, dtype=torch.int64)
+        )
+
+    def forward(self, numeric: Tensor, codes: Tensor) -> Tensor:
+        standardised = (numeric / self.unit - self.mean) / self.scale
+        gaps = torch.isnan(numeric)
+        values = torch.where(gaps, torch.zeros_like(standardised), standardised)
+        known = (codes >= 0) & (codes < self.cardinalities)
+        codes = torch.where(known, codes, self.cardinalities.expand_as(codes))
+        parts = [values.float(), gaps[:, self.indicators].float(), codes.float()]
+        return torch.cat(parts, dim=1)
+
+
 class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
@@ -740,6 +802,40 @@ class MixedTableAdapter(TableAdapterMixin):
             column = encode(X.columns[j], self.categories_[i], self.has_missing_category[i])
             out[:, self.n_continuous + i] = column
         return torch.from_numpy(out)
+
+    def preprocessing_module(self) -> MixedPreprocessing:
+        """What :meth:`to_storage` does, as a torch module of two inputs.
+
+        Returns
+        -------
+        MixedPreprocessing
+            Takes the numeric columns (float64, NaN for a gap) and the categorical
+            columns' codes (int64; see :meth:`input_codes` and
+            :class:`MixedPreprocessing`), in the table's column order within each.
+        """
+        return MixedPreprocessing(
+            self.mean, self.scale, self.indicators, [len(c) for c in self.categories_]
+        )
+
+    def input_codes(self) -> list[dict[str, Any]]:
+        """How each categorical column becomes the code :meth:`preprocessing_module`
+        takes: its known values in code order and the code of a gap.
+
+        Returns
+        -------
+        list of dict
+            Per categorical column: ``categories`` (JSON-able values; value ``i`` has
+            code ``i``) and ``missing_code`` (the code of a gap: the index of the
+            column's missing category, or -1, unknown, where it had no gap in
+            ``fit``). Any other value is unknown: code -1.
+        """
+        return [
+            {
+                "categories": cats[: len(cats) - missing].tolist(),
+                "missing_code": len(cats) - 1 if missing else -1,
+            }
+            for cats, missing in zip(self.categories_, self.has_missing_category)
+        ]
 
     def to_model(self, batch: Tensor) -> Tensor:
         """Stored rows are already network input (the encoder embeds the codes).

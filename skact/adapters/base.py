@@ -87,6 +87,11 @@ class InputAdapter(Protocol):
         """One random augmented view of a stored batch."""
         ...
 
+    def preprocessing_module(self) -> nn.Module:
+        """What turns the raw input (tensors a user has: float rows, category codes,
+        uint8 images) into network input, as an exportable torch module."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """The fitted state as JSON-able values and arrays."""
         ...
