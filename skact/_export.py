@@ -188,6 +188,9 @@ def _exported_program(estimator: ACTEncoder) -> tuple[Any, dict[str, Any]]:
         ) from exc
     encoder = copy.deepcopy(estimator.encoder_).to(device="cpu", dtype=torch.float32)
     encoder.requires_grad_(False)  # features without a graph, also where it is loaded
+    # Image networks are placed channels_last; torch.export.load warns about weights
+    # whose strides are not contiguous.
+    encoder.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model = _FeatureExtractor(preprocessing, encoder).eval()
     try:
         with torch.no_grad():

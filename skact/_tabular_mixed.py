@@ -570,29 +570,39 @@ class MixedPreprocessing(nn.Module):
         cardinalities: list[int],
     ) -> None:
         super().__init__()
-        # Divided as to_storage divides: by each column's size where it is beyond HUGE.
         unit = np.array(
             [_unit(max(abs(m), s)) for m, s in zip(mean, scale)], dtype=np.float64
         )
+        self.n_numeric = len(unit)
+        self.n_indicators = len(indicators)
+        self.n_categorical = len(cardinalities)
         buffers = {
-            "mean": np.asarray(mean, dtype=np.float64) / unit,
-            "scale": np.asarray(scale, dtype=np.float64) / unit,
-            "unit": unit,
+            "mean": torch.as_tensor(np.asarray(mean, dtype=np.float64) / unit),
+            "scale": torch.as_tensor(np.asarray(scale, dtype=np.float64) / unit),
+            "unit": torch.as_tensor(unit),
+            "indicators": torch.as_tensor(indicators, dtype=torch.int64),
+            "cardinalities": torch.as_tensor(cardinalities, dtype=torch.int64),
         }
         for name, value in buffers.items():
-            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float64))
-        self.register_buffer("indicators", torch.as_tensor(indicators, dtype=torch.int64))
-        self.register_buffer(
-            "cardinalities", torch.as_tensor(cardinalities, dtype=torch.int64)
-        )
+            # None for an empty one: torch.export.save stores empty tensors that its
+            # load cannot read back.
+            self.register_buffer(name, value if value.numel() else None)
 
     def forward(self, numeric: Tensor, codes: Tensor) -> Tensor:
-        standardised = (numeric / self.unit - self.mean) / self.scale
-        gaps = torch.isnan(numeric)
-        values = torch.where(gaps, torch.zeros_like(standardised), standardised)
-        known = (codes >= 0) & (codes < self.cardinalities)
-        codes = torch.where(known, codes, self.cardinalities.expand_as(codes))
-        parts = [values.float(), gaps[:, self.indicators].float(), codes.float()]
+        parts = []
+        if self.n_numeric:
+            # Divided as to_storage divides: by each column's size beyond HUGE.
+            standardised = (numeric / self.unit - self.mean) / self.scale
+            gaps = torch.isnan(numeric)
+            parts.append(
+                torch.where(gaps, torch.zeros_like(standardised), standardised).float()
+            )
+            if self.n_indicators:
+                parts.append(gaps[:, self.indicators].float())
+        if self.n_categorical:
+            known = (codes >= 0) & (codes < self.cardinalities)
+            unknown = self.cardinalities.expand_as(codes)
+            parts.append(torch.where(known, codes, unknown).float())
         return torch.cat(parts, dim=1)
 
 
