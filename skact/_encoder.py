@@ -698,8 +698,7 @@ default="auto"
         >>> inputs = encoder.fit(X).export("features.pt2")  # doctest: +SKIP
         """
         check_is_fitted(self)
-        _export.export(self, path, format)
-        return _export.export_inputs(self)
+        return _export.export(self, path, format)
 
     @property
     def _n_features_out(self) -> int:

@@ -225,15 +225,16 @@ def _first_line(exc: BaseException) -> str:
 
 def export(
     estimator: ACTEncoder, path: str | os.PathLike[str], format: str | None = None
-) -> Path:
+) -> dict[str, Any]:
     """Write ``estimator``'s feature extractor to ``path``, and its inputs beside it.
 
     See :meth:`skact.ACTEncoder.export`.
 
     Returns
     -------
-    Path
-        The JSON file describing the inputs (``path`` + ``".inputs.json"``).
+    dict
+        What :func:`export_inputs` returns, also written to ``path`` +
+        ``".inputs.json"``.
     """
     path = Path(os.fspath(path))
     kind = export_format(path, format)
@@ -273,7 +274,7 @@ def export(
     with atomic_write(described, text=True) as file:
         json.dump(inputs, file, indent=1)
         file.write("\n")
-    return described
+    return inputs
 
 
 def _require_onnx() -> None:
