@@ -30,7 +30,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -65,23 +64,6 @@ class _FeatureExtractor(nn.Module):
         return self.encoder(self.preprocessing(*inputs)).float()
 
 
-class _OneSidedTable(nn.Module):
-    """A mixed table's preprocessing for a table without numeric or without
-    categorical columns: the absent input is an empty matrix, built here."""
-
-    def __init__(self, preprocessing: nn.Module, numeric: bool) -> None:
-        super().__init__()
-        self.preprocessing = preprocessing
-        self.numeric = numeric
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.numeric:
-            codes = torch.zeros((x.shape[0], 0), dtype=torch.int64, device=x.device)
-            return self.preprocessing(x, codes)
-        numeric = torch.zeros((x.shape[0], 0), dtype=torch.float64, device=x.device)
-        return self.preprocessing(numeric, x)
-
-
 def export_inputs(estimator: ACTEncoder) -> dict[str, Any]:
     """What the exported program of ``estimator`` takes and returns, JSON-able.
 
@@ -100,40 +82,14 @@ def export_inputs(estimator: ACTEncoder) -> dict[str, Any]:
     """
     adapter = estimator._adapter
     names = getattr(estimator, "feature_names_in_", None)
-    width = int(estimator.n_features_in_) if adapter.kind != "image" else 0
-    columns = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(width)]
-    out: dict[str, Any] = {"kind": adapter.kind, "inputs": []}
-    if adapter.kind == "tabular":
-        out["inputs"].append(_spec("X", "float64", columns))
-    elif adapter.kind == "mixed":
-        mask = np.asarray(adapter.is_categorical_, dtype=bool)
-        numeric = [c for c, m in zip(columns, mask) if not m]
-        categorical = [c for c, m in zip(columns, mask) if m]
-        if numeric:
-            out["inputs"].append(_spec("numeric", "float64", numeric))
-        if categorical:
-            out["inputs"].append(_spec("codes", "int64", categorical))
-        out["categorical"] = [
-            {"name": name, **codes}
-            for name, codes in zip(categorical, adapter.input_codes())
-        ]
-    else:
-        height, width = adapter.image_size
-        shape: list[Any] = ["n", height, width]
-        if adapter.channels > 1:
-            shape.append(adapter.channels)
-        out["inputs"].append({"name": "images", "dtype": "uint8", "shape": shape})
-        out["value_range"] = list(adapter.value_range)
+    columns = None if names is None else [str(c) for c in names]
+    out: dict[str, Any] = {"kind": adapter.kind, **adapter.input_spec(columns)}
     out["output"] = {
         "name": "features",
         "dtype": "float32",
         "shape": ["n", int(estimator._n_features_out)],
     }
     return out
-
-
-def _spec(name: str, dtype: str, columns: list[str]) -> dict[str, Any]:
-    return {"name": name, "dtype": dtype, "shape": ["n", len(columns)], "columns": columns}
 
 
 def _example(spec: dict[str, Any]) -> Tensor:
@@ -162,8 +118,8 @@ def export_format(path: str | os.PathLike[str], format: str | None) -> str:
     suffix = Path(os.fspath(path)).suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise ValueError(
-            f"cannot tell the export format from {os.fspath(path)!r}: name a .onnx or "
-            ".pt2 file, or pass format='onnx' or format='pt2'"
+            f"cannot tell the export format from {os.fspath(path)!r}: use a .onnx or "
+            ".pt2 suffix, or pass format='onnx' or format='pt2'"
         )
     return EXPORT_FORMATS[suffix]
 
@@ -172,9 +128,7 @@ def _exported_program(estimator: ACTEncoder) -> tuple[Any, dict[str, Any]]:
     """The fitted model traced by ``torch.export``, and its inputs' description."""
     inputs = export_inputs(estimator)
     specs = inputs["inputs"]
-    preprocessing: nn.Module = estimator._adapter.preprocessing_module()
-    if inputs["kind"] == "mixed" and len(specs) == 1:
-        preprocessing = _OneSidedTable(preprocessing, specs[0]["name"] == "numeric")
+    preprocessing = estimator._adapter.preprocessing_module()
     examples = tuple(_example(spec) for spec in specs)
     batch = torch.export.Dim("n")
     dynamic = tuple({0: batch} for _ in specs)
@@ -203,12 +157,15 @@ def _exported_program(estimator: ACTEncoder) -> tuple[Any, dict[str, Any]]:
 
 def _encoder_failure(estimator: ACTEncoder, exc: BaseException) -> str:
     spec = estimator.encoder
-    what = (
-        f"the built-in {spec!r} encoder"
-        if isinstance(spec, str)
-        else f"the encoder network from encoder={spec!r} "
-        f"({type(estimator.encoder_).__name__})"
-    )
+    if isinstance(spec, str):
+        what = f"the built-in {spec!r} encoder"
+    else:  # a module's repr spans lines: its class names it
+        given = f"{type(spec).__name__}(...)" if isinstance(spec, nn.Module) else None
+        given = given or getattr(spec, "__qualname__", None) or repr(spec)
+        what = (
+            f"the encoder network from encoder={given} "
+            f"(a {type(estimator.encoder_).__name__})"
+        )
     return (
         f"{what} cannot be exported: torch.export could not trace its forward "
         f"({type(exc).__name__}: {_first_line(exc)}). An exportable forward uses torch "

@@ -886,6 +886,28 @@ class ImageAdapter:
             self.std,
         )
 
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The input of :meth:`preprocessing_module`: ``images``, uint8, channels last.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            Unused: images have no columns.
+
+        Returns
+        -------
+        dict
+            ``inputs`` and ``value_range`` (the values of arrays that are not uint8
+            mapped to 0 and 255 in ``fit``).
+        """
+        shape: list[Any] = ["n", *self.image_size]
+        if self.channels > 1:
+            shape.append(self.channels)
+        return {
+            "inputs": [{"name": "images", "dtype": "uint8", "shape": shape}],
+            "value_range": list(self.value_range),
+        }
+
     def _interpolation(self) -> str:
         """How whole images are resized to the view size: as the views are, where
         ``interpolate`` has that mode, else bilinear."""

@@ -373,6 +373,23 @@ class TabularAdapter(TableAdapterMixin):
         """
         return TablePreprocessing(self.mean, self.scale)
 
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The input of :meth:`preprocessing_module`: ``X``, float64 rows.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            The table's column names; None: ``x0``, ``x1``, ...
+
+        Returns
+        -------
+        dict
+        """
+        width = self.input_shape[0]
+        columns = columns or [f"x{j}" for j in range(width)]
+        spec = {"name": "X", "dtype": "float64", "shape": ["n", width], "columns": columns}
+        return {"inputs": [spec]}
+
     def to_model(self, batch: Tensor) -> Tensor:
         """Stored rows are already network input.
 

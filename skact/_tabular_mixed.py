@@ -606,6 +606,30 @@ class MixedPreprocessing(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class OneSidedTable(nn.Module):
+    """:class:`MixedPreprocessing` of a table without numeric or without categorical
+    columns, taking the one input there is (the other is an empty matrix, made here).
+
+    Parameters
+    ----------
+    preprocessing : MixedPreprocessing
+    numeric : bool
+        Whether the input is the numeric columns (else the codes).
+    """
+
+    def __init__(self, preprocessing: MixedPreprocessing, numeric: bool) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+        self.numeric = numeric
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.numeric:
+            codes = torch.zeros((x.shape[0], 0), dtype=torch.int64, device=x.device)
+            return self.preprocessing(x, codes)
+        numeric = torch.zeros((x.shape[0], 0), dtype=torch.float64, device=x.device)
+        return self.preprocessing(numeric, x)
+
+
 class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
@@ -813,19 +837,53 @@ class MixedTableAdapter(TableAdapterMixin):
             out[:, self.n_continuous + i] = column
         return torch.from_numpy(out)
 
-    def preprocessing_module(self) -> MixedPreprocessing:
-        """What :meth:`to_storage` does, as a torch module of two inputs.
+    def preprocessing_module(self) -> nn.Module:
+        """What :meth:`to_storage` does, as a torch module.
 
         Returns
         -------
-        MixedPreprocessing
+        MixedPreprocessing or OneSidedTable
             Takes the numeric columns (float64, NaN for a gap) and the categorical
             columns' codes (int64; see :meth:`input_codes` and
-            :class:`MixedPreprocessing`), in the table's column order within each.
+            :class:`MixedPreprocessing`), in the table's column order within each;
+            only the one of them that has columns where the other has none.
         """
-        return MixedPreprocessing(
+        module = MixedPreprocessing(
             self.mean, self.scale, self.indicators, [len(c) for c in self.categories_]
         )
+        if len(self._numeric) and len(self._categorical):
+            return module
+        return OneSidedTable(module, numeric=bool(len(self._numeric)))
+
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The inputs of :meth:`preprocessing_module`, and the codes of each
+        categorical column.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            The table's column names; None: ``x0``, ``x1``, ...
+
+        Returns
+        -------
+        dict
+            ``inputs``: ``numeric`` (float64) and ``codes`` (int64), each where it has
+            columns; ``categorical``: per categorical column, its ``name`` and
+            :meth:`input_codes`.
+        """
+        columns = columns or [f"x{j}" for j in range(len(self.is_categorical_))]
+        numeric = [columns[j] for j in self._numeric]
+        categorical = [columns[j] for j in self._categorical]
+        inputs = [
+            {"name": name, "dtype": dtype, "shape": ["n", len(cols)], "columns": cols}
+            for name, dtype, cols in (
+                ("numeric", "float64", numeric),
+                ("codes", "int64", categorical),
+            )
+            if cols
+        ]
+        codes = [{"name": c, **spec} for c, spec in zip(categorical, self.input_codes())]
+        return {"inputs": inputs, "categorical": codes}
 
     def input_codes(self) -> list[dict[str, Any]]:
         """How each categorical column becomes the code :meth:`preprocessing_module`

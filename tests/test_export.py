@@ -183,7 +183,8 @@ def test_onnx_without_its_packages_names_the_extra(table_model, tmp_path, monkey
         "find_spec",
         lambda name, *a: None if name == "onnxscript" else real(name, *a),
     )
-    with pytest.raises(ImportError, match=r"needs onnxscript: pip install 'skact\[export\]'"):
+    needs = r"needs onnxscript: pip install 'skact\[export\]'"
+    with pytest.raises(ImportError, match=needs):
         encoder.export(tmp_path / "model.onnx")
 
 
