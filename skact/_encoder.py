@@ -660,7 +660,10 @@ default="auto"
         The output is ``features``, float32 ``(n, n_components)``. What the inputs are
         for this model is returned and written beside the file as JSON (``path`` +
         ``".inputs.json"``). A value ``transform`` refuses (infinity, a gap with
-        ``handle_missing="error"``) is not checked by the exported program.
+        ``handle_missing="error"``) is not checked by the exported program. The
+        program computes in float32 on the CPU: on a CUDA GPU of compute capability 8
+        or more, ``transform`` computes in bfloat16 (autocast), and its features
+        differ from the program's by that rounding.
 
         Parameters
         ----------

@@ -490,7 +490,9 @@ class ImagePreprocessing(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
-        x = x.float() / 255.0
+        # Contiguous as to_model's stored batches are: interpolate's channels_last
+        # kernel rounds differently.
+        x = x.contiguous().float() / 255.0
         if self.view_size != self.image_size:
             mode = self.interpolation
             x = F.interpolate(

@@ -295,6 +295,23 @@ def test_image_export_matches_transform(tmp_path, format, shape) -> None:
         np.testing.assert_allclose(got, encoder.transform(X[:n]), rtol=0, atol=TOL)
 
 
+@pytest.mark.parametrize(
+    "shape, view_size",
+    [((6, 8, 8), (12, 12)), ((6, 10, 12, 3), (10, 12)), ((6, 40, 40, 3), (32, 32))],
+)
+def test_image_preprocessing_module_is_to_model(shape, view_size) -> None:
+    from skact._images import ImageAdapter, as_images
+    from skact.augment import ImageAugment
+
+    X = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    augment = ImageAugment(output_size=view_size)
+    adapter = ImageAdapter.fit(as_images(X), augment)
+    assert adapter.input_shape[1:] == view_size
+    expected = adapter.to_model(adapter.to_storage(as_images(X)))
+    got = adapter.preprocessing_module()(torch.from_numpy(X))
+    assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("format", FORMATS)
 def test_images_of_another_size_are_refused_by_the_runtime(tmp_path, format) -> None:
     X = np.random.default_rng(0).integers(0, 256, size=(16, 8, 8), dtype=np.uint8)
