@@ -154,6 +154,26 @@ def test_pt2_loads_and_runs_where_skact_cannot_be_imported(table_model, tmp_path
     np.testing.assert_allclose(got, encoder.transform(X[:4]), rtol=0, atol=TOL)
 
 
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
+def test_onnx_runs_where_neither_skact_nor_torch_can_be_imported(table_model, tmp_path):
+    encoder, X = table_model
+    encoder.export(tmp_path / "model.onnx")
+    np.save(tmp_path / "X.npy", X[:4])
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["skact"] = sys.modules["torch"] = None  # imports of them now fail
+        import numpy as np, onnxruntime
+        session = onnxruntime.InferenceSession("model.onnx")
+        features = session.run(["features"], {"X": np.load("X.npy")})[0]
+        np.save("features.npy", features)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=300)
+    got = np.load(tmp_path / "features.npy")
+    np.testing.assert_allclose(got, encoder.transform(X[:4]), rtol=0, atol=TOL)
+
+
 class Branchy(nn.Module):
     """A network whose forward branches on its input's values: not traceable."""
 
@@ -293,6 +313,15 @@ def test_image_export_matches_transform(tmp_path, format, shape) -> None:
     for n in (1, 5):
         got = run_exported(path, {"images": X[:n]})
         np.testing.assert_allclose(got, encoder.transform(X[:n]), rtol=0, atol=TOL)
+
+
+def test_a_callable_augment_does_not_stop_the_export(tmp_path) -> None:
+    X = np.random.default_rng(0).integers(0, 256, size=(16, 8, 8), dtype=np.uint8)
+    encoder = small_encoder(max_iter=1, batch_size=8, augment=lambda x, g: x.flip(-1))
+    encoder.fit(X)  # views are training only: the features do not use them
+    encoder.export(tmp_path / "model.pt2")
+    got = run_exported(tmp_path / "model.pt2", {"images": X[:3]})
+    np.testing.assert_allclose(got, encoder.transform(X[:3]), rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize(
