@@ -26,7 +26,16 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from . import _callbacks, _guards, _images, _persistence, _state, _training, distributed
+from . import (
+    _callbacks,
+    _export,
+    _guards,
+    _images,
+    _persistence,
+    _state,
+    _training,
+    distributed,
+)
 from ._auto import AutoSettings
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._training import NonFiniteLossError
@@ -624,6 +633,75 @@ default="auto"
         skact.load : Load a saved estimator.
         """
         _persistence.save(self, path, optimizer_state=optimizer_state)
+
+    def export(
+        self, path: str | os.PathLike[str], format: str | None = None
+    ) -> dict[str, Any]:
+        """Write the whole feature extractor, preprocessing included, for serving.
+
+        The file maps what a user has to what :meth:`transform` returns (within
+        float32 rounding), with no skact needed to run it: an ONNX file for
+        onnxruntime (needs the ``skact[export]`` extra: onnx and onnxscript), or a
+        ``torch.export`` program (``.pt2``) for :func:`torch.export.load`. The batch
+        axis is dynamic. Its inputs:
+
+        - numeric tables: ``X``, float64 ``(n, n_features)``;
+        - mixed tables: ``numeric``, float64 ``(n, n_numeric)``, the numeric columns
+          in the table's order with NaN for a gap, and ``codes``, int64
+          ``(n, n_categorical)``: a value's index in the known categories of its
+          column (``categories`` below), ``missing_code`` for a gap, -1 for a value
+          unknown to the model. An input without columns is left out;
+        - images: ``images``, uint8 ``(n, H, W, C)``, or ``(n, H, W)`` for one
+          channel, at the fitted ``image_size``; other sizes are refused by the
+          runtime (resize them first, as ``transform`` does: antialiased bilinear,
+          rounded to uint8). A model fitted on arrays that are not uint8 maps them
+          from ``value_range`` to [0, 255]: do the same before.
+
+        The output is ``features``, float32 ``(n, n_components)``. What the inputs are
+        for this model is returned and written beside the file as JSON (``path`` +
+        ``".inputs.json"``). A value ``transform`` refuses (infinity, a gap with
+        ``handle_missing="error"``) is not checked by the exported program. The
+        program computes in float32 on the CPU: on a CUDA GPU of compute capability 8
+        or more, ``transform`` computes in bfloat16 (autocast), and its features
+        differ from the program's by that rounding.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination, overwritten if it exists.
+        format : {"onnx", "pt2"} or None, default=None
+            None takes the format from ``path``'s suffix (``.onnx`` or ``.pt2``).
+
+        Returns
+        -------
+        dict
+            The inputs' description: ``kind``, ``inputs`` (``name``, ``dtype``,
+            ``shape`` with ``"n"`` for the batch axis, ``columns``), ``output``; for
+            mixed tables ``categorical`` (per categorical column: ``name``,
+            ``categories``, ``missing_code``); for images ``value_range``.
+
+        Raises
+        ------
+        ValueError
+            An unknown format; a user's ``encoder`` network that ``torch.export``
+            cannot trace (the message names it and what to change).
+        ImportError
+            ONNX without onnx or onnxscript installed.
+
+        See Also
+        --------
+        transform : The features the exported program computes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skact import ACTEncoder
+        >>> X = np.random.default_rng(0).normal(size=(64, 5))
+        >>> encoder = ACTEncoder(max_iter=1, hidden_layer_sizes=(8,), n_components=4)
+        >>> inputs = encoder.fit(X).export("features.pt2")  # doctest: +SKIP
+        """
+        check_is_fitted(self)
+        return _export.export(self, path, format)
 
     @property
     def _n_features_out(self) -> int:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageAdapter",
     "ImageFiles",
+    "ImagePreprocessing",
     "as_images",
     "channels_first",
     "check_views",
@@ -443,6 +444,66 @@ def default_encoder(input_shape: tuple[int, ...]) -> str:
     return _auto.image_encoder("cuda", (int(input_shape[1]), int(input_shape[2])))
 
 
+class ImagePreprocessing(nn.Module):
+    """uint8 images of the stored size as :meth:`ImageAdapter.to_model` makes them
+    network input: to float in [0, 1], resized to the view size, normalised.
+
+    Takes channels-last images ``(n, H, W, C)``, or ``(n, H, W)`` for one channel,
+    as image files decode; ``(H, W)`` must be the adapter's ``image_size``.
+
+    Parameters
+    ----------
+    channels : int
+    view_size : tuple of (int, int)
+        The network's input size.
+    image_size : tuple of (int, int)
+        The stored size (the input's).
+    interpolation : {"bilinear", "bicubic", "nearest"}
+        How images are resized to ``view_size`` where it differs.
+    mean, std : ndarray of shape (channels,)
+        The adapter's per-channel statistics.
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(
+        self,
+        channels: int,
+        view_size: tuple[int, int],
+        image_size: tuple[int, int],
+        interpolation: str,
+        mean: np.ndarray,
+        std: np.ndarray,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.view_size = view_size
+        self.image_size = image_size
+        self.interpolation = interpolation
+        # Tensors of their own, not views of the adapter's arrays: torch.export.save
+        # warns about buffers that share a storage.
+        shape = (1, channels, 1, 1)
+        for name, value in (("mean", mean), ("std", std)):
+            values = np.asarray(value, dtype=np.float32).reshape(shape)
+            self.register_buffer(name, torch.tensor(values))
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+        # Contiguous as to_model's stored batches are: interpolate's channels_last
+        # kernel rounds differently.
+        x = x.contiguous().float() / 255.0
+        if self.view_size != self.image_size:
+            mode = self.interpolation
+            x = F.interpolate(
+                x, size=self.view_size, mode=mode,
+                align_corners=None if mode == "nearest" else False,
+                antialias=mode != "nearest" and self.view_size[0] < self.image_size[0],
+            )  # fmt: skip
+            x = x.clamp(0.0, 1.0)
+        return (x - self.mean) / self.std
+
+
 class ImageAdapter:
     """Images stored as uint8, normalised per channel and augmented on the device.
 
@@ -809,6 +870,52 @@ class ImageAdapter:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def preprocessing_module(self) -> ImagePreprocessing:
+        """What :meth:`to_model` does to uint8 images of the stored size, as a module.
+
+        Returns
+        -------
+        ImagePreprocessing
+            Takes uint8 images ``(n, H, W, C)`` (``(n, H, W)`` for one channel) of
+            ``image_size``; returns the network's float32 input.
+        """
+        return ImagePreprocessing(
+            self.channels,
+            (int(self.input_shape[1]), int(self.input_shape[2])),
+            self.image_size,
+            self._interpolation(),
+            self.mean,
+            self.std,
+        )
+
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The input of :meth:`preprocessing_module`: ``images``, uint8, channels last.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            Unused: images have no columns.
+
+        Returns
+        -------
+        dict
+            ``inputs`` and ``value_range`` (the values of arrays that are not uint8
+            mapped to 0 and 255 in ``fit``).
+        """
+        shape: list[Any] = ["n", *self.image_size]
+        if self.channels > 1:
+            shape.append(self.channels)
+        return {
+            "inputs": [{"name": "images", "dtype": "uint8", "shape": shape}],
+            "value_range": list(self.value_range),
+        }
+
+    def _interpolation(self) -> str:
+        """How whole images are resized to the view size: as the views are, where
+        ``interpolate`` has that mode, else bilinear."""
+        mode = getattr(self.augment, "interpolation", "bilinear")
+        return mode if mode in ("bilinear", "bicubic", "nearest") else "bilinear"
+
     def to_model(self, batch: Tensor) -> Tensor:
         """A stored batch as network input: whole images at the view size, normalised.
 
@@ -823,9 +930,7 @@ class ImageAdapter:
         x = batch.float().div_(255.0)
         size = self.input_shape[1:]
         if tuple(x.shape[2:]) != size:
-            mode = getattr(self.augment, "interpolation", "bilinear")
-            if mode not in ("bilinear", "bicubic", "nearest"):
-                mode = "bilinear"
+            mode = self._interpolation()
             x = F.interpolate(
                 x, size=size, mode=mode, align_corners=None if mode == "nearest" else False,
                 antialias=mode != "nearest" and size[0] < x.shape[2],

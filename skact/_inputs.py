@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import _guards
 from ._auto import table_corruption_rate
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InputAdapter",
+    "TablePreprocessing",
     "TabularAdapter",
     "check_not_an_iterator",
     "check_not_empty",
@@ -211,6 +212,37 @@ def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     return scale
 
 
+class TablePreprocessing(nn.Module):
+    """A numeric table's rows as :meth:`TabularAdapter.to_storage` prepares them.
+
+    Takes float64 rows, standardises them in float64 (as ``to_storage`` does: a column
+    with a large offset, such as timestamps, keeps its digits) and returns float32.
+
+    Parameters
+    ----------
+    mean, scale : ndarray of shape (n_features,)
+        The adapter's fitted statistics.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> module = TablePreprocessing(np.array([1.0, 0.0]), np.array([2.0, 1.0]))
+    >>> module(torch.tensor([[3.0, -1.0]], dtype=torch.float64))
+    tensor([[ 1., -1.]])
+    """
+
+    mean: Tensor
+    scale: Tensor
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float64))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return ((X - self.mean) / self.scale).float()
+
+
 class TabularAdapter(TableAdapterMixin):
     """Standardised numeric tables, augmented by SCARF corruption.
 
@@ -329,6 +361,34 @@ class TabularAdapter(TableAdapterMixin):
                 chunk /= self.scale
                 out[start : start + rows] = chunk
         return torch.from_numpy(out)
+
+    def preprocessing_module(self) -> TablePreprocessing:
+        """What :meth:`to_storage` does to an array of rows, as a torch module.
+
+        Returns
+        -------
+        TablePreprocessing
+            Takes float64 rows of shape ``(n, n_features)``; returns the network's
+            float32 input.
+        """
+        return TablePreprocessing(self.mean, self.scale)
+
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The input of :meth:`preprocessing_module`: ``X``, float64 rows.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            The table's column names; None: ``x0``, ``x1``, ...
+
+        Returns
+        -------
+        dict
+        """
+        width = self.input_shape[0]
+        columns = columns or [f"x{j}" for j in range(width)]
+        spec = {"name": "X", "dtype": "float64", "shape": ["n", width], "columns": columns}
+        return {"inputs": [spec]}
 
     def to_model(self, batch: Tensor) -> Tensor:
         """Stored rows are already network input.

@@ -24,7 +24,7 @@ import torch
 from scipy import sparse
 from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from sklearn.utils.validation import validate_data
-from torch import Tensor
+from torch import Tensor, nn
 
 from ._auto import table_corruption_rate
 from ._inputs import safe_scale
@@ -534,6 +534,102 @@ def _as_integers(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     return ints if bool((ints.astype(object) == values).all()) else None
 
 
+class MixedPreprocessing(nn.Module):
+    """A mixed table's rows as :meth:`MixedTableAdapter.to_storage` prepares them.
+
+    Takes the numeric columns as float64 (NaN for a gap) and the categorical columns
+    as int64 codes, and returns the float32 rows
+    ``[standardised numeric | missing indicators | codes]`` that the encoder (its
+    :class:`~skact.networks.TabularEmbedding` first) reads. Column ``j``'s code is
+    the index of its value in ``categories_[j]`` (whose last entry is NaN where the
+    column had gaps in ``fit``: a gap's code is then that index); any other code,
+    such as -1, means a category unknown to the model (and a gap where the column had
+    none in ``fit``), as ``transform`` encodes them.
+
+    Parameters
+    ----------
+    mean, scale : ndarray of shape (n_numeric,)
+        The adapter's statistics of the numeric columns.
+    indicators : ndarray of int
+        Positions, among the numeric columns, of those with a missing indicator.
+    cardinalities : sequence of int
+        ``len(categories_[j])`` of each categorical column.
+    """
+
+    mean: Tensor
+    scale: Tensor
+    unit: Tensor
+    indicators: Tensor
+    cardinalities: Tensor
+
+    def __init__(
+        self,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        indicators: np.ndarray,
+        cardinalities: list[int],
+    ) -> None:
+        super().__init__()
+        unit = np.array(
+            [_unit(max(abs(m), s)) for m, s in zip(mean, scale)], dtype=np.float64
+        )
+        self.n_numeric = len(unit)
+        self.n_indicators = len(indicators)
+        self.n_categorical = len(cardinalities)
+        buffers = {
+            "mean": torch.as_tensor(np.asarray(mean, dtype=np.float64) / unit),
+            "scale": torch.as_tensor(np.asarray(scale, dtype=np.float64) / unit),
+            "unit": torch.as_tensor(unit),
+            "indicators": torch.as_tensor(indicators, dtype=torch.int64),
+            "cardinalities": torch.as_tensor(cardinalities, dtype=torch.int64),
+        }
+        for name, value in buffers.items():
+            # None for an empty one: torch.export.save stores empty tensors that its
+            # load cannot read back.
+            self.register_buffer(name, value if value.numel() else None)
+
+    def forward(self, numeric: Tensor, codes: Tensor) -> Tensor:
+        parts = []
+        if self.n_numeric:
+            # Divided as to_storage divides: by each column's size beyond HUGE.
+            standardised = (numeric / self.unit - self.mean) / self.scale
+            gaps = torch.isnan(numeric)
+            parts.append(
+                torch.where(gaps, torch.zeros_like(standardised), standardised).float()
+            )
+            if self.n_indicators:
+                parts.append(gaps[:, self.indicators].float())
+        if self.n_categorical:
+            known = (codes >= 0) & (codes < self.cardinalities)
+            unknown = self.cardinalities.expand_as(codes)
+            parts.append(torch.where(known, codes, unknown).float())
+        return torch.cat(parts, dim=1)
+
+
+class OneSidedTable(nn.Module):
+    """:class:`MixedPreprocessing` of a table without numeric or without categorical
+    columns, taking the one input there is (the other is an empty matrix, made here).
+
+    Parameters
+    ----------
+    preprocessing : MixedPreprocessing
+    numeric : bool
+        Whether the input is the numeric columns (else the codes).
+    """
+
+    def __init__(self, preprocessing: MixedPreprocessing, numeric: bool) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+        self.numeric = numeric
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.numeric:
+            codes = torch.zeros((x.shape[0], 0), dtype=torch.int64, device=x.device)
+            return self.preprocessing(x, codes)
+        numeric = torch.zeros((x.shape[0], 0), dtype=torch.float64, device=x.device)
+        return self.preprocessing(numeric, x)
+
+
 class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
@@ -740,6 +836,74 @@ class MixedTableAdapter(TableAdapterMixin):
             column = encode(X.columns[j], self.categories_[i], self.has_missing_category[i])
             out[:, self.n_continuous + i] = column
         return torch.from_numpy(out)
+
+    def preprocessing_module(self) -> nn.Module:
+        """What :meth:`to_storage` does, as a torch module.
+
+        Returns
+        -------
+        MixedPreprocessing or OneSidedTable
+            Takes the numeric columns (float64, NaN for a gap) and the categorical
+            columns' codes (int64; see :meth:`input_codes` and
+            :class:`MixedPreprocessing`), in the table's column order within each;
+            only the one of them that has columns where the other has none.
+        """
+        module = MixedPreprocessing(
+            self.mean, self.scale, self.indicators, [len(c) for c in self.categories_]
+        )
+        if len(self._numeric) and len(self._categorical):
+            return module
+        return OneSidedTable(module, numeric=bool(len(self._numeric)))
+
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The inputs of :meth:`preprocessing_module`, and the codes of each
+        categorical column.
+
+        Parameters
+        ----------
+        columns : list of str or None
+            The table's column names; None: ``x0``, ``x1``, ...
+
+        Returns
+        -------
+        dict
+            ``inputs``: ``numeric`` (float64) and ``codes`` (int64), each where it has
+            columns; ``categorical``: per categorical column, its ``name`` and
+            :meth:`input_codes`.
+        """
+        columns = columns or [f"x{j}" for j in range(len(self.is_categorical_))]
+        numeric = [columns[j] for j in self._numeric]
+        categorical = [columns[j] for j in self._categorical]
+        inputs = [
+            {"name": name, "dtype": dtype, "shape": ["n", len(cols)], "columns": cols}
+            for name, dtype, cols in (
+                ("numeric", "float64", numeric),
+                ("codes", "int64", categorical),
+            )
+            if cols
+        ]
+        codes = [{"name": c, **spec} for c, spec in zip(categorical, self.input_codes())]
+        return {"inputs": inputs, "categorical": codes}
+
+    def input_codes(self) -> list[dict[str, Any]]:
+        """How each categorical column becomes the code :meth:`preprocessing_module`
+        takes: its known values in code order and the code of a gap.
+
+        Returns
+        -------
+        list of dict
+            Per categorical column: ``categories`` (JSON-able values; value ``i`` has
+            code ``i``) and ``missing_code`` (the code of a gap: the index of the
+            column's missing category, or -1, unknown, where it had no gap in
+            ``fit``). Any other value is unknown: code -1.
+        """
+        return [
+            {
+                "categories": cats[: len(cats) - missing].tolist(),
+                "missing_code": len(cats) - 1 if missing else -1,
+            }
+            for cats, missing in zip(self.categories_, self.has_missing_category)
+        ]
 
     def to_model(self, batch: Tensor) -> Tensor:
         """Stored rows are already network input (the encoder embeds the codes).

@@ -732,3 +732,39 @@ def test_a_mixed_model_that_rejects_gaps_says_so_in_the_command_s_terms(tmp_path
     code, _, err = run([*argv, tmp_path / "f.npy"], capsys)
     assert code == 1 and "NaN (in column(s) num)" in err
     assert "skact fit --handle-missing indicator" in err and "x0" not in err
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def test_export_writes_a_program_that_computes_transform(files, capsys, tmp_path):
+    d, X, _ = files
+    out = tmp_path / "features.pt2"
+    code, printed, _ = run(["export", d / "model.skact", "-o", out], capsys)
+    assert code == 0
+    assert f"wrote {out} (inputs: X float64 (n, 5); output: features float32 (n, 3))" in (
+        printed
+    )
+    inputs = json.loads((tmp_path / "features.pt2.inputs.json").read_text())
+    assert inputs["inputs"][0]["columns"] == ["f0", "f1", "f2", "f3", "f4"]
+    program = torch.export.load(str(out))
+    got = program.module()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(got, skact.load(d / "model.skact").transform(X), atol=1e-4)
+
+
+def test_export_format_from_the_option_or_the_suffix(files, capsys, tmp_path):
+    d, X, _ = files
+    code, _, err = run(["export", d / "model.skact", "-o", tmp_path / "m.bin"], capsys)
+    assert code == 2 and "unknown format '.bin'; use one of .onnx, .pt2" in err
+    assert not (tmp_path / "m.bin").exists()
+    argv = ["export", d / "model.skact", "-o", tmp_path / "m.bin", "--format", "pt2"]
+    assert run(argv, capsys)[0] == 0
+    program = torch.export.load(str(tmp_path / "m.bin"))
+    assert program.module()(torch.from_numpy(X[:2])).shape == (2, 3)
+
+
+def test_export_refuses_to_overwrite_its_model(files, capsys):
+    d, _, _ = files
+    argv = ["export", d / "model.skact", "-o", d / "model.skact", "--format", "pt2"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "would destroy that input" in err

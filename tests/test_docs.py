@@ -326,6 +326,22 @@ def _check_quality(ns: dict, out: str) -> None:
 
 
 PAGE_CHECKS["quality.rst"] = _check_quality
+
+
+def _check_export(ns: dict, out: str) -> None:
+    # The exported programs' features are transform's, as the page prints.
+    assert out.count("True") == 1 + _installed("onnxruntime"), out
+    if _installed("onnxruntime"):
+        assert "(8, 16) True" in out
+        assert Path("cancer.onnx.inputs.json").exists()
+    assert ns["feeds"]["codes"][0, 0] == -1  # the unknown city
+    assert list(ns["feeds"]) == ["numeric", "codes"]
+    digits = ns["program"].module()(ns["torch"].from_numpy(ns["digits"][:4])).numpy()
+    np.testing.assert_allclose(digits, ns["vision"].transform(ns["digits"][:4]), atol=1e-4)
+    assert "[{'name': 'images', 'dtype': 'uint8', 'shape': ['n', 8, 8]}]" in out
+
+
+PAGE_CHECKS["export.rst"] = _check_export
 #: What a page's code expects to find on the reader's disk.
 PAGE_SETUP: dict[str, Callable[[], None]] = {"images.rst": _write_photos}
 #: Pages whose code ran in the default test run before every page was run; the others
@@ -388,11 +404,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     install, test = SETUP_COMMANDS[1].split(" && ")
     assert test in ci  # verbatim
-    # The same torch pin and the same extras as the README's install.
+    # The same torch pin as the README's install, and its extras (CI adds "export",
+    # so that the ONNX tests run rather than skip).
     assert "python3 -m pip install -q torch==2.13.0" in ci
-    extras = re.search(r'-e "(\.\[[a-z,]+\])"', install)
+    extras = re.search(r'-e "\.\[([a-z,]+)\]"', install)
     assert extras is not None
-    assert f'python3 -m pip install -q -e "{extras.group(1)}"' in ci
+    ci_extras = [*extras.group(1).split(","), "export"]
+    assert f'python3 -m pip install -q -e ".[{",".join(ci_extras)}]"' in ci
 
 
 def test_installation_page_agrees_with_the_readme() -> None:

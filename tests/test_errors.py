@@ -514,7 +514,36 @@ CASES = [
         ValueError,
         "skact",
     ),
+    Case(
+        "Exporting to a file of unknown format",
+        "model.export('model.bin')",
+        lambda: _fitted().export("model.bin"),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Exporting an encoder torch.export cannot trace",
+        "ACTEncoder(encoder=Branchy()).fit(X).export('model.pt2'), forward: if x.sum() > 0",
+        lambda: (
+            small(max_iter=1, encoder=Branchy(), n_components=None)
+            .fit(X)
+            .export("model.pt2")
+        ),
+        ValueError,
+        "skact",
+    ),
 ]
+
+
+class Branchy(torch.nn.Module):
+    """A network whose forward branches on its input's values: not traceable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) if bool(x.sum() > 0) else -self.linear(x)
 
 
 def _broken_model() -> ACTEncoder:

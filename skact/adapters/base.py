@@ -87,6 +87,19 @@ class InputAdapter(Protocol):
         """One random augmented view of a stored batch."""
         ...
 
+    def preprocessing_module(self) -> nn.Module:
+        """What turns the raw input (tensors a user has: float rows, category codes,
+        uint8 images) into network input, as an exportable torch module whose
+        arguments are the inputs :meth:`input_spec` lists."""
+        ...
+
+    def input_spec(self, columns: list[str] | None) -> dict[str, Any]:
+        """The inputs of :meth:`preprocessing_module`, JSON-able: ``inputs`` (per
+        input: ``name``, ``dtype``, ``shape`` with ``"n"`` for the batch axis, and
+        ``columns`` for tables), and what else a user needs to prepare them.
+        ``columns`` names the table's columns (None: ``x0``, ``x1``, ...)."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """The fitted state as JSON-able values and arrays."""
         ...

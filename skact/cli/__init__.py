@@ -1,8 +1,10 @@
-"""The ``skact`` command: a few-shot demo, and fit / transform / evaluate on files.
+"""The ``skact`` command: a few-shot demo, and fit / transform / export / evaluate on files.
 
 ``skact demo`` shows the main job on scikit-learn's bundled digits; ``skact fit``,
 ``skact transform`` and ``skact evaluate`` do the same on the user's data (a CSV, .npy or
-Parquet table, or a folder of images). Run ``skact COMMAND --help`` for the options.
+Parquet table, or a folder of images); ``skact export`` writes a fitted model for
+serving without skact (ONNX or ``torch.export``). Run ``skact COMMAND --help`` for the
+options.
 Exit status: 0 on success, 2 for bad arguments or unreadable inputs, 1 when the work
 itself fails (for example a table whose width does not match the model), 130 after
 Ctrl-C. Output files are written whole or not at all, and never over an input.

@@ -1,4 +1,4 @@
-"""The ``skact`` commands: ``demo``, ``fit``, ``transform`` and ``evaluate``.
+"""The ``skact`` commands: ``demo``, ``fit``, ``transform``, ``export`` and ``evaluate``.
 
 Each takes the parsed arguments and returns the exit status; failures are raised as
 :class:`~skact.cli.errors.CommandError` (or, from the library, as errors whose advice
@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._atomic import atomic_write
 from .._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
 from .._encoder import ACTEncoder, resolved_settings
+from .._export import EXPORT_FORMATS, INPUTS_SUFFIX
 from .._guards import Advice, check_values
 from .._labels import labeled_mask, warn_if_minus_one_ambiguous
 from ..evaluation import (
@@ -372,6 +373,31 @@ def transform(args: argparse.Namespace) -> int:
     else:
         files.write_features(args.output, features, names, paths=paths)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export(args: argparse.Namespace) -> int:
+    """``skact export MODEL -o FILE``: the feature extractor for serving."""
+    suffixes = None if args.format is not None else tuple(EXPORT_FORMATS)
+    files.check_output(args.output, suffixes, "FILE")
+    files.check_not_an_input(args.output, "FILE", {"MODEL": args.model})
+    model = files.load_model(args.model)
+    try:
+        inputs = model.export(args.output, format=args.format)
+    except ImportError as exc:  # onnx missing: the message names the extra
+        raise CommandError(str(exc)) from None
+    described = ", ".join(
+        f"{spec['name']} {spec['dtype']} ({', '.join(map(str, spec['shape']))})"
+        for spec in inputs["inputs"]
+    )
+    print(
+        f"wrote {args.output} (inputs: {described}; output: features float32 "
+        f"(n, {inputs['output']['shape'][1]})); its inputs are described in "
+        f"{args.output}{INPUTS_SUFFIX}"
+    )
     return 0
 
 
@@ -762,4 +788,10 @@ def demo(args: argparse.Namespace) -> int:
 
 
 #: Command name -> the function that runs it.
-COMMANDS = {"demo": demo, "fit": fit, "transform": transform, "evaluate": evaluate}
+COMMANDS = {
+    "demo": demo,
+    "fit": fit,
+    "transform": transform,
+    "export": export,
+    "evaluate": evaluate,
+}

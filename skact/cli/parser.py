@@ -574,6 +574,32 @@ def build_parser() -> argparse.ArgumentParser:
         "'path', for a CSV output (default: the features alone, in sorted path order)",
     )
 
+    export = commands.add_parser(
+        "export",
+        formatter_class=formatter,
+        help="write a fitted model as an ONNX file or a torch.export program",
+        description="Write the whole feature extractor of a model from 'skact fit', "
+        "preprocessing included, for serving without skact: an ONNX file (.onnx, for "
+        "onnxruntime; needs pip install 'skact[export]') or a torch.export program "
+        "(.pt2, for torch.export.load). It computes what 'skact transform' writes. "
+        "Its inputs (names, types, columns, category codes) are written beside it, as "
+        "FILE.inputs.json.",
+    )
+    export.add_argument("model", type=Path, metavar="MODEL", help="file from 'skact fit'")
+    export.add_argument(
+        "-o",
+        "--output",
+        type=_output_file,
+        required=True,
+        metavar="FILE",
+        help="where to write the exported model: .onnx or .pt2 (see --format)",
+    )
+    export.add_argument(
+        "--format",
+        choices=["onnx", "pt2"],
+        help="the format to write (default: from FILE's suffix, .onnx or .pt2)",
+    )
+
     evaluate = commands.add_parser(
         "evaluate",
         formatter_class=formatter,
