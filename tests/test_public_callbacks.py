@@ -298,9 +298,7 @@ def test_mlflow_example_logs_the_metrics(tmp_path: Path):
     class MLflowLogger(Callback):
         def on_epoch_end(self, estimator: Any, record: dict[str, Any]) -> None:
             metrics = {
-                k: v
-                for k, v in record.items()
-                if isinstance(v, float) and math.isfinite(v)
+                k: v for k, v in record.items() if isinstance(v, float) and math.isfinite(v)
             }
             mlflow.log_metrics(metrics, step=record["epoch"])
 
