@@ -1488,8 +1488,8 @@ def _check_callbacks(callbacks: Any) -> None:
             raise TypeError(
                 f"callbacks[{i}] is {callback!r} ({type(callback).__name__}); each "
                 "callback must be an instance of skact.callbacks.Callback, whose "
-                "get_params lets clone and GridSearchCV copy it. Subclass it and "
-                "override the hooks you need."
+                "get_params lets clone and GridSearchCV copy it. Pass an instance of a "
+                "subclass of it that overrides the hooks you need."
             )
 
 

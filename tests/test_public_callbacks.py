@@ -152,7 +152,7 @@ def test_a_callback_that_is_no_callback_is_refused_before_any_work():
     with pytest.raises(TypeError, match=r"callbacks\[0\] is .*skact.callbacks.Callback"):
         enc.fit(X)
     assert not hasattr(enc, "encoder_")
-    with pytest.raises(ValueError, match="'callbacks' parameter .* must be"):
+    with pytest.raises(ValueError, match=r"'callbacks' parameter .* must be"):
         small_encoder(callbacks=Recorder()).fit(X)  # a list, not one callback
 
 
@@ -184,7 +184,7 @@ def test_csv_logger_replaces_or_appends(tmp_path: Path):
     enc.fit(X).partial_fit(X)
     lines = path.read_text().splitlines()
     assert len(lines) == 4 and lines.count(lines[0]) == 1  # one header
-    with pytest.raises(ValueError, match="format='xml'.*'auto', 'csv' or 'jsonl'"):
+    with pytest.raises(ValueError, match=r"format='xml'.*'auto', 'csv' or 'jsonl'"):
         small_encoder(callbacks=[CSVLogger(path, format="xml")]).fit(X)
 
 
@@ -267,9 +267,8 @@ def test_a_file_naming_an_unknown_callback_is_refused(tmp_path: Path):
 
 def test_tensorboard_example_writes_the_loss(tmp_path: Path):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed")
-    from torch.utils.tensorboard import SummaryWriter
-
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
 
     class TensorBoard(Callback):
         def __init__(self, log_dir: str = "runs"):
