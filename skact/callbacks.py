@@ -56,6 +56,11 @@ Stopping: a True from ``on_step_end`` ends the fit after that step: the steps do
 are kept and the model is usable, ``n_iter_`` counts the complete epochs only (the
 epoch cut short is not one, as after Ctrl-C), and no error or warning is raised. A True
 from ``on_epoch_end`` ends it after that epoch.
+
+Under data-parallel training (:mod:`skact.distributed`) every process runs the
+callbacks, with the same records (the loss and the monitor are averaged over the
+processes); a stop must be decided alike on every process, or they wait for each other
+for ever. Write files from rank 0 only, as :class:`CSVLogger` does.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ import math
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import torch
 
 from . import _callbacks
 from ._params import ParamsMixin
@@ -191,6 +198,13 @@ def _run_name() -> str:
     return f"{now}-{os.getpid()}-{next(_runs)}"
 
 
+def _distributed_rank() -> int:
+    """This process's rank in the default process group, 0 without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_rank())
+    return 0
+
+
 class CSVLogger(Callback):
     """Write each epoch's record to a file: CSV, or JSON lines.
 
@@ -198,7 +212,8 @@ class CSVLogger(Callback):
     line per epoch, flushed after each, and closed when the fit ends. Under a grid
     search every fit would write the same file: put ``{run}`` in ``path`` and each
     fit writes its own (``{run}`` becomes ``<UTC time>-<process id>-<n>``; the file's
-    name is in ``path_`` of the fit's copy, ``estimator.callbacks_``).
+    name is in ``path_`` of the fit's copy, ``estimator.callbacks_``). Under
+    data-parallel training (:mod:`skact.distributed`) rank 0 writes it.
 
     Parameters
     ----------
@@ -252,10 +267,13 @@ class CSVLogger(Callback):
             self.format == "auto" and Path(self.path_).suffix.lower() in JSON_LINES_SUFFIXES
         )
         self.format_ = "jsonl" if json_lines else "csv"
-        self._file: IO[str] | None = open(  # closed in on_fit_end
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        if _distributed_rank() > 0:
+            return  # every process has the same records: the first one writes them
+        self._file = open(  # closed in on_fit_end
             self.path_, "a" if self.append else "w", newline="", encoding="utf-8"
         )
-        self._writer: Any = None
         if not json_lines:
             self._writer = csv.DictWriter(self._file, fieldnames=RECORD_FIELDS)
             if self._file.tell() == 0:
