@@ -862,6 +862,7 @@ default="auto"
             aug_seed += world.rank
         self._adapter = adapter_class.from_input(X, self, self.device_)
         self._expose_adapter_attributes()
+        _log_input(self)
         self._network_name = (
             self._adapter.network_name(self.encoder, self.device_.type)
             if isinstance(self.encoder, str)
@@ -1491,6 +1492,34 @@ def _check_callbacks(callbacks: Any) -> None:
                 "get_params lets clone and GridSearchCV copy it. Pass an instance of a "
                 "subclass of it that overrides the hooks you need."
             )
+
+
+def _log_input(estimator: ACTEncoder) -> None:
+    """Log how a new model reads its input: the conversions that ``fit`` chose."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    adapter: Any = estimator._adapter
+    if adapter.kind == "image":
+        c, h, w = adapter.input_shape
+        stored_h, stored_w = adapter.image_size
+        said = (
+            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
+            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
+        )
+    else:
+        mask = getattr(estimator, "is_categorical_", None)
+        n = int(estimator.n_features_in_)
+        said = f"a table of {n} column{'' if n == 1 else 's'}, standardised"
+        if mask is not None:
+            names = getattr(estimator, "feature_names_in_", None)
+            columns = [
+                str(names[i]) if names is not None else str(i) for i in np.flatnonzero(mask)
+            ]
+            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+            said += f"; {len(columns)} categorical, embedded: {shown}"
+        if estimator.handle_missing == "indicator":
+            said += "; missing values get indicators"
+    logger.info("ACTEncoder: the input is read as %s", said)
 
 
 def _log_fit_summary(

@@ -82,3 +82,23 @@ def test_no_library_module_prints():
         if writes.match(line)
     ]
     assert offenders == []
+
+
+def test_a_new_model_logs_how_it_reads_its_input(caplog):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"x": np.arange(32.0), "colour": pd.Categorical(["red", "blue"] * 16)}
+    )
+    with caplog.at_level(logging.INFO, logger="skact"):
+        small_encoder(max_iter=1).fit(frame)
+        small_encoder(max_iter=1).fit(
+            np.zeros((8, 6, 6), dtype=np.uint8) + np.arange(8)[:, None, None]
+        )
+    read = [r.getMessage() for r in caplog.records if "input is read" in r.getMessage()]
+    assert read == [
+        "ACTEncoder: the input is read as a table of 2 columns, standardised; "
+        "1 categorical, embedded: colour",
+        "ACTEncoder: the input is read as images stored as uint8 at 6x6 pixels with 1 "
+        "channel, seen by the network at 9x9",  # tiny images' views: 1.5x upsampled
+    ]
