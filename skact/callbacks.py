@@ -10,7 +10,8 @@ Pass a list of callbacks as ``ACTEncoder(callbacks=[...])``. A callback is a
 - the callbacks you pass are never run themselves: each ``fit`` or ``partial_fit`` call
   runs fresh clones, kept afterwards in the estimator's ``callbacks_``, so no two fits
   share a live object (nor a state, an open file, a counter). Read what a callback
-  gathered from ``estimator.callbacks_``.
+  gathered from ``estimator.callbacks_``, which is pickled with the estimator: let go
+  of what cannot be pickled (an open file, a writer) in ``on_fit_end``.
 
 Saving: :meth:`ACTEncoder.save` stores skact's own callbacks (:class:`CSVLogger`,
 :class:`EarlyStopping`) by name and parameters, and :func:`skact.load` rebuilds them.

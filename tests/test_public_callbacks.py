@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import pickle
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -309,3 +310,14 @@ def test_mlflow_example_logs_the_metrics(tmp_path: Path):
         enc.loss_curve_, rel=1e-6
     )
     assert torch.is_tensor(torch.zeros(1))  # torch stays importable beside mlflow
+
+
+def test_a_continued_fit_does_not_copy_the_last_fits_callbacks():
+    class HoldsALock(Callback):
+        def on_fit_end(self, estimator: Any, error: BaseException | None) -> None:
+            self.lock_ = threading.Lock()  # cannot be copied nor pickled
+
+    enc = small_encoder(max_iter=1, warm_start=True, callbacks=[HoldsALock()]).fit(X)
+    first = enc.callbacks_[0]
+    enc.fit(X).partial_fit(X)
+    assert enc.n_iter_ == 3 and enc.callbacks_[0] is not first
