@@ -4,6 +4,8 @@
 classifier in a pipeline.
 """
 
+import logging
+
 from ._encoder import ACTEncoder, resolved_settings
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
@@ -18,3 +20,7 @@ __all__ = [
     "resolved_settings",
 ]
 __version__ = "0.1.0"
+
+# The library logs to "skact" and leaves the handlers to the application (the logging
+# HOWTO's rule for libraries): without one, nothing of INFO is shown.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -9,6 +9,7 @@ in the trainer but what its documentation says (:class:`EarlyStopping` and
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import sys
@@ -27,6 +28,8 @@ from . import _guards
 
 if TYPE_CHECKING:
     from ._training import Trainer, TrainingSnapshot
+
+logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -147,8 +150,9 @@ class TimeEstimate(Callback):
     spent outside their steps (the validation loss, the monitor, the other callbacks).
     The estimate is made after ``min_steps`` steps after the first, or as soon as a
     step ends ``min_seconds`` after the first, then updated after every step (a
-    :class:`ProgressBar` or :class:`EpochLog` given this callback shows it). With
-    ``verbose`` the first estimate is written (with samples per second). When
+    :class:`ProgressBar` or :class:`EpochLog` given this callback shows it). The first
+    estimate (with samples per second) is logged at INFO, and with ``verbose`` also
+    written above the bar. When
     ``advice`` is given (the estimator gives it for a fit with ``max_iter="auto"`` on a
     CPU), a UserWarning names the parameters that would cut the fit, whatever
     ``verbose``, once per fit: the first time the estimate exceeds ``warn_over``
@@ -157,7 +161,7 @@ class TimeEstimate(Callback):
     Parameters
     ----------
     verbose : bool, default=True
-        Write the first estimate.
+        Write the first estimate above the bar (it is logged either way).
     advice : str or None, default=None
         How to shorten the fit, in the user's terms; None: never warn.
     warn_over : float, default=600
@@ -247,14 +251,16 @@ class TimeEstimate(Callback):
         if rows_left == 0 and first:  # the fit is over: nothing to announce
             return
         epochs = f"{self._n_epochs} epoch{'' if self._n_epochs == 1 else 's'}"
-        if first and self.verbose:
+        if first:
             per_step = per_row * n_rows
             step = format_duration(per_step) if per_step >= 60 else f"{per_step:.3g} s"
-            tqdm.write(
+            said = (
                 f"ACTEncoder: about {format_duration(self.estimate_)} for {epochs} "
-                f"({self.samples_per_second_:,.0f} samples/s, {step} per step)",
-                file=sys.stderr,  # beside the bar, off a command's output
+                f"({self.samples_per_second_:,.0f} samples/s, {step} per step)"
             )
+            logger.info("%s", said)
+            if self.verbose:  # the bar's companion line
+                tqdm.write(said, file=sys.stderr)  # beside the bar, off stdout
         if (
             self.advice is not None
             and not self._warned
@@ -362,7 +368,8 @@ class ProgressBar(Callback):
 
 
 class EpochLog(Callback):
-    """One line per epoch (``verbose=2``): ``epoch 3: loss 1.2345, about 20 s left``.
+    """One line per epoch above the bar (``verbose=2``), on stderr:
+    ``epoch 3: loss 1.2345, about 20 s left``.
 
     Parameters
     ----------
@@ -380,7 +387,9 @@ class EpochLog(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
         shown = [f"{k} {v}" for k, v in _shown(logs).items()]
         shown += _time_left(self.estimate)
-        tqdm.write(f"epoch {self.first_epoch + epoch}: {', '.join(shown)}")
+        # Above the bar, on its stream: the progress display, off a command's stdout
+        # (the same record goes to the ``skact`` logger, whatever ``verbose``).
+        tqdm.write(f"epoch {self.first_epoch + epoch}: {', '.join(shown)}", file=sys.stderr)
         return False
 
 
@@ -403,13 +412,14 @@ def _shown(logs: dict[str, float]) -> dict[str, str]:
 
 
 class EarlyStopping(Callback):
-    """Stop when the validation loss stops improving; keep the best epoch's weights.
+    """Stop when a logged value stops improving; keep the best epoch's weights.
 
-    An epoch improves when its validation loss is below the best so far by more than
-    ``tol``. After ``patience`` epochs in a row without improvement the fit ends; at
-    the end of the fit (also when it ran out of epochs first) the weights, optimiser
-    state and adversary of the best epoch are put back, unless the last epoch was the
-    best. A fit that fails keeps what it has.
+    An epoch improves when its value of ``key`` in the epoch's logs is better than the
+    best so far by more than ``tol`` (lower, or higher with ``maximize``). After
+    ``patience`` epochs in a row without improvement the fit ends; at the end of the
+    fit (also when it ran out of epochs first) the weights, optimiser state and
+    adversary of the best epoch are put back, unless the last epoch was the best. A
+    fit that fails keeps what it has. A NaN value never improves.
 
     Parameters
     ----------
@@ -420,30 +430,50 @@ class EarlyStopping(Callback):
     restore_best : bool, default=True
         Put the best epoch's state back at the end; False leaves that choice to
         another callback (:class:`Monitor` with ``keep_best=True``).
+    key : str, default="validation_loss"
+        The entry of the epoch's logs followed (those of the callbacks before this
+        one included: :class:`Monitor` adds its estimate).
+    maximize : bool, default=False
+        Higher is better (the monitor's estimate); False: lower (a loss).
 
     Attributes
     ----------
     best_loss_ : float
-        The best validation loss so far.
+        The best value so far (named for the validation loss it was made for).
     epochs_since_best_ : int
         Epochs since the best one.
     """
 
-    def __init__(self, patience: int, tol: float, restore_best: bool = True) -> None:
+    def __init__(
+        self,
+        patience: int,
+        tol: float,
+        restore_best: bool = True,
+        key: str = "validation_loss",
+        maximize: bool = False,
+    ) -> None:
         self.patience = patience
         self.tol = tol
         self.restore_best = restore_best
-        self.best_loss_ = math.inf
+        self.key = key
+        self.maximize = maximize
+        self.best_loss_ = -math.inf if maximize else math.inf
         self.epochs_since_best_ = 0
         self._best: TrainingSnapshot | None = None
 
     def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
-        self.best_loss_, self.epochs_since_best_, self._best = math.inf, 0, None
+        self.best_loss_ = -math.inf if self.maximize else math.inf
+        self.epochs_since_best_, self._best = 0, None
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
-        loss = logs["validation_loss"]
-        if loss < self.best_loss_ - self.tol:
-            self.best_loss_, self.epochs_since_best_ = loss, 0
+        value = logs[self.key]
+        better = (
+            value > self.best_loss_ + self.tol
+            if self.maximize
+            else value < self.best_loss_ - self.tol
+        )
+        if better:
+            self.best_loss_, self.epochs_since_best_ = value, 0
             self._best = trainer.snapshot() if self.restore_best else None
         else:
             self.epochs_since_best_ += 1
@@ -453,6 +483,164 @@ class EarlyStopping(Callback):
         if error is None and self._best is not None and self.epochs_since_best_ > 0:
             trainer.restore(self._best)
         self._best = None
+
+
+# ------------------------------------------------------------- records and logging
+
+
+def epoch_record(
+    trainer: Trainer,
+    logs: dict[str, float],
+    monitor_name: str | None,
+    seconds: float,
+    n_samples: int,
+) -> dict[str, Any]:
+    """The public record of an epoch (see :class:`skact.callbacks.Callback`).
+
+    Parameters
+    ----------
+    trainer : Trainer
+        After the epoch.
+    logs : dict
+        The epoch's logs, the callbacks' entries included.
+    monitor_name : str or None
+        The key of the monitor's estimate in ``logs``.
+    seconds : float
+        Wall-clock seconds of the epoch.
+    n_samples : int
+        Rows of the epoch on this process.
+
+    Returns
+    -------
+    dict
+        Keys :data:`RECORD_FIELDS`, in that order.
+    """
+    monitor = logs.get(monitor_name) if monitor_name is not None else None
+    validation = logs.get("validation_loss")
+    return {
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "loss": float(logs["loss"]),
+        "validation_loss": None if validation is None else float(validation),
+        "monitor": None if monitor is None else float(monitor),
+        "monitor_name": monitor_name,
+        # The rate of the epoch's last step (the schedule changes it every step).
+        "learning_rate": float(trainer.optimizer.param_groups[0]["lr"]),
+        "seconds": seconds,
+        "samples_per_second": n_samples / seconds if seconds > 0 else math.inf,
+    }
+
+
+#: The keys of an epoch record, in the order loggers write them.
+RECORD_FIELDS = (
+    "epoch",
+    "step",
+    "loss",
+    "validation_loss",
+    "monitor",
+    "monitor_name",
+    "learning_rate",
+    "seconds",
+    "samples_per_second",
+)
+
+
+class _EpochClock(Callback):
+    """Measures each epoch's seconds (from its begin to its end) and rows."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._n_samples = 0
+
+    def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
+        self._n_samples = n_samples
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
+        self._start = _now()
+
+    def record(
+        self, trainer: Trainer, logs: dict[str, float], monitor_name: str | None
+    ) -> dict[str, Any]:
+        return epoch_record(
+            trainer, logs, monitor_name, _now() - self._start, self._n_samples
+        )
+
+
+class LogEpochs(_EpochClock):
+    """Each epoch's record to the ``skact`` logger at INFO, whatever ``verbose``.
+
+    The record itself travels with the log record as its ``skact_record`` attribute
+    (``extra``), for handlers that write structured logs.
+
+    Parameters
+    ----------
+    monitor_name : str or None
+        The key of the monitor's estimate in the epoch's logs.
+    """
+
+    def __init__(self, monitor_name: str | None) -> None:
+        super().__init__()
+        self.monitor_name = monitor_name
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
+        if not logger.isEnabledFor(logging.INFO):
+            return False
+        record = self.record(trainer, logs, self.monitor_name)
+        shown = ", ".join(f"{k} {v}" for k, v in _shown(logs).items())
+        logger.info(
+            "epoch %d: %s, learning rate %.3g, %.3g s, %.0f samples/s",
+            record["epoch"],
+            shown,
+            record["learning_rate"],
+            record["seconds"],
+            record["samples_per_second"],
+            extra={"skact_record": record},
+        )
+        return False
+
+
+class UserCallback(_EpochClock):
+    """A public :class:`skact.callbacks.Callback` driven by the trainer.
+
+    Translates the trainer's hooks into the public protocol: the estimator instead
+    of the trainer, epochs numbered over the model's life from 1, an epoch record
+    instead of the logs, and a True returned by ``on_step_end`` or ``on_epoch_end``
+    into a stop (:meth:`Trainer.request_stop` after a step, the end of the fit after
+    an epoch).
+
+    Parameters
+    ----------
+    callback : skact.callbacks.Callback
+    estimator : ACTEncoder
+        The estimator being fitted.
+    monitor_name : str or None
+        The key of the monitor's estimate in the epoch's logs.
+    """
+
+    def __init__(self, callback: Any, estimator: Any, monitor_name: str | None) -> None:
+        super().__init__()
+        self.callback = callback
+        self.estimator = estimator
+        self.monitor_name = monitor_name
+
+    def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
+        super().on_fit_begin(trainer, n_epochs, n_samples)
+        self.callback.on_fit_begin(self.estimator, n_epochs, n_samples)
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
+        super().on_epoch_begin(trainer, epoch, n_steps)
+        self.callback.on_epoch_begin(self.estimator, trainer.epoch + 1)
+
+    def on_step_end(self, trainer: Trainer, n_rows: int) -> None:
+        if self.callback.on_step_end(self.estimator, trainer.step):
+            trainer.request_stop()
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
+        record = self.record(trainer, logs, self.monitor_name)
+        return bool(self.callback.on_epoch_end(self.estimator, record))
+
+    def on_fit_end(self, trainer: Trainer, error: BaseException | None) -> None:
+        self.callback.on_fit_end(self.estimator, error)
 
 
 # ------------------------------------------------------------------------ monitor

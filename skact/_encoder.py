@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import logging
 import math
 import os
 import warnings
@@ -36,6 +37,7 @@ from . import (
     _training,
     distributed,
 )
+from . import callbacks as public_callbacks
 from ._auto import AutoSettings
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._training import NonFiniteLossError
@@ -45,6 +47,8 @@ from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
+
+logger = logging.getLogger(__name__)
 
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -236,12 +240,25 @@ default="auto"
         ``GridSearchCV(n_jobs=2)``, run with one thread). Under ``distributed``
         training the weights start from rank 0's and the views differ between ranks.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar with the running loss, which advances
-        within epochs, and after the first steps the estimated time of the fit, then
-        the time left (estimated again after every step, from the median time of the
-        recent steps); 2 also prints each epoch's loss and the time left. Whatever
-        ``verbose``, a fit with ``max_iter="auto"`` estimated to take over 10 minutes
-        on a CPU warns once, naming the parameters that would shorten it.
+        The progress display on stderr, and nothing else. 0 shows none; 1 shows a
+        progress bar with the running loss, which advances within epochs, and after
+        the first steps a line with the estimated time of the fit, then the time left
+        (estimated again after every step, from the median time of the recent steps);
+        2 also writes a line per epoch above the bar, with its loss and the time left.
+        Whatever ``verbose``, the fit's summary, its resolved ``"auto"`` settings, the
+        time estimate and each epoch's record go to the ``"skact"`` logger at INFO
+        (see the user guide's page on integration), and a fit with ``max_iter="auto"``
+        estimated to take over 10 minutes on a CPU warns once, naming the parameters
+        that would shorten it.
+    callbacks : list of skact.callbacks.Callback or None, default=None
+        Your code, called at the fit's begin and end, after each epoch with its record
+        (loss, monitor, learning rate, seconds, samples per second) and after each
+        step; a callback can end the fit (see :mod:`skact.callbacks`, which has
+        :class:`~skact.callbacks.CSVLogger` and
+        :class:`~skact.callbacks.EarlyStopping`). Each ``fit`` or ``partial_fit`` call
+        runs clones of them, kept in ``callbacks_``, so that fits never share one.
+        Saved by name and parameters when all are skact's own; a list with one of
+        your own classes is saved as None (with a warning).
 
     Attributes
     ----------
@@ -287,6 +304,9 @@ default="auto"
         hold ``"loo_1nn_accuracy"``, the leave-one-out 1-NN accuracy).
     device_ : torch.device
         Device the network lives on.
+    callbacks_ : list of skact.callbacks.Callback
+        The clones of ``callbacks`` that the last ``fit`` or ``partial_fit`` call ran,
+        as it left them (empty without callbacks, and after :func:`skact.load`).
 
     See Also
     --------
@@ -343,6 +363,7 @@ default="auto"
         "distributed": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, None],
     }
 
     def __init__(
@@ -378,6 +399,7 @@ default="auto"
         distributed: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        callbacks: list[public_callbacks.Callback] | None = None,
     ) -> None:
         self.n_components = n_components
         self.objective = objective
@@ -409,6 +431,7 @@ default="auto"
         self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ sklearn API
 
@@ -739,6 +762,8 @@ default="auto"
         payload = state.pop("_torch_payload", None)
         if "_step" in state:  # pickled by a skact without the partial_fit schedule
             state.setdefault("_partial_fit_start", None)
+        if "n_iter_" in state:  # pickled by a skact without callbacks
+            state.setdefault("callbacks_", [])
         if "n_iter_" in state:  # pickled by a skact without the monitor
             state.setdefault("monitor_curve_", [math.nan] * state["n_iter_"])
             state.setdefault("monitor_name_", None)
@@ -772,6 +797,7 @@ default="auto"
         started = False  # whether training began (the model is this fit's from then on)
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
+            _check_callbacks(self.callbacks)
             if not reset:
                 self._check_architecture_unchanged()
             adapter_class, X = self._read_input(X, reset=reset)
@@ -914,6 +940,7 @@ default="auto"
             aug_seed += world.rank
         self._adapter = adapter_class.from_input(X, self, self.device_)
         self._expose_adapter_attributes()
+        _log_input(self)
         self._network_name = (
             self._adapter.network_name(self.encoder, self.device_.type)
             if isinstance(self.encoder, str)
@@ -1120,6 +1147,8 @@ default="auto"
             shots=None if shots is None else torch.from_numpy(shots).to(device),
         )
         self.monitor_name_ = monitor.name
+        # Clones for this call: the parameter's objects are never run (see callbacks).
+        self.callbacks_ = [clone(c) for c in self.callbacks or ()]
         held_out = None
         if self.early_stopping and not stream:
             n_val = max(2, round(self.validation_fraction * data.shape[0]))
@@ -1161,10 +1190,12 @@ default="auto"
                 show=not (world is not None and world.rank > 0),
                 auto_epochs=horizon and isinstance(self.max_iter, str),
                 monitor=monitor,
+                held_out=held_out is not None,
             ),
             stop_requested=stop_requested,
             indices_on_device=not stream,
         )
+        _log_fit_summary(self, trainer, data.shape[0], epochs, held_out)
         try:
             trainer.fit(data.shape[0], take, epochs)
         finally:
@@ -1175,14 +1206,19 @@ default="auto"
         self.encoder_.eval()
 
     def _make_callbacks(
-        self, show: bool, auto_epochs: bool, monitor: _callbacks.Monitor | None = None
+        self,
+        show: bool,
+        auto_epochs: bool,
+        monitor: _callbacks.Monitor | None = None,
+        held_out: bool = False,
     ) -> list[_callbacks.Callback]:
-        """The monitor, progress and logging as ``verbose`` asks, the time estimate,
-        early stopping.
+        """The monitor, progress as ``verbose`` asks, the time estimate, early
+        stopping, the epochs' log records, then the user's ``callbacks_``.
 
         ``show``: this process may print (rank 0); ``auto_epochs``: the fit's length
-        comes from ``max_iter="auto"``, so a long one warns with the ways to shorten it.
-        The monitor comes first, so that the progress bar and the log show its value.
+        comes from ``max_iter="auto"``, so a long one warns with the ways to shorten it;
+        ``held_out``: the trainer has validation data. The monitor comes first, so that
+        the progress bar, the log and the user's callbacks see its value.
         """
         callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
         advice = None
@@ -1216,6 +1252,14 @@ default="auto"
                     restore_best=self.keep_best == "last",
                 )
             )
+        name = None if monitor is None else monitor.name
+        if show:
+            callbacks.append(_callbacks.LogEpochs(name))
+        for callback in getattr(self, "callbacks_", []):
+            if isinstance(callback, public_callbacks.EarlyStopping):
+                callbacks.append(callback._trainer_callback(str(name), held_out))
+            else:
+                callbacks.append(_callbacks.UserCallback(callback, self, name))
         return callbacks
 
     def _monitored_rows(
@@ -1513,6 +1557,98 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         ),
         "device": str(device),
     }
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    """Refuse a ``callbacks`` item that is not a :class:`skact.callbacks.Callback`
+    (the list itself is checked by ``_parameter_constraints``)."""
+    for i, callback in enumerate(callbacks or ()):
+        if not isinstance(callback, public_callbacks.Callback):
+            raise TypeError(
+                f"callbacks[{i}] is {callback!r} ({type(callback).__name__}); each "
+                "callback must be an instance of skact.callbacks.Callback, whose "
+                "get_params lets clone and GridSearchCV copy it. Pass an instance of a "
+                "subclass of it that overrides the hooks you need."
+            )
+
+
+def _log_input(estimator: ACTEncoder) -> None:
+    """Log how a new model reads its input: the conversions that ``fit`` chose."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    adapter: Any = estimator._adapter
+    if adapter.kind == "image":
+        c, h, w = adapter.input_shape
+        stored_h, stored_w = adapter.image_size
+        said = (
+            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
+            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
+        )
+    else:
+        mask = getattr(estimator, "is_categorical_", None)
+        n = int(estimator.n_features_in_)
+        said = f"a table of {n} column{'' if n == 1 else 's'}, standardised"
+        if mask is not None:
+            names = getattr(estimator, "feature_names_in_", None)
+            columns = [
+                str(names[i]) if names is not None else str(i) for i in np.flatnonzero(mask)
+            ]
+            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+            said += f"; {len(columns)} categorical, embedded: {shown}"
+        if estimator.handle_missing == "indicator":
+            said += "; missing values get indicators"
+    logger.info("ACTEncoder: the input is read as %s", said)
+
+
+def _log_fit_summary(
+    estimator: ACTEncoder,
+    trainer: _training.Trainer,
+    n_samples: int,
+    epochs: int,
+    held_out: Tensor | None,
+) -> None:
+    """Log what this call trains, and what each ``"auto"`` parameter resolved to."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    adapter = estimator._adapter
+    network = estimator._network_name or type(estimator.encoder_).__name__
+    logger.info(
+        "ACTEncoder: training %d epoch%s on %d samples (%s of shape %s)%s: %s network "
+        "of width %d, batch size %d, peak learning rate %.3g, device %s, %d callback%s",
+        epochs,
+        "" if epochs == 1 else "s",
+        n_samples,
+        adapter.kind,
+        tuple(adapter.input_shape),
+        "" if held_out is None else f", {held_out.shape[0]} held out",
+        network,
+        estimator._n_components_out,
+        trainer.batch_size,
+        trainer.learning_rate,
+        estimator.device_,
+        len(estimator.callbacks_),
+        "" if len(estimator.callbacks_) == 1 else "s",
+    )
+    views = getattr(adapter, "augment", None)
+    resolved = {
+        "encoder": network,
+        "batch_size": trainer.batch_size,
+        "learning_rate": trainer.learning_rate,
+        "device": str(estimator.device_),
+        "corruption_rate": getattr(views, "corruption_rate", None),
+    }
+    if trainer.total_steps is not None:  # fit, not partial_fit: max_iter applies
+        resolved["max_iter"] = epochs
+    auto = {
+        k: v
+        for k, v in resolved.items()
+        if v is not None
+        and isinstance(getattr(estimator, k), str)
+        and getattr(estimator, k) == "auto"
+    }
+    if auto:
+        shown = ", ".join(f"{k}={v!r}" for k, v in auto.items())
+        logger.info("ACTEncoder: 'auto' resolved to %s", shown)
 
 
 def _n_samples(X: Any) -> int:

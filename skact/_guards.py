@@ -288,7 +288,11 @@ class FitRollback:
 
     def __init__(self, estimator: Any, keep: bool) -> None:
         self.estimator = estimator
-        self.saved = copy.deepcopy(fitted_state(estimator)) if keep else {}
+        state = fitted_state(estimator) if keep else {}
+        # The last fit's callbacks are not copied: a fit never changes them (it runs
+        # fresh clones), and a user's may hold what cannot be copied (a writer's lock).
+        ran = {k: state.pop(k) for k in ("callbacks_",) if k in state}
+        self.saved = {**copy.deepcopy(state), **ran}
 
     def restore(self) -> None:
         """Remove the state the failed fit left and put the saved state back."""

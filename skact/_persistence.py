@@ -53,6 +53,7 @@ from . import _atomic, _state, _training
 from ._images import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
+from .callbacks import CSVLogger, EarlyStopping
 from .objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:
@@ -1413,6 +1414,7 @@ def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
     estimator._step = int(fitted["step"])
     estimator._partial_fit_start = fitted.get("partial_fit_start")
     estimator._fitted_architecture = estimator._architecture()
+    estimator.callbacks_ = []  # the clones that ran are not saved
     estimator.n_iter_ = int(fitted["n_iter_"])
     estimator.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
     estimator.validation_loss_curve_ = [float(v) for v in fitted["validation_loss_curve_"]]
@@ -1449,6 +1451,10 @@ def _bit_generator(state: dict[str, Any]) -> np.random.Generator:
 _AUGMENT_KEY = "__image_augment__"
 #: How an objective instance is marked: its registry name and parameters.
 _OBJECTIVE_KEY = "__objective__"
+#: How a list of skact's own callbacks is marked: each one's class name and parameters.
+_CALLBACKS_KEY = "__callbacks__"
+#: The callbacks a model file can hold: skact's own, rebuilt from their parameters.
+SAVED_CALLBACKS = {c.__name__: c for c in (CSVLogger, EarlyStopping)}
 
 
 def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -1461,6 +1467,8 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
             module = getattr(kind, "__module__", "?")
             custom = f"{module}.{getattr(kind, '__qualname__', type(kind).__qualname__)}"
             out[name] = None
+        elif name == "callbacks" and value is not None:
+            out[name] = _callbacks_to_json(value)
         elif name == "random_state" and isinstance(value, np.random.RandomState):
             warnings.warn(
                 "random_state is a RandomState instance, which is not saved; the loaded "
@@ -1495,6 +1503,44 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     return out, custom
 
 
+def _callbacks_to_json(callbacks: list[Any]) -> dict[str, Any] | None:
+    """skact's own callbacks by name and parameters; None, with a warning, for a list
+    holding one of another class (its code is not saved, like a user encoder's)."""
+    others = [c for c in callbacks if SAVED_CALLBACKS.get(type(c).__name__) is not type(c)]
+    if others:
+        names = ", ".join(sorted({type(c).__qualname__ for c in others}))
+        warnings.warn(
+            f"callbacks holds callbacks of your own ({names}), whose code a model file "
+            "does not hold: the file has callbacks=None. After skact.load, set them "
+            "again with set_params(callbacks=[...]). Pickling keeps them.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+    saved = []
+    for callback in callbacks:
+        params = {
+            k: _json_value(
+                f"callbacks.{k}", os.fspath(v) if isinstance(v, os.PathLike) else v
+            )
+            for k, v in callback.get_params().items()
+        }
+        saved.append({"name": type(callback).__name__, "params": params})
+    return {_CALLBACKS_KEY: saved}
+
+
+def _callbacks_from_json(saved: dict[str, Any]) -> Any:
+    """The saved callbacks, or ``saved`` itself where it describes none: the
+    estimator's parameter validation then refuses the file."""
+    try:
+        return [
+            SAVED_CALLBACKS[spec["name"]](**spec["params"])
+            for spec in saved[_CALLBACKS_KEY]
+        ]
+    except (KeyError, TypeError):
+        return saved
+
+
 def _json_value(name: str, value: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -1522,6 +1568,8 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
             return ImageAugment(**{k: value(a) for k, a in v[_AUGMENT_KEY].items()})
         if isinstance(v, dict) and _OBJECTIVE_KEY in v:
             return _objective_from_json(v)
+        if isinstance(v, dict) and _CALLBACKS_KEY in v:
+            return _callbacks_from_json(v)
         return v
 
     return {k: value(v) for k, v in params.items()}

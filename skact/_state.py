@@ -56,6 +56,9 @@ FITTED_STATE: dict[str, Stored] = {
     "monitor_curve_": Stored.JSON,
     "monitor_name_": Stored.JSON,
     "device_": Stored.JSON,
+    # The clones of `callbacks` the last call ran: not saved (they may hold your code);
+    # a loaded model has none.
+    "callbacks_": Stored.DERIVED,
     # The input and the networks.
     "_adapter": Stored.ADAPTER,
     "categories_": Stored.DERIVED,  # the adapter's

@@ -644,6 +644,10 @@ FAST_STEP_SECONDS = 0.1
 SLOW_STEP_SECONDS = 1.0
 
 
+class _StoppedInEpoch(Exception):
+    """A callback's :meth:`Trainer.request_stop` ended an epoch before its last step."""
+
+
 class StepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a step: the step is abandoned before it changed the weights."""
 
@@ -754,6 +758,8 @@ class Trainer:
     _start_checked: bool = field(default=False, init=False, repr=False)
     # True while the optimiser updates the weights (a KeyboardInterrupt then tears them).
     _updating: bool = field(default=False, init=False, repr=False)
+    # Set by request_stop: the fit ends cleanly after the step under way.
+    _stop_after_step: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._train_encoder, self._train_projector, self._train_criterion = (
@@ -798,6 +804,15 @@ class Trainer:
         int
         """
         return self.strategy.batch_count(n_samples, self.batch_size)
+
+    def request_stop(self) -> None:
+        """End the fit cleanly after the step under way (or at once between epochs).
+
+        For callbacks: the steps completed are kept, the epoch cut short is not
+        counted (:attr:`epoch` counts complete epochs, as after Ctrl-C), the other
+        callbacks' :meth:`~Callback.on_fit_end` get no error, and :meth:`fit` returns.
+        """
+        self._stop_after_step = True
 
     def learning_rate_now(self) -> float:
         """The learning rate of the next step.
@@ -908,7 +923,8 @@ class Trainer:
 
         Each epoch runs through :func:`skact._guards.run_epoch_with_oom_retry`; its
         logs are appended to :attr:`history`. A callback's :meth:`~Callback.on_epoch_end`
-        returning True ends the fit; Ctrl-C (``stop_requested``) raises
+        returning True ends the fit, and so does :meth:`request_stop` (after the step
+        under way); Ctrl-C (``stop_requested``) raises
         KeyboardInterrupt after the steps completed so far. An error while computing
         the validation loss leaves the epoch's training in place (the error is marked
         with :func:`skact._guards.keep_trained_model`).
@@ -922,6 +938,7 @@ class Trainer:
         n_epochs : int
             Epochs to run at most.
         """
+        self._stop_after_step = False
         for callback in self.callbacks:
             callback.on_fit_begin(self, n_epochs, n_samples)
         error: BaseException | None = None
@@ -931,7 +948,13 @@ class Trainer:
                     n_steps = self.batch_count(n_samples)
                     for callback in self.callbacks:
                         callback.on_epoch_begin(self, epoch, n_steps)
-                    logs = {"loss": _guards.run_epoch_with_oom_retry(self, n_samples, take)}
+                    if self._stop_after_step:
+                        break
+                    try:
+                        loss = _guards.run_epoch_with_oom_retry(self, n_samples, take)
+                    except _StoppedInEpoch:
+                        break  # a callback's request_stop: the partial epoch is not one
+                    logs = {"loss": loss}
                     self.epoch += 1
                     self.history.append(logs)
                     if self.validation is not None:
@@ -939,7 +962,7 @@ class Trainer:
                     stop = False
                     for callback in self.callbacks:
                         stop = bool(callback.on_epoch_end(self, epoch, logs)) or stop
-                    if stop:
+                    if stop or self._stop_after_step:
                         break
                     if self.stop_requested is not None and self.stop_requested():
                         raise KeyboardInterrupt("training interrupted (Ctrl-C)")
@@ -1024,6 +1047,8 @@ class Trainer:
                     self._remove_stop_polls()
                 for callback in self.callbacks:
                     callback.on_step_end(self, len(idx))
+                if self._stop_after_step:
+                    break
                 if self.stop_requested is not None and self.stop_requested():
                     stopped = True
                     break
@@ -1074,6 +1099,8 @@ class Trainer:
                 raise NonFiniteLossError(f"by step {failed_step}, {symptom}")
         if stopped:
             raise KeyboardInterrupt(f"training stopped after step {self.step} (Ctrl-C)")
+        if self._stop_after_step and done < len(batches):
+            raise _StoppedInEpoch  # the steps are kept; the epoch is not complete
         return mean
 
     def _adversary_estimate(self) -> Tensor | None:

@@ -194,8 +194,10 @@ def test_the_bar_and_the_epoch_log_show_the_time_left(capsys):
     left = [re.search(r"about (\d+) s left", line) for line in lines]
     shown = sorted({int(m.group(1)) for m in left if m}, reverse=True)
     assert shown == list(range(20, -1, -2))
-    # The log's line for epoch 2 (4 steps left).
-    assert re.search(r"^epoch 2: loss [\d.]+, about 8 s left$", captured.out, re.M)
+    # The log's line for epoch 2 (4 steps left), above the bar on stderr: the progress
+    # display leaves stdout to the program (a command's output).
+    line = r"(?:^|\r)epoch 2: loss [\d.]+, about 8 s left$"
+    assert re.search(line, captured.err, re.M) and captured.out == ""
     assert "left" not in lines[-1]
 
 

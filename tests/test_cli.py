@@ -768,3 +768,38 @@ def test_export_refuses_to_overwrite_its_model(files, capsys):
     argv = ["export", d / "model.skact", "-o", d / "model.skact", "--format", "pt2"]
     code, _, err = run(argv, capsys)
     assert code == 2 and "would destroy that input" in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_fit_log_writes_each_epochs_record_by_the_suffix(files, tmp_path, capsys, suffix):
+    d, _, _ = files
+    log = tmp_path / f"epochs{suffix}"
+    model = tmp_path / "m.skact"
+    argv = ["fit", d / "data.csv", "--label", "label", "-o", model, "--log", log]
+    code, _, _ = run([*argv, *TINY, "--epochs", "2"], capsys)
+    assert code == 0
+    import skact
+
+    fitted = skact.load(model)
+    if suffix == ".csv":
+        with log.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        losses = [float(r["loss"]) for r in rows]
+    else:
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        losses = [r["loss"] for r in rows]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert losses == pytest.approx(fitted.loss_curve_, rel=1e-12)
+    assert fitted.callbacks is None  # the log is the command's output, not MODEL's
+
+
+def test_fit_log_refuses_the_model_path_and_a_missing_folder(files, tmp_path, capsys):
+    d, _, _ = files
+    model = tmp_path / "m.skact"
+    code, _, err = run(["fit", d / "data.csv", "-o", model, "--log", model, *TINY], capsys)
+    assert code == 2 and "is MODEL" in err and not model.exists()
+    missing = tmp_path / "no" / "log.csv"
+    code, _, err = run(
+        ["fit", d / "data.csv", "-o", model, "--log", missing, *TINY], capsys
+    )
+    assert code == 2 and "does not exist" in err and not model.exists()

@@ -342,6 +342,25 @@ def _check_export(ns: dict, out: str) -> None:
 
 
 PAGE_CHECKS["export.rst"] = _check_export
+
+
+def _check_integration(ns: dict, out: str) -> None:
+    lines = out.splitlines()
+    history = ns["history"]
+    assert [r["epoch"] for r in history.records_] == [1, 2]  # capped at 2 epochs
+    assert lines[0] == str([round(r["loss"], 2) for r in history.records_])
+    assert lines[1] == "1 (2, 64)"  # stopped at step 10 of 8 per epoch
+    assert ns["stopped"]._step == 10
+    logs = sorted(Path().glob("fit-*.csv"))
+    assert len(logs) == 2 * 2 + 1 and lines[2] in {str(p) for p in logs}
+    assert 1 <= ns["watched"].n_iter_ <= 2
+    if _installed("tensorboard"):
+        assert any(Path("runs").iterdir())
+    if _installed("mlflow"):
+        assert Path("mlflow.db").stat().st_size > 0
+
+
+PAGE_CHECKS["integration.rst"] = _check_integration
 #: What a page's code expects to find on the reader's disk.
 PAGE_SETUP: dict[str, Callable[[], None]] = {"images.rst": _write_photos}
 #: Pages whose code ran in the default test run before every page was run; the others

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 import skact
 from skact import ACTEncoder, ModelFileError, NonFiniteLossError, _guards
 from skact._training import Trainer
+from skact.callbacks import EarlyStopping
 from skact.evaluation import LabeledStratifiedKFold, labeled_scorer
 from skact.objectives import ACTLoss
 
@@ -360,6 +361,20 @@ CASES = [
         "Too few samples for early stopping",
         "ACTEncoder(early_stopping=True).fit(X[:3])",
         lambda: small(early_stopping=True).fit(X[:3]),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A callback that is no skact Callback",
+        "ACTEncoder(callbacks=[print]).fit(X)",
+        lambda: small(callbacks=[print]).fit(X),
+        TypeError,
+        "skact",
+    ),
+    Case(
+        "Early stopping on a validation loss without held-out data",
+        "ACTEncoder(callbacks=[EarlyStopping('validation_loss')]).fit(X)",
+        lambda: small(callbacks=[EarlyStopping("validation_loss")]).fit(X),
         ValueError,
         "skact",
     ),

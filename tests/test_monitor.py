@@ -402,4 +402,4 @@ def test_the_progress_bar_and_the_epoch_log_show_the_estimate(capsys):
     )
     assert shown == {"loss": "1.0000", "rank": "2.5", "1nn": "0.7500"}
     small_encoder(max_iter=1, verbose=2).fit(X, Y_SEMI)
-    assert "1nn " in capsys.readouterr().out
+    assert "1nn " in capsys.readouterr().err  # the epoch lines are on the bar's stream

@@ -32,6 +32,7 @@ from .._encoder import ACTEncoder, resolved_settings
 from .._export import EXPORT_FORMATS, INPUTS_SUFFIX
 from .._guards import Advice, check_values
 from .._labels import labeled_mask, warn_if_minus_one_ambiguous
+from ..callbacks import CSVLogger
 from ..evaluation import (
     FewShotResult,
     few_shot_score,
@@ -163,7 +164,15 @@ def fit(args: argparse.Namespace) -> int:
     files.check_not_an_input(
         args.output, "MODEL", {"DATA": args.data, "--labels": args.labels}
     )
+    log = getattr(args, "log", None)
+    if log is not None:
+        files.check_output(log, None, "--log")
+        files.check_not_an_input(log, "--log", {"DATA": args.data, "--labels": args.labels})
+        if log.resolve() == args.output.resolve():
+            raise UsageError(f"--log {str(log)!r} is MODEL; name another file")
     encoder = _encoder_from(args)
+    if log is not None:
+        encoder.set_params(callbacks=[CSVLogger(log)])
     extra = getattr(args, "categorical_features", None) or ()
     if extra and args.data.is_dir():
         raise UsageError("--categorical is for tables, not an image folder")
@@ -184,9 +193,11 @@ def fit(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", "ACTEncoder.fit was interrupted")
             encoder.fit(table, y)
     except KeyboardInterrupt:
+        encoder.set_params(callbacks=None)  # the log is the command's, not MODEL's
         raise Interrupted(
             _save_interrupted(encoder, args.output, args.optimizer_state)
         ) from None
+    encoder.set_params(callbacks=None)
     size = files.save_model(encoder, args.output, optimizer_state=args.optimizer_state)
     print(
         f"fitted ACTEncoder on {len(data.X)} samples ({settings['encoder']} network, "

@@ -163,6 +163,8 @@ EXCLUDED: dict[str, str] = {
     "distributed": "the command trains in one process",
     # The command's own -q/--quiet: a progress bar unless asked not to.
     "verbose": "the command's -q/--quiet",
+    # Python objects; the one the command offers, a log file, is `skact fit --log`.
+    "callbacks": "Python objects; `skact fit --log FILE` writes the epoch records",
 }
 
 
@@ -536,6 +538,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave Adam's moments out of MODEL: a file about a third the size, with "
         "the same features; further training of it starts a fresh optimizer (default: "
         "MODEL keeps them, and further training continues from them)",
+    )
+    fit.add_argument(
+        "--log",
+        type=_output_file,
+        metavar="FILE",
+        help="also write each epoch's record (epoch, step, loss, validation loss, "
+        "monitor, learning rate, seconds, samples/s) to FILE, a line per epoch as it "
+        "ends: JSON lines for a name ending with .jsonl, .ndjson or .json, else CSV; "
+        "through skact.callbacks.CSVLogger, which MODEL does not keep (default: no "
+        "log file)",
     )
     add_training_options(fit, seed_default=argparse.SUPPRESS)
 
