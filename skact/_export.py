@@ -23,10 +23,13 @@ The output is ``features``, float32 ``(n, n_components)``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +183,23 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else "no message"
 
 
+#: torch's ONNX exporter logs a warning for each torchvision operator it cannot
+#: register when torchvision is not installed: about torch, not about the model.
+_TORCH_ONNX_REGISTRATION = "torch.onnx._internal.exporter._registration"
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise logger ``name`` to ERROR while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export(
     estimator: ACTEncoder, path: str | os.PathLike[str], format: str | None = None
 ) -> dict[str, Any]:
@@ -204,7 +224,7 @@ def export(
     else:
         names = [spec["name"] for spec in inputs["inputs"]]
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet(_TORCH_ONNX_REGISTRATION):
                 # torch's own deprecation inside the exporter: nothing a user can change.
                 warnings.filterwarnings("ignore", ".*LeafSpec", FutureWarning)
                 onnx_program = torch.onnx.export(
