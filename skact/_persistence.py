@@ -53,7 +53,7 @@ from . import _atomic, _state, _training
 from ._images import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
-from .callbacks import CSVLogger, EarlyStopping
+from .callbacks import EarlyStopping
 from .objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:
@@ -1454,7 +1454,10 @@ _OBJECTIVE_KEY = "__objective__"
 #: How a list of skact's own callbacks is marked: each one's class name and parameters.
 _CALLBACKS_KEY = "__callbacks__"
 #: The callbacks a model file can hold: skact's own, rebuilt from their parameters.
-SAVED_CALLBACKS = {c.__name__: c for c in (CSVLogger, EarlyStopping)}
+#: The callbacks a model file stores, by name and parameters: those that hold no path.
+#: A CSVLogger is left out: a file that named where a later fit writes could make
+#: skact overwrite any file the user can write (skact.load trusts nothing in it).
+SAVED_CALLBACKS = {c.__name__: c for c in (EarlyStopping,)}
 
 
 def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -1504,15 +1507,18 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
 
 
 def _callbacks_to_json(callbacks: list[Any]) -> dict[str, Any] | None:
-    """skact's own callbacks by name and parameters; None, with a warning, for a list
-    holding one of another class (its code is not saved, like a user encoder's)."""
+    """The callbacks of :data:`SAVED_CALLBACKS` by name and parameters; None, with a
+    warning, for a list holding any other: a user's class (its code is not saved, like a
+    user encoder's) or a callback that writes to a path."""
     others = [c for c in callbacks if SAVED_CALLBACKS.get(type(c).__name__) is not type(c)]
     if others:
         names = ", ".join(sorted({type(c).__qualname__ for c in others}))
         warnings.warn(
-            f"callbacks holds callbacks of your own ({names}), whose code a model file "
-            "does not hold: the file has callbacks=None. After skact.load, set them "
-            "again with set_params(callbacks=[...]). Pickling keeps them.",
+            f"callbacks holds callbacks that a model file does not store ({names}: "
+            "your own, whose code the file cannot hold, or ones that write to a path, "
+            "which a file must never choose): the file has callbacks=None. After "
+            "skact.load, set them again with set_params(callbacks=[...]). Pickling "
+            "keeps them.",
             UserWarning,
             stacklevel=4,
         )

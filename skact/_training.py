@@ -939,10 +939,12 @@ class Trainer:
             Epochs to run at most.
         """
         self._stop_after_step = False
-        for callback in self.callbacks:
-            callback.on_fit_begin(self, n_epochs, n_samples)
+        began: list[Any] = []  # the callbacks whose on_fit_begin ran: each gets its end
         error: BaseException | None = None
         try:
+            for callback in self.callbacks:
+                callback.on_fit_begin(self, n_epochs, n_samples)
+                began.append(callback)
             with self._interruptible():
                 for epoch in range(n_epochs):
                     n_steps = self.batch_count(n_samples)
@@ -970,8 +972,7 @@ class Trainer:
             error = exc
             raise
         finally:
-            for callback in self.callbacks:
-                callback.on_fit_end(self, error)
+            _end_callbacks(began, self, error)
 
     def _checked_validation_loss(self) -> float:
         try:
@@ -1197,6 +1198,25 @@ class Trainer:
             self.optimizer.load_state_dict(snapshot.optimizer)
             if self.adversary is not None and snapshot.adversary is not None:
                 self.adversary.load_state_dict(snapshot.adversary)
+
+
+def _end_callbacks(
+    callbacks: list[Any], trainer: Trainer, error: BaseException | None
+) -> None:
+    """``on_fit_end`` of every callback, even when one of them fails (so that each can
+    close what it opened); a failure is raised after the others ran, unless the fit
+    already failed, whose error then keeps its place and gains a note."""
+    failure: BaseException | None = None
+    for callback in callbacks:
+        try:
+            callback.on_fit_end(trainer, error)
+        except Exception as exc:
+            failure = failure or exc
+    if failure is None:
+        return
+    if error is None:
+        raise failure
+    error.add_note(f"and {type(failure).__name__} in a callback's on_fit_end: {failure}")
 
 
 @dataclass(frozen=True)

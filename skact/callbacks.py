@@ -13,10 +13,11 @@ Pass a list of callbacks as ``ACTEncoder(callbacks=[...])``. A callback is a
   gathered from ``estimator.callbacks_``, which is pickled with the estimator: let go
   of what cannot be pickled (an open file, a writer) in ``on_fit_end``.
 
-Saving: :meth:`ACTEncoder.save` stores skact's own callbacks (:class:`CSVLogger`,
-:class:`EarlyStopping`) by name and parameters, and :func:`skact.load` rebuilds them.
-A callback of your own class is code, which a model file never holds: a list with one
-is saved as ``callbacks=None`` (a warning names them); set them again after loading with
+Saving: :meth:`ACTEncoder.save` stores :class:`EarlyStopping` by name and parameters,
+and :func:`skact.load` rebuilds it. A callback of your own class is code, which a model
+file never holds, and a :class:`CSVLogger` names a path, which a file must never choose
+for a later fit: a list with either is saved as ``callbacks=None`` (a warning names
+them); set them again after loading with
 ``set_params(callbacks=[...])``. Pickling keeps every callback.
 
 The protocol (every hook is optional; the estimator passed is the one being fitted, its
@@ -263,7 +264,7 @@ class CSVLogger(Callback):
             raise ValueError(
                 f"CSVLogger(format={self.format!r}): use 'auto', 'csv' or 'jsonl'."
             )
-        self.path_ = os.fspath(self.path).replace("{run}", _run_name())
+        self.path_ = os.fsdecode(self.path).replace("{run}", _run_name())
         json_lines = self.format == "jsonl" or (
             self.format == "auto" and Path(self.path_).suffix.lower() in JSON_LINES_SUFFIXES
         )
@@ -298,6 +299,13 @@ class CSVLogger(Callback):
         if getattr(self, "_file", None) is not None:
             self._file.close()  # type: ignore[union-attr]
         self._file = self._writer = None  # open files do not pickle nor copy
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The estimator may be pickled during its fit (a checkpoint from a callback):
+        # the open file stays with this process; a copy writes nothing more.
+        state = self.__dict__.copy()
+        state["_file"] = state["_writer"] = None
+        return state
 
 
 class EarlyStopping(Callback):

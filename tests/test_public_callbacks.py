@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import pickle
 import threading
 import warnings
@@ -225,24 +226,29 @@ def test_clone_and_pickle_keep_the_callbacks(tmp_path: Path):
 
 
 def test_the_model_file_keeps_skacts_own_callbacks(tmp_path: Path):
-    given = [CSVLogger(tmp_path / "log.jsonl", append=True), EarlyStopping("loss", 3)]
+    given = [EarlyStopping("loss", 3)]
     enc = small_encoder(max_iter=1, callbacks=given).fit(X)
     enc.save(tmp_path / "m.skact")
     loaded = skact.load(tmp_path / "m.skact")
-    assert [type(c) for c in loaded.callbacks] == [CSVLogger, EarlyStopping]
-    assert loaded.callbacks[0].get_params() == {
-        "path": str(tmp_path / "log.jsonl"),
-        "format": "auto",
-        "append": True,
-    }
-    assert loaded.callbacks[1].get_params() == given[1].get_params()
+    assert [type(c) for c in loaded.callbacks] == [EarlyStopping]
+    assert loaded.callbacks[0].get_params() == given[0].get_params()
     assert loaded.callbacks_ == []
+
+
+def test_a_model_file_never_says_where_a_later_fit_writes(tmp_path: Path):
+    """A CSVLogger rebuilt from a file would let the file choose what a warm start
+    overwrites: it is saved as callbacks=None, with the warning."""
+    given = [CSVLogger(tmp_path / "log.jsonl", append=True), EarlyStopping("loss", 3)]
+    enc = small_encoder(max_iter=1, callbacks=given).fit(X)
+    with pytest.warns(UserWarning, match=r"\(CSVLogger: .*write to a path"):
+        enc.save(tmp_path / "m.skact")
+    assert skact.load(tmp_path / "m.skact").callbacks is None
 
 
 def test_a_callback_of_your_own_is_saved_as_none_with_a_warning(tmp_path: Path):
     enc = small_encoder(max_iter=1, callbacks=[CSVLogger(tmp_path / "l.csv"), Recorder()])
     enc.fit(X)
-    with pytest.warns(UserWarning, match=r"your own \(Recorder\).*set_params"):
+    with pytest.warns(UserWarning, match=r"\(CSVLogger, Recorder: your own.*set_params"):
         enc.save(tmp_path / "m.skact")
     assert skact.load(tmp_path / "m.skact").callbacks is None
 
@@ -321,3 +327,37 @@ def test_a_continued_fit_does_not_copy_the_last_fits_callbacks():
     first = enc.callbacks_[0]
     enc.fit(X).partial_fit(X)
     assert enc.n_iter_ == 3 and enc.callbacks_[0] is not first
+
+
+def test_a_callback_failing_to_begin_still_ends_the_ones_that_began(tmp_path: Path):
+    ended = []
+
+    class Opens(Callback):
+        def on_fit_end(self, estimator: Any, error: BaseException | None) -> None:
+            ended.append(type(error).__name__)
+
+    class Bad(Callback):
+        def on_fit_begin(self, estimator: Any, n_epochs: int, n_samples: int) -> None:
+            raise RuntimeError("bad config")
+
+    with pytest.raises(RuntimeError, match="bad config"):
+        small_encoder(max_iter=1, callbacks=[Opens(), Bad()]).fit(X)
+    assert ended == ["RuntimeError"]
+
+
+def test_a_csv_logger_pickles_during_a_fit(tmp_path: Path):
+    """A checkpoint taken from a callback pickles the fit's callbacks_, whose logger
+    holds its open file meanwhile."""
+    pickled = []
+
+    class Checkpoint(Callback):
+        def on_epoch_end(self, estimator: Any, record: dict[str, Any]) -> None:
+            pickled.append(pickle.dumps(estimator.callbacks_[0]))  # the logger
+
+    logger = CSVLogger(os.fsencode(tmp_path / "log.csv"))  # a bytes path works too
+    enc = small_encoder(max_iter=2, callbacks=[logger, Checkpoint()]).fit(X)
+    copy = pickle.loads(pickled[-1])
+    assert (
+        len(pickled) == 2 and copy._file is None and copy.path_ == str(tmp_path / "log.csv")
+    )
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + enc.n_iter_
