@@ -804,15 +804,17 @@ MONITOR_SHOTS = 5
 MONITOR_DRAWS = 10
 
 
-def shot_masks(
+def shot_examples(
     codes: np.ndarray, seed: int, shots: int = MONITOR_SHOTS, draws: int = MONITOR_DRAWS
 ) -> np.ndarray:
     """The labeled examples ("shots") each row is compared with, in each draw.
 
     For every row and every class, ``shots`` rows of that class other than the row
-    itself are drawn (all of them when the class has no more). When no class has more
-    than ``shots + 1`` rows every draw would be the same, so there is one: every other
-    row, the leave-one-out set.
+    itself are drawn (all of them when the class has no more): a window of a random
+    permutation of the class's rows at a random offset per row, which is a uniformly
+    random subset for each row. When no class has more than ``shots + 1`` rows every
+    draw would be the same, so there is one: every other row, the leave-one-out set.
+    Indices, not an ``n x n`` mask: 2,000 rows of 10 classes take 50 per row.
 
     Parameters
     ----------
@@ -824,40 +826,47 @@ def shot_masks(
 
     Returns
     -------
-    ndarray of bool of shape (n_draws, n_rows, n_rows)
-        ``[d, i, j]``: whether row ``j`` is an example for row ``i`` in draw ``d``;
+    ndarray of int64 of shape (n_draws, n_rows, n_examples)
+        ``[d, i]``: the examples of row ``i`` in draw ``d``, sorted, padded with
+        ``n_rows`` (no row) where a small class leaves a row fewer;
         ``n_draws`` is ``draws``, or 1 as said above.
 
     Examples
     --------
-    >>> masks = shot_masks(np.array([0, 0, 0, 1, 1]), seed=0, shots=1, draws=2)
-    >>> masks.shape, masks.sum(axis=2).tolist()[0]  # one row of each class, not itself
-    ((2, 5, 5), [2, 2, 2, 2, 2])
+    >>> shot_examples(np.array([0, 0, 0, 1, 1]), seed=0, shots=5)[0].tolist()
+    [[1, 2, 3, 4], [0, 2, 3, 4], [0, 1, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3]]
     """
     rng = np.random.default_rng(seed)
     n = len(codes)
+    rows = np.arange(n)[:, None]
     members = [np.flatnonzero(codes == c) for c in np.unique(codes)]
-    if all(len(rows) <= shots + 1 for rows in members):
-        return ~np.eye(n, dtype=bool)[None]
-    masks = np.zeros((draws, n, n), dtype=bool)
-    everyone = np.arange(n)[:, None]
-    for mask in masks:
-        for rows in members:
-            if len(rows) <= shots:
-                mask[:, rows] = True
-                continue
-            keys = rng.random((n, len(rows)))
-            keys[rows, np.arange(len(rows))] = np.inf  # a row is never its own example
-            mask[everyone, rows[np.argpartition(keys, shots - 1, axis=1)[:, :shots]]] = True
-        np.fill_diagonal(mask, False)
-    return masks
+    if all(len(m) <= shots + 1 for m in members):
+        others = np.broadcast_to(np.arange(n), (n, n))[~np.eye(n, dtype=bool)]
+        return others.reshape(1, n, n - 1).astype(np.int64)
+    out = []
+    for _ in range(draws):
+        parts = []
+        for member in members:
+            if len(member) <= shots:  # all of them, and no row as its own example
+                part = np.broadcast_to(member, (n, len(member))).copy()
+                part[part == rows] = n
+            else:
+                order = rng.permutation(member)
+                start = rng.integers(0, len(member), size=(n, 1))
+                window = order[(start + np.arange(shots + 1)) % len(member)]
+                # A row's own index to the end, then one more than needed is dropped.
+                own = np.argsort(window == rows, axis=1, kind="stable")
+                part = np.take_along_axis(window, own, axis=1)[:, :shots]
+            parts.append(part)
+        out.append(np.sort(np.concatenate(parts, axis=1), axis=1))
+    return np.stack(out).astype(np.int64)
 
 
-def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> float:
+def few_shot_nn_accuracy(features: Tensor, labels: Tensor, examples: Tensor) -> float:
     """Accuracy of each labeled row's nearest among a few labeled examples per class.
 
-    For each draw (see :func:`shot_masks`) every row is classified by the label of its
-    nearest example (Euclidean distance, as :func:`skact.evaluation.knn_probe`; the
+    For each draw (see :func:`shot_examples`) every row is classified by the label of
+    its nearest example (Euclidean distance, as :func:`skact.evaluation.knn_probe`; the
     lower index wins a tie); the result is the share classified right, averaged over
     the draws. With every other row as the examples this is :func:`loo_nn_accuracy`.
     With a few examples per class it is the few-shot protocol in small, and is not
@@ -869,8 +878,9 @@ def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> flo
     features : Tensor of shape (n_rows, n_features)
     labels : Tensor of shape (n_rows,)
         Integer class codes.
-    shots : Tensor of bool of shape (n_draws, n_rows, n_rows)
-        The examples of each row in each draw, on ``features``' device.
+    examples : Tensor of int64 of shape (n_draws, n_rows, n_examples)
+        Each row's examples in each draw, sorted, ``n_rows`` for none, on
+        ``features``' device.
 
     Returns
     -------
@@ -880,16 +890,17 @@ def few_shot_nn_accuracy(features: Tensor, labels: Tensor, shots: Tensor) -> flo
     --------
     >>> features = torch.tensor([[0.0], [1.0], [5.0], [7.0]])
     >>> labels = torch.tensor([0, 0, 1, 1])
-    >>> shots = ~torch.eye(4, dtype=torch.bool)[None]  # every other row
-    >>> few_shot_nn_accuracy(features, labels, shots)
-    1.0
+    >>> examples = torch.tensor([[[1, 2], [0, 3], [1, 4], [1, 2]]])  # 4: no row
+    >>> few_shot_nn_accuracy(features, labels, examples)  # row 2's only example: 1
+    0.75
     """
     distances = torch.cdist(features.float(), features.float())
-    scores = [
-        (labels.index_select(0, distances.masked_fill(~mask, math.inf).argmin(dim=1))
-         == labels).float().mean()
-        for mask in shots
-    ]  # fmt: skip
+    n = len(labels)
+    padded = torch.cat([distances, distances.new_full((n, 1), math.inf)], dim=1)
+    scores = []
+    for draw in examples:
+        nearest = draw.gather(1, padded.gather(1, draw).argmin(dim=1, keepdim=True))
+        scores.append((labels.index_select(0, nearest.squeeze(1)) == labels).float().mean())
     return float(torch.stack(scores).mean())
 
 
@@ -901,8 +912,8 @@ def monitor_estimate(features: Tensor, codes: Tensor | None, shots: Tensor | Non
     ----------
     features : Tensor of shape (n_rows, n_features)
     codes : Tensor of shape (n_rows,) or None
-    shots : Tensor of bool of shape (n_draws, n_rows, n_rows) or None
-        The draws of :func:`shot_masks` (with ``codes``).
+    shots : Tensor of int64 of shape (n_draws, n_rows, n_examples) or None
+        The draws of :func:`shot_examples` (with ``codes``).
 
     Returns
     -------
@@ -952,8 +963,8 @@ class Monitor(Callback):
         Put back the weights, optimiser state and adversary of the epoch with the
         highest estimate at the end of the fit (the first of equals), unless the last
         epoch was it. A fit that fails keeps what it has.
-    shots : Tensor of bool of shape (n_draws, n_rows, n_rows) or None, default=None
-        With ``codes``: the examples of each row in each draw (:func:`shot_masks`),
+    shots : Tensor of int64 of shape (n_draws, n_rows, n_examples) or None, default=None
+        With ``codes``: the examples of each row in each draw (:func:`shot_examples`),
         on the same device; None draws them with seed 0.
 
     Attributes
@@ -972,7 +983,7 @@ class Monitor(Callback):
         self.embed = embed
         self.codes = codes
         if codes is not None and shots is None:
-            shots = torch.from_numpy(shot_masks(codes.cpu().numpy(), seed=0))
+            shots = torch.from_numpy(shot_examples(codes.cpu().numpy(), seed=0))
             shots = shots.to(codes.device)
         self.shots = shots
         self.keep_best = keep_best

@@ -1266,14 +1266,14 @@ default="auto"
         self, n_samples: int, target: tuple[np.ndarray, np.ndarray] | None
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The rows the monitor (and ``score``) follow, their class codes and the
-        draws of the few-shot estimate's shots (see ``_callbacks.shot_masks``)."""
+        draws of the few-shot estimate's examples (see ``_callbacks.shot_examples``)."""
         generator = _training.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         # A stream of its own: drawing the rows changes nothing in the training.
         seed = _training.derived_seed(generator, stream=2)
         y, labeled = (None, None) if target is None else target
         rows, codes = _callbacks.monitored_rows(n_samples, y, labeled, seed)
-        shots = None if codes is None else _callbacks.shot_masks(codes, seed + 1)
+        shots = None if codes is None else _callbacks.shot_examples(codes, seed + 1)
         return rows, codes, shots
 
     def _stored_rows(self, X: Any, rows: np.ndarray) -> Tensor:

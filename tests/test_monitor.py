@@ -23,7 +23,7 @@ from skact._callbacks import (
     few_shot_nn_accuracy,
     loo_nn_accuracy,
     monitored_rows,
-    shot_masks,
+    shot_examples,
 )
 from skact._labels import AmbiguousMinusOneWarning
 
@@ -54,44 +54,47 @@ def test_loo_nn_accuracy_by_hand():
 def test_few_shot_nn_accuracy_by_hand():
     features = torch.tensor([[0.0], [1.0], [2.0], [6.0], [7.0], [10.0]])
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    # One draw, one example per class for each row (never the row itself).
-    examples = {0: (2, 5), 1: (0, 3), 2: (1, 3), 3: (2, 5), 4: (0, 5), 5: (1, 3)}
-    shots = torch.zeros(1, 6, 6, dtype=torch.bool)
-    for row, chosen in examples.items():
-        shots[0, row, list(chosen)] = True
+    # One draw, one example per class for each row (never the row itself), sorted.
+    examples = torch.tensor([[[2, 5], [0, 3], [1, 3], [2, 5], [0, 5], [1, 3]]])
     # 0 -> 2 (2 < 10) right; 1 -> 0 (1 < 5) right; 2 -> 1 (1 < 4) right;
     # 6 -> a tie at distance 4 with 2 and 10: the lower index, 2, wrong; 7 -> 10 (3 < 7)
     # right; 10 -> 6 (4 < 9) right: 5 of 6.
-    assert few_shot_nn_accuracy(features, labels, shots) == pytest.approx(5 / 6)
+    assert few_shot_nn_accuracy(features, labels, examples) == pytest.approx(5 / 6)
     # A second draw is averaged in: every other row as the examples, leave-one-out.
-    both = torch.cat([shots, ~torch.eye(6, dtype=torch.bool)[None]])
+    others = torch.tensor([[j for j in range(6) if j != i] for i in range(6)])
+    padded = torch.cat([examples[0], torch.full((6, 3), 6)], 1)  # 6: no row
+    both = torch.stack([padded, others])
     loo = loo_nn_accuracy(features, labels)
     assert few_shot_nn_accuracy(features, labels, both) == pytest.approx((5 / 6 + loo) / 2)
 
 
-def test_shot_masks_draw_the_examples_of_every_row_from_every_class():
+def test_shot_examples_draw_the_examples_of_every_row_from_every_class():
     codes = np.array([0] * 8 + [1] * 3 + [2] * 1 + [3] * 6)
-    masks = shot_masks(codes, seed=4, shots=5, draws=7)
-    assert masks.shape == (7, 18, 18)
-    assert not masks[:, np.arange(18), np.arange(18)].any()  # never the row itself
-    per_class = np.stack([masks[:, :, codes == c].sum(axis=2) for c in range(4)], axis=2)
-    # Examples per class: 5 of a larger class, else all its rows but the row itself.
-    expected = np.array([[5 - 0, 3, 1, 5]] * 18)
-    expected[codes == 1, 1], expected[codes == 2, 2] = 2, 0
-    assert (per_class == expected[None]).all()
-    assert len({m.tobytes() for m in masks}) == 7  # the draws differ
-    np.testing.assert_array_equal(masks, shot_masks(codes, seed=4, shots=5, draws=7))
+    examples = shot_examples(codes, seed=4, shots=5, draws=7)
+    # Per class: 5 of a larger class, else all its rows; 5 + 3 + 1 + 5 columns.
+    assert examples.shape == (7, 18, 14)
+    for draw in examples:
+        for i, row in enumerate(draw):
+            chosen = row[row < 18]
+            assert i not in chosen and len(set(chosen)) == len(chosen)  # never itself
+            per_class = np.bincount(codes[chosen], minlength=4)
+            own = [5, 3, 1, 5]
+            own[codes[i]] = min(own[codes[i]], np.sum(codes == codes[i]) - 1)
+            assert per_class.tolist() == own
+            assert (np.diff(row) >= 0).all()  # sorted: the lower index wins a tie
+    assert len({d.tobytes() for d in examples}) == 7  # the draws differ
+    np.testing.assert_array_equal(examples, shot_examples(codes, seed=4, shots=5, draws=7))
 
 
 def test_with_few_labels_per_class_the_estimate_is_the_leave_one_out_accuracy():
     # No class with more than shots + 1 rows: one draw of every other row.
     rng = np.random.default_rng(1)
     codes = np.repeat([0, 1, 2], [6, 4, 2])
-    masks = shot_masks(codes, seed=0, shots=5)
-    assert masks.shape == (1, 12, 12) and masks.sum() == 12 * 11
+    examples = shot_examples(codes, seed=0, shots=5)
+    assert examples.shape[0] == 1 and (examples < 12).sum() == 12 * 11
     features = torch.tensor(rng.normal(size=(12, 3)), dtype=torch.float32)
     labels = torch.from_numpy(codes)
-    assert few_shot_nn_accuracy(features, labels, torch.from_numpy(masks)) == (
+    assert few_shot_nn_accuracy(features, labels, torch.from_numpy(examples)) == (
         loo_nn_accuracy(features, labels)
     )
 
@@ -106,7 +109,7 @@ def test_near_duplicates_do_not_inflate_the_few_shot_estimate():
     labels = np.tile(rng.integers(0, 2, 300), 2)
     f, y = torch.tensor(features, dtype=torch.float32), torch.tensor(labels)
     assert loo_nn_accuracy(f, y) == 1.0
-    shots = torch.from_numpy(shot_masks(labels, seed=0))
+    shots = torch.from_numpy(shot_examples(labels, seed=0))
     assert 0.4 < few_shot_nn_accuracy(f, y, shots) < 0.6
 
 
@@ -362,15 +365,16 @@ def test_score_with_and_without_labels():
     # The model's draws: each row's examples, at most 5 other rows of each class (the
     # classes have 7 and 9 labeled rows, so 10 draws differ).
     _, codes, shots = enc._monitored_rows(64, (Y_SEMI, Y_SEMI != -1))
-    assert codes is not None and shots is not None and shots.shape == (10, 16, 16)
-    assert all((m[:, classes == c].sum(axis=1) == 5).all() for m in shots for c in (0, 1))
-    np.fill_diagonal(distances, np.inf)
+    assert codes is not None and shots is not None and shots.shape == (10, 16, 10)
+    assert all((np.bincount(classes[r]) == 5).all() for d in shots for r in d)
+    # By hand: the distance to each of the row's examples, the nearest one's class.
     accuracy = np.mean(
         [
-            np.mean(classes[np.where(m, distances, np.inf).argmin(axis=1)] == classes)
-            for m in shots
+            np.mean([classes[r[np.argmin(distances[i, r])]] == classes[i]
+                     for i, r in enumerate(d)])
+            for d in shots
         ]
-    )
+    )  # fmt: skip
     assert enc.score(X, Y_SEMI) == pytest.approx(accuracy)
 
     with pytest.raises(ValueError, match="at least 2 classes with at least 2 rows"):
