@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from ._encoder import ACTEncoder
 
 __all__ = [
+    "CHANNEL_CONVERSIONS",
     "ImageAdapter",
     "ImageFiles",
     "ImagePreprocessing",
     "as_images",
-    "CHANNEL_CONVERSIONS",
     "channels_first",
     "check_views",
     "default_augment",
@@ -588,7 +588,7 @@ class ImageAdapter:
             del estimator.feature_names_in_
         images = as_images(X, estimator.image_layout)
         if not reset:
-            fitted: ImageAdapter = estimator._adapter
+            fitted = cast(ImageAdapter, estimator._adapter)  # read_input checked it
             fitted.check_channels(
                 images, estimator.channel_mismatch, type(estimator).__name__
             )
