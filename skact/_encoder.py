@@ -165,6 +165,15 @@ default="auto"
         Where the channels of a 4-D image array are. ``"auto"``: an axis of size 1, 3
         or 4 holds them; if both axis 1 and the last axis could, the smaller one does
         (the last on a tie).
+    channel_mismatch : {"convert", "error"}, default="convert"
+        What ``transform``, ``partial_fit`` and a ``warm_start`` fit do with images
+        whose channel count differs from the fitted one (a grey data set through a
+        model fitted on RGB photographs). ``"convert"``: convert them as PIL's
+        ``convert`` does, the same for arrays, PIL images and files, and warn once per
+        call naming the conversion: grey is repeated on every channel, RGB becomes grey
+        by the ITU-R 601-2 luma ``0.299 R + 0.587 G + 0.114 B``, alpha is dropped (not
+        composited on a background, whose colour would be a guess) and a missing alpha
+        is opaque. ``"error"``: refuse them with a ValueError.
     batch_size : int or "auto", default="auto"
         Largest number of samples per optimisation step. An epoch splits the data into
         ``ceil(n_samples / batch_size)`` batches of near-equal size (511 samples with
@@ -349,6 +358,7 @@ default="auto"
         "augment": [ImageAugment, callable, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
         "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
+        "channel_mismatch": [StrOptions({"convert", "error"})],
         "batch_size": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
@@ -385,6 +395,7 @@ default="auto"
         augment: ImageAugment | Callable[..., Tensor] | None = None,
         image_size: int | tuple[int, int] | None = None,
         image_layout: str = "auto",
+        channel_mismatch: str = "convert",
         batch_size: int | str = "auto",
         max_iter: int | str = "auto",
         learning_rate: float | str = "auto",
@@ -417,6 +428,7 @@ default="auto"
         self.augment = augment
         self.image_size = image_size
         self.image_layout = image_layout
+        self.channel_mismatch = channel_mismatch
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.learning_rate = learning_rate

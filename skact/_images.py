@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from . import _auto
 from ._auto import AutoSettings
+from ._guards import caller_stacklevel
 from .adapters.base import InputAdapter
 from .augment.image import ImageAugment, ViewStep, view_size_of
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ._encoder import ACTEncoder
 
 __all__ = [
+    "CHANNEL_CONVERSIONS",
     "ImageAdapter",
     "ImageFiles",
     "ImagePreprocessing",
@@ -50,6 +52,24 @@ IMAGE_CHANNELS = (1, 3, 4)
 #: PIL modes for each channel count, and the modes counted as single-band.
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+#: How images of another channel count than the fitted one are converted, by (channels
+#: of the input, channels fitted); 2 is grey with alpha (PIL's "LA", files only). The
+#: rules are PIL's ``convert``, so that arrays, PIL images and files agree: alpha is
+#: dropped (not composited on a background, whose colour would be a guess), grey is
+#: repeated, colour becomes ITU-R 601-2 luma, a missing alpha is opaque.
+CHANNEL_CONVERSIONS = {
+    (1, 3): "grey -> RGB by repeating the channel",
+    (1, 4): "grey -> RGBA by repeating the channel and adding an opaque alpha",
+    (2, 1): "grey+alpha -> grey by dropping the alpha",
+    (2, 3): "grey+alpha -> RGB by dropping the alpha and repeating the channel",
+    (2, 4): "grey+alpha -> RGBA by repeating the grey channel (alpha kept)",
+    (3, 1): "RGB -> grey by ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B, as PIL's "
+    "convert('L'))",
+    (3, 4): "RGB -> RGBA by adding an opaque alpha",
+    (4, 1): "RGBA -> grey by dropping the alpha and taking the ITU-R 601-2 luma",
+    (4, 3): "RGBA -> RGB by dropping the alpha",
+}
 
 #: Images converted at a time; no float copy of a whole data set is made.
 CHUNK_IMAGES = 4096
@@ -556,6 +576,8 @@ class ImageAdapter:
         X : image input (see :func:`is_image_input`)
         estimator : ACTEncoder
             Gives ``image_layout``; ``reset`` removes its ``feature_names_in_``.
+            Without ``reset`` its fitted adapter checks the channels of ``X`` once
+            (:meth:`check_channels`, by its ``channel_mismatch``).
         reset : bool
 
         Returns
@@ -564,7 +586,13 @@ class ImageAdapter:
         """
         if reset and hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
-        return as_images(X, estimator.image_layout)
+        images = as_images(X, estimator.image_layout)
+        if not reset:
+            fitted = cast(ImageAdapter, estimator._adapter)  # read_input checked it
+            fitted.check_channels(
+                images, estimator.channel_mismatch, type(estimator).__name__
+            )
+        return images
 
     @classmethod
     def from_input(
@@ -800,6 +828,53 @@ class ImageAdapter:
         """
         return isinstance(X, ImageFiles)
 
+    def check_channels(self, X: np.ndarray | ImageFiles, policy: str, name: str) -> None:
+        """Warn once that images of another channel count are converted, or refuse them.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, C, H, W) or ImageFiles
+            Output of :func:`as_images`; only the headers of files are read.
+        policy : {"convert", "error"}
+            The estimator's ``channel_mismatch``.
+        name : str
+            The estimator's class name, for the messages.
+
+        Warns
+        -----
+        UserWarning
+            With ``"convert"``, one warning naming every conversion made.
+
+        Raises
+        ------
+        ValueError
+            With ``"error"``, when any image has another channel count.
+        """
+        if isinstance(X, ImageFiles):
+            found = {_mode_channels(mode) for mode, _ in X.headers()}
+        else:
+            found = {int(X.shape[1])}
+        other = sorted(found - {self.channels})
+        if not other:
+            return
+        have = " or ".join(str(c) for c in other)
+        plural = "s" if other != [1] else ""
+        rules = "; ".join(CHANNEL_CONVERSIONS[(c, self.channels)] for c in other)
+        if policy == "error":
+            raise ValueError(
+                f"{name}: images have {have} channel{plural}, the model was fitted on "
+                f"{self.channels}, and channel_mismatch='error' refuses to convert them. "
+                f"Pass images of {self.channels} channel(s), or channel_mismatch="
+                f"'convert' to convert them ({rules})."
+            )
+        warnings.warn(
+            f"{name}: images have {have} channel{plural}, the model was fitted on "
+            f"{self.channels}: converted {rules} (channel_mismatch='convert'); pass "
+            "channel_mismatch='error' to refuse",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
     def fitted_attributes(self) -> dict[str, Any]:
         """``n_features_in_`` (values per stored image); no categorical columns.
 
@@ -819,7 +894,9 @@ class ImageAdapter:
         """The images of ``X`` as one uint8 tensor on the host, chunk by chunk.
 
         Arrays that are not uint8 are mapped linearly from ``value_range`` to [0, 255]
-        (and clipped); arrays of another size are resized (bilinear, antialiased).
+        (and clipped); arrays of another channel count are converted
+        (:data:`CHANNEL_CONVERSIONS`, as files are); arrays of another size are resized
+        (bilinear, antialiased). :meth:`check_channels` says so once per call first.
 
         Parameters
         ----------
@@ -831,11 +908,6 @@ class ImageAdapter:
         """
         if isinstance(X, ImageFiles):
             return torch.from_numpy(X.load(_MODES[self.channels], self.image_size))
-        if X.shape[1] != self.channels:
-            raise ValueError(
-                f"images have {X.shape[1]} channels but ACTEncoder was fitted on "
-                f"{self.channels}"
-            )
         out = torch.empty((X.shape[0], self.channels, *self.image_size), dtype=torch.uint8)
         low, high = self.value_range
         scale = 255.0 / (high - low) if high > low else 1.0
@@ -848,6 +920,8 @@ class ImageAdapter:
                 if not bool(torch.isfinite(values).all()):
                     raise ValueError("image arrays must not contain NaN or infinite values")
                 pixels = ((values - low) * scale).round_().clamp_(0, 255).to(torch.uint8)
+            # Converted before resizing, as files are (PIL converts, then resizes).
+            pixels = convert_channels(pixels, self.channels)
             if tuple(pixels.shape[2:]) != self.image_size:
                 resized = F.interpolate(
                     pixels.float(), size=self.image_size, mode="bilinear",
@@ -1107,6 +1181,50 @@ def _channel_stats(pixels: Tensor, chunk: int = 256) -> tuple[np.ndarray, np.nda
     # Values lie in [0, 1]: E[x^2] - E[x]^2 loses nothing that matters in float64.
     std = (squares / count - mean.square()).clamp_min_(0.0).sqrt_()
     return mean.numpy(), std.numpy()
+
+
+def _mode_channels(mode: str) -> int:
+    """Channels of a PIL mode as :data:`CHANNEL_CONVERSIONS` counts them (2: grey and
+    alpha); palette, CMYK and other colour modes count as RGB, which they convert to."""
+    if mode in ("LA", "La"):
+        return 2
+    if mode in _GRAY_MODES:
+        return 1
+    if mode in ("RGBA", "RGBa", "PA"):
+        return 4
+    return 3
+
+
+def convert_channels(pixels: Tensor, channels: int) -> Tensor:
+    """uint8 images converted to ``channels`` by the rules of :data:`CHANNEL_CONVERSIONS`.
+
+    The luma is PIL's integer formula, ``(19595 R + 38470 G + 7471 B + 32768) >> 16``,
+    so an array converts to the same pixels as PIL's ``convert("L")`` of its image.
+
+    Parameters
+    ----------
+    pixels : Tensor of shape (n, C, H, W), uint8
+        C is 1, 3 or 4.
+    channels : {1, 3, 4}
+
+    Returns
+    -------
+    Tensor of shape (n, channels, H, W), uint8
+        ``pixels`` itself when C is ``channels``.
+    """
+    have = pixels.shape[1]
+    if have == channels:
+        return pixels
+    colour = pixels[:, :3] if have == 4 else pixels  # alpha dropped
+    if channels == 1:
+        weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32)
+        luma = (colour.to(torch.int32) * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return ((luma + 32768) >> 16).to(torch.uint8)
+    rgb = colour.expand(-1, 3, -1, -1) if colour.shape[1] == 1 else colour
+    if channels == 3:
+        return rgb.contiguous()
+    opaque = torch.full_like(rgb[:, :1], 255)
+    return torch.cat([rgb, opaque], dim=1)
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

@@ -377,6 +377,44 @@ def test_list_images_uses_subfolders_as_labels(tmp_path):
     assert X == paths and y.tolist() == labels.tolist()
 
 
+def test_transform_of_grey_files_with_an_rgb_model_says_the_conversion_once(
+    tmp_path, capsys
+):
+    """Upstream RGB photographs, downstream grey scans: converted as Python converts
+    them (grey repeated on the three channels), and said once, on one line."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, mode, n in (("rgb", "RGB", 12), ("grey", "L", 5)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            pixels = rng.integers(0, 256, (8, 8, 3) if mode == "RGB" else (8, 8))
+            Image.fromarray(pixels.astype(np.uint8), mode).save(
+                tmp_path / folder / f"{i}.png"
+            )
+    model = tmp_path / "m.skact"
+    code, _, _ = run(
+        ["fit", tmp_path / "rgb", "-o", model, "--epochs", "1", "--batch-size", "4",
+         "--n-components", "3", "--seed", "0", "--device", "cpu"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    out = tmp_path / "f.npy"
+    code, _, err = run(["transform", model, tmp_path / "grey", "-o", out], capsys)
+    assert code == 0
+    lines = [line for line in err.splitlines() if "channel" in line]
+    assert lines == [
+        "skact transform: warning: ACTEncoder: images have 1 channel, the model was "
+        "fitted on 3: converted grey -> RGB by repeating the channel "
+        "(channel_mismatch='convert'); pass channel_mismatch='error' to refuse"
+    ]
+    paths, _ = list_images(tmp_path / "grey")
+    repeated = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    np.testing.assert_allclose(
+        np.load(out), skact.load(model).transform(repeated), atol=1e-6
+    )
+
+
 def test_list_images_without_class_folders_has_no_labels(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "top.png").write_bytes(b"")

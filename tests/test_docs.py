@@ -328,6 +328,19 @@ def _check_quality(ns: dict, out: str) -> None:
 PAGE_CHECKS["quality.rst"] = _check_quality
 
 
+def _check_images(ns: dict, out: str) -> None:
+    # The grey scans went through the RGB model, converted as the page says, with one
+    # warning naming the conversion.
+    assert "ACTEncoder: images have 1 channel, the model was fitted on 3: " in out
+    assert "converted grey -> RGB by repeating the channel" in out
+    assert ns["upstream"].channel_mismatch == "error"
+    with pytest.raises(ValueError, match="channel_mismatch='error' refuses"):
+        ns["upstream"].transform(ns["grey_scans"])
+
+
+PAGE_CHECKS["images.rst"] = _check_images
+
+
 def _check_export(ns: dict, out: str) -> None:
     # The exported programs' features are transform's, as the page prints.
     assert out.count("True") == 1 + _installed("onnxruntime"), out

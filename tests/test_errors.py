@@ -302,6 +302,17 @@ CASES = [
         "skact",
     ),
     Case(
+        "Grey images for an RGB model that refuses conversions",
+        "ACTEncoder(channel_mismatch='error').fit(rgb).transform(grey)",
+        lambda: (
+            small(channel_mismatch="error", max_iter=1)
+            .fit(np.zeros((4, 8, 8, 3), dtype=np.uint8))
+            .transform(np.zeros((2, 8, 8), dtype=np.uint8))
+        ),
+        ValueError,
+        "skact",
+    ),
+    Case(
         "Sparse matrix",
         "fit(scipy.sparse.csr_matrix(X))",
         lambda: small().fit(sp.csr_matrix(X)),

@@ -16,6 +16,7 @@ from skact._images import (
     ImageFiles,
     as_images,
     channels_first,
+    convert_channels,
     cudnn_benchmark,
     default_augment,
     default_encoder,
@@ -153,10 +154,10 @@ def test_uint8_and_floats_in_any_range_give_the_same_storage():
     )
 
 
-def test_storage_refuses_other_channel_counts_and_resizes_other_sizes():
+def test_storage_converts_other_channel_counts_and_resizes_other_sizes():
     adapter = ImageAdapter.fit(as_images(_images(c=3)))
-    with pytest.raises(ValueError, match="1 channels but ACTEncoder was fitted on 3"):
-        adapter.to_storage(as_images(np.zeros((2, 8, 8), dtype=np.uint8)))
+    grey = adapter.to_storage(as_images(np.full((2, 8, 8), 7, dtype=np.uint8)))
+    assert tuple(grey.shape) == (2, 3, 8, 8) and int(grey.min()) == int(grey.max()) == 7
     big = as_images(np.full((2, 16, 16, 3), 200, dtype=np.uint8))
     assert tuple(adapter.to_storage(big).shape) == (2, 3, 8, 8)
     assert int(adapter.to_storage(big).min()) == 200
@@ -249,7 +250,7 @@ def test_fitted_attributes_and_errors_for_images():
     assert list(enc.get_feature_names_out()) == [f"actencoder{i}" for i in range(8)]
     with pytest.raises(ValueError, match="fitted on images"):
         enc.transform(X.reshape(24, -1))
-    with pytest.raises(ValueError, match="1 channels"):
+    with pytest.warns(UserWarning, match="images have 1 channel, the model was fitted"):
         enc.transform(X[..., 0])
     table = np.random.default_rng(0).normal(size=(20, 5))
     with pytest.raises(ValueError, match="fitted on tabular data; got images"):
@@ -587,3 +588,121 @@ def test_resnet18_default_init_is_torchvision_s_and_the_others_are_options():
     assert torch.equal(blocks[1](x), torch.relu(x))
     with pytest.raises(ValueError, match="weight_init must be one of 'torchvision', "):
         ResNet18(1, weight_init="kaiming")
+
+
+# ------------------------------------------------- images that differ from the fitted
+
+
+def _pil_converted(images, mode):
+    """(n, C, H, W) uint8 arrays as PIL's ``convert(mode)`` makes them."""
+    modes = {1: "L", 3: "RGB", 4: "RGBA"}
+    out = []
+    for image in images:
+        pil = Image.fromarray(
+            image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0),
+            modes[image.shape[0]],
+        )
+        pixels = np.asarray(pil.convert(mode))
+        out.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("have", [1, 3, 4])
+@pytest.mark.parametrize("fitted", [1, 3, 4])
+def test_every_channel_conversion_is_pil_s(have, fitted):
+    rng = np.random.default_rng(have * 10 + fitted)
+    images = rng.integers(0, 256, (5, have, 6, 7), dtype=np.uint8)
+    stored = convert_channels(torch.from_numpy(images), fitted).numpy()
+    expected = _pil_converted(images, {1: "L", 3: "RGB", 4: "RGBA"}[fitted])
+    np.testing.assert_array_equal(stored, expected)
+    if have == 1 and fitted > 1:  # grey repeated on every channel, alpha opaque
+        np.testing.assert_array_equal(stored[:, :3], np.repeat(images, 3, axis=1))
+    if have == 4 and fitted == 3:  # alpha dropped
+        np.testing.assert_array_equal(stored, images[:, :3])
+    if fitted == 4 and have < 4:
+        assert (stored[:, 3] == 255).all()
+    if have == 3 and fitted == 1:  # ITU-R 601-2 luma, within rounding
+        luma = np.tensordot([0.299, 0.587, 0.114], images.astype(float), axes=(0, 1))
+        assert np.abs(stored[:, 0] - luma).max() <= 1
+
+
+def test_a_grey_array_through_an_rgb_model_is_the_repeated_image_said_once():
+    X = _images(c=3)
+    enc = _small().fit(X)
+    grey = _images(n=10, c=1, seed=3)[..., 0]
+    with pytest.warns(UserWarning) as caught:
+        features = enc.transform(grey)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert messages[0] == (
+        "ACTEncoder: images have 1 channel, the model was fitted on 3: converted "
+        "grey -> RGB by repeating the channel (channel_mismatch='convert'); pass "
+        "channel_mismatch='error' to refuse"
+    )
+    np.testing.assert_array_equal(
+        features, enc.transform(np.repeat(grey[..., None], 3, axis=-1))
+    )
+
+
+def test_rgb_through_a_grey_model_and_rgba_through_an_rgb_model():
+    rgb = _images(n=10, c=3, seed=4)
+    grey_model = _small().fit(_images(c=1)[..., 0])
+    with pytest.warns(UserWarning, match=r"RGB -> grey by ITU-R 601-2 luma"):
+        features = grey_model.transform(rgb)
+    luma = _pil_converted(rgb.transpose(0, 3, 1, 2), "L")[:, 0]
+    np.testing.assert_array_equal(features, grey_model.transform(luma))
+
+    rgba = _images(n=10, c=4, seed=5)
+    rgb_model = _small().fit(_images(c=3))
+    with pytest.warns(UserWarning, match=r"RGBA -> RGB by dropping the alpha"):
+        features = rgb_model.transform(rgba)
+    np.testing.assert_array_equal(features, rgb_model.transform(rgba[..., :3]))
+
+
+def test_channel_mismatch_error_refuses_naming_the_parameter():
+    enc = _small(channel_mismatch="error").fit(_images(c=3))
+    grey = _images(n=4, c=1)[..., 0]
+    with pytest.raises(ValueError, match=r"1 channel, the model was fitted on 3, and "
+                       r"channel_mismatch='error' refuses") as info:  # fmt: skip
+        enc.transform(grey)
+    assert "channel_mismatch='convert'" in str(info.value)
+    with pytest.raises(ValueError, match="channel_mismatch='error'"):
+        enc.partial_fit(grey)
+    with pytest.raises(ValueError, match="channel_mismatch"):
+        _small(channel_mismatch="drop").fit(_images(c=3))
+
+
+def test_arrays_pil_images_and_files_agree_on_conversions(tmp_path):
+    rgb_model = _small().fit(_images(c=3))
+    grey = _images(n=6, c=1, seed=6)[..., 0]
+    pils = [Image.fromarray(g, "L") for g in grey]
+    paths = []
+    for i, pil in enumerate(pils):
+        paths.append(str(tmp_path / f"g{i}.png"))
+        pil.save(paths[-1])
+    results = []
+    for X in (grey, pils, paths):
+        with pytest.warns(UserWarning, match="grey -> RGB") as caught:
+            results.append(rgb_model.transform(X))
+        assert len(caught) == 1
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+    grey_model = _small().fit(grey)
+    rgba = _images(n=6, c=4, seed=7)
+    rgba_paths = []
+    for i, image in enumerate(rgba):
+        rgba_paths.append(str(tmp_path / f"c{i}.png"))
+        Image.fromarray(image, "RGBA").save(rgba_paths[-1])
+    with pytest.warns(UserWarning, match="RGBA -> grey by dropping the alpha"):
+        from_files = grey_model.transform(rgba_paths)
+    with pytest.warns(UserWarning, match="RGBA -> grey by dropping the alpha"):
+        from_arrays = grey_model.transform(rgba)
+    np.testing.assert_array_equal(from_files, from_arrays)
+
+
+def test_same_channels_say_nothing(recwarn):
+    X = _images(c=3)
+    enc = _small().fit(X)
+    enc.transform(X)
+    assert not [w for w in recwarn if "channel" in str(w.message)]

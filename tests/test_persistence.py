@@ -83,6 +83,34 @@ def test_image_round_trip_keeps_channels_last(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.transform(images), enc.transform(images))
 
 
+def test_channel_mismatch_round_trips_and_older_files_load_with_convert(
+    tmp_path: Path,
+) -> None:
+    """A saved channel_mismatch comes back and still refuses; a file written before the
+    parameter existed (no key) loads with the default, "convert"."""
+    images = np.random.default_rng(0).random((32, 8, 8))
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    enc = skact.ACTEncoder(
+        4, encoder="convnet", channel_mismatch="error", max_iter=1, batch_size=16,
+        random_state=0, device="cpu",
+    ).fit(images)  # fmt: skip
+    path = tmp_path / "enc.skact"
+    enc.save(path)
+    loaded = skact.load(path)
+    assert loaded.channel_mismatch == "error"
+    with pytest.raises(ValueError, match="channel_mismatch='error' refuses"):
+        loaded.transform(rgb)
+
+    config = rewrite(path)
+    del config["params"]["channel_mismatch"]
+    rewrite(path, config=config)
+    old = skact.load(path)
+    assert old.channel_mismatch == "convert"
+    with pytest.warns(UserWarning, match="RGB -> grey by ITU-R 601-2 luma"):
+        features = old.transform(rgb)
+    np.testing.assert_allclose(features, enc.transform(images), atol=1e-6)
+
+
 def test_array_and_augment_parameters_round_trip(tmp_path: Path) -> None:
     """Parameters that are not JSON values themselves: an ImageAugment comes back equal,
     an array (a categorical mask, layer widths) as the tuple of its values."""

@@ -115,6 +115,12 @@ OPTIONS: dict[str, Option] = {
         "--image-layout",
         "images in a 4-d .npy array: where the channels are",
     ),
+    "channel_mismatch": Option(
+        "--channel-mismatch",
+        "images: what the model does later (transform, partial fits) with images of "
+        "another channel count than DATA's: convert them (grey repeated to RGB, RGB "
+        "to grey by luma, alpha dropped) with a warning, or refuse them",
+    ),
     "batch_size": Option("--batch-size", "samples per optimisation step", "N"),
     "max_iter": Option("--epochs", "training epochs (ACTEncoder's max_iter)", "N"),
     "learning_rate": Option("--learning-rate", "peak learning rate of Adam", "LR"),
