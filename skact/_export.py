@@ -190,10 +190,10 @@ _TORCH_ONNX_REGISTRATION = "torch.onnx._internal.exporter._registration"
 
 @contextlib.contextmanager
 def _quiet(name: str) -> Iterator[None]:
-    """Raise logger ``name`` to ERROR while the block runs."""
+    """Raise logger ``name`` to at least ERROR while the block runs."""
     logger = logging.getLogger(name)
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(max(level, logging.ERROR))
     try:
         yield
     finally:
