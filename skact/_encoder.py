@@ -1270,7 +1270,8 @@ default="auto"
         for callback in getattr(self, "callbacks_", []):
             if isinstance(callback, public_callbacks.EarlyStopping):
                 callbacks.append(callback._trainer_callback(str(name), held_out))
-            else:
+            if type(callback) is not public_callbacks.EarlyStopping:
+                # A subclass of EarlyStopping keeps its own hooks too.
                 callbacks.append(_callbacks.UserCallback(callback, self, name))
         return callbacks
 

@@ -473,7 +473,13 @@ def available_memory(device: torch.device) -> int | None:
     """
     if device.type == "cuda":
         try:
-            return int(torch.cuda.mem_get_info(device)[0])
+            free = int(torch.cuda.mem_get_info(device)[0])
+            # Blocks torch's caching allocator holds but no tensor uses (an earlier
+            # fit's, in a search) are free to this process too.
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(
+                device
+            )
+            return free + max(int(cached), 0)
         except (RuntimeError, AssertionError, ValueError):
             return None
     if device.type != "cpu":
@@ -514,17 +520,36 @@ def _system_available() -> int | None:
         return None
 
 
-def _cgroup_available() -> int | None:
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
+def _cgroup_available(root: str = "/sys/fs/cgroup") -> int | None:
+    """What the process's cgroup still allows (v2, else v1 under ``root``), or None."""
+    for folder, limit, usage in (
+        (root, "memory.max", "memory.current"),
+        (f"{root}/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
     ):
-        cap, used = _read_number(limit), _read_number(usage)
+        cap, used = _read_number(f"{folder}/{limit}"), _read_number(f"{folder}/{usage}")
         if cap is not None and used is not None and cap < 1 << 60:  # v1: "no limit"
-            return max(cap - used, 0)
+            # The usage counts the page cache, which the kernel reclaims before it
+            # refuses memory: reading a large file just before fit must not count.
+            cache = _read_stat(f"{folder}/memory.stat", _CACHE_KEYS)
+            return max(cap - used + (cache or 0), 0)
+    return None
+
+
+#: The reclaimable page cache in a cgroup's memory.stat (v2, v1).
+_CACHE_KEYS = ("inactive_file", "total_inactive_file")
+
+
+def _read_stat(path: str, keys: tuple[str, ...]) -> int | None:
+    """The first of ``keys`` in a cgroup ``memory.stat`` file (``key value`` lines)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            lines = f.read(1 << 16).splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    values = dict(line.split(maxsplit=1) for line in lines if " " in line)
+    for key in keys:
+        if values.get(key, "").strip().isdigit():
+            return int(values[key])
     return None
 
 

@@ -883,6 +883,18 @@ def test_available_memory_takes_the_smallest_limit(tmp_path: Path) -> None:
     assert memory is None or memory > 0
 
 
+def test_a_cgroup_s_page_cache_counts_as_available(tmp_path: Path) -> None:
+    """memory.current counts the page cache of files read just before fit, which the
+    kernel reclaims: it must not make a fit look too large."""
+    (tmp_path / "memory.max").write_text("1000000\n")
+    (tmp_path / "memory.current").write_text("900000\n")
+    assert _guards._cgroup_available(str(tmp_path)) == 100000
+    (tmp_path / "memory.stat").write_text("anon 100000\ninactive_file 600000\n")
+    assert _guards._cgroup_available(str(tmp_path)) == 700000
+    (tmp_path / "memory.max").write_text("max\n")
+    assert _guards._cgroup_available(str(tmp_path)) is None
+
+
 def test_a_column_whose_type_changed_since_the_fit_says_so() -> None:
     frame = pd.DataFrame({"a": X[:, 0], "b": [True, False] * 32})
     text = frame.assign(b=["yes", "no"] * 32)

@@ -361,3 +361,14 @@ def test_a_csv_logger_pickles_during_a_fit(tmp_path: Path):
         len(pickled) == 2 and copy._file is None and copy.path_ == str(tmp_path / "log.csv")
     )
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + enc.n_iter_
+
+
+def test_a_subclass_of_early_stopping_keeps_its_own_hooks():
+    seen = []
+
+    class Watching(EarlyStopping):
+        def on_epoch_end(self, estimator: Any, record: dict[str, Any]) -> None:
+            seen.append(record["epoch"])
+
+    enc = small_encoder(max_iter=3, callbacks=[Watching("loss", patience=5)]).fit(X)
+    assert seen == [1, 2, 3] and enc.n_iter_ == 3
