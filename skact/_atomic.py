@@ -66,8 +66,7 @@ def atomic_write(
     path = os.fsdecode(path)
     if not path:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-    separators = tuple(s for s in (os.sep, os.altsep) if s)
-    if path.endswith(separators) or os.path.isdir(path):
+    if names_a_folder(path) or os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     target = os.path.realpath(path)  # a link's target is what gets replaced
     remove_stale_partials(os.path.dirname(target))
@@ -95,6 +94,27 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: The characters that end a path naming a folder on this system.
+SEPARATORS = tuple(s for s in (os.sep, os.altsep) if s)
+
+
+def names_a_folder(path: str) -> bool:
+    """Whether ``path`` ends with a separator: a folder, whatever exists there.
+
+    ``open``, ``os.replace`` and ``pathlib.Path`` drop a trailing separator, so a write
+    to ``"notes.csv/"`` would replace the file ``notes.csv``.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    bool
+    """
+    return path.endswith(SEPARATORS)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

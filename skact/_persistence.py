@@ -500,14 +500,11 @@ def _file_path(path: Any) -> str:
         raise ValueError(
             "path is empty. Pass the model file's path, such as 'model.skact'."
         )
-    separators = tuple(s for s in (os.sep, os.altsep) if s)
-    if name.endswith(separators):
-        # open() and os.replace would drop the separator: "notes.csv/" would replace
-        # the file notes.csv, and "newdir/" write a file named newdir.
+    if _atomic.names_a_folder(name):
         raise ValueError(
             f"{name!r} ends with {name[-1]!r}, so it names a folder, but a model is one "
             "file. Pass the file's path, such as "
-            f"{os.path.join(name.rstrip(''.join(separators)), 'model.skact')!r}."
+            f"{os.path.join(name.rstrip(''.join(_atomic.SEPARATORS)), 'model.skact')!r}."
         )
     return name
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 from collections.abc import Callable
 from numbers import Integral
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import __version__, _training
+from .._atomic import names_a_folder
 from .._encoder import ACTEncoder
 from .._guards import Advice
 from .._labels import MINUS_ONE
@@ -193,7 +193,7 @@ def _output_file(text: str) -> Path:
     ``Path`` drops a trailing ``/``: ``-o notes.csv/`` would replace the file
     ``notes.csv`` and ``-o newdir/`` write a file named ``newdir``.
     """
-    if text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+    if names_a_folder(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} ends with a path separator, which names a folder; name the file "
             f"to write, e.g. {text + 'model.skact'!r}"
