@@ -603,6 +603,11 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def _print(message: str) -> None:
+    """The benchmark's progress lines, flushed as they come."""
+    print(message, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -677,9 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = json.loads(json_path.read_text())
     index = len(report["runs"])
     report["runs"].append(run)
-    log = lambda message: print(message, flush=True)  # noqa: E731
     if args.overlap:
-        checked = overlap_check(encoder_params, args.seed, draws, max_samples, log)
+        checked = overlap_check(encoder_params, args.seed, draws, max_samples, _print)
         report["overlap"] = {**checked}
         report["overlap"]["run"] = index
         json_path.write_text(json.dumps(report, indent=1))
@@ -695,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             split = pool_test_split(dataset, max_samples)
             targets = [partially_labeled(split[2], K, d) for d in range(draws)]
             settings, ranking, _ = rank_settings(
-                name, encoder_params, args.seed, split, targets, log
+                name, encoder_params, args.seed, split, targets, _print
             )
             saved[name].update(settings=settings, ranking=ranking, ranking_run=index)
             json_path.write_text(json.dumps(report, indent=1))
@@ -703,8 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"{name}:", flush=True)
         result = run_dataset(
-            name, encoder_params, args.seed, draws, search_draws, max_samples,
-            lambda message: print(message, flush=True),
+            name, encoder_params, args.seed, draws, search_draws, max_samples, _print,
         )  # fmt: skip
         result["run"] = index
         report["results"] = [r for r in report["results"] if r["dataset"] != name]

@@ -147,6 +147,7 @@ def _exported_program(estimator: ACTEncoder) -> tuple[Any, dict[str, Any]]:
     encoder.requires_grad_(False)  # features without a graph, also where it is loaded
     # Image networks are placed channels_last; torch.export.load warns about weights
     # whose strides are not contiguous.
+    # (torch's stubs list no memory_format overload for Module.to, which has one.)
     encoder.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model = _FeatureExtractor(preprocessing, encoder).eval()
     try:

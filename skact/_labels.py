@@ -57,6 +57,8 @@ def _value(label: Any) -> float | None:
         return math.nan
     if isinstance(label, Number) and not isinstance(label, bool | np.bool_):
         try:
+            # numbers.Number promises no __float__ to the type checker; the numbers
+            # that reach here (int, float, numpy scalars, Decimal, Fraction) have it.
             return float(label)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return None

@@ -296,8 +296,9 @@ class CSVLogger(Callback):
         return None
 
     def on_fit_end(self, estimator: ACTEncoder, error: BaseException | None) -> None:
-        if getattr(self, "_file", None) is not None:
-            self._file.close()  # type: ignore[union-attr]
+        file = getattr(self, "_file", None)  # none if on_fit_begin never ran
+        if file is not None:
+            file.close()
         self._file = self._writer = None  # open files do not pickle nor copy
 
     def __getstate__(self) -> dict[str, Any]:

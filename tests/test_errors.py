@@ -1505,6 +1505,7 @@ def test_ctrl_c_inside_the_update_waits_until_it_is_done() -> None:
             updated.append([p.detach().clone() for p in trainer.encoder.parameters()])
             return result
 
+        # The update itself replaced, to interrupt it from inside (undone below).
         trainer.optimizer.step = interrupted_update  # type: ignore[method-assign]
         try:
             return original(trainer, batch)
@@ -1531,6 +1532,7 @@ def test_an_interrupt_raised_inside_the_update_goes_back_to_the_epoch_start() ->
             update(*args, **kwargs)
             raise KeyboardInterrupt
 
+        # The update itself replaced, to cut it in half (undone below).
         trainer.optimizer.step = half_update  # type: ignore[method-assign]
         try:
             return original(trainer, batch)

@@ -21,6 +21,7 @@ from skact import ACTEncoder
 from skact._export import ExportError
 from skact._inputs import TabularAdapter
 from skact._tabular_mixed import MixedTableAdapter, read_table
+from skact.augment import TabularAugment
 
 from _small import small_encoder
 
@@ -105,7 +106,7 @@ def test_export_writes_its_inputs_beside_the_file(table_model, tmp_path) -> None
 def test_table_preprocessing_module_is_to_storage() -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 4)) * [1, 1e3, 1e-3, 1] + [0, 1.7e9, 0, -4]
-    adapter = TabularAdapter.fit(X, augment=None)  # type: ignore[arg-type]
+    adapter = TabularAdapter.fit(X, augment=TabularAugment())  # views: unused here
     module = adapter.preprocessing_module()
     assert torch.equal(module(torch.from_numpy(X)), adapter.to_storage(X))
 
@@ -279,7 +280,7 @@ def test_mixed_preprocessing_module_is_to_storage() -> None:
     frame["huge"] = np.linspace(-1e150, 3e150, len(frame))  # standardised in its units
     table = read_table(frame, "indicator")
     mask = np.array([False, True, False, True, False])
-    adapter = MixedTableAdapter.fit(table, mask, "indicator", None)  # type: ignore[arg-type]
+    adapter = MixedTableAdapter.fit(table, mask, "indicator", TabularAugment())
     numeric = torch.tensor(frame[["a", "b", "huge"]].to_numpy(dtype="float64"))
     codes = np.stack(
         [

@@ -115,6 +115,7 @@ class TableAdapterMixin:
 
     kind: ClassVar[str]
     networks: ClassVar[tuple[str, ...]] = ("mlp",)
+    input_shape: tuple[int, ...]  # set by each table adapter
 
     def auto_settings(self, device_type: str, n_samples: int) -> AutoSettings:
         """See :func:`skact._auto.table_settings` (the same on every device).
@@ -186,7 +187,7 @@ class TableAdapterMixin:
         -------
         str
         """
-        width = self.input_shape[0]  # type: ignore[attr-defined]
+        width = self.input_shape[0]
         return (
             f"batches of shape (n, {width}): rows of the table's {width} columns, "
             "standardised"
