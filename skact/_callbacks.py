@@ -545,28 +545,43 @@ RECORD_FIELDS = (
 )
 
 
-class _EpochClock(Callback):
-    """Measures each epoch's seconds (from its begin to its end) and rows."""
+class EpochRecords(Callback):
+    """Builds each epoch's public record once (:func:`epoch_record`), for the log and
+    the user's callbacks after it, which all read the same one.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    monitor_name : str or None
+        The key of the monitor's estimate in the epoch's logs.
+
+    Attributes
+    ----------
+    record_ : dict or None
+        The last epoch's record (None before the first epoch ends).
+    """
+
+    def __init__(self, monitor_name: str | None) -> None:
+        self.monitor_name = monitor_name
+        self.record_: dict[str, Any] | None = None
         self._start = 0.0
         self._n_samples = 0
 
     def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
         self._n_samples = n_samples
+        self.record_ = None
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
         self._start = _now()
 
-    def record(
-        self, trainer: Trainer, logs: dict[str, float], monitor_name: str | None
-    ) -> dict[str, Any]:
-        return epoch_record(
-            trainer, logs, monitor_name, _now() - self._start, self._n_samples
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
+        seconds = _now() - self._start
+        self.record_ = epoch_record(
+            trainer, logs, self.monitor_name, seconds, self._n_samples
         )
+        return False
 
 
-class LogEpochs(_EpochClock):
+class LogEpochs(Callback):
     """Each epoch's record to the ``skact`` logger at INFO, whatever ``verbose``.
 
     The record itself travels with the log record as its ``skact_record`` attribute
@@ -574,18 +589,17 @@ class LogEpochs(_EpochClock):
 
     Parameters
     ----------
-    monitor_name : str or None
-        The key of the monitor's estimate in the epoch's logs.
+    records : EpochRecords
+        Where the epoch's record is built (a callback before this one).
     """
 
-    def __init__(self, monitor_name: str | None) -> None:
-        super().__init__()
-        self.monitor_name = monitor_name
+    def __init__(self, records: EpochRecords) -> None:
+        self.records = records
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
-        if not logger.isEnabledFor(logging.INFO):
+        record = self.records.record_
+        if record is None or not logger.isEnabledFor(logging.INFO):
             return False
-        record = self.record(trainer, logs, self.monitor_name)
         shown = ", ".join(f"{k} {v}" for k, v in _shown(logs).items())
         logger.info(
             "epoch %d: %s, learning rate %.3g, %.3g s, %.0f samples/s",
@@ -599,7 +613,7 @@ class LogEpochs(_EpochClock):
         return False
 
 
-class UserCallback(_EpochClock):
+class UserCallback(Callback):
     """A public :class:`skact.callbacks.Callback` driven by the trainer.
 
     Translates the trainer's hooks into the public protocol: the estimator instead
@@ -613,22 +627,19 @@ class UserCallback(_EpochClock):
     callback : skact.callbacks.Callback
     estimator : ACTEncoder
         The estimator being fitted.
-    monitor_name : str or None
-        The key of the monitor's estimate in the epoch's logs.
+    records : EpochRecords
+        Where the epoch's record is built (a callback before this one).
     """
 
-    def __init__(self, callback: Any, estimator: Any, monitor_name: str | None) -> None:
-        super().__init__()
+    def __init__(self, callback: Any, estimator: Any, records: EpochRecords) -> None:
         self.callback = callback
         self.estimator = estimator
-        self.monitor_name = monitor_name
+        self.records = records
 
     def on_fit_begin(self, trainer: Trainer, n_epochs: int, n_samples: int) -> None:
-        super().on_fit_begin(trainer, n_epochs, n_samples)
         self.callback.on_fit_begin(self.estimator, n_epochs, n_samples)
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
-        super().on_epoch_begin(trainer, epoch, n_steps)
         self.callback.on_epoch_begin(self.estimator, trainer.epoch + 1)
 
     def on_step_end(self, trainer: Trainer, n_rows: int) -> None:
@@ -636,8 +647,8 @@ class UserCallback(_EpochClock):
             trainer.request_stop()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
-        record = self.record(trainer, logs, self.monitor_name)
-        return bool(self.callback.on_epoch_end(self.estimator, record))
+        assert self.records.record_ is not None  # EpochRecords runs before
+        return bool(self.callback.on_epoch_end(self.estimator, self.records.record_))
 
     def on_fit_end(self, trainer: Trainer, error: BaseException | None) -> None:
         self.callback.on_fit_end(self.estimator, error)

@@ -1265,14 +1265,17 @@ default="auto"
                 )
             )
         name = None if monitor is None else monitor.name
+        # One record per epoch, read by the log and every user callback alike.
+        records = _callbacks.EpochRecords(name)
+        callbacks.append(records)
         if show:
-            callbacks.append(_callbacks.LogEpochs(name))
+            callbacks.append(_callbacks.LogEpochs(records))
         for callback in getattr(self, "callbacks_", []):
             if isinstance(callback, public_callbacks.EarlyStopping):
                 callbacks.append(callback._trainer_callback(str(name), held_out))
             if type(callback) is not public_callbacks.EarlyStopping:
                 # A subclass of EarlyStopping keeps its own hooks too.
-                callbacks.append(_callbacks.UserCallback(callback, self, name))
+                callbacks.append(_callbacks.UserCallback(callback, self, records))
         return callbacks
 
     def _monitored_rows(

@@ -372,3 +372,21 @@ def test_a_subclass_of_early_stopping_keeps_its_own_hooks():
 
     enc = small_encoder(max_iter=3, callbacks=[Watching("loss", patience=5)]).fit(X)
     assert seen == [1, 2, 3] and enc.n_iter_ == 3
+
+
+def test_every_callback_reads_the_same_epoch_record(caplog: pytest.LogCaptureFixture):
+    """One record per epoch: the CSV, the log and each callback agree on its seconds."""
+    seen: list[list[dict[str, Any]]] = [[], []]
+
+    class Keep(Callback):
+        def __init__(self, index: int = 0):
+            self.index = index
+
+        def on_epoch_end(self, estimator: Any, record: dict[str, Any]) -> None:
+            seen[self.index].append(record)
+
+    with caplog.at_level("INFO", logger="skact"):
+        small_encoder(max_iter=2, callbacks=[Keep(0), Keep(1)]).fit(X)
+    assert len(seen[0]) == 2 and all(a is b for a, b in zip(*seen))
+    logged = [r.skact_record for r in caplog.records if hasattr(r, "skact_record")]
+    assert [r["seconds"] for r in logged] == [r["seconds"] for r in seen[0]]
