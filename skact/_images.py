@@ -1218,6 +1218,7 @@ def convert_channels(pixels: Tensor, channels: int) -> Tensor:
     colour = pixels[:, :3] if have == 4 else pixels  # alpha dropped
     if channels == 1:
         weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32)
+        weights = weights.to(pixels.device)  # where the pixels are: CUDA too
         luma = (colour.to(torch.int32) * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
         return ((luma + 32768) >> 16).to(torch.uint8)
     rgb = colour.expand(-1, 3, -1, -1) if colour.shape[1] == 1 else colour
