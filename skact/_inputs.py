@@ -351,16 +351,16 @@ class TabularAdapter(TableAdapterMixin):
         Tensor of shape (n_samples, n_features), float32, on the CPU
         """
         X = np.asarray(X)
-        out = np.empty(X.shape, dtype=np.float32)
+        # The exported program's own module, so that the two cannot drift apart.
+        module = self.preprocessing_module()
+        out = torch.empty(X.shape, dtype=torch.float32)
         rows = max(1, CHUNK_ELEMENTS // max(1, X.shape[1]))
         for start in range(0, X.shape[0], rows):
-            # float64 arithmetic: X - mean may overflow float32 or lose its digits.
-            chunk = np.array(X[start : start + rows], dtype=np.float64)
-            with np.errstate(over="ignore"):  # inf is caught by the output check
-                chunk -= self.mean
-                chunk /= self.scale
-                out[start : start + rows] = chunk
-        return torch.from_numpy(out)
+            # float64 arithmetic: X - mean may overflow float32 or lose its digits (an
+            # overflow is inf, caught by the output check).
+            chunk = np.asarray(X[start : start + rows], dtype=np.float64)
+            out[start : start + rows] = module(torch.from_numpy(chunk))
+        return out
 
     def preprocessing_module(self) -> TablePreprocessing:
         """What :meth:`to_storage` does to an array of rows, as a torch module.
