@@ -78,8 +78,8 @@ OTHER_PHOTOS = (
     "moon", "page", "text", "clock", "coins", "retina", "cell", "logo",
     "colorwheel", "stereo_motorcycle",
 )  # fmt: skip
-UPSTREAM_TILES = 250  # per photograph: 2,500 unlabeled upstream tiles
-DOWNSTREAM_POOL, DOWNSTREAM_TEST = 150, 50  # per downstream photograph
+UPSTREAM_TILES = 150  # per photograph: 1,500 unlabeled upstream tiles
+DOWNSTREAM_POOL, DOWNSTREAM_TEST = 100, 40  # per downstream photograph
 
 QUICK = {"tiles": 12, "pool": 8, "test": 4, "max_iter": 1, "rows": 200}
 
@@ -230,6 +230,10 @@ CONTINUED_ROWS: dict[str, dict[str, Any]] = {
     "act:continued": {},
     "act:continued:learning_rate=x0.1": {"learning_rate_factor": 0.1},
     "act:continued:max_iter=x0.25": {"max_iter_factor": 0.25},
+    "act:continued:learning_rate=x0.1,max_iter=x0.25": {
+        "learning_rate_factor": 0.1,
+        "max_iter_factor": 0.25,
+    },
 }
 ROWS = ("raw", "pca", "act:own", "act:upstream", *CONTINUED_ROWS)
 
