@@ -19,11 +19,8 @@ from typing import Any, NamedTuple
 from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import __version__, _training
-from .._atomic import names_a_folder
-from .._encoder import ACTEncoder
-from .._guards import Advice
-from .._labels import MINUS_ONE
+from .. import ACTEncoder, __version__
+from .._cli_support import MINUS_ONE, Advice, names_a_folder, resolve_device
 
 __all__ = ["EXCLUDED", "OPTIONS", "build_parser"]
 
@@ -272,7 +269,7 @@ def _image_size(text: str) -> int | tuple[int, int] | None:
 def _device(text: str) -> str:
     """A device string ACTEncoder accepts here, checked before any data is read."""
     try:
-        _training.resolve_device(text)
+        resolve_device(text)
     except ValueError as exc:
         advice = getattr(exc, "advice", None)
         if not isinstance(advice, Advice):
