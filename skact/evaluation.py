@@ -4,10 +4,10 @@ These are the ACT paper's two protocols, scaled down to a handful of labels: a l
 classifier and a nearest-neighbour vote trained on ``k`` labelled samples per class of
 frozen features, averaged over many random draws of those samples. They score with any
 scikit-learn scorer (accuracy by default; balanced accuracy for imbalanced classes),
-beside the score of always predicting the majority class. The baselines a representation should beat, raw inputs and their
-PCA, are :func:`image_baselines` and :func:`table_baselines` (the ``skact evaluate
---baselines`` rows). For model selection with few
-labels, :func:`labeled_scorer` scores the labeled rows of a fold and
+beside the score of always predicting the majority class. The baselines to beat, raw
+inputs and their PCA, are :func:`image_baselines` and :func:`table_baselines` (the rows
+of ``skact evaluate --baselines``). For model selection with few labels,
+:func:`labeled_scorer` scores the labeled rows of a fold and
 :class:`LabeledStratifiedKFold` gives every fold labeled rows of each class.
 """
 

@@ -577,7 +577,9 @@ def test_image_baselines_are_the_raw_and_pca_pixel_pipelines():
         baselines["raw pixels"].fit_transform(images), images.reshape(30, 36)
     )
     expected = pca_baseline(5, standardize=False).fit_transform(images)
-    np.testing.assert_array_equal(baselines["PCA (5 components)"].fit_transform(images), expected)
+    np.testing.assert_array_equal(
+        baselines["PCA (5 components)"].fit_transform(images), expected
+    )
 
 
 def _cli_scores(argv, report, capsys):
@@ -585,7 +587,10 @@ def _cli_scores(argv, report, capsys):
     code = main([str(a) for a in [*argv, "-o", report]])
     assert code == 0, capsys.readouterr().err
     results = json.loads(report.read_text())
-    return {name: {(r["protocol"], r["k"]): r["scores"] for r in rows} for name, rows in results.items()}
+    return {
+        name: {(r["protocol"], r["k"]): r["scores"] for r in rows}
+        for name, rows in results.items()
+    }
 
 
 def _python_scores(baselines, X, y, k, n_draws):
@@ -621,9 +626,7 @@ def test_table_baselines_in_python_score_what_skact_evaluate_prints(tmp_path, ca
         assert got[name] == scores  # the same draws and the same floats
 
 
-def test_mixed_table_baselines_in_python_score_what_skact_evaluate_prints(
-    tmp_path, capsys
-):
+def test_mixed_table_baselines_in_python_score_what_skact_evaluate_prints(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(1)
     kind = np.repeat(["p", "q"], 30)

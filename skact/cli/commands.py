@@ -746,8 +746,7 @@ def demo(args: argparse.Namespace) -> int:
     )
     split = (X_pool, y_pool, X_test, y_test)
     representations = {
-        name: (baseline.fit(X_pool), split)
-        for name, baseline in image_baselines().items()
+        name: (baseline.fit(X_pool), split) for name, baseline in image_baselines().items()
     }
     representations["ACT"] = (encoder, split)
     results = _score_all(representations, args, args.random_state)
