@@ -721,7 +721,6 @@ def labeled_scorer(metric: str | Callable[..., float]) -> Callable[..., float]:
     Examples
     --------
     >>> from sklearn.dummy import DummyClassifier
-from sklearn.impute import SimpleImputer
     >>> X, y = [[0], [1], [2], [3]], [0, 1, -1, -1]
     >>> model = DummyClassifier(strategy="constant", constant=0).fit(X[:2], y[:2])
     >>> labeled_scorer("accuracy")(model, X, y)  # the rows labeled -1 are left out
