@@ -4,8 +4,10 @@ These are the ACT paper's two protocols, scaled down to a handful of labels: a l
 classifier and a nearest-neighbour vote trained on ``k`` labelled samples per class of
 frozen features, averaged over many random draws of those samples. They score with any
 scikit-learn scorer (accuracy by default; balanced accuracy for imbalanced classes),
-beside the score of always predicting the majority class. For model selection with few
-labels, :func:`labeled_scorer` scores the labeled rows of a fold and
+beside the score of always predicting the majority class. The baselines to beat, raw
+inputs and their PCA, are :func:`image_baselines` and :func:`table_baselines` (the rows
+of ``skact evaluate --baselines``). For model selection with few labels,
+:func:`labeled_scorer` scores the labeled rows of a fold and
 :class:`LabeledStratifiedKFold` gives every fold labeled rows of each class.
 """
 
@@ -17,15 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import get_scorer, make_scorer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.model_selection._split import _BaseKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils import _safe_indexing, check_random_state
 
 from ._labels import semi_supervised_target
@@ -35,6 +39,7 @@ __all__ = [
     "FewShotResult",
     "LabeledStratifiedKFold",
     "few_shot_score",
+    "image_baselines",
     "knn_probe",
     "labeled_scorer",
     "linear_probe",
@@ -43,6 +48,7 @@ __all__ = [
     "raw_baseline",
     "results_table",
     "sample_k_shot",
+    "table_baselines",
 ]
 
 
@@ -504,6 +510,140 @@ def pca_baseline(
         PCA(n_components=n_components, svd_solver="full", random_state=random_state)
     )
     return make_pipeline(*steps)
+
+
+def image_baselines(n_components: float | int = 0.9) -> dict[str, Pipeline]:
+    """The baselines of images, by name: their raw pixels and the pixels' PCA.
+
+    The pixels are flattened and not standardised: they share one unit, and the
+    classic baselines (stronger for k-NN) take the raw intensities. These are the
+    rows ``skact demo`` and ``skact evaluate --baselines`` (on an image folder) print.
+
+    Parameters
+    ----------
+    n_components : float or int, default=0.9
+        Principal components kept, as for :func:`pca_baseline`.
+
+    Returns
+    -------
+    dict of str to Pipeline
+        ``"raw pixels"`` and ``"PCA (90% variance)"`` (the name says ``n_components``),
+        unfitted: fit them on the unlabeled pool of images, arrays of shape
+        ``(n_images, ...)``.
+
+    See Also
+    --------
+    table_baselines : The baselines of a table.
+    few_shot_score : Score each of them as a representation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).integers(0, 256, (20, 8, 8))
+    >>> baselines = image_baselines()
+    >>> list(baselines)
+    ['raw pixels', 'PCA (90% variance)']
+    >>> baselines["raw pixels"].fit_transform(images).shape
+    (20, 64)
+    """
+    return {
+        "raw pixels": raw_baseline(standardize=False),
+        f"PCA ({_share(n_components)})": pca_baseline(n_components, standardize=False),
+    }
+
+
+def _share(n_components: float | int) -> str:
+    """How many components a PCA keeps, in words: ``90% variance`` or ``5 components``."""
+    if isinstance(n_components, float) and n_components < 1:
+        return f"{n_components:.0%} variance"
+    return f"{n_components} components"
+
+
+def table_baselines(
+    X: Any, categorical: Any = None, n_components: float | int = 0.9
+) -> dict[str, Pipeline]:
+    """The baselines of a table, by name: its columns encoded as usual, and their PCA.
+
+    Numeric columns are standardised; a missing number becomes its column's mean plus
+    a missing-indicator column (as ``ACTEncoder(handle_missing="indicator")`` encodes
+    it), a column with no number at all is kept as zeros. Categorical columns are
+    one-hot encoded, a missing value (None, NaN) being a category of its own, and a
+    category unseen in fit encoded as zeros. Each name says which of these the table
+    needed. These are the rows ``skact evaluate --baselines`` prints for a table.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_samples, n_features)
+        The table: float, or object with text in the categorical columns. It only
+        names the baselines (whether its numeric columns have gaps); they are
+        returned unfitted, for the rows they are fitted on.
+    categorical : array-like of bool of shape (n_features,) or None, default=None
+        Which columns are categorical. None: for a DataFrame, its columns of a
+        non-numeric dtype (text, pandas categories); for an array, none.
+    n_components : float or int, default=0.9
+        Principal components the PCA baseline keeps, as for :func:`pca_baseline`.
+
+    Returns
+    -------
+    dict of str to Pipeline
+        ``"raw (how)"`` and ``"PCA (how, 90% variance)"``, where ``how`` is
+        ``standardised``, then ``, text one-hot`` with categorical columns and
+        ``, gaps as mean + indicator`` where a number is missing. Columns are taken
+        by position, so fit and transform tables with the same column order.
+
+    See Also
+    --------
+    image_baselines : The baselines of images.
+    few_shot_score : Score each of them as a representation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, "a"], [np.nan, "b"], [3.0, None]], dtype=object)
+    >>> baselines = table_baselines(X, categorical=[False, True])
+    >>> list(baselines)[0]
+    'raw (standardised, text one-hot, gaps as mean + indicator)'
+    >>> baselines[list(baselines)[0]].fit_transform(X).shape  # number, gap, a/b/None
+    (3, 5)
+    """
+    n_features = np.shape(X)[1]
+    if categorical is None:
+        dtypes = getattr(X, "dtypes", None)
+        categorical = (
+            np.zeros(n_features, dtype=bool)
+            if dtypes is None
+            else np.array([getattr(d, "kind", "O") not in "biuf" for d in dtypes])
+        )
+    text = np.asarray(categorical, dtype=bool)
+    if text.shape != (n_features,):
+        raise ValueError(
+            f"categorical must hold one boolean per column of X ({n_features}), got "
+            f"shape {text.shape}"
+        )
+    numeric = np.flatnonzero(~text).tolist()
+    numbers = np.asarray(_safe_indexing(X, numeric, axis=1), dtype=np.float64)
+    gaps = bool(np.isnan(numbers).any())
+    how = "standardised" + (", text one-hot" if text.any() else "")
+    how += ", gaps as mean + indicator" if gaps else ""
+
+    def encoded() -> ColumnTransformer:
+        scaled = make_pipeline(
+            SimpleImputer(add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+        )
+        parts: list[tuple[str, Any, list[int]]] = [("numbers", scaled, numeric)]
+        if text.any():
+            onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+            parts.append(("text", onehot, np.flatnonzero(text).tolist()))
+        return ColumnTransformer(parts)
+
+    share = _share(n_components)
+    return {
+        f"raw ({how})": make_pipeline(encoded()),
+        f"PCA ({how}, {share})": make_pipeline(
+            encoded(), pca_baseline(n_components, standardize=False)
+        ),
+    }
 
 
 class _LabeledScorer:

@@ -846,7 +846,7 @@ def test_a_refused_model_file_is_one_line_exit_2(fitted, tmp_path, capsys):
     path.write_bytes(b"junk")
     message = f"{path}: skact.json is not valid JSON"
     error = ModelFileError(message, path=str(path), member="skact.json")
-    with mock.patch("skact._persistence.load", side_effect=error):
+    with mock.patch("skact.cli.files.load", side_effect=error):  # skact.load
         code, _, err = run(
             ["transform", path, d / "X.npy", "-o", tmp_path / "f.npy"], capsys
         )

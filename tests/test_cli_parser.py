@@ -531,35 +531,3 @@ def test_text_columns_are_categorical_in_parquet_and_without_pandas(
     code, _, err = run(["transform", model, data, "--label", "k", "-o", out], capsys)
     assert code == 0, err
     assert np.load(out).shape == (40, 3)
-
-
-def test_table_baselines_of_an_object_array_with_an_empty_numeric_column():
-    from skact.cli.commands import _table_baselines
-    from skact.cli.files import Data
-
-    X = np.array(
-        [
-            [1.0, "a", np.nan],
-            [np.nan, "b", np.nan],
-            [3.0, None, np.nan],
-            [5.0, "a", np.nan],
-        ],
-        dtype=object,
-    )
-    baselines = _table_baselines(Data(X, None, None, False, np.array([False, True, False])))
-    how = "standardised, text one-hot, gaps as mean + indicator"
-    assert list(baselines) == [f"raw ({how})", f"PCA ({how}, 90% variance)"]
-    Z = baselines[f"raw ({how})"].fit_transform(X)
-    # Both numeric columns mean-imputed (the empty one kept, as 0), their two missing
-    # indicators, all standardised; then one-hot a / b / missing.
-    mean, std = 3.0, np.std([1.0, 3.0, 3.0, 5.0])
-    np.testing.assert_allclose(Z[:, 0], (np.array([1.0, 3.0, 3.0, 5.0]) - mean) / std)
-    assert Z.shape == (4, 2 + 2 + 3) and not np.isnan(Z).any()
-    gap = np.array([0.0, 1.0, 0.0, 0.0])
-    np.testing.assert_allclose(Z[:, 2], (gap - gap.mean()) / gap.std())
-    np.testing.assert_array_equal(Z[:, [1, 3]], 0.0)  # the empty column: constant
-    np.testing.assert_array_equal(Z[:, 4:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
-    no_gaps = _table_baselines(
-        Data(np.array([[1.0, 2.0], [3.0, 5.0]]), None, None, False, None)
-    )
-    assert list(no_gaps) == ["raw (standardised)", "PCA (standardised, 90% variance)"]

@@ -17,14 +17,17 @@ from sklearn.model_selection import (
     StratifiedKFold,
     check_cv,
     cross_validate,
+    train_test_split,
 )
 from sklearn.neighbors import KNeighborsClassifier
 
 from skact import TransferClassifier
+from skact.cli import main
 from skact.evaluation import (
     FewShotResult,
     LabeledStratifiedKFold,
     few_shot_score,
+    image_baselines,
     knn_probe,
     labeled_scorer,
     linear_probe,
@@ -33,6 +36,7 @@ from skact.evaluation import (
     raw_baseline,
     results_table,
     sample_k_shot,
+    table_baselines,
 )
 
 from _small import small_encoder
@@ -519,3 +523,133 @@ def test_grid_search_with_the_splitter_picks_the_candidate_that_scores_best():
     # cross_validate takes it as well: each fold scored on its labeled rows.
     scores = cross_validate(model, X, y, cv=cv, scoring=scorer)["test_score"]
     assert np.isfinite(scores).all()
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def test_table_baselines_of_an_object_array_with_an_empty_numeric_column():
+    X = np.array(
+        [
+            [1.0, "a", np.nan],
+            [np.nan, "b", np.nan],
+            [3.0, None, np.nan],
+            [5.0, "a", np.nan],
+        ],
+        dtype=object,
+    )
+    baselines = table_baselines(X, np.array([False, True, False]))
+    how = "standardised, text one-hot, gaps as mean + indicator"
+    assert list(baselines) == [f"raw ({how})", f"PCA ({how}, 90% variance)"]
+    Z = baselines[f"raw ({how})"].fit_transform(X)
+    # Both numeric columns mean-imputed (the empty one kept, as 0), their two missing
+    # indicators, all standardised; then one-hot a / b / missing.
+    mean, std = 3.0, np.std([1.0, 3.0, 3.0, 5.0])
+    np.testing.assert_allclose(Z[:, 0], (np.array([1.0, 3.0, 3.0, 5.0]) - mean) / std)
+    assert Z.shape == (4, 2 + 2 + 3) and not np.isnan(Z).any()
+    gap = np.array([0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(Z[:, 2], (gap - gap.mean()) / gap.std())
+    np.testing.assert_array_equal(Z[:, [1, 3]], 0.0)  # the empty column: constant
+    np.testing.assert_array_equal(Z[:, 4:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    no_gaps = table_baselines(np.array([[1.0, 2.0], [3.0, 5.0]]))
+    assert list(no_gaps) == ["raw (standardised)", "PCA (standardised, 90% variance)"]
+
+
+def test_table_baselines_find_a_dataframe_s_text_columns_by_dtype():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"h": [1.0, 2.0, 4.0], "c": ["a", "b", "a"]})
+    baselines = table_baselines(X)
+    assert list(baselines) == [
+        "raw (standardised, text one-hot)",
+        "PCA (standardised, text one-hot, 90% variance)",
+    ]
+    Z = baselines["raw (standardised, text one-hot)"].fit_transform(X)
+    np.testing.assert_array_equal(Z[:, 1:], [[1, 0], [0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="one boolean per column of X \\(2\\)"):
+        table_baselines(X, categorical=[True])
+
+
+def test_image_baselines_are_the_raw_and_pca_pixel_pipelines():
+    images = np.random.default_rng(0).integers(0, 256, (30, 6, 6)).astype(float)
+    baselines = image_baselines(n_components=5)
+    assert list(baselines) == ["raw pixels", "PCA (5 components)"]
+    np.testing.assert_array_equal(
+        baselines["raw pixels"].fit_transform(images), images.reshape(30, 36)
+    )
+    expected = pca_baseline(5, standardize=False).fit_transform(images)
+    np.testing.assert_array_equal(
+        baselines["PCA (5 components)"].fit_transform(images), expected
+    )
+
+
+def _cli_scores(argv, report, capsys):
+    """``skact evaluate`` with ``argv``: the scores of each row of its JSON report."""
+    code = main([str(a) for a in [*argv, "-o", report]])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads(report.read_text())
+    return {
+        name: {(r["protocol"], r["k"]): r["scores"] for r in rows}
+        for name, rows in results.items()
+    }
+
+
+def _python_scores(baselines, X, y, k, n_draws):
+    """What ``skact evaluate --baselines`` does, in Python: a stratified 70/30 split
+    seeded 0, each baseline fitted on the pool and scored with the draws seeded 0."""
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    return {
+        name: {
+            (r.protocol, r.k): r.scores.tolist()
+            for r in few_shot_score(
+                baseline.fit(X_pool), X_pool, y_pool, X_test, y_test, k=k, n_draws=n_draws
+            )
+        }
+        for name, baseline in baselines.items()
+    }
+
+
+def test_table_baselines_in_python_score_what_skact_evaluate_prints(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 20)
+    X = rng.normal(size=(60, 4)) + (y == "b")[:, None] * 1.5 - (y == "c")[:, None]
+    data = tmp_path / "t.csv"
+    np.savetxt(data, np.c_[X, np.unique(y, return_inverse=True)[1]], delimiter=",",
+               fmt="%.17g", header="u,v,w,x,kind", comments="")  # fmt: skip
+    argv = ["evaluate", data, "--label", "kind", "--baselines", "--k", 1, 3]
+    got = _cli_scores([*argv, "--draws", 3], tmp_path / "r.json", capsys)
+    labels = np.unique(y, return_inverse=True)[1].astype(float).astype(str)
+    expected = _python_scores(table_baselines(X), X, labels, k=[1, 3], n_draws=3)
+    assert list(expected) == ["raw (standardised)", "PCA (standardised, 90% variance)"]
+    for name, scores in expected.items():
+        assert got[name] == scores  # the same draws and the same floats
+
+
+def test_mixed_table_baselines_in_python_score_what_skact_evaluate_prints(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    kind = np.repeat(["p", "q"], 30)
+    table = pd.DataFrame(
+        {
+            "height": rng.normal(size=60) + (kind == "q"),
+            "colour": np.where(rng.random(60) < 0.7, kind, "r"),
+            "ward": rng.normal(size=60),
+            "kind": kind,
+        }
+    )
+    table.loc[::7, "height"] = np.nan  # gaps in a number and in a text column
+    table.loc[3::11, "colour"] = None
+    data, model = tmp_path / "t.csv", tmp_path / "m.skact"
+    table.to_csv(data, index=False)
+    tiny = ["--epochs", 1, "--hidden-layer-sizes", 8, "--n-components", 3, "--seed", 0]
+    tiny += ["--batch-size", 16, "--device", "cpu", "-q", "--handle-missing", "indicator"]
+    assert main([str(a) for a in ["fit", data, "--label", "kind", "-o", model, *tiny]]) == 0
+    argv = ["evaluate", data, "--label", "kind", "--model", model, "--baselines"]
+    got = _cli_scores([*argv, "--k", 2, "--draws", 3], tmp_path / "r.json", capsys)
+    X, y = pd.read_csv(data).drop(columns="kind"), table["kind"].to_numpy()
+    expected = _python_scores(table_baselines(X), X, y, k=2, n_draws=3)
+    how = "standardised, text one-hot, gaps as mean + indicator"
+    assert list(expected) == [f"raw ({how})", f"PCA ({how}, 90% variance)"]
+    for name, scores in expected.items():
+        assert got[name] == scores

@@ -11,7 +11,9 @@ Ctrl-C. Output files are written whole or not at all, and never over an input.
 
 The package: :mod:`~skact.cli.parser` derives the options from ``ACTEncoder``'s
 parameters, :mod:`~skact.cli.commands` runs them, :mod:`~skact.cli.files` reads and
-writes the files.
+writes the files. It is a client of the library: it imports skact's public API
+(:mod:`skact`, :mod:`skact.evaluation`, :mod:`skact.callbacks`) and, for the few
+internals only a command needs, :mod:`skact._cli_support`, which says why each is there.
 """
 
 from __future__ import annotations

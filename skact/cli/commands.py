@@ -18,28 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
-from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from .._atomic import atomic_write
-from .._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
-from .._encoder import ACTEncoder, resolved_settings
-from .._export import EXPORT_FORMATS, INPUTS_SUFFIX
-from .._guards import Advice, check_values
-from .._labels import labeled_mask, warn_if_minus_one_ambiguous
+from .. import ACTEncoder, resolved_settings
+from .._cli_support import (
+    EXPORT_FORMATS,
+    INPUTS_SUFFIX,
+    MONITOR_DRAWS,
+    MONITOR_ROWS,
+    MONITOR_SHOTS,
+    Advice,
+    atomic_write,
+    check_values,
+    labeled_mask,
+    warn_if_minus_one_ambiguous,
+)
 from ..callbacks import CSVLogger
 from ..evaluation import (
     FewShotResult,
     few_shot_score,
+    image_baselines,
     majority_score,
-    pca_baseline,
-    raw_baseline,
     results_table,
+    table_baselines,
 )
 from . import files
 from .errors import CommandError, Interrupted, UsageError
@@ -212,7 +215,7 @@ def _fit_target(data: Data, args: argparse.Namespace) -> np.ndarray | None:
     """The labels ``fit`` gives the estimator's monitor, as class codes (-1: unlabeled).
 
     A blank label, or -1 unless ``--minus-one class``, marks a row nobody labeled (the
-    library's rule, :func:`skact._labels.labeled_mask`): it is trained on like every
+    library's rule, :func:`skact._cli_support.labeled_mask`): it is trained on like every
     row and kept out of the monitor. The monitor needs the classes only, so they go as
     codes, -1 for the unlabeled rows whatever the labels were (a class named -1 too).
     None when DATA has no labels, or no labeled row (said, with what the monitor
@@ -505,39 +508,6 @@ def _check_enough_labels(y_pool: np.ndarray, args: argparse.Namespace) -> None:
     raise CommandError(f"{who} {where}, fewer than k={k}; {advice}")
 
 
-def _table_baselines(data: Data) -> dict[str, Pipeline]:
-    """Raw-input baselines of DATA's table: standardised numbers (text columns one-hot).
-
-    Missing numbers become their column's mean plus a missing indicator, as ACTEncoder's
-    ``handle_missing="indicator"`` encodes them; a missing text value is a category of
-    its own. The names say which of these the table needed.
-    """
-    categorical = data.categorical
-    text = np.zeros(data.X.shape[1], dtype=bool) if categorical is None else categorical
-    numeric = np.flatnonzero(~text).tolist()
-    gaps = bool(np.isnan(files.missing_mask(data)[:, numeric]).any())
-    how = "standardised" + (", text one-hot" if text.any() else "")
-    how += ", gaps as mean + indicator" if gaps else ""
-
-    def encoded() -> ColumnTransformer:
-        numbers = make_pipeline(
-            SimpleImputer(add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-        )
-        parts: list[tuple[str, Any, list[int]]] = [("numbers", numbers, numeric)]
-        if text.any():
-            onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-            parts.append(("text", onehot, np.flatnonzero(text).tolist()))
-        return ColumnTransformer(parts)
-
-    return {
-        f"raw ({how})": make_pipeline(encoded()),
-        f"PCA ({how}, 90% variance)": make_pipeline(
-            encoded(), pca_baseline(standardize=False)
-        ),
-    }
-
-
 def evaluate(args: argparse.Namespace) -> int:
     """``skact evaluate DATA``: few-shot accuracy of features or of a model's."""
     if args.output is not None:
@@ -613,12 +583,7 @@ def evaluate(args: argparse.Namespace) -> int:
             pixels = files.read_pixels([*X_pool, *X_test])
             P_pool, P_test = pixels[: len(X_pool)], pixels[len(X_pool) :]
             pixel_split = (P_pool, y_pool, P_test, y_test)
-            # Pixels share one unit: the classic, stronger baselines skip
-            # standardisation (as skact demo and the API's few-shot guide do).
-            for name, baseline in (
-                ("raw pixels", raw_baseline(standardize=False)),
-                ("PCA (90% variance)", pca_baseline(standardize=False)),
-            ):
+            for name, baseline in image_baselines().items():
                 representations[name] = (baseline.fit(P_pool), pixel_split)
     else:
         X_pool, X_test = (files.as_table(data, X, model) for X in (X_pool, X_test))
@@ -630,7 +595,8 @@ def evaluate(args: argparse.Namespace) -> int:
                 "baselines, evaluate the raw data with --model MODEL --baselines"
             )
         elif args.baselines:
-            for name, baseline in _table_baselines(data).items():
+            # Named by the whole table's gaps, fitted on the pool's rows.
+            for name, baseline in table_baselines(data.X, data.categorical).items():
                 representations[name] = (baseline.fit(X_pool), split)
     representations["ACTEncoder" if model is not None else "features"] = (model, split)
     floor = majority_score(y_pool, y_test, args.k, args.protocol, args.draws, args.metric)
@@ -780,11 +746,9 @@ def demo(args: argparse.Namespace) -> int:
     )
     split = (X_pool, y_pool, X_test, y_test)
     representations = {
-        # Pixels share one unit: the classic, stronger baselines skip standardisation.
-        "raw pixels": (raw_baseline(standardize=False).fit(X_pool), split),
-        "PCA (90% variance)": (pca_baseline(standardize=False).fit(X_pool), split),
-        "ACT": (encoder, split),
+        name: (baseline.fit(X_pool), split) for name, baseline in image_baselines().items()
     }
+    representations["ACT"] = (encoder, split)
     results = _score_all(representations, args, args.random_state)
     print(
         f"\ntest accuracy with k labels per class (mean ± std over {args.draws} draws; "

@@ -4,7 +4,7 @@ Tables are CSV (UTF-8, separator sniffed, optional header), ``.npy`` or Parquet.
 column whose cells are all numbers (blank: missing) is numeric; any other column is
 text, read as categorical, as ``ACTEncoder`` reads a DataFrame's string columns. An
 image folder is read recursively, in sorted path order; its subfolders are the class
-labels. Outputs are written whole or not at all (:func:`skact._atomic.atomic_write`).
+labels. Outputs are written whole or not at all (:func:`skact._cli_support.atomic_write`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
-from .. import _persistence
-from .._atomic import atomic_write, check_writable
-from .._encoder import ACTEncoder
-from .._images import ImageFiles
+from .. import ACTEncoder, ModelFileError, load
+from .._cli_support import ImageFiles, atomic_write, check_writable
 from .errors import CommandError, UsageError
 
 __all__ = [
@@ -62,8 +60,8 @@ def load_model(path: Path) -> ACTEncoder:
     """Read a model written by :func:`save_model`; never runs code from the file."""
     require_file(path, "model")
     try:
-        return _persistence.load(path)
-    except _persistence.ModelFileError as exc:
+        return load(path)
+    except ModelFileError as exc:
         raise UsageError(str(exc)) from None  # it names the file and what is wrong
     except (ValueError, OSError) as exc:
         raise UsageError(
@@ -94,7 +92,7 @@ def check_output(path: Path, suffixes: Sequence[str] | None, what: str) -> None:
     """Fail before any work if ``path`` cannot be written in a known format.
 
     The folder is tried the way the write will use it (a temporary file created and
-    removed, :func:`skact._atomic.check_writable`), so that a fit does not train for an
+    removed, :func:`skact._cli_support.check_writable`), so that a fit does not train for an
     hour and then fail to save: permission bits, a read-only file system (which stops
     root too) and a missing folder are all found here.
     """
@@ -738,7 +736,7 @@ def write_features(
 ) -> None:
     """Write features as .npy, or CSV with a header (and the labels as a last column).
 
-    The file is replaced in one step (see :func:`skact._atomic.atomic_write`): an
+    The file is replaced in one step (see :func:`skact._cli_support.atomic_write`): an
     interrupted write leaves the old file as it was.
 
     Parameters

@@ -19,11 +19,14 @@ from typing import Any, NamedTuple
 from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import __version__, _training
-from .._atomic import names_a_folder
-from .._encoder import ACTEncoder
-from .._guards import Advice
-from .._labels import MINUS_ONE
+from .. import ACTEncoder, __version__
+from .._cli_support import (
+    EXPORT_FORMATS,
+    MINUS_ONE,
+    Advice,
+    names_a_folder,
+    resolve_device,
+)
 
 __all__ = ["EXCLUDED", "OPTIONS", "build_parser"]
 
@@ -272,7 +275,7 @@ def _image_size(text: str) -> int | tuple[int, int] | None:
 def _device(text: str) -> str:
     """A device string ACTEncoder accepts here, checked before any data is read."""
     try:
-        _training.resolve_device(text)
+        resolve_device(text)
     except ValueError as exc:
         advice = getattr(exc, "advice", None)
         if not isinstance(advice, Advice):
@@ -450,7 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
-    formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="skact",
         description="Self-supervised features by Adversarial Contrastive Training (ACT), "
@@ -461,19 +463,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"skact {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    data_help = (
-        "a table (.csv with an optional header, .npy, .parquet with pyarrow; text "
-        "columns are categorical) or a folder of images (.png, .jpg, ...; searched "
-        "recursively, taken in sorted path order)"
-    )
-    label_help = (
-        "column of DATA holding class labels, by name or position (-1: last); it is not "
-        "used as a feature"
-    )
+    for add in (_add_demo, _add_fit, _add_transform, _add_export, _add_evaluate):
+        add(commands)
+    return parser
 
+
+_DATA_HELP = (
+    "a table (.csv with an optional header, .npy, .parquet with pyarrow; text "
+    "columns are categorical) or a folder of images (.png, .jpg, ...; searched "
+    "recursively, taken in sorted path order)"
+)
+_LABEL_HELP = (
+    "column of DATA holding class labels, by name or position (-1: last); it is not "
+    "used as a feature"
+)
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    """``skact demo``: its options, the training ones without ``--categorical``."""
     demo = commands.add_parser(
         "demo",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="few-shot transfer on scikit-learn's digits: ACT vs raw pixels and PCA",
         description="Fit ACTEncoder on the unlabeled training part of a 70/30 stratified "
         "split of scikit-learn's digits (random_state=0), then print the test accuracy of "
@@ -496,9 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_training_options(demo, seed_default=0, tables=False)
 
+
+def _add_fit(commands: argparse._SubParsersAction) -> None:
+    """``skact fit DATA -o MODEL``: inputs, labels (for the monitor), training options."""
     fit = commands.add_parser(
         "fit",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="train an ACTEncoder on unlabeled DATA",
         description="Train an ACTEncoder on DATA and save it. Every row is trained on; "
         "labels (--label, --labels, an image folder's class subfolders) only feed the "
@@ -511,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checks it. Ctrl-C stops after the current step and saves the model trained so "
         "far.",
     )
-    fit.add_argument("data", type=Path, metavar="DATA", help=data_help)
+    fit.add_argument("data", type=Path, metavar="DATA", help=_DATA_HELP)
     fit.add_argument(
         "-o",
         "--output",
@@ -523,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--label",
         metavar="COL",
-        help=label_help + "; its labels only feed the monitor, and a blank or -1 "
+        help=_LABEL_HELP + "; its labels only feed the monitor, and a blank or -1 "
         "label marks an unlabeled row, see --minus-one (default: none; labels then come "
         "from --labels or an image folder's class subfolders, else the monitor is "
         "label-free)",
@@ -557,9 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_training_options(fit, seed_default=argparse.SUPPRESS)
 
+
+def _add_transform(commands: argparse._SubParsersAction) -> None:
+    """``skact transform MODEL DATA -o FEATURES``."""
     transform = commands.add_parser(
         "transform",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="encode DATA with a fitted model",
         description="Write the representation of DATA computed by a model from "
         "'skact fit', one row per sample in DATA's order (an image folder's: its "
@@ -569,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument(
         "model", type=Path, metavar="MODEL", help="file from 'skact fit'"
     )
-    transform.add_argument("data", type=Path, metavar="DATA", help=data_help)
+    transform.add_argument("data", type=Path, metavar="DATA", help=_DATA_HELP)
     transform.add_argument(
         "-o",
         "--output",
@@ -581,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument(
         "--label",
         metavar="COL",
-        help=label_help + "; a CSV output keeps the labels as its last column (an image "
+        help=_LABEL_HELP + "; a CSV output keeps the labels as its last column (an image "
         "folder's subfolder names too, in a column named 'label') (default: none, every "
         "column of DATA is encoded)",
     )
@@ -592,9 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
         "'path', for a CSV output (default: the features alone, in sorted path order)",
     )
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    """``skact export MODEL -o FILE``, in a format ``ACTEncoder.export`` writes."""
     export = commands.add_parser(
         "export",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="write a fitted model as an ONNX file or a torch.export program",
         description="Write the whole feature extractor of a model from 'skact fit', "
         "preprocessing included, for serving without skact: an ONNX file (.onnx, for "
@@ -614,13 +633,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--format",
-        choices=["onnx", "pt2"],
+        choices=sorted(set(EXPORT_FORMATS.values())),
         help="the format to write (default: from FILE's suffix, .onnx or .pt2)",
     )
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """``skact evaluate DATA``: inputs, labels, the split, the probes, the report."""
     evaluate = commands.add_parser(
         "evaluate",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="few-shot accuracy of features (or of a model's features) on labelled DATA",
         description="Score a representation with few labels: draw k labelled samples per "
         "class from a pool, train a linear probe (logistic regression) and k-NN on them, "
@@ -630,11 +652,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or raw inputs with --model. Samples with a blank or -1 label are unlabeled: "
         "they are left out (see --minus-one).",
     )
-    evaluate.add_argument("data", type=Path, metavar="DATA", help=data_help)
+    evaluate.add_argument("data", type=Path, metavar="DATA", help=_DATA_HELP)
     evaluate.add_argument(
         "--label",
         metavar="COL",
-        help=label_help + " (default: none; labels then come from --labels or an image "
+        help=_LABEL_HELP + " (default: none; labels then come from --labels or an image "
         "folder's class subfolders)",
     )
     evaluate.add_argument(
@@ -716,4 +738,3 @@ def build_parser() -> argparse.ArgumentParser:
         help="also save the results, as .json (every draw) or .md (default: none, "
         "printed only)",
     )
-    return parser
