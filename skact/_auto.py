@@ -32,17 +32,36 @@ benchmark, gives features that beat raw pixels by a wide margin (``benchmarks/re
 The epochs on the CPU follow a budget of pixels processed (``samples x view area x
 epochs``), so that a default fit takes minutes, not hours, whatever the set's size;
 tiny images (digits) keep the full 50 epochs, which the budget allows them.
+
+Precision and memory format (``precision="auto"``, see ``compute_settings``):
+bfloat16 autocast on GPUs that compute in it (CUDA compute capability 8.0 or more,
+ROCm), float32 elsewhere; image networks run channels_last on CUDA and on the CPU. On a
+CPU with native bfloat16 instructions (the ``avx512_bf16`` or ``amx_bf16`` flag, never
+emulation) images would train in bfloat16 too: that rule is written and tested but gated
+by ``CPU_FAST_PATHS`` (off) until ``benchmarks/bench_image_throughput.py`` has
+measured it, with the few-shot results, on an idle machine.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "BF16_CPU_FLAGS",
+    "CHANNELS_LAST_DEVICES",
+    "CPU_FAST_PATHS",
     "CPU_PIXEL_BUDGET",
     "CPU_VIEW_SIDE",
+    "PRECISIONS",
     "AutoSettings",
+    "ComputeSettings",
+    "compute_settings",
+    "cpu_flags",
+    "cpu_has_native_bf16",
+    "image_channels_last",
     "image_encoder",
     "image_settings",
     "image_view_size",
@@ -65,6 +84,20 @@ MIXED_CORRUPTION_RATE, NUMERIC_CORRUPTION_RATE = 0.1, 0.2
 _CPU_LIKE = ("cpu", "mps")
 #: Images smaller than this (longer side, pixels) are tiny: glyphs and icons.
 TINY_IMAGE = 32
+#: ``precision``'s values; "auto" resolves to one of the others.
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: Whether ``precision="auto"`` trains and encodes images in bfloat16 on a CPU with
+#: native bfloat16 instructions. Off: every CPU computes in float32, as before this
+#: rule existed, until the image throughput benchmark and the few-shot rows have been
+#: measured side by side on an idle machine (turning it on changes seeded results).
+CPU_FAST_PATHS = False
+#: ``/proc/cpuinfo`` flags of CPUs that compute in bfloat16 natively (AVX-512 BF16,
+#: Intel AMX). ``torch.backends.cpu.get_cpu_capability()`` says only "AVX512" on such
+#: CPUs, so the flags are read instead. Without them bfloat16 is emulated, slower.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: Devices whose image networks run channels_last: cuDNN's tensor cores; oneDNN on the
+#: CPU measured 25-40% faster per training step on the digit ConvNet.
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
 
 
 @dataclass(frozen=True)
@@ -236,3 +269,144 @@ def image_settings(
         pixels = max(1, n_samples) * view_size[0] * view_size[1]
         epochs = min(IMAGE_EPOCHS, max(MIN_EPOCHS, math.floor(CPU_PIXEL_BUDGET / pixels)))
     return AutoSettings(image_encoder(device_type, view_size), batch_size, epochs, 2e-3)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How one fit computes: the precision of its forward passes and its memory format.
+
+    Attributes
+    ----------
+    precision : {"float32", "bfloat16"}
+        ``"bfloat16"``: the forward passes (training, validation, ``transform`` and the
+        monitor) run under :func:`torch.autocast` in bfloat16; the weights, the
+        optimiser and the loss stay in float32.
+    channels_last : bool
+        Whether the network and its input use the channels_last memory format (image
+        networks only).
+    """
+
+    precision: str
+    channels_last: bool
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags, from the first ``flags`` line of ``/proc/cpuinfo``.
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        The text of ``/proc/cpuinfo``; None reads this machine's (cached). Empty where
+        there is no such file (not Linux).
+
+    Returns
+    -------
+    frozenset of str
+
+    Examples
+    --------
+    >>> sorted(cpu_flags("processor : 0\nflags : fpu avx512f avx512_bf16\n"))
+    ['avx512_bf16', 'avx512f', 'fpu']
+    """
+    if cpuinfo is None:
+        return _host_cpu_flags()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+@functools.cache
+def _host_cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return cpu_flags(f.read())
+    except OSError:
+        return frozenset()
+
+
+def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
+    """Whether a CPU with ``flags`` computes in bfloat16 natively (not by emulation).
+
+    Parameters
+    ----------
+    flags : iterable of str, optional
+        CPU feature flags; None: this machine's (:func:`cpu_flags`).
+
+    Returns
+    -------
+    bool
+        True when one of :data:`BF16_CPU_FLAGS` is present.
+
+    Examples
+    --------
+    >>> cpu_has_native_bf16({"avx512f", "amx_bf16"}), cpu_has_native_bf16({"avx512f"})
+    (True, False)
+    """
+    return not BF16_CPU_FLAGS.isdisjoint(cpu_flags() if flags is None else flags)
+
+
+def compute_settings(
+    device_type: str, kind: str, precision: str = "auto", *, native_bf16: bool
+) -> ComputeSettings:
+    """The precision and memory format of a fit: ``precision`` with "auto" resolved.
+
+    ``"auto"`` is bfloat16 on CUDA (and ROCm) devices that compute in it; on a CPU, it
+    is bfloat16 for images when the CPU does natively and :data:`CPU_FAST_PATHS` is on
+    (tables stay in float32 there until measured); float32 elsewhere. An explicit
+    ``"float32"`` or ``"bfloat16"`` is kept on any device. Image networks are
+    channels_last on the devices of :data:`CHANNELS_LAST_DEVICES`.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type`` of the device that trains.
+    kind : str
+        The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``ACTEncoder``'s parameter.
+    native_bf16 : bool
+        Whether the device computes in bfloat16 natively (a CUDA device of compute
+        capability 8.0 or more; a CPU with :func:`cpu_has_native_bf16`).
+
+    Returns
+    -------
+    ComputeSettings
+
+    Examples
+    --------
+    >>> compute_settings("cuda", "table", native_bf16=True).precision
+    'bfloat16'
+    >>> compute_settings("cpu", "image", "float32", native_bf16=True)
+    ComputeSettings(precision='float32', channels_last=True)
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "auto":
+        fast = native_bf16 and (
+            device_type == "cuda"
+            or (device_type == "cpu" and kind == "image" and CPU_FAST_PATHS)
+        )
+        precision = "bfloat16" if fast else "float32"
+    return ComputeSettings(precision, kind == "image" and image_channels_last(device_type))
+
+
+def image_channels_last(device_type: str) -> bool:
+    """Whether image networks on ``device_type`` run in the channels_last memory format.
+
+    Parameters
+    ----------
+    device_type : str
+        ``torch.device.type``.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> image_channels_last("cpu"), image_channels_last("mps")
+    (True, False)
+    """
+    return device_type in CHANNELS_LAST_DEVICES

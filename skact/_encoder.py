@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from . import (
+    _auto,
     _callbacks,
     _export,
     _guards,
@@ -234,6 +235,14 @@ default="auto"
         Adam (its moments start from zero).
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else MPS, else CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Precision of the forward passes (training, validation, the monitor and
+        ``transform``); the weights, the optimiser and the loss stay in float32 and
+        ``transform`` returns float32. ``"bfloat16"``: :func:`torch.autocast` in
+        bfloat16 on any device (slower where the device only emulates it).
+        ``"auto"``: bfloat16 on GPUs that compute in it (CUDA compute capability 8.0
+        or more, ROCm), float32 elsewhere, including every CPU for now (see the user
+        guide's page on devices); :func:`resolved_settings` says which a fit uses.
     distributed : bool or "auto", default="auto"
         Data-parallel training with :mod:`torch.distributed` (see
         :mod:`skact.distributed`). ``"auto"``: when a process group is initialised with
@@ -370,6 +379,7 @@ default="auto"
         "keep_best": [StrOptions({"last", "monitor"})],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(_auto.PRECISIONS))],
         "distributed": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -407,6 +417,7 @@ default="auto"
         keep_best: str = "last",
         warm_start: bool = False,
         device: str | torch.device = "auto",
+        precision: str = "auto",
         distributed: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
@@ -440,6 +451,7 @@ default="auto"
         self.keep_best = keep_best
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
         self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
@@ -570,16 +582,13 @@ default="auto"
             adapter.input_shape,
             device,
         )
+        amp = self._autocast_dtype()
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):
                 stored = adapter.to_storage(X[start : start + step])
                 batch = adapter.to_model(_training.to_device(stored, device))
-                with torch.autocast(
-                    device.type,
-                    dtype=_training.autocast_dtype(device) or torch.float32,
-                    enabled=_training.autocast_dtype(device) is not None,
-                ):
+                with _training.autocast(device, amp):
                     z = encoder(batch)
                 out[start : start + step] = z.float().cpu().numpy()
         _guards.check_output(out, type(self).__name__)
@@ -696,9 +705,9 @@ default="auto"
         for this model is returned and written beside the file as JSON (``path`` +
         ``".inputs.json"``). A value ``transform`` refuses (infinity, a gap with
         ``handle_missing="error"``) is not checked by the exported program. The
-        program computes in float32 on the CPU: on a CUDA GPU of compute capability 8
-        or more, ``transform`` computes in bfloat16 (autocast), and its features
-        differ from the program's by that rounding.
+        program computes in float32 on the CPU: where ``transform`` computes in
+        bfloat16 (``precision``; by default on a CUDA GPU of compute capability 8 or
+        more), its features differ from the program's by that rounding.
 
         Parameters
         ----------
@@ -772,6 +781,7 @@ default="auto"
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         payload = state.pop("_torch_payload", None)
+        state.setdefault("precision", "auto")  # pickled by a skact without precision
         if "_step" in state:  # pickled by a skact without the partial_fit schedule
             state.setdefault("_partial_fit_start", None)
         if "n_iter_" in state:  # pickled by a skact without callbacks
@@ -1307,20 +1317,23 @@ default="auto"
             self._adapter.input_shape,
             device,
         )
-        amp = _training.autocast_dtype(device)
+        amp = self._autocast_dtype()
         was_training = encoder.training
         encoder.eval()
         try:
             with torch.inference_mode():
                 parts = []
                 for batch in stored.split(step):
-                    with torch.autocast(
-                        device.type, dtype=amp or torch.float32, enabled=amp is not None
-                    ):
+                    with _training.autocast(device, amp):
                         parts.append(encoder(self._adapter.to_model(batch)).float())
                 return torch.cat(parts)
         finally:
             encoder.train(was_training)
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        """The forward passes' autocast dtype: ``precision`` resolved for ``device_``
+        and the input kind, the same in training, validation, monitor and transform."""
+        return _training.autocast_dtype(self.device_, self.precision, self._adapter.kind)
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
@@ -1431,7 +1444,7 @@ default="auto"
             step=self._step,
             schedule_start=start,
             total_steps=total,
-            amp_dtype=_training.autocast_dtype(self.device_),
+            amp_dtype=self._autocast_dtype(),
             stop_requested=stop_requested,
             strategy=(
                 distributed.DataParallel(world, shard_sizes)
@@ -1523,7 +1536,9 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         ``n_samples``, ``kind`` (``"table"``, ``"mixed table"`` or ``"images"``),
         ``input_shape``, ``encoder`` (the network's name, or the class of a module),
         ``max_iter``, ``batch_size``, ``learning_rate``, ``corruption_rate`` (a float
-        for tables, None for images) and ``device`` (a str).
+        for tables, None for images), ``device`` (a str), ``precision``
+        (``"float32"`` or ``"bfloat16"``: the forward passes' autocast) and
+        ``channels_last`` (whether the network runs in that memory format).
 
     Examples
     --------
@@ -1552,6 +1567,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
     views = getattr(adapter, "augment", None)
+    compute = _training.compute_settings(device, adapter.kind, estimator.precision)
     return {
         "n_samples": n_samples,
         "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
@@ -1572,6 +1588,8 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
             float(views.corruption_rate) if isinstance(views, TabularAugment) else None
         ),
         "device": str(device),
+        "precision": compute.precision,
+        "channels_last": compute.channels_last,
     }
 
 
@@ -1665,6 +1683,16 @@ def _log_fit_summary(
     if auto:
         shown = ", ".join(f"{k}={v!r}" for k, v in auto.items())
         logger.info("ACTEncoder: 'auto' resolved to %s", shown)
+    compute = _training.compute_settings(
+        estimator.device_, adapter.kind, estimator.precision
+    )
+    logger.info(
+        "ACTEncoder: forward passes in %s (precision=%s on %s)%s",
+        compute.precision,
+        estimator.precision,
+        estimator.device_,
+        ", channels_last memory format" if compute.channels_last else "",
+    )
 
 
 def _n_samples(X: Any) -> int:

@@ -80,10 +80,6 @@ STATS_SAMPLE = 4096
 #: Images smaller than this (longer side, pixels) count as tiny (see default_augment).
 TINY_IMAGE = 32
 
-#: Devices whose convolutions run faster on channels_last tensors (cuDNN's tensor cores;
-#: oneDNN on the CPU measured 25-40% faster per training step on the digit ConvNet).
-CHANNELS_LAST_DEVICES = ("cuda", "cpu")
-
 #: Resampling of files and PIL images whose size differs from ``image_size``.
 RESIZE_FILTER = "bilinear"
 
@@ -940,7 +936,7 @@ class ImageAdapter:
             std = torch.from_numpy(self.std).to(x.device).view(1, -1, 1, 1)
             stats = self._stats[x.device] = (mean, std)
         x = (x - stats[0]) / stats[1]
-        if x.device.type in CHANNELS_LAST_DEVICES:
+        if _auto.image_channels_last(x.device.type):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -1260,9 +1256,9 @@ def prepare_network(module: nn.Module, device: torch.device) -> nn.Module:
     Returns
     -------
     torch.nn.Module
-        ``module``, converted in place on the devices of :data:`CHANNELS_LAST_DEVICES`.
+        ``module``, converted in place where :func:`skact._auto.image_channels_last`.
     """
-    if device.type in CHANNELS_LAST_DEVICES:
+    if _auto.image_channels_last(device.type):
         # Module.to takes memory_format at run time; torch's type stubs omit it.
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module

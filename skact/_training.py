@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _guards
+from . import _auto, _guards
 from ._callbacks import Callback
 from .objectives import Adversary
 
@@ -149,13 +149,14 @@ def to_device(tensor: Tensor, device: torch.device) -> Tensor:
     return tensor.to(device, non_blocking=True)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype for ``device``: bf16 on GPUs that compute in it, else none.
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively, not by emulation.
 
     A CUDA device needs compute capability 8.0 (Ampere) or more: older GPUs (V100, T4)
     only emulate bf16, slower than float32, and ``torch.cuda.is_bf16_supported()``
     counts that emulation and asks about the current device, not ``device``. ROCm
-    GPUs compute in bf16.
+    GPUs compute in bf16. A CPU does when its flags say so
+    (:func:`skact._auto.cpu_has_native_bf16`). Other devices: False.
 
     Parameters
     ----------
@@ -163,13 +164,77 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
     Returns
     -------
+    bool
+    """
+    if device.type == "cuda":
+        return bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return _auto.cpu_has_native_bf16()
+    return False
+
+
+def compute_settings(
+    device: torch.device, kind: str, precision: str = "auto"
+) -> _auto.ComputeSettings:
+    """:func:`skact._auto.compute_settings` for ``device``, its bf16 support looked up.
+
+    Parameters
+    ----------
+    device : torch.device
+    kind : str
+        The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+
+    Returns
+    -------
+    skact._auto.ComputeSettings
+    """
+    native = precision == "auto" and native_bf16(device)  # only "auto" asks the device
+    return _auto.compute_settings(device.type, kind, precision, native_bf16=native)
+
+
+def autocast_dtype(
+    device: torch.device, precision: str = "auto", kind: str = "table"
+) -> torch.dtype | None:
+    """Mixed-precision dtype of the forward passes on ``device``: bf16 or none.
+
+    The rule of :func:`skact._auto.compute_settings`: ``"auto"`` is bf16 on GPUs that
+    compute in it (:func:`native_bf16`) and, for images, on CPUs that do when
+    :data:`skact._auto.CPU_FAST_PATHS` is on.
+
+    Parameters
+    ----------
+    device : torch.device
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``ACTEncoder``'s parameter.
+    kind : str, default="table"
+        The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
+
+    Returns
+    -------
     torch.dtype or None
     """
-    if device.type != "cuda":
-        return None
-    if torch.version.hip or torch.cuda.get_device_capability(device) >= (8, 0):
+    if compute_settings(device, kind, precision).precision == "bfloat16":
         return torch.bfloat16
     return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """:func:`torch.autocast` on ``device`` in ``dtype``; disabled for None.
+
+    Parameters
+    ----------
+    device : torch.device
+    dtype : torch.dtype or None
+        From :func:`autocast_dtype`.
+
+    Returns
+    -------
+    torch.autocast
+    """
+    return torch.autocast(
+        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+    )
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -845,11 +910,7 @@ class Trainer:
             if training
             else (self.encoder, self.projector)
         )
-        with torch.autocast(
-            self.device.type,
-            dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None,
-        ):
+        with autocast(self.device, self.amp_dtype):
             z = encoder(x)
             if projector is not None:
                 z = projector(z)

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 import skact
-from skact import _auto, resolved_settings
+from skact import _auto, _training, resolved_settings
 
 from _small import small_encoder
 
@@ -182,3 +183,211 @@ def test_a_saved_encoder_keeps_the_resolved_rate(tmp_path):
     assert loaded.corruption_rate == "auto"
     assert loaded._adapter.augment.corruption_rate == 0.1
     np.testing.assert_allclose(loaded.transform(table), encoder.transform(table))
+
+
+# ------------------------------------------------------------ precision, memory format
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni
+bugs\t\t: sysret_ss_attrs
+
+processor\t: 1
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni
+"""
+
+
+def test_cpu_flags_are_read_from_the_first_flags_line():
+    flags = _auto.cpu_flags(CPUINFO)
+    assert {"avx512f", "avx512_bf16", "avx2"} <= flags
+    assert "sysret_ss_attrs" not in flags and "AuthenticAMD" not in flags
+    assert _auto.cpu_flags("processor : 0\nmodel name : x\n") == frozenset()
+    assert _auto.cpu_flags("") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu avx2 avx512f avx512_bf16", True),
+        ("fpu avx2 amx_tile amx_bf16 amx_int8", True),
+        ("fpu avx2 avx512f avx512_vnni", False),  # AVX-512 alone: bf16 is emulated
+        ("fpu neon", False),
+    ],
+)
+def test_native_bf16_needs_the_avx512_bf16_or_amx_bf16_flag(flags, native):
+    text = f"processor : 0\nflags : {flags}\n"
+    assert _auto.cpu_has_native_bf16(_auto.cpu_flags(text)) is native
+
+
+def test_the_host_flags_are_read_once_from_proc_cpuinfo(monkeypatch):
+    opened = []
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        opened.append(path)
+        if path == "/proc/cpuinfo":
+            import io
+
+            return io.StringIO(CPUINFO)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    _auto._host_cpu_flags.cache_clear()
+    try:
+        assert _auto.cpu_has_native_bf16() and _auto.cpu_has_native_bf16()
+        assert opened == ["/proc/cpuinfo"]
+    finally:
+        _auto._host_cpu_flags.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("gate", "device", "kind", "native", "precision"),
+    [
+        # The gate off (today's default): every CPU computes in float32.
+        (False, "cpu", "image", True, "float32"),
+        (False, "cpu", "table", True, "float32"),
+        # The gate on: images in bf16 on CPUs that compute in it, never on emulation;
+        # tables stay in float32 until measured.
+        (True, "cpu", "image", True, "bfloat16"),
+        (True, "cpu", "image", False, "float32"),
+        (True, "cpu", "table", True, "float32"),
+        (True, "cpu", "mixed", True, "float32"),
+        # CUDA follows the device whatever the gate; MPS stays in float32.
+        (False, "cuda", "table", True, "bfloat16"),
+        (True, "cuda", "image", False, "float32"),
+        (True, "mps", "image", True, "float32"),
+    ],
+)
+def test_auto_precision_rule(monkeypatch, gate, device, kind, native, precision):
+    monkeypatch.setattr(_auto, "CPU_FAST_PATHS", gate)
+    got = _auto.compute_settings(device, kind, "auto", native_bf16=native)
+    assert got.precision == precision
+
+
+@pytest.mark.parametrize("gate", [False, True])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_an_explicit_precision_is_kept_on_every_device(monkeypatch, gate, precision):
+    monkeypatch.setattr(_auto, "CPU_FAST_PATHS", gate)
+    for device in ("cpu", "cuda", "mps"):
+        for native in (False, True):
+            got = _auto.compute_settings(device, "image", precision, native_bf16=native)
+            assert got.precision == precision
+
+
+def test_image_networks_are_channels_last_on_cpu_and_cuda_only():
+    for device, kind, expected in [
+        ("cpu", "image", True),
+        ("cuda", "image", True),
+        ("mps", "image", False),
+        ("cpu", "table", False),
+    ]:
+        got = _auto.compute_settings(device, kind, native_bf16=False)
+        assert got.channels_last is expected
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _auto.compute_settings("cpu", "image", "float16", native_bf16=True)
+    with pytest.raises(ValueError, match="precision"):
+        small_encoder(precision="half").fit(np.zeros((20, 3)))
+
+
+def _native_cpu(monkeypatch, gate):
+    monkeypatch.setattr(_auto, "CPU_FAST_PATHS", gate)
+    monkeypatch.setattr(_auto, "cpu_has_native_bf16", lambda flags=None: True)
+
+
+def _images(n=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_resolved_settings_report_the_precision(monkeypatch, gate):
+    _native_cpu(monkeypatch, gate)
+    images = resolved_settings(small_encoder(), _images())
+    assert images["precision"] == ("bfloat16" if gate else "float32")
+    assert images["channels_last"] is True
+    table = resolved_settings(small_encoder(), np.zeros((20, 3)))
+    assert (table["precision"], table["channels_last"]) == ("float32", False)
+    forced = resolved_settings(small_encoder(precision="bfloat16"), np.zeros((20, 3)))
+    assert forced["precision"] == "bfloat16"
+
+
+def _output_dtypes(encoder):
+    """(grad enabled, dtype) of every output of ``encoder``'s network."""
+    seen = []
+    encoder.encoder_.register_forward_hook(
+        lambda module, args, out: seen.append((torch.is_grad_enabled(), out.dtype))
+    )
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("gate", "precision", "expected"),
+    [
+        (False, "auto", torch.float32),
+        (True, "auto", torch.bfloat16),
+        (True, "float32", torch.float32),
+        (False, "bfloat16", torch.bfloat16),
+    ],
+)
+def test_training_monitor_and_transform_share_the_precision(
+    monkeypatch, caplog, gate, precision, expected
+):
+    import logging
+
+    _native_cpu(monkeypatch, gate)
+    X, y = _images(), np.repeat([0, 1], 16)
+    encoder = small_encoder(precision=precision, max_iter=1)
+    with caplog.at_level(logging.INFO, logger="skact"):
+        encoder.fit(X, y)
+    name = "bfloat16" if expected == torch.bfloat16 else "float32"
+    assert (
+        f"ACTEncoder: forward passes in {name} (precision={precision} on cpu), "
+        "channels_last memory format"
+    ) in caplog.text
+    seen = _output_dtypes(encoder)
+    encoder.partial_fit(X, y)  # training steps, then the monitor's embedding pass
+    assert {grad for grad, _ in seen} == {True, False}
+    encoder.transform(X)
+    assert seen and {dtype for _, dtype in seen} == {expected}
+    assert encoder.transform(X).dtype == np.float32
+
+
+def test_float32_is_what_auto_computes_on_a_cpu_with_the_gate_off(monkeypatch):
+    """precision="float32" and "auto" with the gate off train bit-identically (the
+    seeded results of before the rule), images and tables alike; the gate on changes
+    the images' features, as bf16 must."""
+    _native_cpu(monkeypatch, False)
+    X, table = _images(), np.random.default_rng(1).standard_normal((40, 4))
+    auto = small_encoder().fit(X).transform(X)
+    same = small_encoder(precision="float32").fit(X).transform(X)
+    assert np.array_equal(auto, same)
+    assert np.array_equal(
+        small_encoder().fit(table).transform(table),
+        small_encoder(precision="float32").fit(table).transform(table),
+    )
+    monkeypatch.setattr(_auto, "CPU_FAST_PATHS", True)
+    assert np.array_equal(small_encoder(precision="float32").fit(X).transform(X), auto)
+    assert not np.array_equal(small_encoder().fit(X).transform(X), auto)
+
+
+def test_autocast_dtype_asks_the_device_only_for_auto(monkeypatch):
+    asked = []
+
+    def capability(device=None):
+        asked.append(device)
+        return (8, 0)
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    cuda = torch.device("cuda", 1)
+    assert _training.autocast_dtype(cuda, "float32", "image") is None
+    assert _training.autocast_dtype(cuda, "bfloat16", "table") == torch.bfloat16
+    assert asked == []
+    assert _training.autocast_dtype(cuda, "auto", "table") == torch.bfloat16
+    assert asked == [cuda]
+    _native_cpu(monkeypatch, True)
+    cpu = torch.device("cpu")
+    assert _training.autocast_dtype(cpu, "auto", "image") == torch.bfloat16
+    assert _training.autocast_dtype(cpu, "auto", "table") is None

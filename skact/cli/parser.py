@@ -152,6 +152,11 @@ OPTIONS: dict[str, Option] = {
     "device": Option(
         "--device", "'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'"
     ),
+    "precision": Option(
+        "--precision",
+        "precision of the forward passes: 'auto' (bfloat16 on GPUs that compute in "
+        "it), or float32 or bfloat16 on any device",
+    ),
     "random_state": Option(
         "--seed",
         "random seed of the training ('none': a fresh one each run)",
