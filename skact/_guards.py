@@ -249,6 +249,7 @@ def _columns(mask: np.ndarray, names: Any, limit: int = 5) -> str:
 
 # --------------------------------------------------------------------------- rollback
 
+
 def fitted_state(estimator: Any) -> dict[str, Any]:
     """The fitted attributes ``estimator`` holds, of those :mod:`skact._state` declares.
 

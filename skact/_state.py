@@ -429,9 +429,7 @@ FITTED_STATE: tuple[Field, ...] = (
         default=_none,
     ),
     # The built-in network "auto" resolved to (None: the caller's encoder).
-    Field(
-        "_network_name", Stored.JSON, key="network", check=_network_name, default=_none
-    ),
+    Field("_network_name", Stored.JSON, key="network", check=_network_name, default=_none),
     Field(
         "_shuffle_rng",
         Stored.JSON,
@@ -557,7 +555,9 @@ def unpickled(state: dict[str, Any]) -> dict[str, Any]:
     if payload is not None:
         saved = state.get("device_", torch.device("cpu"))
         device = state["device_"] = available_or_cpu(saved)
-        state.update(torch.load(io.BytesIO(payload), map_location=device, weights_only=False))
+        state.update(
+            torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+        )
         for field in FITTED_STATE:
             if field.stored is Stored.GENERATOR and field.name in state:
                 # A tensor in the payload (mapped to ``device``) from older skact.

@@ -20,7 +20,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 import skact
-from skact import _guards, _persistence
+from skact import _persistence
 
 from _small import small_encoder
 
