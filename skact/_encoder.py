@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import logging
 import math
 import os
@@ -763,46 +762,12 @@ default="auto"
     # ------------------------------------------------------------------ persistence
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
-        # Through torch, so that their storage can be mapped to the device in use.
-        tensors = {
-            name: state.pop(name)
-            for name in _state.names_stored_as(_state.Stored.TENSORS)
-            if name in state
-        }
-        if tensors:
-            buffer = io.BytesIO()
-            torch.save(tensors, buffer)
-            state["_torch_payload"] = buffer.getvalue()
-        for name in _state.names_stored_as(_state.Stored.GENERATOR):
-            if name in state:  # a CPU ByteTensor that torch would map to CUDA
-                state[name] = state[name].numpy().copy()
-        return state
+        # object.__getstate__ returns __dict__ itself: pickle a copy.
+        return _state.pickled(dict(super().__getstate__()))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        payload = state.pop("_torch_payload", None)
         state.setdefault("precision", "auto")  # pickled by a skact without precision
-        if "_step" in state:  # pickled by a skact without the partial_fit schedule
-            state.setdefault("_partial_fit_start", None)
-        if "n_iter_" in state:  # pickled by a skact without callbacks
-            state.setdefault("callbacks_", [])
-        if "n_iter_" in state:  # pickled by a skact without the monitor
-            state.setdefault("monitor_curve_", [math.nan] * state["n_iter_"])
-            state.setdefault("monitor_name_", None)
-        if payload is not None:
-            saved = state.get("device_", torch.device("cpu"))
-            device = state["device_"] = _state.available_or_cpu(saved)
-            tensors = torch.load(
-                io.BytesIO(payload), map_location=device, weights_only=False
-            )
-            state.update(tensors)
-            if "_generator_state" in state:  # as skact.load does
-                # A tensor in the payload (mapped to ``device``) from older skact.
-                generator_state = torch.as_tensor(state["_generator_state"]).cpu()
-                state["_generator_state"] = _training.generator_state_for(
-                    generator_state, saved, device, state["_shuffle_rng"]
-                )
-        super().__setstate__(state)
+        super().__setstate__(_state.unpickled(state))
 
     # ------------------------------------------------------------------ internals
 

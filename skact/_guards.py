@@ -249,55 +249,59 @@ def _columns(mask: np.ndarray, names: Any, limit: int = 5) -> str:
 
 # --------------------------------------------------------------------------- rollback
 
-#: Instance attributes that are configuration, not fitted state.
-_CONFIGURATION = ("_sklearn_output_config", "_metadata_request")
-
 
 def fitted_state(estimator: Any) -> dict[str, Any]:
-    """Every instance attribute that is not a parameter or configuration.
+    """The fitted attributes ``estimator`` holds, of those :mod:`skact._state` declares.
 
     Parameters
     ----------
-    estimator : BaseEstimator
+    estimator : ACTEncoder
 
     Returns
     -------
     dict
-        Attribute name -> value (the objects themselves, not copies).
+        Attribute name -> value (the objects themselves, not copies), in declaration
+        order.
     """
-    params = estimator.get_params(deep=False)
-    return {
-        k: v
-        for k, v in vars(estimator).items()
-        if k not in params and k not in _CONFIGURATION and not k.startswith("_sklearn")
-    }
+    from . import _state  # not at the top: _state imports _training, which imports this
+
+    held = vars(estimator)
+    return {f.name: held[f.name] for f in _state.FITTED_STATE if f.name in held}
 
 
 class FitRollback:
     """The fitted state before a fit, to put back if the fit fails.
 
+    It covers the fields of :data:`skact._state.FITTED_STATE`, each deep-copied unless
+    the field says a fit never changes it (``copied=False``: the last fit's callbacks,
+    which a fit replaces by fresh clones, and which may hold what cannot be copied).
+
     Parameters
     ----------
-    estimator : BaseEstimator
+    estimator : ACTEncoder
         The estimator about to be fitted.
     keep : bool
         True when the fit continues the current model (``warm_start``,
-        ``partial_fit``): the state is deep-copied and restored on failure. False:
-        a failure leaves the estimator unfitted, and nothing is copied.
+        ``partial_fit``): the state is copied and restored on failure. False: a
+        failure leaves the estimator unfitted, and nothing is copied.
     """
 
     def __init__(self, estimator: Any, keep: bool) -> None:
+        from . import _state  # see fitted_state
+
         self.estimator = estimator
+        self.fields = _state.FITTED_STATE
         state = fitted_state(estimator) if keep else {}
-        # The last fit's callbacks are not copied: a fit never changes them (it runs
-        # fresh clones), and a user's may hold what cannot be copied (a writer's lock).
-        ran = {k: state.pop(k) for k in ("callbacks_",) if k in state}
-        self.saved = {**copy.deepcopy(state), **ran}
+        by_reference = {f.name for f in self.fields if not f.copied}
+        kept = {k: state.pop(k) for k in by_reference if k in state}
+        # One deep copy of them all: objects two fields share stay shared.
+        self.saved = {**copy.deepcopy(state), **kept}
 
     def restore(self) -> None:
         """Remove the state the failed fit left and put the saved state back."""
-        for name in fitted_state(self.estimator):
-            delattr(self.estimator, name)
+        held = vars(self.estimator)
+        for field in self.fields:
+            held.pop(field.name, None)
         for name, value in self.saved.items():
             setattr(self.estimator, name, value)
 

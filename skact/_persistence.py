@@ -40,7 +40,7 @@ import re
 import stat
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral, Real
 from typing import IO, TYPE_CHECKING, Any
 
@@ -69,8 +69,8 @@ FORMAT_VERSION = 1
 _CONFIG = "skact.json"
 _TENSORS = "tensors.pt"
 
-#: Fitted state written to the file, or rebuilt from it: all of it (see _state).
-SAVED_ATTRIBUTES = frozenset(_state.FITTED_STATE)
+#: The field ``save(optimizer_state=False)`` leaves out of the file.
+_OPTIMIZER = next(f for f in _state.FITTED_STATE if f.name == "_optimizer_state")
 
 #: The estimator class of each saved ``format``, registered by the module that defines
 #: it (``skact._encoder``, which imports this one to save: no import back).
@@ -93,9 +93,6 @@ class ModelFileError(ValueError):
         super().__init__(message)
         self.path = path
         self.member = member
-
-
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 def save(
@@ -131,29 +128,24 @@ def save(
         raise TypeError(f"optimizer_state must be True or False, got {optimizer_state!r}")
     asked = _file_path(path)
     check_is_fitted(estimator)
-    optimizer = estimator._optimizer_state if optimizer_state else None
+    _check_schema()
     params, custom_encoder = _params_to_json(estimator.get_params(deep=False))
     arrays: dict[str, Tensor] = {}
     adapter: Any = estimator._adapter  # InputAdapter with state_dict()
-    fitted = {
-        "n_features_in_": int(estimator.n_features_in_),
-        "feature_names_in_": (
-            [str(n) for n in estimator.feature_names_in_]
-            if hasattr(estimator, "feature_names_in_")
-            else None
-        ),
-        "n_iter_": int(estimator.n_iter_),
-        "loss_curve_": [float(v) for v in estimator.loss_curve_],
-        "validation_loss_curve_": [float(v) for v in estimator.validation_loss_curve_],
-        "monitor_curve_": [float(v) for v in estimator.monitor_curve_],
-        "monitor_name_": estimator.monitor_name_,
-        "n_components_out": int(estimator._n_components_out),
-        "device": str(estimator.device_),
-        "step": int(estimator._step),
-        "partial_fit_start": estimator._partial_fit_start,
-        "network": estimator._network_name,
-        "shuffle_rng": estimator._shuffle_rng.bit_generator.state,
-    }
+    fitted: dict[str, Any] = {}
+    tensors: dict[str, Any] = {}
+    for field in _state.FITTED_STATE:
+        if field.stored in (_state.Stored.ADAPTER, _state.Stored.DERIVED):
+            continue
+        value = getattr(estimator, field.name, _state.UNSET)
+        if value is _state.UNSET and not field.optional:
+            raise AttributeError(f"the fitted estimator lacks {field.name}")
+        if field.name == _OPTIMIZER.name and not optimizer_state:
+            value = None
+        encoded = None if value is None or value is _state.UNSET else field.encode(value)
+        where = fitted if field.stored is _state.Stored.JSON else tensors
+        where[field.file_key] = encoded
+    tensors[_ARRAYS] = arrays
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -167,16 +159,7 @@ def save(
         },
         "fitted": fitted,
         "output": getattr(estimator, "_sklearn_output_config", {}).get("transform"),
-        "optimizer_state": optimizer is not None,
-    }
-    projector = estimator.projector_
-    tensors = {
-        "encoder": _to_cpu(estimator.encoder_.state_dict()),
-        "projector": None if projector is None else _to_cpu(projector.state_dict()),
-        "optimizer": _to_cpu(optimizer),
-        "adversary": _to_cpu(estimator._adversary_state),
-        "generator": estimator._generator_state.cpu(),
-        "arrays": arrays,
+        "optimizer_state": tensors[_OPTIMIZER.file_key] is not None,
     }
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
@@ -275,6 +258,7 @@ def load(
     """
     name = _file_path(path)
     limit = _max_bytes(max_bytes)
+    _check_schema()
     with _open_regular_file(name) as file:
         archive = _open_archive(file, name)
         with archive:
@@ -644,13 +628,21 @@ def _load_tensors(raw: io.BytesIO, name: str) -> dict[str, Any]:
         raise
     except Exception as exc:  # torch's reader fails in many ways on damaged bytes
         raise _unreadable_tensors(name, f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(tensors, dict) or set(tensors) != _TENSOR_KEYS:
+    expected = {f.file_key for f in _tensor_fields()} | {_ARRAYS}
+    if not isinstance(tensors, dict) or set(tensors) != expected:
         keys = sorted(map(str, tensors)) if isinstance(tensors, dict) else type(tensors)
-        raise _corrupt(name, _TENSORS, f"it holds {keys}, not {sorted(_TENSOR_KEYS)}")
+        raise _corrupt(name, _TENSORS, f"it holds {keys}, not {sorted(expected)}")
     return tensors
 
 
-_TENSOR_KEYS = {"encoder", "projector", "optimizer", "adversary", "generator", "arrays"}
+#: The key of ``tensors.pt`` that holds the adapter's arrays.
+_ARRAYS = "arrays"
+
+
+def _tensor_fields() -> tuple[_state.Field, ...]:
+    """The fields written to ``tensors.pt``, in order."""
+    stored = (_state.Stored.TENSORS, _state.Stored.GENERATOR)
+    return tuple(f for f in _state.FITTED_STATE if f.stored in stored)
 
 
 def _unreadable_tensors(name: str, why: str) -> ModelFileError:
@@ -686,7 +678,6 @@ class _Plan:
     weight_bytes: int
     tensor_bytes: int
     target: torch.device
-    shuffle_rng: np.random.Generator
 
 
 #: The adapter's arrays: their dtype, and their length as a function of the adapter's
@@ -746,11 +737,11 @@ def _plan(
         estimator = _estimator(cls, config, custom is not None, name)
         fitted = config["fitted"]
         _check_fitted(fitted, name)
-        shuffle_rng = _bit_generator(fitted["shuffle_rng"])
         arrays = _placeholder_adapter(estimator, config["adapter"], fitted, name, max_bytes)
         estimator._network_name = (
             None if custom is not None else _saved_network(estimator, fitted, name)
         )
+        fitted["network"] = estimator._network_name  # resolved, for files that lack it
         width = fitted["n_components_out"]
         saved = torch.device(fitted["device"])
         optimizer_state = config.get("optimizer_state")
@@ -803,7 +794,6 @@ def _plan(
         weight_bytes=sum(_nbytes(t) for t in weights),
         tensor_bytes=2 * expected + _BYTES_PER_TENSOR_RECORD * records + _MiB,
         target=target,
-        shuffle_rng=shuffle_rng,
     )
 
 
@@ -935,45 +925,44 @@ def _count(value: Any, what: str, name: str) -> int:
 
 
 def _check_fitted(fitted: dict[str, Any], name: str) -> None:
-    """Refuse fitted values of the wrong type, before they reach int() or a network."""
-    for key, least in (
-        ("n_features_in_", 1),
-        ("n_components_out", 1),
-        ("n_iter_", 0),
-        ("step", 0),
-    ):
+    """Refuse fitted values skact does not write, before they reach int() or a network;
+    give the ones files of older skact lack their defaults (each field's)."""
+    for field in _state.FITTED_STATE:
+        if field.stored is not _state.Stored.JSON:
+            continue
+        key = field.file_key
+        if key not in fitted and field.default is not None:
+            fitted[key] = field.default(fitted)
         value = fitted[key]
-        if type(value) is not int or value < least:
-            raise _corrupt(name, _CONFIG, f"fitted {key}={value!r}")
-    if isinstance(fitted["loss_curve_"], list):  # files of older skact: no monitor
-        fitted.setdefault("monitor_curve_", [math.nan] * len(fitted["loss_curve_"]))
-    fitted.setdefault("monitor_name_", None)
-    if fitted["monitor_name_"] not in (
-        None,
-        "few_shot_1nn_accuracy",
-        "loo_1nn_accuracy",
-        "effective_rank",
-    ):
-        raise _corrupt(name, _CONFIG, f"fitted monitor_name_={fitted['monitor_name_']!r}")
-    for key in ("loss_curve_", "validation_loss_curve_", "monitor_curve_"):
-        curve = fitted[key]
-        if not isinstance(curve, list) or not all(type(v) in (int, float) for v in curve):
-            raise _corrupt(name, _CONFIG, f"fitted {key} is not a list of numbers")
-    names = fitted["feature_names_in_"]
-    if names is not None and (
-        not isinstance(names, list)
-        or len(names) != fitted["n_features_in_"]
-        or not all(isinstance(n, str) for n in names)
-    ):
-        raise _corrupt(
-            name, _CONFIG, "fitted feature_names_in_ is not one name per feature"
-        )
-    start = fitted.get("partial_fit_start")  # absent from files of older skact
-    if start is not None and (type(start) is not int or not 0 <= start <= fitted["step"]):
-        raise _corrupt(name, _CONFIG, f"fitted partial_fit_start={start!r}")
-    if not isinstance(fitted["device"], str):
-        raise _corrupt(name, _CONFIG, f"fitted device={fitted['device']!r}")
-    torch.device(fitted["device"])
+        assert field.check is not None  # _check_schema
+        if not field.check(value, fitted):
+            problem = field.problem.format(key=key, value=value)
+            raise _corrupt(name, _CONFIG, f"fitted {problem}")
+
+
+def _check_schema() -> None:
+    """Refuse a fitted state that :func:`load` could not check: each field the file
+    holds needs a check (a JSON field its own; a tensor field its own or one of
+    :data:`_TENSOR_CHECKS`), and the keys must not collide."""
+    json_keys, tensor_keys = [], [_ARRAYS]
+    for field in _state.FITTED_STATE:
+        if field.stored is _state.Stored.JSON:
+            json_keys.append(field.file_key)
+            checked = field.check is not None
+        elif field.stored in (_state.Stored.TENSORS, _state.Stored.GENERATOR):
+            tensor_keys.append(field.file_key)
+            checked = field.check is not None or field.name in _TENSOR_CHECKS
+        else:
+            continue
+        if not checked:
+            raise TypeError(
+                f"the fitted attribute {field.name} is declared in skact._state as "
+                f"{field.stored.name} without a check: skact.load could not refuse a "
+                "tampered value. Give its Field a check."
+            )
+    for keys in (json_keys, tensor_keys):
+        if len(set(keys)) != len(keys):
+            raise TypeError(f"fitted fields share a key in the model file: {keys}")
 
 
 def _saved_network(estimator: ACTEncoder, fitted: dict[str, Any], name: str) -> str:
@@ -1061,7 +1050,7 @@ def _check_tensors(tensors: dict[str, Any], plan: _Plan, name: str) -> None:
     (a (1,) scale would broadcast, int64 weights be cast), or values that are not
     finite. Everything is checked here, not later inside torch or transform."""
     # The adapter first: it fixes the input width the encoder's shapes follow.
-    arrays = tensors["arrays"]
+    arrays = tensors[_ARRAYS]
     expected_arrays = {
         key: torch.empty(shape, dtype=dtype, device="meta")
         for key, (shape, dtype) in plan.arrays.items()
@@ -1070,31 +1059,45 @@ def _check_tensors(tensors: dict[str, Any], plan: _Plan, name: str) -> None:
     for key, value in arrays.items():
         if key.rsplit(".", 1)[-1] in _POSITIVE_ARRAYS and not bool((value > 0).all()):
             raise _corrupt(name, _TENSORS, f"{key} holds values <= 0")
-    encoder_expected = plan.encoder.state_dict()
+    for field in _tensor_fields():
+        value = tensors[field.file_key]
+        against_networks = _TENSOR_CHECKS.get(field.name)
+        if against_networks is not None:
+            against_networks(value, plan, name)
+            continue
+        _check_finite(value, field.file_key, name)
+        assert field.check is not None  # _check_schema
+        if not field.check(value, plan.config["fitted"]):
+            problem = field.problem.format(key=field.file_key, value=value)
+            raise _corrupt(name, _TENSORS, problem)
+
+
+def _check_encoder(state: Any, plan: _Plan, name: str) -> None:
+    expected = plan.encoder.state_dict()
     if plan.custom is not None:
         # The caller's architecture: a mismatch is theirs to fix (shapes), unless
         # the values themselves are damaged.
-        _check_finite(tensors["encoder"], "encoder", name)
-        _check_state(
-            tensors["encoder"], encoder_expected, "encoder", name, caller_error=True
-        )
+        _check_finite(state, "encoder", name)
+        _check_state(state, expected, "encoder", name, caller_error=True)
     else:
-        _check_state(tensors["encoder"], encoder_expected, "encoder", name)
+        _check_state(state, expected, "encoder", name)
+
+
+def _check_projector(state: Any, plan: _Plan, name: str) -> None:
     if plan.projector is None:
-        if tensors["projector"] is not None:
+        if state is not None:
             raise _corrupt(
                 name, _TENSORS, "it holds projector weights for a model without one"
             )
     else:
-        _check_state(tensors["projector"], plan.projector.state_dict(), "projector", name)
+        _check_state(state, plan.projector.state_dict(), "projector", name)
+
+
+def _check_optimizer_state(state: Any, plan: _Plan, name: str) -> None:
     parameters = [*plan.encoder.parameters()]
     if plan.projector is not None:
         parameters += plan.projector.parameters()
-    _check_optimizer(
-        tensors["optimizer"], parameters, plan.optimizer_state, name, plan.config["fitted"]
-    )
-    _check_adversary(tensors["adversary"], plan.correlation_width, name)
-    _check_generator(tensors["generator"], plan, name)
+    _check_optimizer(state, parameters, plan.optimizer_state, name, plan.config["fitted"])
 
 
 def _check_state(
@@ -1329,7 +1332,7 @@ def _plain(value: Any) -> bool:
 
 def _check_adversary(state: Any, width: int, name: str) -> None:
     """The ACT adversary: plain settings and a (width, width) float32 ``G`` or None
-    (finite or not: see :func:`_rebuild`)."""
+    (finite or not: loading drops a non-finite one)."""
     if state is None:
         return
     if not isinstance(state, dict):
@@ -1346,7 +1349,7 @@ def _check_adversary(state: Any, width: int, name: str) -> None:
         elif not _plain(value):
             raise _corrupt(name, _TENSORS, f"adversary.{key}={value!r}")
     # No finiteness check: older skact saved a NaN G after a divergence, which is no
-    # damage (saving again could not fix it); _rebuild drops it, as the adversary does.
+    # damage (saving again could not fix it); loading drops it (skact._state._adversary).
 
 
 def _check_generator(state: Any, plan: _Plan, name: str) -> None:
@@ -1365,6 +1368,22 @@ def _check_generator(state: Any, plan: _Plan, name: str) -> None:
         ) from None
 
 
+def _check_adversary_state(state: Any, plan: _Plan, name: str) -> None:
+    _check_adversary(state, plan.correlation_width, name)
+
+
+#: The checks of the tensor fields against the networks the saved parameters describe,
+#: by field name, in the order of ``FITTED_STATE`` (a field of ``skact._state``
+#: declared with its own ``check`` needs none here).
+_TENSOR_CHECKS: dict[str, Callable[[Any, _Plan, str], None]] = {
+    "encoder_": _check_encoder,
+    "projector_": _check_projector,
+    "_optimizer_state": _check_optimizer_state,
+    "_adversary_state": _check_adversary_state,
+    "_generator_state": _check_generator,
+}
+
+
 def _target_device(saved: torch.device, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return _training.resolve_device(device)
@@ -1375,71 +1394,34 @@ def _target_device(saved: torch.device, device: str | torch.device | None) -> to
 
 
 def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
-    """A fitted estimator from a checked plan and its checked tensors."""
+    """A fitted estimator from a checked plan and its checked tensors: each field of
+    ``skact._state`` decoded from what the file holds, in declaration order."""
     estimator = plan.estimator
-    config = plan.config
-    fitted = config["fitted"]
-    saved_device = torch.device(fitted["device"])
-    target = plan.target
-
-    adapter_spec = config["adapter"]
-    adapter = ADAPTERS[adapter_spec["kind"]].from_state_dict(
-        _join_arrays(adapter_spec["state"], tensors["arrays"])
+    fitted = plan.config["fitted"]
+    adapter_spec = plan.config["adapter"]
+    estimator._adapter = ADAPTERS[adapter_spec["kind"]].from_state_dict(
+        _join_arrays(adapter_spec["state"], tensors[_ARRAYS])
     )
-    estimator._adapter = adapter  # _make_encoder reads it (embedding front-end)
-    width = int(fitted["n_components_out"])
-    network, projector = _allocated(plan, width)
-    _load_weights(network, tensors["encoder"], "encoder")
-    if projector is not None:
-        _load_weights(projector, tensors["projector"], "projection head")
-
-    estimator.device_ = target
-    estimator._n_components_out = width
-    estimator.encoder_ = estimator._placed(network).eval()
-    estimator.projector_ = projector.to(target).eval() if projector is not None else None
-    estimator._optimizer_state = tensors["optimizer"]
-    adversary = tensors["adversary"]
-    if adversary is not None and isinstance(adversary.get("state"), Tensor):
-        estimate = adversary["state"]
-        finite = bool(torch.isfinite(estimate).all())
-        adversary = {**adversary, "state": estimate.to(target) if finite else None}
-    estimator._adversary_state = adversary
-    estimator._shuffle_rng = plan.shuffle_rng
-    estimator._generator_state = _training.generator_state_for(
-        tensors["generator"], saved_device, target, estimator._shuffle_rng
+    network, projector = _allocated(plan, int(fitted["n_components_out"]))
+    loading = _state.Loading(
+        estimator=estimator,
+        device=plan.target,
+        saved_device=torch.device(fitted["device"]),
+        networks={"encoder_": network, "projector_": projector},
     )
-    estimator._step = int(fitted["step"])
-    estimator._partial_fit_start = fitted.get("partial_fit_start")
-    estimator._fitted_architecture = estimator._architecture()
-    estimator.callbacks_ = []  # the clones that ran are not saved
-    estimator.n_iter_ = int(fitted["n_iter_"])
-    estimator.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
-    estimator.validation_loss_curve_ = [float(v) for v in fitted["validation_loss_curve_"]]
-    estimator.monitor_curve_ = [float(v) for v in fitted["monitor_curve_"]]
-    estimator.monitor_name_ = fitted["monitor_name_"]
-    estimator.n_features_in_ = int(fitted["n_features_in_"])
-    estimator._expose_adapter_attributes()
-    if fitted["feature_names_in_"] is not None:
-        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    for field in _state.FITTED_STATE:
+        if field.stored is _state.Stored.ADAPTER:
+            continue  # read above: the networks and the derived fields need it
+        if field.stored is _state.Stored.DERIVED:
+            saved = None
+        elif field.stored is _state.Stored.JSON:
+            saved = fitted[field.file_key]
+        else:
+            saved = tensors[field.file_key]
+        value = field.decode(saved, loading)
+        if value is not _state.UNSET:
+            setattr(estimator, field.name, value)
     return estimator
-
-
-def _load_weights(module: torch.nn.Module, state: dict[str, Tensor], what: str) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"the saved {what} weights do not fit the network built for them: {exc}"
-        ) from None
-
-
-def _bit_generator(state: dict[str, Any]) -> np.random.Generator:
-    name = state["bit_generator"]
-    if name not in _BIT_GENERATORS:
-        raise ValueError(f"unknown numpy bit generator {name!r}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
 
 
 # ------------------------------------------------------------------ JSON conversions
@@ -1627,17 +1609,6 @@ def _join_arrays(value: Any, arrays: dict[str, Tensor]) -> Any:
         return {k: _join_arrays(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_join_arrays(v, arrays) for v in value]
-    return value
-
-
-def _to_cpu(value: Any) -> Any:
-    """A copy of a nested state with every tensor on the CPU."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
     return value
 
 
