@@ -46,7 +46,13 @@ from .adapters.factory import read_input
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
-from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
+from .objectives import (
+    OBJECTIVES,
+    ACTLoss,
+    Objective,
+    make_objective,
+    resolve_objective,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +81,16 @@ Objective, default="act"
         ``adversary`` and ``adversary_momentum`` below); an instance such as
         ``BarlowTwinsLoss(lambd=0.02)`` or ``ACTLoss(alpha=0.1)`` (see
         :mod:`skact.objectives`) sets its own, which a grid search reaches as
-        ``objective__lambd``. With an ``ACTLoss``, leave the three ACT parameters
-        below at their defaults.
+        ``objective__lambd``. ``alpha``, ``adversary`` and ``adversary_momentum``
+        configure ``objective="act"`` only, as shortcuts for ``ACTLoss(alpha=...,
+        adversary=..., momentum=...)``: with any other objective, an ``ACTLoss``
+        instance included (it has its own), they must keep their defaults, else
+        ``fit`` raises a ValueError rather than ignore them. To search over
+        objectives and ``alpha`` together, give ``GridSearchCV`` a list of grids
+        (``[{"objective": ["act"], "alpha": [...]}, {"objective": ["vicreg"]}]``).
     alpha : float, default=0.03
-        Weight of the ACT regulariser (the paper's lambda). Tune it first. The default
+        Weight of the ACT regulariser (the paper's lambda), for ``objective="act"``
+        (an ``ACTLoss`` instance has its own ``alpha``). Tune it first. The default
         won the few-shot benchmark (``benchmarks/results/fewshot.md``) against 0.01,
         0.1, 0.3 and 1 on digits images, wine and breast cancer, and tied 0.1 on
         digits as a table.
@@ -90,7 +102,7 @@ Objective, default="act"
         half the gradient of ``alpha * ||C_hat - I||^2``; not the authors' code, which
         does not detach its first pair's ``G``). See :class:`skact.objectives.Adversary`.
     adversary_momentum : float, default=0.9
-        Weight of the past in the ``"ema"`` adversary.
+        Weight of the past in the ``"ema"`` adversary (``ACTLoss``'s ``momentum``).
     encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \
 default="auto"
         The representation network. ``"auto"`` is ``"mlp"`` for tables; for images it
@@ -796,6 +808,13 @@ default="auto"
 
     # ------------------------------------------------------------------ internals
 
+    def _objective(self) -> Objective:
+        """``objective`` with ACT's settings taken from one place: the estimator's
+        ``alpha``, ``adversary`` and ``adversary_momentum`` for the name ``"act"``, an
+        instance's own otherwise (a value set where it would be ignored is refused;
+        see :func:`~skact.objectives.resolve_objective`)."""
+        return resolve_objective(self.objective, self.get_params(deep=False))
+
     def _read_input(self, X: Any, reset: bool) -> tuple[type[InputAdapter], Any]:
         """``X``'s adapter class and ``X`` read by it (see ``adapters.factory``)."""
         return read_input(X, self, None if reset else self._adapter)
@@ -810,6 +829,7 @@ default="auto"
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
             _check_callbacks(self.callbacks)
+            self._objective()  # refuses an ACT setting the objective would ignore
             if not reset:
                 self._check_architecture_unchanged()
             adapter_class, X = self._read_input(X, reset=reset)
@@ -1384,12 +1404,7 @@ default="auto"
         )
         if self._optimizer_state is not None:
             _training.load_optimizer_state(optimizer, self._optimizer_state)
-        criterion = make_objective(
-            self.objective,
-            alpha=self.alpha,
-            adversary=self.adversary,
-            adversary_momentum=self.adversary_momentum,
-        )
+        criterion = make_objective(self._objective())
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
@@ -1483,13 +1498,7 @@ default="auto"
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, data, generator)
 
-        criterion = make_objective(
-            self.objective,
-            alpha=self.alpha,
-            adversary=self.adversary,
-            adversary_momentum=self.adversary_momentum,
-            batch_adversary=True,
-        )
+        criterion = make_objective(self._objective(), held_out=True)
         batch_size = _training.transform_batch_size(
             self.batch_size if isinstance(self.batch_size, int) else 256,
             adapter.input_shape,
