@@ -165,7 +165,7 @@ def _trainer(batch_size: int) -> Trainer:
     return Trainer(
         encoder=encoder,
         projector=projector,
-        criterion=make_objective("act", alpha=0.1),
+        criterion=make_objective(ACTLoss(alpha=0.1)),
         optimizer=make_adam(params, 1e-3, 0.0, torch.device("cpu")),
         view_fn=lambda batch, gen: aug(batch, pool, gen),
         n_views=2,
