@@ -40,6 +40,7 @@ from . import (
 from . import callbacks as public_callbacks
 from ._auto import AutoSettings
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
+from ._params import ParamsMixin
 from ._training import NonFiniteLossError
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
@@ -126,8 +127,12 @@ default="auto"
         the loss on the representation itself.
     corruption_rate : float or "auto", default="auto"
         Tabular views: probability that a cell is replaced by the same feature's value
-        in another row (SCARF). Both views of a row are corrupted, so at a rate ``p``
-        up to ``1 - (1 - p)**2`` of their cells differ. ``"auto"`` is 0.1 for a table
+        in another row (SCARF): a shortcut for
+        ``augment=TabularAugment(corruption_rate=...)``, used when ``augment`` is None
+        (with a ``TabularAugment`` given, leave it at ``"auto"`` or set the same value:
+        a different one raises a ValueError, as any value but ``"auto"`` does for
+        images). Both views of a row are corrupted, so at a rate ``p`` up to
+        ``1 - (1 - p)**2`` of their cells differ. ``"auto"`` is 0.1 for a table
         with a categorical column and 0.2 for one of numbers only
         (:func:`resolved_settings` says which a fit would use): on the seven
         mixed-type tables of ``benchmarks/results/tables.md`` (linear probe, 10
@@ -141,7 +146,8 @@ default="auto"
         mixed tables.
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
-        features.
+        features. A shortcut for ``augment=TabularAugment(noise_scale=...)``, with the
+        same rules as ``corruption_rate``.
     categorical_features : "from_dtype" or array-like of int, str or bool, \
             default="from_dtype"
         Which columns are categorical, as in
@@ -157,9 +163,14 @@ default="auto"
         a missing numeric value becomes the column mean plus a missing indicator
         input; a missing categorical value is a category of its own (NaN, last in
         ``categories_``) with a learned embedding.
-    augment : ImageAugment, callable or None, default=None
-        Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
-        size the network sees, in training and in ``transform``. A callable
+    augment : ImageAugment, TabularAugment, callable or None, default=None
+        How views are drawn, a nested parameter (``augment__corruption_rate``,
+        ``augment__flip_p`` in a grid search). Tables take a
+        :class:`skact.augment.TabularAugment`, or None for one built from
+        ``corruption_rate`` and ``noise_scale``. Images take an
+        :class:`skact.augment.ImageAugment`, whose ``output_size`` is the size the
+        network sees, in training and in ``transform``. A view of the other kind of
+        input raises a ValueError naming the fix. For images, a callable
         ``views = augment(images, generator)`` of one's own (or a
         :class:`skact.augment.Compose`) is checked once in ``fit``; a model fitted with
         one is pickled, not saved (the user guide's page on images gives the protocol,
@@ -239,9 +250,10 @@ default="auto"
         values set now are used (``learning_rate``, ``weight_decay``, ``adversary``,
         ``adversary_momentum``...): the running state is kept (Adam's moments, the
         adversary's average), not the old settings. The table views' ``corruption_rate``
-        (``"auto"`` resolved) and ``noise_scale`` are those of the first fit: they are
-        kept with the fitted input statistics. The learning-rate schedule starts
-        again, as for a fresh ``fit`` of ``max_iter`` epochs. A model loaded from a
+        (``"auto"`` resolved) and ``noise_scale`` (from ``augment`` or the shortcuts)
+        are those of the first fit: they are kept with the fitted input statistics.
+        The learning-rate schedule starts again, as for a fresh ``fit`` of
+        ``max_iter`` epochs. A model loaded from a
         file saved with ``save(path, optimizer_state=False)`` continues with a fresh
         Adam (its moments start from zero).
     device : str or torch.device, default="auto"
@@ -367,7 +379,7 @@ default="auto"
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"})],
         "handle_missing": [StrOptions({"error", "indicator"})],
-        "augment": [ImageAugment, callable, None],
+        "augment": [ImageAugment, TabularAugment, callable, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
         "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
         "channel_mismatch": [StrOptions({"convert", "error"})],
@@ -1560,7 +1572,6 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     else:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
-    views = getattr(adapter, "augment", None)
     return {
         "n_samples": n_samples,
         "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
@@ -1577,11 +1588,16 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
             if isinstance(estimator.learning_rate, str)
             else float(estimator.learning_rate)
         ),
-        "corruption_rate": (
-            float(views.corruption_rate) if isinstance(views, TabularAugment) else None
-        ),
+        "corruption_rate": _views_params(adapter).get("corruption_rate"),
         "device": str(device),
     }
+
+
+def _views_params(adapter: InputAdapter) -> dict[str, Any]:
+    """The parameters of the views a fit draws, as the views declare them (a resolved
+    :class:`~skact.augment.TabularAugment` or an ImageAugment); none for a callable."""
+    views = getattr(adapter, "augment", None)
+    return views.get_params() if isinstance(views, ParamsMixin) else {}
 
 
 def _check_callbacks(callbacks: Any) -> None:
@@ -1654,13 +1670,12 @@ def _log_fit_summary(
         len(estimator.callbacks_),
         "" if len(estimator.callbacks_) == 1 else "s",
     )
-    views = getattr(adapter, "augment", None)
     resolved = {
         "encoder": network,
         "batch_size": trainer.batch_size,
         "learning_rate": trainer.learning_rate,
         "device": str(estimator.device_),
-        "corruption_rate": getattr(views, "corruption_rate", None),
+        "corruption_rate": _views_params(adapter).get("corruption_rate"),
     }
     if trainer.total_steps is not None:  # fit, not partial_fit: max_iter applies
         resolved["max_iter"] = epochs
