@@ -212,7 +212,8 @@ def table_views(
         augment = TabularAugment(corruption_rate, noise_scale)
     elif not isinstance(augment, TabularAugment):
         raise ValueError(
-            f"augment={augment!r} makes views of images, but X is a table: give a "
+            f"augment of type {type(augment).__name__} makes views of images, but X is a "
+            "table: give a "
             "table's views as augment=TabularAugment(corruption_rate=..., "
             "noise_scale=...) (grid-searched as augment__corruption_rate), or "
             "augment=None to use corruption_rate and noise_scale."
@@ -224,7 +225,7 @@ def table_views(
             if value != default and value != own:
                 raise ValueError(
                     f"{name}={value!r} and augment={augment!r} both set the table "
-                    f"views' {name}: set it in one place, augment=TabularAugment("
+                    f"views' {name}: set it in one place, use augment=TabularAugment("
                     f"{name}={value!r}) (augment__{name} in a grid search) with "
                     f"ACTEncoder's {name} left at its default {default!r}, or "
                     "augment=None."
@@ -254,8 +255,8 @@ def refuse_table_views(
     """
     if isinstance(augment, TabularAugment):
         raise ValueError(
-            f"augment={augment!r} makes views of table rows, but X holds images: "
-            "pass an ImageAugment (or a callable views = augment(images, generator)), "
+            "augment of type TabularAugment makes views of table rows, but X holds images: "
+            "use an ImageAugment (or a callable views = augment(images, generator)), "
             "or augment=None for the default image views."
         )
     given = {"corruption_rate": corruption_rate, "noise_scale": noise_scale}
@@ -264,7 +265,7 @@ def refuse_table_views(
             raise ValueError(
                 f"{name}={given[name]!r} sets the views of table rows, but X holds "
                 f"images, which would ignore it: leave {name} at its default "
-                f"{default!r} and set image views with augment=ImageAugment(...)."
+                f"{default!r} and use augment=ImageAugment(...) for image views."
             )
 
 
