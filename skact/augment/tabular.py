@@ -17,7 +17,7 @@ from torch import Tensor
 from .._auto import table_corruption_rate
 from .._params import ParamsMixin
 
-__all__ = ["TabularAugment", "refuse_table_views", "table_views"]
+__all__ = ["TabularAugment"]
 
 #: ``ACTEncoder``'s shortcuts for a table's views, with their defaults: they build the
 #: views when ``augment`` is None (see :func:`table_views`).
