@@ -40,13 +40,20 @@ from . import (
 from . import callbacks as public_callbacks
 from ._auto import AutoSettings
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
+from ._params import ParamsMixin
 from ._training import NonFiniteLossError
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
 from .networks import ProjectionHead, build_encoder
-from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
+from .objectives import (
+    OBJECTIVES,
+    ACTLoss,
+    Objective,
+    make_objective,
+    resolve_objective,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +82,16 @@ Objective, default="act"
         ``adversary`` and ``adversary_momentum`` below); an instance such as
         ``BarlowTwinsLoss(lambd=0.02)`` or ``ACTLoss(alpha=0.1)`` (see
         :mod:`skact.objectives`) sets its own, which a grid search reaches as
-        ``objective__lambd``. With an ``ACTLoss``, leave the three ACT parameters
-        below at their defaults.
+        ``objective__lambd``. ``alpha``, ``adversary`` and ``adversary_momentum``
+        configure ``objective="act"`` only, as shortcuts for ``ACTLoss(alpha=...,
+        adversary=..., momentum=...)``: with any other objective, an ``ACTLoss``
+        instance included (it has its own), they must keep their defaults, else
+        ``fit`` raises a ValueError rather than ignore them. To search over
+        objectives and ``alpha`` together, give ``GridSearchCV`` a list of grids
+        (``[{"objective": ["act"], "alpha": [...]}, {"objective": ["vicreg"]}]``).
     alpha : float, default=0.03
-        Weight of the ACT regulariser (the paper's lambda). Tune it first. The default
+        Weight of the ACT regulariser (the paper's lambda), for ``objective="act"``
+        (an ``ACTLoss`` instance has its own ``alpha``). Tune it first. The default
         won the few-shot benchmark (``benchmarks/results/fewshot.md``) against 0.01,
         0.1, 0.3 and 1 on digits images, wine and breast cancer, and tied 0.1 on
         digits as a table.
@@ -90,7 +103,7 @@ Objective, default="act"
         half the gradient of ``alpha * ||C_hat - I||^2``; not the authors' code, which
         does not detach its first pair's ``G``). See :class:`skact.objectives.Adversary`.
     adversary_momentum : float, default=0.9
-        Weight of the past in the ``"ema"`` adversary.
+        Weight of the past in the ``"ema"`` adversary (``ACTLoss``'s ``momentum``).
     encoder : {"auto", "mlp", "convnet", "resnet18"} or torch.nn.Module or callable, \
 default="auto"
         The representation network. ``"auto"`` is ``"mlp"`` for tables; for images it
@@ -114,8 +127,12 @@ default="auto"
         the loss on the representation itself.
     corruption_rate : float or "auto", default="auto"
         Tabular views: probability that a cell is replaced by the same feature's value
-        in another row (SCARF). Both views of a row are corrupted, so at a rate ``p``
-        up to ``1 - (1 - p)**2`` of their cells differ. ``"auto"`` is 0.1 for a table
+        in another row (SCARF): a shortcut for
+        ``augment=TabularAugment(corruption_rate=...)``, used when ``augment`` is None
+        (with a ``TabularAugment`` given, leave it at ``"auto"`` or set the same value:
+        a different one raises a ValueError, as any value but ``"auto"`` does for
+        images). Both views of a row are corrupted, so at a rate ``p`` up to
+        ``1 - (1 - p)**2`` of their cells differ. ``"auto"`` is 0.1 for a table
         with a categorical column and 0.2 for one of numbers only
         (:func:`resolved_settings` says which a fit would use): on the seven
         mixed-type tables of ``benchmarks/results/tables.md`` (linear probe, 10
@@ -129,7 +146,8 @@ default="auto"
         mixed tables.
     noise_scale : float, default=0.0
         Tabular views: standard deviation of Gaussian noise added to standardised
-        features.
+        features. A shortcut for ``augment=TabularAugment(noise_scale=...)``, with the
+        same rules as ``corruption_rate``.
     categorical_features : "from_dtype" or array-like of int, str or bool, \
             default="from_dtype"
         Which columns are categorical, as in
@@ -145,9 +163,14 @@ default="auto"
         a missing numeric value becomes the column mean plus a missing indicator
         input; a missing categorical value is a category of its own (NaN, last in
         ``categories_``) with a learned embedding.
-    augment : ImageAugment, callable or None, default=None
-        Image views (:class:`skact.augment.ImageAugment`); its ``output_size`` is the
-        size the network sees, in training and in ``transform``. A callable
+    augment : ImageAugment, TabularAugment, callable or None, default=None
+        How views are drawn, a nested parameter (``augment__corruption_rate``,
+        ``augment__flip_p`` in a grid search). Tables take a
+        :class:`skact.augment.TabularAugment`, or None for one built from
+        ``corruption_rate`` and ``noise_scale``. Images take an
+        :class:`skact.augment.ImageAugment`, whose ``output_size`` is the size the
+        network sees, in training and in ``transform``. A view of the other kind of
+        input raises a ValueError naming the fix. For images, a callable
         ``views = augment(images, generator)`` of one's own (or a
         :class:`skact.augment.Compose`) is checked once in ``fit``; a model fitted with
         one is pickled, not saved (the user guide's page on images gives the protocol,
@@ -227,9 +250,10 @@ default="auto"
         values set now are used (``learning_rate``, ``weight_decay``, ``adversary``,
         ``adversary_momentum``...): the running state is kept (Adam's moments, the
         adversary's average), not the old settings. The table views' ``corruption_rate``
-        (``"auto"`` resolved) and ``noise_scale`` are those of the first fit: they are
-        kept with the fitted input statistics. The learning-rate schedule starts
-        again, as for a fresh ``fit`` of ``max_iter`` epochs. A model loaded from a
+        (``"auto"`` resolved) and ``noise_scale`` (from ``augment`` or the shortcuts)
+        are those of the first fit: they are kept with the fitted input statistics.
+        The learning-rate schedule starts again, as for a fresh ``fit`` of
+        ``max_iter`` epochs. A model loaded from a
         file saved with ``save(path, optimizer_state=False)`` continues with a fresh
         Adam (its moments start from zero).
     device : str or torch.device, default="auto"
@@ -363,7 +387,7 @@ default="auto"
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"})],
         "handle_missing": [StrOptions({"error", "indicator"})],
-        "augment": [ImageAugment, callable, None],
+        "augment": [ImageAugment, TabularAugment, callable, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
         "image_layout": [StrOptions({"auto", "channels_first", "channels_last"})],
         "channel_mismatch": [StrOptions({"convert", "error"})],
@@ -771,6 +795,13 @@ default="auto"
 
     # ------------------------------------------------------------------ internals
 
+    def _objective(self) -> Objective:
+        """``objective`` with ACT's settings taken from one place: the estimator's
+        ``alpha``, ``adversary`` and ``adversary_momentum`` for the name ``"act"``, an
+        instance's own otherwise (a value set where it would be ignored is refused;
+        see :func:`~skact.objectives.resolve_objective`)."""
+        return resolve_objective(self.objective, self.get_params(deep=False))
+
     def _read_input(self, X: Any, reset: bool) -> tuple[type[InputAdapter], Any]:
         """``X``'s adapter class and ``X`` read by it (see ``adapters.factory``)."""
         return read_input(X, self, None if reset else self._adapter)
@@ -785,6 +816,7 @@ default="auto"
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
             _check_callbacks(self.callbacks)
+            self._objective()  # refuses an ACT setting the objective would ignore
             if not reset:
                 self._check_architecture_unchanged()
             adapter_class, X = self._read_input(X, reset=reset)
@@ -1362,12 +1394,7 @@ default="auto"
         )
         if self._optimizer_state is not None:
             _training.load_optimizer_state(optimizer, self._optimizer_state)
-        criterion = make_objective(
-            self.objective,
-            alpha=self.alpha,
-            adversary=self.adversary,
-            adversary_momentum=self.adversary_momentum,
-        )
+        criterion = make_objective(self._objective())
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
@@ -1461,13 +1488,7 @@ default="auto"
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, data, generator)
 
-        criterion = make_objective(
-            self.objective,
-            alpha=self.alpha,
-            adversary=self.adversary,
-            adversary_momentum=self.adversary_momentum,
-            batch_adversary=True,
-        )
+        criterion = make_objective(self._objective(), held_out=True)
         batch_size = _training.transform_batch_size(
             self.batch_size if isinstance(self.batch_size, int) else 256,
             adapter.input_shape,
@@ -1531,7 +1552,6 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     else:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
-    views = getattr(adapter, "augment", None)
     compute = _training.compute_settings(device, adapter.kind, estimator.precision)
     return {
         "n_samples": n_samples,
@@ -1549,13 +1569,18 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
             if isinstance(estimator.learning_rate, str)
             else float(estimator.learning_rate)
         ),
-        "corruption_rate": (
-            float(views.corruption_rate) if isinstance(views, TabularAugment) else None
-        ),
+        "corruption_rate": _views_params(adapter).get("corruption_rate"),
         "device": str(device),
         "precision": compute.precision,
         "channels_last": compute.channels_last,
     }
+
+
+def _views_params(adapter: InputAdapter) -> dict[str, Any]:
+    """The parameters of the views a fit draws, as the views declare them (a resolved
+    :class:`~skact.augment.TabularAugment` or an ImageAugment); none for a callable."""
+    views = getattr(adapter, "augment", None)
+    return views.get_params() if isinstance(views, ParamsMixin) else {}
 
 
 def _check_callbacks(callbacks: Any) -> None:
@@ -1628,13 +1653,12 @@ def _log_fit_summary(
         len(estimator.callbacks_),
         "" if len(estimator.callbacks_) == 1 else "s",
     )
-    views = getattr(adapter, "augment", None)
     resolved = {
         "encoder": network,
         "batch_size": trainer.batch_size,
         "learning_rate": trainer.learning_rate,
         "device": str(estimator.device_),
-        "corruption_rate": getattr(views, "corruption_rate", None),
+        "corruption_rate": _views_params(adapter).get("corruption_rate"),
     }
     if trainer.total_steps is not None:  # fit, not partial_fit: max_iter applies
         resolved["max_iter"] = epochs

@@ -29,6 +29,7 @@ from ._auto import AutoSettings
 from ._guards import caller_stacklevel
 from .adapters.base import InputAdapter
 from .augment.image import ImageAugment, ViewStep, view_size_of
+from .augment.tabular import refuse_table_views
 
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
@@ -616,6 +617,9 @@ class ImageAdapter:
         -------
         ImageAdapter
         """
+        refuse_table_views(
+            estimator.augment, estimator.corruption_rate, estimator.noise_scale
+        )
         return cls.fit(
             X, estimator.augment, estimator.image_size, device.type, measure=measure
         )

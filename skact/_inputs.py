@@ -26,9 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from . import _guards
-from ._auto import table_corruption_rate
 from .adapters.base import InputAdapter, TableAdapterMixin
-from .augment.tabular import TabularAugment
+from .augment.tabular import TabularAugment, table_views
 
 if TYPE_CHECKING:
     from ._encoder import ACTEncoder
@@ -306,8 +305,12 @@ class TabularAdapter(TableAdapterMixin):
         -------
         TabularAdapter
         """
-        rate = table_corruption_rate(estimator.corruption_rate, has_categorical=False)
-        augment = TabularAugment(rate, estimator.noise_scale)
+        augment = table_views(
+            estimator.augment,
+            estimator.corruption_rate,
+            estimator.noise_scale,
+            has_categorical=False,
+        )
         return cls.fit(X, augment)
 
     @classmethod

@@ -53,6 +53,7 @@ from . import _atomic, _state, _training
 from ._images import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
+from .augment.tabular import TabularAugment
 from .callbacks import EarlyStopping
 from .objectives import OBJECTIVES, Objective
 
@@ -1426,8 +1427,8 @@ def _rebuild(plan: _Plan, tensors: dict[str, Any]) -> ACTEncoder:
 
 # ------------------------------------------------------------------ JSON conversions
 
-#: How an ImageAugment parameter is marked in the saved parameters.
-_AUGMENT_KEY = "__image_augment__"
+#: How an ImageAugment or TabularAugment parameter is marked in the saved parameters.
+_AUGMENT_KEYS = {"__image_augment__": ImageAugment, "__tabular_augment__": TabularAugment}
 #: How an objective instance is marked: its registry name and parameters.
 _OBJECTIVE_KEY = "__objective__"
 #: How a list of skact's own callbacks is marked: each one's class name and parameters.
@@ -1461,11 +1462,12 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
             out[name] = None
         elif isinstance(value, torch.device):
             out[name] = str(value)
-        elif isinstance(value, ImageAugment):
+        elif isinstance(value, (ImageAugment, TabularAugment)):
             augment = {
                 k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()
             }
-            out[name] = {_AUGMENT_KEY: augment}
+            key = next(k for k, kind in _AUGMENT_KEYS.items() if type(value) is kind)
+            out[name] = {key: augment}
         elif name == "augment" and value is not None:
             # A callable's code, like a user encoder's, is not saved. Refused rather
             # than loaded with other views: warm_start and partial_fit would then
@@ -1549,8 +1551,9 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
     def value(v: Any) -> Any:
         if isinstance(v, list):
             return tuple(v)
-        if isinstance(v, dict) and _AUGMENT_KEY in v:
-            return ImageAugment(**{k: value(a) for k, a in v[_AUGMENT_KEY].items()})
+        for key, kind in _AUGMENT_KEYS.items():
+            if isinstance(v, dict) and key in v:
+                return kind(**{k: value(a) for k, a in v[key].items()})
         if isinstance(v, dict) and _OBJECTIVE_KEY in v:
             return _objective_from_json(v)
         if isinstance(v, dict) and _CALLBACKS_KEY in v:

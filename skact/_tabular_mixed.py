@@ -26,10 +26,9 @@ from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 
-from ._auto import table_corruption_rate
 from ._inputs import safe_scale
 from .adapters.base import TableAdapterMixin
-from .augment.tabular import TabularAugment
+from .augment.tabular import TabularAugment, table_views
 from .networks import TabularEmbedding
 
 if TYPE_CHECKING:
@@ -743,8 +742,12 @@ class MixedTableAdapter(TableAdapterMixin):
         """
         names = getattr(estimator, "feature_names_in_", None)
         mask = resolve_categorical(estimator.categorical_features, X, names)
-        rate = table_corruption_rate(estimator.corruption_rate, bool(mask.any()))
-        augment = TabularAugment(rate, estimator.noise_scale)
+        augment = table_views(
+            estimator.augment,
+            estimator.corruption_rate,
+            estimator.noise_scale,
+            bool(mask.any()),
+        )
         return cls.fit(X, mask, estimator.handle_missing, augment)
 
     def fitted_attributes(self) -> dict[str, Any]:

@@ -9,8 +9,11 @@ Each objective is also a small :class:`torch.nn.Module` holding its own
 hyper-parameters (:class:`ACTLoss`, :class:`BarlowTwinsLoss`, :class:`VICRegLoss`,
 :class:`SpectralContrastiveLoss`, :class:`NTXentLoss`), with scikit-learn's
 ``get_params`` / ``set_params``: ``ACTEncoder(objective=NTXentLoss(temperature=0.2))``
-clones, saves and grid-searches as ``objective__temperature``. :func:`make_objective`
-is the one place that turns ``ACTEncoder``'s ``objective`` into the training criterion.
+clones, saves and grid-searches as ``objective__temperature``. :func:`resolve_objective`
+turns ``ACTEncoder``'s ``objective`` and the estimator parameters an objective declares
+(:attr:`Objective.estimator_params`: ACT's ``alpha``, ``adversary`` and
+``adversary_momentum``) into one objective instance; :func:`make_objective` turns that
+into the training criterion.
 
 ACT (Adversarial Contrastive Training) is a minimax problem: the regulariser
 ``||E[f(x1) f(x2)^T] - I||_F^2`` is replaced by ``<E[f(x1) f(x2)^T] - I, G>_F`` with an
@@ -54,6 +57,7 @@ __all__ = [
     "make_objective",
     "multiview_loss",
     "nt_xent_loss",
+    "resolve_objective",
     "scale_to_sqrt_dim",
     "spectral_contrastive_loss",
     "vicreg_loss",
@@ -554,11 +558,36 @@ class Objective(ParamsMixin, nn.Module):
     :class:`~skact.ACTEncoder`: ``clone`` copies it and a grid search sets
     ``objective__<name>``. It holds no weights; training uses a fresh copy built by
     :func:`make_objective`, so the instance passed to ``ACTEncoder`` is never changed.
+
+    A subclass may declare in :attr:`estimator_params` the ``ACTEncoder`` parameters
+    that configure it when ``objective`` names it (as ACT's ``alpha``); they then apply
+    to that name only (:func:`resolve_objective`).
     """
 
     #: The ``objective`` string that means this class with its default parameters.
     name: ClassVar[str]
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    #: ``ACTEncoder``'s parameters that set this objective's own when ``objective``
+    #: is its name: estimator parameter -> objective parameter (the estimator's
+    #: default must equal the objective's). Empty: the name means the defaults.
+    estimator_params: ClassVar[dict[str, str]] = {}
+
+    def criterion(self, held_out: bool = False) -> Callable[[Sequence[Tensor]], Tensor]:
+        """A new training criterion ``views -> scalar`` with these parameters.
+
+        Parameters
+        ----------
+        held_out : bool, default=False
+            For a loss on held-out data, where no state may carry over from batch to
+            batch (ACT takes its adversary from each batch). The baselines hold no
+            state, so it changes nothing for them.
+
+        Returns
+        -------
+        callable
+            A copy of this objective (whose state, if any, starts empty).
+        """
+        return clone(self)
 
     def validate(self) -> None:
         """Raise a ValueError naming the first parameter out of range.
@@ -618,8 +647,10 @@ class ACTLoss(Objective):
     """ACT with a persistent adversary (:class:`ACTCriterion`), as an objective.
 
     ``ACTEncoder(objective="act")`` takes ``alpha``, ``adversary`` and
-    ``adversary_momentum`` from the encoder's own parameters; ``objective=ACTLoss(...)``
-    takes them from here instead (the encoder's must then keep their defaults).
+    ``adversary_momentum`` from the encoder's own parameters (the shortcut scikit-learn
+    users and a grid search reach first); ``objective=ACTLoss(...)`` takes them from
+    here instead, and the encoder's must then keep their defaults (a ValueError says
+    so otherwise; see :func:`resolve_objective`).
 
     Parameters
     ----------
@@ -644,6 +675,11 @@ class ACTLoss(Objective):
         "adversary": [StrOptions(set(Adversary.modes))],
         "momentum": [Interval(Real, 0, 1, closed="left")],
     }
+    estimator_params: ClassVar[dict[str, str]] = {
+        "alpha": "alpha",
+        "adversary": "adversary",
+        "adversary_momentum": "momentum",
+    }
 
     def __init__(
         self, alpha: float = 0.03, adversary: str = "ema", momentum: float = 0.9
@@ -654,12 +690,12 @@ class ACTLoss(Objective):
         self.momentum = momentum
         self._running: ACTCriterion | None = None
 
-    def criterion(self, batch_adversary: bool = False) -> ACTCriterion:
+    def criterion(self, held_out: bool = False) -> ACTCriterion:
         """A new criterion with these parameters and an adversary with no past.
 
         Parameters
         ----------
-        batch_adversary : bool, default=False
+        held_out : bool, default=False
             Take ``G`` from each batch itself, whatever ``adversary`` says (a loss on
             held-out data, where no state may carry over).
 
@@ -667,7 +703,7 @@ class ACTLoss(Objective):
         -------
         ACTCriterion
         """
-        mode = "batch" if batch_adversary else self.adversary
+        mode = "batch" if held_out else self.adversary
         return ACTCriterion(self.alpha, Adversary(mode, self.momentum))
 
     def forward(self, views: Sequence[Tensor]) -> Tensor:
@@ -810,46 +846,126 @@ class NTXentLoss(Objective):
 
 
 #: Objective classes by the name ``ACTEncoder(objective=...)`` accepts; the name alone
-#: means the class with its default parameters (ACT: the encoder's ``alpha``,
-#: ``adversary`` and ``adversary_momentum``).
+#: means the class with its default parameters, but for those it reads from the
+#: estimator (:attr:`Objective.estimator_params`; ACT: ``alpha``, ``adversary`` and
+#: ``adversary_momentum``).
 OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ACTLoss, BarlowTwinsLoss, VICRegLoss, SpectralContrastiveLoss, NTXentLoss)
 }
 
-#: ``ACTEncoder``'s parameters that configure ACT, and the ``ACTLoss`` parameter of each.
-_ACT_PARAMETERS = {
-    "alpha": "alpha",
-    "adversary": "adversary",
-    "adversary_momentum": "momentum",
-}
 
+def resolve_objective(
+    objective: str | Objective, estimator_params: Mapping[str, Any]
+) -> Objective:
+    """The objective ``ACTEncoder`` trains, with each setting taken from one place.
 
-def make_objective(
-    objective: str | Objective,
-    *,
-    alpha: float = 0.03,
-    adversary: str = "ema",
-    adversary_momentum: float = 0.9,
-    batch_adversary: bool = False,
-) -> Callable[[Sequence[Tensor]], Tensor]:
-    """The training criterion ``views -> scalar`` for ``ACTEncoder``'s ``objective``.
+    A name builds its class from the estimator parameters the class declares in
+    :attr:`Objective.estimator_params` (``"act"``: ``alpha``, ``adversary`` and
+    ``adversary_momentum``), the others at their defaults. An :class:`Objective`
+    instance carries all its settings itself and is returned as it is.
 
-    A name builds that objective with its default parameters (``"act"`` with
-    ``alpha``, ``adversary`` and ``adversary_momentum``); an :class:`Objective` is
-    validated and copied, so training leaves the caller's instance as it was.
+    A declared estimator parameter that the objective does not read (``alpha`` with
+    ``objective="vicreg"``, or with ``objective=ACTLoss(...)``, which has its own) must
+    keep its default: a value set there would be ignored, so it is refused.
 
     Parameters
     ----------
     objective : str or Objective
-        A key of :data:`OBJECTIVES` or an objective instance.
-    alpha, adversary, adversary_momentum
-        ``ACTEncoder``'s ACT parameters. They build ``"act"``; with an
-        :class:`ACTLoss` instance they must keep their defaults (the instance's own
-        parameters are used; two values for one setting would be ambiguous); other
-        objectives ignore them.
-    batch_adversary : bool, default=False
-        ACT only: take ``G`` from each batch itself (a loss on held-out data).
+        ``ACTEncoder``'s ``objective``: a key of :data:`OBJECTIVES` or an instance.
+    estimator_params : mapping
+        ``ACTEncoder``'s parameters (``get_params(deep=False)``); those that no
+        objective declares are not read.
+
+    Returns
+    -------
+    Objective
+        A new instance for a name; ``objective`` itself for an instance.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or a declared estimator parameter set away from its
+        default that the objective does not read (the message names the fix).
+    TypeError
+        For an ``objective`` that is neither a name nor an :class:`Objective`.
+
+    Examples
+    --------
+    >>> resolve_objective("act", {"alpha": 0.1, "adversary": "ema"})
+    ACTLoss(alpha=0.1, adversary='ema', momentum=0.9)
+    >>> resolve_objective("nt_xent", {"alpha": 0.03})
+    NTXentLoss(temperature=0.5)
+    """
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective must be one of {sorted(OBJECTIVES)} or an "
+                f"skact.objectives.Objective, got {objective!r}"
+            )
+        cls = OBJECTIVES[objective]
+        reads = cls.estimator_params
+        own = {
+            theirs: estimator_params[ours]
+            for ours, theirs in reads.items()
+            if ours in estimator_params
+        }
+        resolved: Objective = cls(**own)
+    elif isinstance(objective, Objective):
+        reads, resolved = {}, objective
+    else:
+        raise TypeError(
+            "objective must be a name or an skact.objectives.Objective such as "
+            f"BarlowTwinsLoss(lambd=0.01), got {type(objective).__name__}"
+        )
+    for cls in OBJECTIVES.values():
+        defaults = cls().get_params()
+        for ours, theirs in cls.estimator_params.items():
+            value = estimator_params.get(ours, defaults[theirs])
+            if ours not in reads and value != defaults[theirs]:
+                raise ValueError(_unread_message(ours, value, theirs, cls, objective))
+    return resolved
+
+
+def _unread_message(
+    name: str, value: Any, own: str, reader: type[Objective], objective: str | Objective
+) -> str:
+    """Why ``ACTEncoder``'s ``name=value`` is refused, and the fix."""
+    default = reader().get_params()[own]
+    if isinstance(objective, reader):
+        return (
+            f"{name}={value!r} is set on ACTEncoder, but objective={objective!r} has "
+            f"its own {own}: set it there ({reader.__name__}({own}={value!r}), or "
+            f"objective__{own} in a grid search) and leave ACTEncoder's {name} at its "
+            f"default, or use objective={reader.name!r}."
+        )
+    return (
+        f"{name}={value!r} is set on ACTEncoder, but it configures "
+        f"objective={reader.name!r} only and objective={objective!r} would ignore it: "
+        f"leave {name} at its default ({default!r}), or use "
+        f"objective={reader.name!r}."
+    )
+
+
+def make_objective(
+    objective: str | Objective, *, held_out: bool = False
+) -> Callable[[Sequence[Tensor]], Tensor]:
+    """The training criterion ``views -> scalar`` of an objective.
+
+    A name builds that objective with its default parameters (``"act"`` with
+    ``ACTLoss()``'s; :func:`resolve_objective` gives ``ACTEncoder``'s settings to a
+    name first); an :class:`Objective` is validated and copied, so training leaves the
+    caller's instance as it was.
+
+    Parameters
+    ----------
+    objective : str or Objective
+        A key of :data:`OBJECTIVES` or an objective instance, such as
+        ``ACTLoss(alpha=0.1)``.
+    held_out : bool, default=False
+        A criterion for a loss on held-out data: no state carries over from batch to
+        batch (ACT takes ``G`` from each batch itself); see
+        :meth:`Objective.criterion`.
 
     Returns
     -------
@@ -860,54 +976,18 @@ def make_objective(
     Raises
     ------
     ValueError
-        For an unknown name, a parameter of the objective out of range, or ACT
-        parameters set both on the encoder and on an :class:`ACTLoss`.
+        For an unknown name or a parameter of the objective out of range.
+    TypeError
+        For an ``objective`` that is neither a name nor an :class:`Objective`.
 
     Examples
     --------
     >>> criterion = make_objective(NTXentLoss(temperature=0.2))
     >>> criterion.temperature
     0.2
+    >>> make_objective(ACTLoss(alpha=0.1)).alpha
+    0.1
     """
-    if isinstance(objective, str):
-        if objective not in OBJECTIVES:
-            raise ValueError(
-                f"objective must be one of {sorted(OBJECTIVES)} or an "
-                f"skact.objectives.Objective, got {objective!r}"
-            )
-        if objective == "act":
-            objective = ACTLoss(alpha, adversary, adversary_momentum)
-        else:
-            objective = OBJECTIVES[objective]()
-    elif not isinstance(objective, Objective):
-        raise TypeError(
-            "objective must be a name or an skact.objectives.Objective such as "
-            f"BarlowTwinsLoss(lambd=0.01), got {type(objective).__name__}"
-        )
-    else:
-        objective.validate()
-        if isinstance(objective, ACTLoss):
-            _check_act_parameters(
-                objective,
-                {
-                    "alpha": alpha,
-                    "adversary": adversary,
-                    "adversary_momentum": adversary_momentum,
-                },
-            )
-    if isinstance(objective, ACTLoss):
-        return objective.criterion(batch_adversary)
-    return clone(objective)
-
-
-def _check_act_parameters(objective: ACTLoss, encoder_values: dict[str, Any]) -> None:
-    defaults = ACTLoss().get_params()
-    for name, own in _ACT_PARAMETERS.items():
-        value = encoder_values[name]
-        if value != defaults[own]:
-            raise ValueError(
-                f"{name}={value!r} is set on ACTEncoder, but objective={objective!r} "
-                f"has its own {own}: set it there (ACTLoss({own}={value!r}), or "
-                f"objective__{own} in a grid search) and leave ACTEncoder's {name} at "
-                f"its default, or use objective='act'."
-            )
+    objective = resolve_objective(objective, {})
+    objective.validate()
+    return objective.criterion(held_out)

@@ -198,3 +198,71 @@ def test_cpu_views_cost_random_numbers_for_the_corrupted_cells_only() -> None:
     torch.randint(0, 1000, cells.shape, generator=replay)
     assert torch.equal(replay.get_state(), gen.get_state())
     assert abs(cells.numel() / pool.numel() - 0.2) < 0.01
+
+
+# ------------------------------------------------- parameters and ACTEncoder's views
+
+
+def test_parameters_clone_set_compare_and_validate() -> None:
+    from sklearn.base import clone
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    aug = TabularAugment(corruption_rate=0.3, noise_scale=0.1)
+    assert aug.get_params() == {"corruption_rate": 0.3, "noise_scale": 0.1}
+    copy = clone(aug)
+    assert copy is not aug and copy == aug
+    assert copy.set_params(corruption_rate=0.5) is copy
+    assert copy != aug and aug.corruption_rate == 0.3
+    assert repr(copy) == "TabularAugment(corruption_rate=0.5, noise_scale=0.1)"
+    with pytest.raises(ValueError, match="invalid parameter 'flip_p'"):
+        aug.set_params(flip_p=0.5)
+    with pytest.raises(InvalidParameterError, match="'corruption_rate' parameter of Tab"):
+        TabularAugment(corruption_rate=1.5).validate()
+    with pytest.raises(InvalidParameterError, match="'noise_scale' parameter of Tab"):
+        TabularAugment(noise_scale=-1).validate()
+    TabularAugment("auto").validate()  # ACTEncoder resolves it
+    with pytest.raises(ValueError, match="'auto' is resolved by ACTEncoder"):
+        TabularAugment("auto")(torch.zeros(2, 3), torch.zeros(4, 3), _gen())
+
+
+def test_table_views_come_from_the_shortcuts_or_from_augment() -> None:
+    from skact.augment import ImageAugment
+    from skact.augment.tabular import table_views
+
+    # augment=None: the shortcuts, "auto" resolved as skact._auto says.
+    assert table_views(None, "auto", 0.0, has_categorical=False) == TabularAugment(0.2)
+    assert table_views(None, "auto", 0.1, has_categorical=True) == TabularAugment(0.1, 0.1)
+    assert table_views(None, 0.4, 0.0, has_categorical=True) == TabularAugment(0.4)
+    # A TabularAugment is used as given (a copy), "auto" resolved alike.
+    given = TabularAugment(0.3, 0.05)
+    built = table_views(given, "auto", 0.0, has_categorical=False)
+    assert built == given and built is not given
+    auto = TabularAugment("auto", 0.05)
+    assert table_views(auto, "auto", 0.0, True) == TabularAugment(0.1, 0.05)
+    assert auto.corruption_rate == "auto"  # the user's instance is untouched
+    # A shortcut that agrees with augment is one value, not two.
+    assert table_views(given, 0.3, 0.05, False) == given
+    for shortcut in ({"corruption_rate": 0.2}, {"noise_scale": 0.5}):
+        values = {"corruption_rate": "auto", "noise_scale": 0.0, **shortcut}
+        name = next(iter(shortcut))
+        with pytest.raises(ValueError, match=rf"{name}=.* and augment=.* both set"):
+            table_views(given, has_categorical=False, **values)
+    for other in (ImageAugment(), lambda images, generator: images):
+        with pytest.raises(ValueError, match="makes views of images, but X is a table"):
+            table_views(other, "auto", 0.0, has_categorical=False)
+    with pytest.raises(ValueError, match="'noise_scale' parameter of TabularAugment"):
+        table_views(TabularAugment(noise_scale=-1.0), "auto", 0.0, False)
+
+
+def test_refuse_table_views_for_images_names_the_parameter() -> None:
+    from skact.augment import ImageAugment
+    from skact.augment.tabular import refuse_table_views
+
+    refuse_table_views(None, "auto", 0.0)
+    refuse_table_views(ImageAugment(), "auto", 0.0)
+    with pytest.raises(ValueError, match="makes views of table rows, but X holds imag"):
+        refuse_table_views(TabularAugment(), "auto", 0.0)
+    with pytest.raises(ValueError, match=r"corruption_rate=0\.3 sets the views of table"):
+        refuse_table_views(None, 0.3, 0.0)
+    with pytest.raises(ValueError, match=r"noise_scale=0\.1 sets the views of table"):
+        refuse_table_views(None, "auto", 0.1)

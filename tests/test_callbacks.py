@@ -30,7 +30,7 @@ from skact._callbacks import (
     TimeEstimate,
 )
 from skact._training import Trainer
-from skact.objectives import make_objective
+from skact.objectives import ACTLoss, make_objective
 
 from _small import small_encoder
 
@@ -43,7 +43,7 @@ def _trainer(callbacks: list[Callback], batch_size: int = 16, **parts: Any) -> T
     defaults: dict[str, Any] = dict(
         encoder=encoder,
         projector=None,
-        criterion=make_objective("act", alpha=0.1),
+        criterion=make_objective(ACTLoss(alpha=0.1)),
         optimizer=torch.optim.Adam(encoder.parameters(), lr=1e-3),
         view_fn=lambda batch, generator: batch,
         n_views=2,

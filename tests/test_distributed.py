@@ -25,7 +25,7 @@ from torch import distributed as dist
 from skact import ACTEncoder, distributed
 from skact._training import Trainer
 from skact.networks import MLP
-from skact.objectives import ACTCriterion, Adversary, make_objective
+from skact.objectives import ACTCriterion, ACTLoss, Adversary, make_objective
 
 from _small import small_encoder
 
@@ -112,7 +112,9 @@ def _trainer(name: str, strategy: distributed.DataParallel | None = None) -> Tra
     return Trainer(
         encoder=encoder,
         projector=projector,
-        criterion=make_objective(objective, alpha=0.5, adversary=adversary),
+        criterion=make_objective(
+            ACTLoss(alpha=0.5, adversary=adversary) if objective == "act" else objective
+        ),
         optimizer=torch.optim.Adam(params, lr=1e-2),
         view_fn=_RowViews(n_views),
         n_views=n_views,
@@ -385,7 +387,7 @@ def test_data_parallel_strategy_leaves_the_callers_objects_as_they_were(monkeypa
     )
     mlp = MLP(4, (8,), 3)
     originals = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)]
-    criterion = make_objective("act", alpha=0.5)
+    criterion = make_objective(ACTLoss(alpha=0.5))
     assert isinstance(criterion, ACTCriterion) and criterion.reduce is None
     strategy = distributed.DataParallel(world, shard_sizes=(7, 5))
     with pytest.raises(ValueError, match="at least 2 \\* world_size = 4"):

@@ -336,3 +336,93 @@ def test_a_column_constant_up_to_rounding_standardises_to_about_zero():
     # on small values; an ordinary std is kept
     scales = safe_scale([0.0, 0.0, 1e-20, 2.0], [0.0, 1e20, 0.5, 3.0])
     np.testing.assert_array_equal(scales, [1, 1, 1, 2])
+
+
+# ----------------------------------------------------- views of a table: one place each
+
+
+def test_table_augment_is_the_views_its_shortcuts_build(table, tmp_path):
+    from skact import load, resolved_settings
+    from skact.augment import TabularAugment
+
+    X, _ = table
+    by_shortcuts = small(corruption_rate=0.3, noise_scale=0.1).fit(X)
+    views = TabularAugment(corruption_rate=0.3, noise_scale=0.1)
+    by_augment = small(augment=views).fit(X)
+    np.testing.assert_array_equal(by_augment.transform(X), by_shortcuts.transform(X))
+    assert by_augment.loss_curve_ == by_shortcuts.loss_curve_
+    assert views == TabularAugment(0.3, 0.1)  # fit left the user's instance as it was
+    # The resolved rate, "auto" included, is what the views say.
+    assert resolved_settings(small(augment=views), X)["corruption_rate"] == 0.3
+    auto = small(augment=TabularAugment("auto"))
+    assert resolved_settings(auto, X)["corruption_rate"] == 0.2
+    # Saved by value, and loaded as the same parameter.
+    by_augment.save(tmp_path / "model.skact")
+    loaded = load(tmp_path / "model.skact")
+    assert loaded.augment == views
+    np.testing.assert_array_equal(loaded.transform(X), by_augment.transform(X))
+
+
+def test_grid_search_reaches_the_table_augments_corruption_rate(table):
+    from skact.augment import TabularAugment
+
+    X, y = table
+    pipe = make_pipeline(
+        small(augment=TabularAugment(noise_scale=0.05)), LogisticRegression(max_iter=500)
+    )
+    rates = [0.0, 0.6]
+    grid = GridSearchCV(
+        pipe, {"actencoder__augment__corruption_rate": rates}, cv=2, refit=False
+    ).fit(X, y)
+    assert [
+        p["actencoder__augment__corruption_rate"] for p in grid.cv_results_["params"]
+    ] == rates
+    assert not np.isnan(grid.cv_results_["mean_test_score"]).any()
+    # Each value reaches the views the fit draws: the two models differ.
+    fitted = [
+        clone(pipe).set_params(actencoder__augment__corruption_rate=r)[0].fit(X)
+        for r in rates
+    ]
+    assert [f._adapter.augment.corruption_rate for f in fitted] == rates
+    assert [f._adapter.augment.noise_scale for f in fitted] == [0.05, 0.05]
+    assert not np.allclose(fitted[0].transform(X), fitted[1].transform(X))
+
+
+def test_views_of_the_other_kind_of_input_are_refused_naming_the_fix(table):
+    from skact.augment import ImageAugment, TabularAugment
+
+    X, _ = table
+    images = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8), dtype=np.uint8)
+    for params, data, message in [
+        ({"augment": ImageAugment()}, X, r"views of images, but X is a table: .*Tabul"),
+        ({"augment": lambda x, g: x}, X, r"views of images, but X is a table"),
+        (
+            {"augment": TabularAugment(0.3), "corruption_rate": 0.1},
+            X,
+            r"corruption_rate=0.1 and augment=TabularAugment\(corruption_rate=0.3",
+        ),
+        ({"augment": TabularAugment()}, images, "views of table rows, but X holds ima"),
+        ({"corruption_rate": 0.3}, images, r"corruption_rate=0\.3 sets the views of tab"),
+        ({"noise_scale": 0.1}, images, r"noise_scale=0\.1 sets the views of table rows"),
+    ]:
+        enc = small(**params)
+        with pytest.raises(ValueError, match=message):
+            enc.fit(data)
+        assert not hasattr(enc, "encoder_")
+
+
+def test_mixed_table_takes_its_views_from_augment_too():
+    import pandas as pd
+
+    from skact import resolved_settings
+    from skact.augment import TabularAugment
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {"x": rng.normal(size=60), "colour": rng.choice(["red", "blue"], size=60)}
+    )
+    auto = small(augment=TabularAugment("auto", 0.1))
+    assert resolved_settings(auto, df)["corruption_rate"] == 0.1  # categorical: 0.1
+    by_augment = small(augment=TabularAugment(0.25, 0.1)).fit(df)
+    by_shortcuts = small(corruption_rate=0.25, noise_scale=0.1).fit(df)
+    np.testing.assert_array_equal(by_augment.transform(df), by_shortcuts.transform(df))

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 import skact
 from skact import ACTEncoder, ModelFileError, NonFiniteLossError, _guards
 from skact._training import Trainer
+from skact.augment import ImageAugment, TabularAugment
 from skact.callbacks import EarlyStopping
 from skact.evaluation import LabeledStratifiedKFold, labeled_scorer
 from skact.objectives import ACTLoss
@@ -360,6 +361,48 @@ CASES = [
         lambda: small(batch_size=0).fit(X),
         ValueError,
         "sklearn",
+    ),
+    Case(
+        "ACT's alpha with another objective",
+        "ACTEncoder(objective='vicreg', alpha=0.1).fit(X)",
+        lambda: small(objective="vicreg", alpha=0.1).fit(X),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "ACT's alpha on the estimator and on an ACTLoss",
+        "ACTEncoder(objective=ACTLoss(), alpha=0.1).fit(X)",
+        lambda: small(objective=ACTLoss(), alpha=0.1).fit(X),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Image views for a table",
+        "ACTEncoder(augment=ImageAugment()).fit(X)",
+        lambda: small(augment=ImageAugment()).fit(X),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Two corruption rates for a table",
+        "ACTEncoder(augment=TabularAugment(0.3), corruption_rate=0.1).fit(X)",
+        lambda: small(augment=TabularAugment(0.3), corruption_rate=0.1).fit(X),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "Table views for images",
+        "ACTEncoder(augment=TabularAugment()).fit(images)",
+        lambda: small(augment=TabularAugment()).fit(np.zeros((4, 8, 8), np.uint8)),
+        ValueError,
+        "skact",
+    ),
+    Case(
+        "A corruption rate for images",
+        "ACTEncoder(corruption_rate=0.3).fit(images)",
+        lambda: small(corruption_rate=0.3).fit(np.zeros((4, 8, 8), np.uint8)),
+        ValueError,
+        "skact",
     ),
     Case(
         "Unknown encoder name",

@@ -37,6 +37,7 @@ from skact.objectives import (
     make_objective,
     multiview_loss,
     nt_xent_loss,
+    resolve_objective,
     scale_to_sqrt_dim,
     spectral_contrastive_loss,
     vicreg_loss,
@@ -285,14 +286,18 @@ def test_multiview_loss_averages_all_unordered_pairs():
 def test_registry_baselines_average_the_pairwise_loss(name, two_view):
     rng = np.random.default_rng(5)
     views = [t(rng.normal(size=(8, 4))) for _ in range(3)]
-    loss = make_objective(name, alpha=0.2, adversary="batch")(views)
+    loss = make_objective(name)(views)
     pairs = [(0, 1), (0, 2), (1, 2)]
     expected = np.mean([float(two_view(views[i], views[j])) for i, j in pairs])
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_registry_act_builds_criterion_with_requested_adversary():
-    criterion = make_objective("act", alpha=0.25, adversary="ema", adversary_momentum=0.8)
+    criterion = make_objective(
+        resolve_objective(
+            "act", {"alpha": 0.25, "adversary": "ema", "adversary_momentum": 0.8}
+        )
+    )
     assert isinstance(criterion, ACTCriterion)
     assert (criterion.alpha, criterion.adversary.mode, criterion.adversary.momentum) == (
         0.25,
@@ -674,12 +679,12 @@ def test_make_objective_copies_the_instance_and_validates_it():
     act = make_objective(ACTLoss(alpha=0.2, adversary="ema", momentum=0.5))
     assert isinstance(act, ACTCriterion)
     assert (act.alpha, act.adversary.mode, act.adversary.momentum) == (0.2, "ema", 0.5)
-    held_out = make_objective(ACTLoss(adversary="ema"), batch_adversary=True)
+    held_out = make_objective(ACTLoss(adversary="ema"), held_out=True)
     assert held_out.adversary.mode == "batch"
     # The baselines carry neither an adversary nor a reduce hook (distributed.wrap
     # looks for one to tell ACT apart).
     for name in ("barlow_twins", "vicreg", "spectral", "nt_xent"):
-        built = make_objective(name, alpha=0.5, adversary="batch")
+        built = make_objective(name)
         assert not hasattr(built, "adversary") and not hasattr(built, "reduce")
     with pytest.raises(
         InvalidParameterError, match="'temperature' parameter of NTXentLoss"
@@ -725,6 +730,56 @@ def test_fit_rejects_bad_objectives_naming_the_parameter(wine, objective, messag
         ACTEncoder(objective=objective, max_iter=1, **SMALL).fit(wine)
 
 
+def test_resolve_objective_takes_each_act_setting_from_one_place():
+    params = ACTEncoder(alpha=0.2, adversary="batch", adversary_momentum=0.5).get_params()
+    assert resolve_objective("act", params).get_params() == {
+        "alpha": 0.2,
+        "adversary": "batch",
+        "momentum": 0.5,
+    }
+    # The estimator's defaults are ACTLoss's: the name alone is ACTLoss().
+    default = resolve_objective("act", ACTEncoder().get_params())
+    assert default.get_params() == ACTLoss().get_params()
+    instance = ACTLoss(alpha=0.4)
+    assert resolve_objective(instance, ACTEncoder().get_params()) is instance
+    assert type(resolve_objective("vicreg", ACTEncoder().get_params())) is VICRegLoss
+    for cls in OBJECTIVES.values():  # the estimator's default is the objective's
+        for ours, theirs in cls.estimator_params.items():
+            assert ACTEncoder().get_params()[ours] == cls().get_params()[theirs]
+
+
+@pytest.mark.parametrize("objective", ["vicreg", "nt_xent", BarlowTwinsLoss()])
+@pytest.mark.parametrize(
+    ("name", "value"), [("alpha", 0.5), ("adversary", "batch"), ("adversary_momentum", 0.5)]
+)
+def test_fit_refuses_act_settings_another_objective_would_ignore(
+    wine, objective, name, value
+):
+    enc = ACTEncoder(objective=objective, max_iter=1, **SMALL).set_params(**{name: value})
+    message = (
+        rf"{name}={value!r} is set on ACTEncoder, but it configures objective='act' "
+        r"only and objective=.* would ignore it: leave"
+    )
+    with pytest.raises(ValueError, match=message):
+        enc.fit(wine)
+    assert not hasattr(enc, "encoder_")  # refused before training
+    with pytest.raises(ValueError, match=message):  # the factory behind it
+        resolve_objective(objective, enc.get_params())
+
+
+def test_make_objective_takes_no_objective_specific_keywords():
+    import inspect
+
+    keywords = set(inspect.signature(make_objective).parameters) - {"objective"}
+    assert keywords == {"held_out"}
+    with pytest.raises(TypeError, match="alpha"):
+        make_objective("act", alpha=0.1)  # type: ignore[call-arg]  # on purpose
+    # held_out is every objective's: the baselines hold no state and ignore it.
+    views = [torch.randn(8, 4, generator=torch.Generator().manual_seed(i)) for i in (0, 1)]
+    vicreg = make_objective("vicreg", held_out=True)
+    assert float(vicreg(views)) == float(make_objective("vicreg")(views))
+
+
 def test_fit_refuses_act_parameters_set_twice(wine):
     enc = ACTEncoder(objective=ACTLoss(alpha=0.03), alpha=0.1, max_iter=1, **SMALL)
     with pytest.raises(ValueError, match=r"ACTLoss\(alpha=0.1\), or objective__alpha"):
@@ -745,7 +800,9 @@ FUNCTIONAL = {
 
 @pytest.mark.parametrize("name", ["act", *FUNCTIONAL])
 def test_names_train_bit_identically_to_the_functional_losses(wine, name, monkeypatch):
-    params = {**SMALL, "max_iter": 2, "random_state": 0, "adversary": "previous"}
+    params = {**SMALL, "max_iter": 2, "random_state": 0}
+    if name == "act":  # ACT's settings apply to objective="act" only
+        params["adversary"] = "previous"
     by_name = ACTEncoder(objective=name, **params).fit(wine).transform(wine)
     by_instance = ACTEncoder(objective=OBJECTIVES[name](), **params)
     if name == "act":  # the instance carries the ACT parameters itself
@@ -754,13 +811,12 @@ def test_names_train_bit_identically_to_the_functional_losses(wine, name, monkey
 
     calls = []
 
-    def functional(
-        objective, *, alpha, adversary, adversary_momentum, batch_adversary=False
-    ):
+    def functional(objective, *, held_out=False):
         calls.append(objective)
-        if objective == "act":
-            return ACTCriterion(alpha, Adversary(adversary, adversary_momentum))
-        fn = FUNCTIONAL[objective]
+        if isinstance(objective, ACTLoss):
+            mode = "batch" if held_out else objective.adversary
+            return ACTCriterion(objective.alpha, Adversary(mode, objective.momentum))
+        fn = FUNCTIONAL[objective.name]
         return lambda views: multiview_loss(fn, [z.float() for z in views])
 
     monkeypatch.setattr(skact._encoder, "make_objective", functional)

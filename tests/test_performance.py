@@ -28,6 +28,7 @@ from skact.augment.image import ImageAugment
 from skact.augment.tabular import TabularAugment
 from skact.networks import MLP, ProjectionHead
 from skact.objectives import (
+    ACTLoss,
     Adversary,
     act_loss,
     cross_correlation,
@@ -164,7 +165,7 @@ def _trainer(batch_size: int) -> Trainer:
     return Trainer(
         encoder=encoder,
         projector=projector,
-        criterion=make_objective("act", alpha=0.1),
+        criterion=make_objective(ACTLoss(alpha=0.1)),
         optimizer=make_adam(params, 1e-3, 0.0, torch.device("cpu")),
         view_fn=lambda batch, gen: aug(batch, pool, gen),
         n_views=2,
@@ -233,7 +234,7 @@ def _reference_act(
 @pytest.mark.parametrize("mode", ["batch", "previous", "ema"])
 @pytest.mark.parametrize("n_views", [2, 3])
 def test_act_criterion_equals_its_definition(mode: str, n_views: int) -> None:
-    fast = make_objective("act", alpha=0.3, adversary=mode, adversary_momentum=0.8)
+    fast = make_objective(ACTLoss(alpha=0.3, adversary=mode, momentum=0.8))
     reference = _reference_act(0.3, Adversary(mode, 0.8))
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):  # the adversary's state evolves the same way
@@ -252,7 +253,7 @@ def test_act_criterion_dispatches_fewer_ops_than_barlow_twins() -> None:
     """At the default widths the loss is bound by per-op overhead: count the ops."""
     counts = {}
     for name in ("act", "barlow_twins"):
-        criterion = make_objective(name, alpha=0.1)
+        criterion = make_objective(ACTLoss(alpha=0.1) if name == "act" else name)
         z1 = torch.randn(256, 64, requires_grad=True)
         z2 = torch.randn(256, 64, requires_grad=True)
         criterion([z1, z2]).backward()  # past the adversary's first step

@@ -27,7 +27,7 @@ from skact import ACTEncoder, NonFiniteLossError, _guards, _training, distribute
 from skact._training import Trainer, lr_factor, n_batches
 from skact.augment.tabular import TabularAugment, _corrupt_everywhere
 from skact.networks import build_encoder
-from skact.objectives import Adversary, make_objective
+from skact.objectives import ACTLoss, Adversary, make_objective
 
 from _small import small_encoder
 
@@ -457,7 +457,7 @@ def _trainer_parts(batch_size: int) -> dict[str, Any]:
     return dict(
         encoder=encoder,
         projector=None,
-        criterion=make_objective("act", alpha=0.1),
+        criterion=make_objective(ACTLoss(alpha=0.1)),
         optimizer=torch.optim.Adam(encoder.parameters(), lr=1e-3),
         view_fn=lambda batch, generator: batch,
         n_views=2,

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import math
+from numbers import Real
+from typing import Any, ClassVar
 
 import torch
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from torch import Tensor
+
+from .._auto import table_corruption_rate
+from .._params import ParamsMixin
 
 __all__ = ["TabularAugment"]
 
+#: ``ACTEncoder``'s shortcuts for a table's views, with their defaults: they build the
+#: views when ``augment`` is None (see :func:`table_views`).
+SHORTCUTS = {"corruption_rate": "auto", "noise_scale": 0.0}
 
-class TabularAugment:
+
+class TabularAugment(ParamsMixin):
     """Random views of table rows: feature corruption plus optional Gaussian noise.
 
     For each view, every cell of a row is independently replaced with probability
@@ -23,14 +37,25 @@ class TabularAugment:
     cell, which needs no data-dependent shapes. The views have the same distribution;
     the same seed gives different views on the two.
 
+    It is ``ACTEncoder``'s ``augment`` for tables, a nested parameter with
+    ``get_params`` / ``set_params`` (as :class:`~skact.augment.ImageAugment` is for
+    images): ``ACTEncoder(augment=TabularAugment(noise_scale=0.1))`` clones, saves and
+    grid-searches as ``augment__corruption_rate``. ``ACTEncoder``'s own
+    ``corruption_rate`` and ``noise_scale`` are shortcuts for it, used when
+    ``augment`` is None (:func:`table_views`).
+
     Parameters
     ----------
-    corruption_rate : float, default=0.2
-        Probability that a cell is replaced. ACTEncoder passes its own resolved rate
-        (``corruption_rate="auto"``: 0.1 for a table with a categorical column, this
-        default for one of numbers only).
+    corruption_rate : float or "auto", default=0.2
+        Probability that a cell is replaced. ``"auto"`` (``ACTEncoder`` only, which
+        resolves it before drawing views): 0.1 for a table with a categorical column,
+        0.2 for one of numbers only (:func:`skact._auto.table_corruption_rate`).
     noise_scale : float, default=0.0
         Standard deviation of the additive noise (features are standardised first).
+
+    See Also
+    --------
+    skact.augment.ImageAugment : Views of images.
 
     Examples
     --------
@@ -39,11 +64,46 @@ class TabularAugment:
     >>> aug = TabularAugment(corruption_rate=0.0)
     >>> torch.equal(aug(pool[:2], pool, torch.Generator().manual_seed(0)), pool[:2])
     True
+    >>> from sklearn.base import clone
+    >>> clone(TabularAugment(noise_scale=0.1)).set_params(corruption_rate=0.3)
+    TabularAugment(corruption_rate=0.3, noise_scale=0.1)
     """
 
-    def __init__(self, corruption_rate: float = 0.2, noise_scale: float = 0.0) -> None:
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "corruption_rate": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
+        "noise_scale": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self, corruption_rate: float | str = 0.2, noise_scale: float = 0.0
+    ) -> None:
         self.corruption_rate = corruption_rate
         self.noise_scale = noise_scale
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"TabularAugment({args})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TabularAugment):
+            return NotImplemented
+        return self.get_params() == other.get_params()
+
+    # Compared by value and mutable, so unhashable (what Python does for a class that
+    # defines __eq__ alone); mypy expects a method in this slot.
+    __hash__ = None  # type: ignore[assignment]
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first parameter out of range.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            A ValueError and TypeError whose message names the parameter.
+        """
+        validate_parameter_constraints(
+            self._parameter_constraints, self.get_params(), caller_name="TabularAugment"
+        )
 
     def __call__(
         self,
@@ -80,6 +140,11 @@ class TabularAugment:
         -------
         Tensor of shape (n, d)
         """
+        if isinstance(self.corruption_rate, str):
+            raise ValueError(
+                f"corruption_rate={self.corruption_rate!r} is resolved by ACTEncoder; "
+                "give TabularAugment a rate in [0, 1] to draw views with it directly."
+            )
         n, d = x.shape
         view = x
         if self.corruption_rate > 0:
@@ -100,6 +165,108 @@ class TabularAugment:
                     [view[:, :width] + self.noise_scale * noise, view[:, width:]], 1
                 )
         return view
+
+
+def table_views(
+    augment: Any, corruption_rate: float | str, noise_scale: float, has_categorical: bool
+) -> TabularAugment:
+    """The views of a table for ``ACTEncoder``'s ``augment``, ``corruption_rate`` and
+    ``noise_scale``, with ``"auto"`` resolved.
+
+    ``augment=None`` builds the views from the two shortcuts. A
+    :class:`TabularAugment` is used as it is (a copy: fitting never changes it); a
+    shortcut set away from its default must then agree with it, since two different
+    values for one setting would leave one of them ignored.
+
+    Parameters
+    ----------
+    augment : TabularAugment, other or None
+        ``ACTEncoder``'s ``augment``; anything but a TabularAugment or None (an
+        :class:`~skact.augment.ImageAugment`, a callable) is refused.
+    corruption_rate : float or "auto"
+        ``ACTEncoder``'s shortcut for ``TabularAugment(corruption_rate=...)``.
+    noise_scale : float
+        ``ACTEncoder``'s shortcut for ``TabularAugment(noise_scale=...)``.
+    has_categorical : bool
+        Whether the table has a categorical column (what ``"auto"`` depends on).
+
+    Returns
+    -------
+    TabularAugment
+        A new instance whose ``corruption_rate`` is a float.
+
+    Raises
+    ------
+    ValueError
+        For an ``augment`` that makes views of images, a shortcut that disagrees with
+        ``augment``, or a parameter of ``augment`` out of range.
+
+    Examples
+    --------
+    >>> table_views(None, "auto", 0.0, has_categorical=True)
+    TabularAugment(corruption_rate=0.1, noise_scale=0.0)
+    >>> table_views(TabularAugment(0.3), "auto", 0.0, has_categorical=True)
+    TabularAugment(corruption_rate=0.3, noise_scale=0.0)
+    """
+    if augment is None:
+        augment = TabularAugment(corruption_rate, noise_scale)
+    elif not isinstance(augment, TabularAugment):
+        raise ValueError(
+            f"augment of type {type(augment).__name__} makes views of images, but X is a "
+            "table: give a "
+            "table's views as augment=TabularAugment(corruption_rate=..., "
+            "noise_scale=...) (grid-searched as augment__corruption_rate), or "
+            "augment=None to use corruption_rate and noise_scale."
+        )
+    else:
+        given = {"corruption_rate": corruption_rate, "noise_scale": noise_scale}
+        for name, default in SHORTCUTS.items():
+            value, own = given[name], getattr(augment, name)
+            if value != default and value != own:
+                raise ValueError(
+                    f"{name}={value!r} and augment={augment!r} both set the table "
+                    f"views' {name}: set it in one place, use augment=TabularAugment("
+                    f"{name}={value!r}) (augment__{name} in a grid search) with "
+                    f"ACTEncoder's {name} left at its default {default!r}, or "
+                    "augment=None."
+                )
+    augment.validate()
+    rate = table_corruption_rate(augment.corruption_rate, has_categorical)
+    return TabularAugment(rate, augment.noise_scale)
+
+
+def refuse_table_views(
+    augment: Any, corruption_rate: float | str, noise_scale: float
+) -> None:
+    """Raise naming the fix if ``ACTEncoder``'s table views are set for images.
+
+    Parameters
+    ----------
+    augment : object
+        ``ACTEncoder``'s ``augment``: a :class:`TabularAugment` is refused.
+    corruption_rate, noise_scale
+        ``ACTEncoder``'s table shortcuts: refused away from their defaults, which
+        images would ignore.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and what images take instead.
+    """
+    if isinstance(augment, TabularAugment):
+        raise ValueError(
+            "augment of type TabularAugment makes views of table rows, but X holds images: "
+            "use an ImageAugment (or a callable views = augment(images, generator)), "
+            "or augment=None for the default image views."
+        )
+    given = {"corruption_rate": corruption_rate, "noise_scale": noise_scale}
+    for name, default in SHORTCUTS.items():
+        if given[name] != default:
+            raise ValueError(
+                f"{name}={given[name]!r} sets the views of table rows, but X holds "
+                f"images, which would ignore it: leave {name} at its default "
+                f"{default!r} and use augment=ImageAugment(...) for image views."
+            )
 
 
 def _corrupt_everywhere(

@@ -169,7 +169,7 @@ OPTIONS: dict[str, Option] = {
 #: ACTEncoder parameters that are no option, and why.
 EXCLUDED: dict[str, str] = {
     # A Python object: the default views are chosen from the images' size and device.
-    "augment": "an ImageAugment object, which a shell cannot pass",
+    "augment": "an ImageAugment or TabularAugment object, which a shell cannot pass",
     # `skact fit` always trains a new model from DATA; continuing one is the API's job.
     "warm_start": "each `skact fit` trains a new model",
     # One process writes one model file; multi-process training is started from Python
