@@ -31,7 +31,6 @@ from . import (
     _callbacks,
     _export,
     _guards,
-    _images,
     _persistence,
     _state,
     _training,
@@ -43,8 +42,10 @@ from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._training import NonFiniteLossError
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
+from .adapters.image import cudnn_benchmark
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
+from .io.images import StreamedImages
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
 
@@ -831,7 +832,7 @@ default="auto"
                 started = True
                 if isinstance(epochs, str):  # max_iter="auto"
                     epochs = self._auto_settings(n_samples).max_iter
-                with _images.cudnn_benchmark(self.device_):
+                with cudnn_benchmark(self.device_):
                     try:
                         self._train(X, target, epochs, horizon, interrupted)
                     except RuntimeError as exc:
@@ -1140,7 +1141,7 @@ default="auto"
         # whole set is stored once, as uint8 for images.
         stream = adapter.streams(X) and not horizon
         data: Any = (
-            _images.StreamedImages(X, adapter, device)
+            StreamedImages(X, adapter, device)
             if stream
             else _training.to_device(adapter.to_storage(X), device)
         )

@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _atomic, _state, _training
-from ._images import UNSAVED_AUGMENT
+from .adapters.base import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
 from .callbacks import EarlyStopping

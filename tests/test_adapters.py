@@ -12,10 +12,10 @@ from PIL import Image
 import skact
 from skact import _auto, _training
 from skact._encoder import resolved_settings
-from skact._images import ImageAdapter
-from skact._inputs import TabularAdapter
-from skact._tabular_mixed import MixedTableAdapter
 from skact.adapters.factory import ADAPTERS, read_input
+from skact.adapters.image import ImageAdapter
+from skact.adapters.mixed import MixedTableAdapter
+from skact.adapters.table import TabularAdapter
 from skact.networks import ConvNet, ResNet18
 
 from _small import small_encoder
@@ -150,7 +150,7 @@ def test_resolved_settings_read_only_file_headers(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr("skact._images.ImageFiles.load", no_decoding)
+    monkeypatch.setattr("skact.io.images.ImageFiles.load", no_decoding)
     enc = skact.ACTEncoder(device="cpu")
     got = resolved_settings(enc, paths)
     assert got["input_shape"] == (3, 32, 32) and got["encoder"] == "convnet"

@@ -12,6 +12,14 @@ from .._auto import AutoSettings, table_settings
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
 
+#: Why a model fitted with a callable ``augment`` is not saved, and what to do instead.
+UNSAVED_AUGMENT = (
+    "augment={augment!r} is code of one's own, which ACTEncoder.save does not store "
+    "(a saved model runs no code when loaded). Pickle the fitted estimator instead "
+    "(pickle or joblib.dump, with the callable importable where it is loaded), or fit "
+    "with an ImageAugment to save."
+)
+
 
 class InputAdapter(Protocol):
     """The estimator's view of one kind of input, fitted on the training data.

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._images import ImageAdapter, is_image_input
-from .._inputs import (
-    TabularAdapter,
+from ..io.images import is_image_input
+from ..io.tables import (
     check_not_an_iterator,
     check_not_empty,
     check_table_container,
+    is_mixed_input,
+    text_columns,
 )
-from .._tabular_mixed import MixedTableAdapter, is_mixed_input, text_columns
 from .base import InputAdapter
+from .image import ImageAdapter
+from .mixed import MixedTableAdapter
+from .table import TabularAdapter
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -30,11 +33,11 @@ def read_input(
 ) -> tuple[type[InputAdapter], Any]:
     """Decide the kind of ``X`` (or check it is the fitted kind) and read it.
 
-    Images are what :func:`skact._images.is_image_input` says; other input is a table,
-    read column by column (:class:`~skact._tabular_mixed.MixedTableAdapter`) when it
+    Images are what :func:`skact.io.images.is_image_input` says; other input is a table,
+    read column by column (:class:`~skact.adapters.mixed.MixedTableAdapter`) when it
     holds categorical or string columns, when ``handle_missing`` is not ``"error"`` or
     when ``categorical_features`` names columns, else as numbers
-    (:class:`~skact._inputs.TabularAdapter`). After ``fit``, the fitted kind decides.
+    (:class:`~skact.adapters.table.TabularAdapter`). After ``fit``, the fitted kind decides.
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ import numpy as np
 from .. import _persistence
 from .._atomic import atomic_write, check_writable
 from .._encoder import ACTEncoder
-from .._images import ImageFiles
+from ..io.images import ImageFiles
 from .errors import CommandError, UsageError
 
 __all__ = [
