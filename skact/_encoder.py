@@ -42,10 +42,8 @@ from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._training import NonFiniteLossError
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
-from .adapters.image import cudnn_benchmark
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
-from .io.images import StreamedImages
 from .networks import ProjectionHead, build_encoder
 from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
 
@@ -832,7 +830,7 @@ default="auto"
                 started = True
                 if isinstance(epochs, str):  # max_iter="auto"
                     epochs = self._auto_settings(n_samples).max_iter
-                with cudnn_benchmark(self.device_):
+                with self._adapter.training_context(self.device_):
                     try:
                         self._train(X, target, epochs, horizon, interrupted)
                     except RuntimeError as exc:
@@ -1044,7 +1042,7 @@ default="auto"
                 "their gradients and Adam's two moments),"
             )
         advice = "Use a smaller encoder module or a device with more memory."
-        if isinstance(self.encoder, str) and self._adapter.kind != "image":
+        if self._network_name == "mlp":  # its width is the user's to change
             with torch.device("meta"):
                 front = self._adapter.front_end()
             width = self._adapter.input_shape[0]
@@ -1141,7 +1139,7 @@ default="auto"
         # whole set is stored once, as uint8 for images.
         stream = adapter.streams(X) and not horizon
         data: Any = (
-            StreamedImages(X, adapter, device)
+            adapter.stream(X, device)
             if stream
             else _training.to_device(adapter.to_storage(X), device)
         )
@@ -1236,14 +1234,7 @@ default="auto"
         callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
         advice = None
         if auto_epochs and show and self.device_.type == "cpu":
-            convnet = "" if self._network_name == "convnet" else "encoder='convnet', "
-            shorter = (
-                f"max_iter (e.g. max_iter=10), {convnet}a smaller image_size or a "
-                "larger batch_size"
-                if self._adapter.kind == "image"
-                else "max_iter (e.g. max_iter=20), smaller hidden_layer_sizes or a "
-                "larger batch_size"
-            )
+            shorter = self._adapter.speed_advice(self._network_name)
             advice = f"To make it shorter, set {shorter}."
         # Before the bar and the log, which show its time left after each step.
         estimate = _callbacks.TimeEstimate(
@@ -1555,7 +1546,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     views = getattr(adapter, "augment", None)
     return {
         "n_samples": n_samples,
-        "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
+        "kind": adapter.label,
         "input_shape": tuple(adapter.input_shape),
         "encoder": name,
         "max_iter": (
@@ -1593,27 +1584,7 @@ def _log_input(estimator: ACTEncoder) -> None:
     """Log how a new model reads its input: the conversions that ``fit`` chose."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    adapter: Any = estimator._adapter
-    if adapter.kind == "image":
-        c, h, w = adapter.input_shape
-        stored_h, stored_w = adapter.image_size
-        said = (
-            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
-            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
-        )
-    else:
-        mask = getattr(estimator, "is_categorical_", None)
-        n = int(estimator.n_features_in_)
-        said = f"a table of {n} column{'' if n == 1 else 's'}, standardised"
-        if mask is not None:
-            names = getattr(estimator, "feature_names_in_", None)
-            columns = [
-                str(names[i]) if names is not None else str(i) for i in np.flatnonzero(mask)
-            ]
-            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
-            said += f"; {len(columns)} categorical, embedded: {shown}"
-        if estimator.handle_missing == "indicator":
-            said += "; missing values get indicators"
+    said = estimator._adapter.describe_reading(estimator)
     logger.info("ACTEncoder: the input is read as %s", said)
 
 

@@ -29,11 +29,12 @@ from ..io.images import (
     CHANNEL_CONVERSIONS,
     IMAGE_CHANNELS,
     ImageFiles,
+    StreamedImages,
     _mode_channels,
     as_images,
     convert_channels,
 )
-from .base import UNSAVED_AUGMENT
+from .base import UNSAVED_AUGMENT, SavedArray
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -162,6 +163,11 @@ class ImagePreprocessing(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _channel_count(state: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The length of the saved channel statistics: the number of channels."""
+    return state["channels"]
+
+
 class ImageAdapter:
     """Images stored as uint8, normalised per channel and augmented on the device.
 
@@ -182,7 +188,13 @@ class ImageAdapter:
     """
 
     kind: ClassVar[str] = "image"
+    label: ClassVar[str] = "images"
+    expected_input: ClassVar[str] = "a 3-D or 4-D array, PIL images or file paths"
     networks: ClassVar[tuple[str, ...]] = ("convnet", "resnet18")
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float32, _channel_count),
+        "std": SavedArray(torch.float32, _channel_count, positive=True),
+    }
 
     def __init__(
         self,
@@ -465,6 +477,74 @@ class ImageAdapter:
         bool
         """
         return isinstance(X, ImageFiles)
+
+    def stream(self, X: ImageFiles, device: torch.device) -> StreamedImages:
+        """Files read one batch at a time, decoded when indexed and put on ``device``.
+
+        Parameters
+        ----------
+        X : ImageFiles
+            Output of :meth:`read` for which :meth:`streams` is True.
+        device : torch.device
+
+        Returns
+        -------
+        StreamedImages
+        """
+        return StreamedImages(X, self, device)
+
+    def training_context(
+        self, device: torch.device
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Let cuDNN pick the fastest convolution algorithms while training on CUDA.
+
+        Parameters
+        ----------
+        device : torch.device
+
+        Returns
+        -------
+        context manager
+            See :func:`cudnn_benchmark`.
+        """
+        return cudnn_benchmark(device)
+
+    def describe_reading(self, estimator: ACTEncoder) -> str:
+        """The stored size and channels, and the size the network sees.
+
+        Parameters
+        ----------
+        estimator : ACTEncoder
+            Unused: the adapter knows its images.
+
+        Returns
+        -------
+        str
+        """
+        c, h, w = self.input_shape
+        stored_h, stored_w = self.image_size
+        return (
+            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
+            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
+        )
+
+    def speed_advice(self, network: str | None) -> str:
+        """Fewer epochs, the ConvNet, smaller images or larger batches.
+
+        Parameters
+        ----------
+        network : str or None
+            The built-in network trained (None: the user's).
+
+        Returns
+        -------
+        str
+        """
+        convnet = "" if network == "convnet" else "encoder='convnet', "
+        return (
+            f"max_iter (e.g. max_iter=10), {convnet}a smaller image_size or a "
+            "larger batch_size"
+        )
 
     def check_channels(self, X: np.ndarray | ImageFiles, policy: str, name: str) -> None:
         """Warn once that images of another channel count are converted, or refuse them.

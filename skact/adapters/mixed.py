@@ -26,7 +26,7 @@ from .._auto import table_corruption_rate
 from ..augment.tabular import TabularAugment
 from ..io.tables import MixedTable, as_float, is_missing, read_table, string_cell
 from ..networks import TabularEmbedding
-from .base import TableAdapterMixin
+from .base import SavedArray, TableAdapterMixin
 from .table import safe_scale
 
 if TYPE_CHECKING:
@@ -339,6 +339,11 @@ class OneSidedTable(nn.Module):
         return self.preprocessing(numeric, x)
 
 
+def _numeric_width(state: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The length of the saved statistics: the number of numeric columns."""
+    return state["is_categorical"].count(False)
+
+
 class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
@@ -369,6 +374,11 @@ class MixedTableAdapter(TableAdapterMixin):
     """
 
     kind: ClassVar[str] = "mixed"
+    label: ClassVar[str] = "mixed table"
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float64, _numeric_width),
+        "scale": SavedArray(torch.float64, _numeric_width, positive=True),
+    }
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .. import _guards
 from .._auto import table_corruption_rate
 from ..augment.tabular import TabularAugment
-from .base import TableAdapterMixin
+from .base import SavedArray, TableAdapterMixin, table_width
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -107,6 +107,11 @@ class TabularAdapter(TableAdapterMixin):
     """
 
     kind: ClassVar[str] = "tabular"
+    label: ClassVar[str] = "table"
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float64, table_width),
+        "scale": SavedArray(torch.float64, table_width, positive=True),
+    }
 
     def __init__(
         self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment

@@ -32,6 +32,7 @@ __all__ = [
     "text_columns",
 ]
 
+
 def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
     """Refuse containers that hold data but are not 2-D tables, naming the conversion.
 
