@@ -49,6 +49,10 @@ from .objectives import OBJECTIVES, ACTLoss, Objective, make_objective
 
 logger = logging.getLogger(__name__)
 
+#: The batch size that encoding without gradients starts from when ``batch_size`` is
+#: ``"auto"`` (:func:`skact._training.transform_batch_size` scales it to the input).
+ENCODING_BATCH_SIZE = 256
+
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Self-supervised feature extractor trained by Adversarial Contrastive Training.
@@ -564,11 +568,7 @@ default="auto"
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
-        step = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            adapter.input_shape,
-            device,
-        )
+        step = self._encoding_batch_size()
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):
@@ -1031,6 +1031,15 @@ default="auto"
         modules = [self.encoder_, self.projector_]
         return [p for m in modules if m is not None for p in m.parameters()]
 
+    def _encoding_batch_size(self) -> int:
+        """Rows per batch when encoding without gradients (``transform``, the monitor),
+        from ``batch_size`` (:data:`ENCODING_BATCH_SIZE` while it is ``"auto"``)."""
+        return _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else ENCODING_BATCH_SIZE,
+            self._adapter.input_shape,
+            self.device_,
+        )
+
     def _memory_error(self, n_parameters: int | None, why: str) -> MemoryError:
         """A MemoryError that says what the networks need and what to change."""
         what = "ACTEncoder's networks"
@@ -1294,11 +1303,7 @@ default="auto"
         computes it (evaluation mode, batches, autocast); the mode is put back."""
         encoder: nn.Module = self.encoder_
         device = self.device_
-        step = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            self._adapter.input_shape,
-            device,
-        )
+        step = self._encoding_batch_size()
         amp = _training.autocast_dtype(device)
         was_training = encoder.training
         encoder.eval()
@@ -1482,11 +1487,7 @@ default="auto"
             adversary_momentum=self.adversary_momentum,
             batch_adversary=True,
         )
-        batch_size = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            adapter.input_shape,
-            self.device_,
-        )
+        batch_size = self._encoding_batch_size()
         return _training.Validation(data, view_fn, criterion, seed, batch_size)
 
 
