@@ -21,9 +21,10 @@ from skact.adapters.factory import (
     unregister_adapter,
 )
 from skact.adapters.image import ImageAdapter
-from skact.adapters.mixed import MixedTableAdapter
+from skact.adapters.mixed import MixedTableAdapter, encode
 from skact.adapters.table import TablePreprocessing, TabularAdapter
 from skact.augment.tabular import TabularAugment
+from skact.io.images import as_images
 from skact.networks import ConvNet, ResNet18
 
 from _small import small_encoder
@@ -343,3 +344,51 @@ def test_an_unregistered_kind_is_a_table_again(columns_kind):
     with pytest.raises(ValueError, match="kind 'test_columns' is already registered"):
         register_adapter(columns_kind, columns_kind.detect)
     assert ADAPTERS["test_columns"] is columns_kind
+
+
+# ------------------------------------------------------------------ preprocessing modules
+
+
+def test_mixed_storage_is_the_numpy_preparation_bit_for_bit():
+    # to_storage runs MixedPreprocessing; the NumPy formula it replaced, written out.
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=50),
+            "b": rng.normal(size=50) * 1e120,
+            "c": list("xyz" * 16 + "xy"),
+        }
+    )
+    df.loc[::7, "a"] = np.nan
+    df.loc[::5, "c"] = None
+    enc = small_encoder(max_iter=1, handle_missing="indicator").fit(df)
+    adapter = enc._adapter
+    expected = np.zeros((50, adapter.input_shape[0]), dtype=np.float32)
+    for i, column in enumerate(("a", "b")):
+        mean, scale = adapter.mean[i], adapter.scale[i]
+        unit = float(max(abs(mean), scale)) if max(abs(mean), scale) > 1e100 else 1.0
+        values = df[column].to_numpy(dtype=np.float64)
+        expected[:, i] = np.nan_to_num(
+            (values / unit - mean / unit) / (scale / unit), nan=0.0
+        )
+    expected[:, 2] = df["a"].isna()
+    expected[:, 3] = encode(
+        df["c"].to_numpy(dtype=object),
+        adapter.categories_[0],
+        adapter.has_missing_category[0],
+    )
+    assert torch.equal(adapter.to_storage(df), torch.from_numpy(expected))
+
+
+def test_image_network_input_is_the_preprocessing_module_bit_for_bit():
+    X = _images(6, (10, 10))
+    enc = small_encoder(max_iter=1, encoder="convnet", image_size=12).fit(X)
+    adapter = enc._adapter
+    stored = adapter.to_storage(as_images(X))
+    module = adapter.preprocessing_module()
+    expected = module(stored.permute(0, 2, 3, 1))
+    assert adapter.input_shape == (3, 18, 18)  # resized to the view size, then normalised
+    assert torch.equal(adapter.to_model(stored), expected)
+    views = adapter.view(stored, stored, torch.Generator().manual_seed(0))
+    raw = adapter.augment(stored.float() / 255.0, torch.Generator().manual_seed(0))
+    assert torch.equal(views, module.normalise(raw))

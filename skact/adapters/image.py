@@ -149,9 +149,22 @@ class ImagePreprocessing(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
-        # Contiguous as to_model's stored batches are: interpolate's channels_last
-        # kernel rounds differently.
-        x = x.contiguous().float() / 255.0
+        return self.from_stored(x)
+
+    def from_stored(self, pixels: Tensor) -> Tensor:
+        """Stored (channels-first) uint8 images ``(n, C, H, W)`` as network input.
+
+        Parameters
+        ----------
+        pixels : Tensor of shape (n, C, H, W), uint8
+
+        Returns
+        -------
+        Tensor of shape (n, C, *view_size), float32
+        """
+        # Contiguous as stored batches are: interpolate's channels_last kernel rounds
+        # differently.
+        x = pixels.contiguous().float() / 255.0
         if self.view_size != self.image_size:
             mode = self.interpolation
             x = F.interpolate(
@@ -160,6 +173,19 @@ class ImagePreprocessing(nn.Module):
                 antialias=mode != "nearest" and self.view_size[0] < self.image_size[0],
             )  # fmt: skip
             x = x.clamp(0.0, 1.0)
+        return self.normalise(x)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """Images in [0, 1] normalised by the per-channel statistics.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W), float32
+
+        Returns
+        -------
+        Tensor of shape (n, C, H, W), float32
+        """
         return (x - self.mean) / self.std
 
 
@@ -215,7 +241,7 @@ class ImageAdapter:
             self.channels,
             *view_size_of(augment, self.image_size),
         )
-        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._preprocessing: dict[torch.device, ImagePreprocessing] = {}
 
     @classmethod
     def read(cls, X: Any, estimator: ACTEncoder, reset: bool) -> np.ndarray | ImageFiles:
@@ -651,13 +677,14 @@ class ImageAdapter:
 
     # ------------------------------------------------------------------ on the device
 
-    def _normalise(self, x: Tensor) -> Tensor:
-        stats = self._stats.get(x.device)
-        if stats is None:
-            mean = torch.from_numpy(self.mean).to(x.device).view(1, -1, 1, 1)
-            std = torch.from_numpy(self.std).to(x.device).view(1, -1, 1, 1)
-            stats = self._stats[x.device] = (mean, std)
-        x = (x - stats[0]) / stats[1]
+    def _module(self, device: torch.device) -> ImagePreprocessing:
+        """:meth:`preprocessing_module` on ``device``, made once per device."""
+        module = self._preprocessing.get(device)
+        if module is None:
+            module = self._preprocessing[device] = self.preprocessing_module().to(device)
+        return module
+
+    def _placed(self, x: Tensor) -> Tensor:
         if x.device.type in CHANNELS_LAST_DEVICES:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -719,16 +746,8 @@ class ImageAdapter:
         -------
         Tensor of shape (n, *input_shape), float32
         """
-        x = batch.float().div_(255.0)
-        size = self.input_shape[1:]
-        if tuple(x.shape[2:]) != size:
-            mode = self._interpolation()
-            x = F.interpolate(
-                x, size=size, mode=mode, align_corners=None if mode == "nearest" else False,
-                antialias=mode != "nearest" and size[0] < x.shape[2],
-            )  # fmt: skip
-            x = x.clamp_(0.0, 1.0)
-        return self._normalise(x)
+        # The exported program's own module, so that the two cannot drift apart.
+        return self._placed(self._module(batch.device).from_stored(batch))
 
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
         """One random augmented view of a stored batch, normalised.
@@ -744,7 +763,8 @@ class ImageAdapter:
         -------
         Tensor of shape (n, *input_shape), float32
         """
-        return self._normalise(self.augment(batch.float().div_(255.0), generator))
+        views = self.augment(batch.float().div_(255.0), generator)
+        return self._placed(self._module(batch.device).normalise(views))
 
     # ------------------------------------------------------------------ persistence
 
@@ -801,8 +821,13 @@ class ImageAdapter:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
+        state["_preprocessing"] = {}  # modules per device: a cache, rebuilt on first use
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.pop("_stats", None)  # the cache of pickles of older skact
+        self.__dict__.update(state)
+        self._preprocessing = {}
 
 
 def check_views(augment: ViewStep, pixels: Tensor, input_shape: tuple[int, ...]) -> None:

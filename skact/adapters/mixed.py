@@ -45,6 +45,9 @@ __all__ = [
 #: near 1e150 would).
 HUGE = 1e100
 
+#: Rows prepared at a time by ``to_storage`` (float64 numeric columns and int64 codes).
+CHUNK_ROWS = 65536
+
 
 def _unit(size: float) -> float:
     """What to divide a numeric column by before its sums and differences: its size
@@ -542,19 +545,24 @@ class MixedTableAdapter(TableAdapterMixin):
         """
         if not isinstance(X, MixedTable):
             X = read_table(X, self.handle_missing)
-        out = np.zeros((len(X), self.input_shape[0]), dtype=np.float32)
-        for i, j in enumerate(self._numeric):
-            mean, scale = self.mean[i], self.scale[i]
-            unit = _unit(max(abs(mean), scale))  # x - mean could overflow
-            column = (as_float(X.columns[j]) / unit - mean / unit) / (scale / unit)
-            out[:, i] = np.nan_to_num(column, nan=0.0)  # a gap takes the mean
-        n_num = len(self._numeric)
-        for i, j in enumerate(self.indicators):
-            out[:, n_num + i] = np.isnan(as_float(X.columns[self._numeric[j]]))
-        for i, j in enumerate(self._categorical):
-            column = encode(X.columns[j], self.categories_[i], self.has_missing_category[i])
-            out[:, self.n_continuous + i] = column
-        return torch.from_numpy(out)
+        # The exported program's own module, so that the two cannot drift apart.
+        module = MixedPreprocessing(
+            self.mean, self.scale, self.indicators, [len(c) for c in self.categories_]
+        )
+        out = torch.empty((len(X), self.input_shape[0]), dtype=torch.float32)
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = X[start : start + CHUNK_ROWS]
+            numeric = np.empty((len(part), len(self._numeric)), dtype=np.float64)
+            for i, j in enumerate(self._numeric):
+                numeric[:, i] = as_float(part.columns[j])
+            codes = np.empty((len(part), len(self._categorical)), dtype=np.int64)
+            for i, j in enumerate(self._categorical):
+                codes[:, i] = encode(
+                    part.columns[j], self.categories_[i], self.has_missing_category[i]
+                )
+            rows = module(torch.from_numpy(numeric), torch.from_numpy(codes))
+            out[start : start + len(part)] = rows
+        return out
 
     def preprocessing_module(self) -> nn.Module:
         """What :meth:`to_storage` does, as a torch module.
