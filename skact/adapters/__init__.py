@@ -11,5 +11,7 @@ streams from files, the fitted column attributes and the state it saves.
 - :class:`~skact.adapters.image.ImageAdapter`: arrays, PIL images and image files.
 
 :mod:`.base` declares the protocol; :mod:`.factory` is the only place that inspects
-the user's input to decide its kind.
+the user's input to decide its kind, and :func:`.factory.register_adapter` adds a kind.
+The readers of user containers (image files, tables column by column) are in
+:mod:`skact.io`.
 """
