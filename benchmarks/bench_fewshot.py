@@ -47,8 +47,8 @@ from sklearn.model_selection import train_test_split
 from skact import ACTEncoder
 from skact._auto import table_corruption_rate
 from skact._environment import versions
-from skact._images import is_image_input
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
+from skact.io.images import is_image_input
 from skact.objectives import OBJECTIVES
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -789,7 +789,7 @@ def other_views(views: str) -> contextlib.AbstractContextManager[Any]:
     The benchmark's only way to try a view rule without changing skact: the mixed-table
     adapter's ``view`` is patched for the duration of a fit (the CPU, one process).
     """
-    from skact._tabular_mixed import MixedTableAdapter
+    from skact.adapters.mixed import MixedTableAdapter
 
     if views == "cell":
         return contextlib.nullcontext()

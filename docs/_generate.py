@@ -232,7 +232,7 @@ def write_augmentation_figure(generated: Path) -> Path:
     import torch
     from sklearn.datasets import load_digits
 
-    from skact._images import default_augment
+    from skact.adapters.image import default_augment
 
     generator = torch.Generator().manual_seed(0)
     digit = torch.tensor(load_digits().images[0] / 16.0, dtype=torch.float32)[None, None]

@@ -32,9 +32,9 @@ from ._atomic import atomic_write, check_writable, names_a_folder
 from ._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
 from ._export import EXPORT_FORMATS, INPUTS_SUFFIX
 from ._guards import Advice, check_values
-from ._images import ImageFiles
 from ._labels import MINUS_ONE, labeled_mask, warn_if_minus_one_ambiguous
 from ._training import resolve_device
+from .io.images import ImageFiles
 
 __all__ = [
     "EXPORT_FORMATS",

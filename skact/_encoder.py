@@ -31,7 +31,6 @@ from . import (
     _callbacks,
     _export,
     _guards,
-    _images,
     _persistence,
     _state,
     _training,
@@ -56,6 +55,10 @@ from .objectives import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: The batch size that encoding without gradients starts from when ``batch_size`` is
+#: ``"auto"`` (:func:`skact._training.transform_batch_size` scales it to the input).
+ENCODING_BATCH_SIZE = 256
 
 
 class ACTEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -600,11 +603,7 @@ default="auto"
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
-        step = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            adapter.input_shape,
-            device,
-        )
+        step = self._encoding_batch_size()
         amp = self._autocast_dtype()
         encoder.eval()
         with _training.torch_threads(), torch.inference_mode():
@@ -838,7 +837,7 @@ default="auto"
                 started = True
                 if isinstance(epochs, str):  # max_iter="auto"
                     epochs = self._auto_settings(n_samples).max_iter
-                with _images.cudnn_benchmark(self.device_):
+                with self._adapter.training_context(self.device_):
                     try:
                         self._train(X, target, epochs, horizon, interrupted)
                     except RuntimeError as exc:
@@ -1039,6 +1038,15 @@ default="auto"
         modules = [self.encoder_, self.projector_]
         return [p for m in modules if m is not None for p in m.parameters()]
 
+    def _encoding_batch_size(self) -> int:
+        """Rows per batch when encoding without gradients (``transform``, the monitor),
+        from ``batch_size`` (:data:`ENCODING_BATCH_SIZE` while it is ``"auto"``)."""
+        return _training.transform_batch_size(
+            self.batch_size if isinstance(self.batch_size, int) else ENCODING_BATCH_SIZE,
+            self._adapter.input_shape,
+            self.device_,
+        )
+
     def _memory_error(self, n_parameters: int | None, why: str) -> MemoryError:
         """A MemoryError that says what the networks need and what to change."""
         what = "ACTEncoder's networks"
@@ -1050,7 +1058,7 @@ default="auto"
                 "their gradients and Adam's two moments),"
             )
         advice = "Use a smaller encoder module or a device with more memory."
-        if isinstance(self.encoder, str) and self._adapter.kind != "image":
+        if self._network_name == "mlp":  # its width is the user's to change
             with torch.device("meta"):
                 front = self._adapter.front_end()
             width = self._adapter.input_shape[0]
@@ -1147,7 +1155,7 @@ default="auto"
         # whole set is stored once, as uint8 for images.
         stream = adapter.streams(X) and not horizon
         data: Any = (
-            _images.StreamedImages(X, adapter, device)
+            adapter.stream(X, device)
             if stream
             else _training.to_device(adapter.to_storage(X), device)
         )
@@ -1242,14 +1250,7 @@ default="auto"
         callbacks: list[_callbacks.Callback] = [] if monitor is None else [monitor]
         advice = None
         if auto_epochs and show and self.device_.type == "cpu":
-            convnet = "" if self._network_name == "convnet" else "encoder='convnet', "
-            shorter = (
-                f"max_iter (e.g. max_iter=10), {convnet}a smaller image_size or a "
-                "larger batch_size"
-                if self._adapter.kind == "image"
-                else "max_iter (e.g. max_iter=20), smaller hidden_layer_sizes or a "
-                "larger batch_size"
-            )
+            shorter = self._adapter.speed_advice(self._network_name)
             advice = f"To make it shorter, set {shorter}."
         # Before the bar and the log, which show its time left after each step.
         estimate = _callbacks.TimeEstimate(
@@ -1309,11 +1310,7 @@ default="auto"
         computes it (evaluation mode, batches, autocast); the mode is put back."""
         encoder: nn.Module = self.encoder_
         device = self.device_
-        step = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            self._adapter.input_shape,
-            device,
-        )
+        step = self._encoding_batch_size()
         amp = self._autocast_dtype()
         was_training = encoder.training
         encoder.eval()
@@ -1489,11 +1486,7 @@ default="auto"
             return adapter.view(batch, data, generator)
 
         criterion = make_objective(self._objective(), held_out=True)
-        batch_size = _training.transform_batch_size(
-            self.batch_size if isinstance(self.batch_size, int) else 256,
-            adapter.input_shape,
-            self.device_,
-        )
+        batch_size = self._encoding_batch_size()
         return _training.Validation(data, view_fn, criterion, seed, batch_size)
 
 
@@ -1555,7 +1548,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     compute = _training.compute_settings(device, adapter.kind, estimator.precision)
     return {
         "n_samples": n_samples,
-        "kind": {"image": "images", "mixed": "mixed table"}.get(adapter.kind, "table"),
+        "kind": adapter.label,
         "input_shape": tuple(adapter.input_shape),
         "encoder": name,
         "max_iter": (
@@ -1600,27 +1593,7 @@ def _log_input(estimator: ACTEncoder) -> None:
     """Log how a new model reads its input: the conversions that ``fit`` chose."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    adapter: Any = estimator._adapter
-    if adapter.kind == "image":
-        c, h, w = adapter.input_shape
-        stored_h, stored_w = adapter.image_size
-        said = (
-            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
-            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
-        )
-    else:
-        mask = getattr(estimator, "is_categorical_", None)
-        n = int(estimator.n_features_in_)
-        said = f"a table of {n} column{'' if n == 1 else 's'}, standardised"
-        if mask is not None:
-            names = getattr(estimator, "feature_names_in_", None)
-            columns = [
-                str(names[i]) if names is not None else str(i) for i in np.flatnonzero(mask)
-            ]
-            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
-            said += f"; {len(columns)} categorical, embedded: {shown}"
-        if estimator.handle_missing == "indicator":
-            said += "; missing values get indicators"
+    said = estimator._adapter.describe_reading(estimator)
     logger.info("ACTEncoder: the input is read as %s", said)
 
 

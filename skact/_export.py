@@ -13,7 +13,7 @@ fitted model, and ``export`` writes it beside the file as JSON):
 - numeric tables: ``X``, float64 ``(n, n_features)``;
 - mixed tables: ``numeric``, float64 ``(n, n_numeric)`` with NaN for a gap, and
   ``codes``, int64 ``(n, n_categorical)`` (see
-  :meth:`skact._tabular_mixed.MixedTableAdapter.input_codes`); an input without
+  :meth:`skact.adapters.mixed.MixedTableAdapter.input_codes`); an input without
   columns is left out;
 - images: ``images``, uint8 ``(n, H, W, C)``, or ``(n, H, W)`` for one channel, at the
   fitted ``image_size``.

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tabular_mixed import _is_missing_cell
+from .io.tables import is_missing_cell
 
 __all__ = [
     "MINUS_ONE",
@@ -53,7 +53,7 @@ def _value(label: Any) -> float | None:
     blank or "nan"), missing as NaN; None for a label that is not a number."""
     if isinstance(label, str | bytes):
         return _spelled(label)
-    if _is_missing_cell(label):
+    if is_missing_cell(label):
         return math.nan
     if isinstance(label, Number) and not isinstance(label, bool | np.bool_):
         try:

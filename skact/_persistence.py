@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from . import _atomic, _state, _training
-from ._images import UNSAVED_AUGMENT
+from .adapters.base import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
 from .augment.tabular import TabularAugment
@@ -681,29 +681,6 @@ class _Plan:
     target: torch.device
 
 
-#: The adapter's arrays: their dtype, and their length as a function of the adapter's
-#: JSON state and the fitted attributes.
-_ADAPTER_ARRAYS: dict[str, dict[str, tuple[torch.dtype, Any]]] = {
-    "tabular": {
-        "mean": (torch.float64, lambda state, fitted: fitted["n_features_in_"]),
-        "scale": (torch.float64, lambda state, fitted: fitted["n_features_in_"]),
-    },
-    "mixed": {
-        "mean": (torch.float64, lambda state, fitted: state["is_categorical"].count(False)),
-        "scale": (
-            torch.float64,
-            lambda state, fitted: state["is_categorical"].count(False),
-        ),
-    },
-    "image": {
-        "mean": (torch.float32, lambda state, fitted: state["channels"]),
-        "std": (torch.float32, lambda state, fitted: state["channels"]),
-    },
-}
-#: Arrays that divide: a saved one is never 0.
-_POSITIVE_ARRAYS = frozenset({"scale", "std"})
-
-
 def _plan(
     cls: type[ACTEncoder],
     config: dict[str, Any],
@@ -846,8 +823,8 @@ def _placeholder_adapter(
         )
     state = spec["state"]
     arrays: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
-        f"adapter.{field}": ((_count(length(state, fitted), field, name),), dtype)
-        for field, (dtype, length) in _ADAPTER_ARRAYS[kind].items()
+        f"adapter.{key}": ((_count(saved.length(state, fitted), key, name),), saved.dtype)
+        for key, saved in ADAPTERS[kind].saved_arrays.items()
     }
     references = _array_references(state)
     if references != set(arrays):
@@ -1057,8 +1034,10 @@ def _check_tensors(tensors: dict[str, Any], plan: _Plan, name: str) -> None:
         for key, (shape, dtype) in plan.arrays.items()
     }
     _check_state(arrays, expected_arrays, "", name)
+    # Arrays that divide (the adapter's declaration says which): never 0.
+    saved = type(plan.estimator._adapter).saved_arrays
     for key, value in arrays.items():
-        if key.rsplit(".", 1)[-1] in _POSITIVE_ARRAYS and not bool((value > 0).all()):
+        if saved[key.rsplit(".", 1)[-1]].positive and not bool((value > 0).all()):
             raise _corrupt(name, _TENSORS, f"{key} holds values <= 0")
     for field in _tensor_fields():
         value = tensors[field.file_key]

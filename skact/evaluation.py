@@ -33,7 +33,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from sklearn.utils import _safe_indexing, check_random_state
 
 from ._labels import semi_supervised_target
-from ._tabular_mixed import is_missing
+from .io.tables import is_missing
 
 __all__ = [
     "FewShotResult",

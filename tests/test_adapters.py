@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -12,10 +13,18 @@ from PIL import Image
 import skact
 from skact import _auto, _training
 from skact._encoder import resolved_settings
-from skact._images import ImageAdapter
-from skact._inputs import TabularAdapter
-from skact._tabular_mixed import MixedTableAdapter
-from skact.adapters.factory import ADAPTERS, read_input
+from skact.adapters.base import SavedArray, TableAdapterMixin
+from skact.adapters.factory import (
+    ADAPTERS,
+    read_input,
+    register_adapter,
+    unregister_adapter,
+)
+from skact.adapters.image import ImageAdapter
+from skact.adapters.mixed import MixedTableAdapter, encode
+from skact.adapters.table import TablePreprocessing, TabularAdapter
+from skact.augment.tabular import TabularAugment
+from skact.io.images import as_images
 from skact.networks import ConvNet, ResNet18
 
 from _small import small_encoder
@@ -150,7 +159,7 @@ def test_resolved_settings_read_only_file_headers(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr("skact._images.ImageFiles.load", no_decoding)
+    monkeypatch.setattr("skact.io.images.ImageFiles.load", no_decoding)
     enc = skact.ACTEncoder(device="cpu")
     got = resolved_settings(enc, paths)
     assert got["input_shape"] == (3, 32, 32) and got["encoder"] == "convnet"
@@ -215,3 +224,171 @@ def test_a_network_the_file_cannot_have_is_refused(tmp_path):
         dst.writestr("tensors.pt", src.read("tensors.pt"))
     with pytest.raises(skact.ModelFileError, match="network='resnet18'"):
         skact.load(bad)
+
+
+# ------------------------------------------------------------------ a new kind of input
+
+
+class ColumnsAdapter(TableAdapterMixin):
+    """A toy kind, defined here only: a dict of equal-length 1-D arrays, one per column
+    (sorted by name), standardised and corrupted as a numeric table is. What a new kind
+    needs is this class and one ``register_adapter`` call; nothing else in skact."""
+
+    kind: ClassVar[str] = "test_columns"
+    label: ClassVar[str] = "columns"
+    expected_input: ClassVar[str] = "a dict of 1-D arrays"
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float64, lambda state, fitted: len(state["names"])),
+        "scale": SavedArray(
+            torch.float64, lambda state, fitted: len(state["names"]), positive=True
+        ),
+    }
+
+    def __init__(self, names, mean, scale, augment):
+        self.names = list(names)
+        self.mean, self.scale, self.augment = mean, scale, augment
+        self.input_shape = (len(self.names),)
+
+    @staticmethod
+    def detect(X):
+        return isinstance(X, dict) and all(np.ndim(v) == 1 for v in X.values())
+
+    @classmethod
+    def read(cls, X, estimator, reset):
+        rows = np.column_stack([np.asarray(X[k], dtype=np.float64) for k in sorted(X)])
+        if reset:
+            estimator.n_features_in_ = rows.shape[1]
+        elif rows.shape[1] != estimator.n_features_in_:
+            raise ValueError(f"got {rows.shape[1]} columns, fitted on {len(X)}")
+        return rows
+
+    @classmethod
+    def from_input(cls, X, estimator, device, measure=True):
+        augment = TabularAugment(0.3, estimator.noise_scale)
+        return cls([f"c{j}" for j in range(X.shape[1])], X.mean(0), X.std(0) + 1.0, augment)
+
+    def to_storage(self, X):
+        return self.preprocessing_module()(torch.from_numpy(np.asarray(X)))
+
+    def preprocessing_module(self):
+        return TablePreprocessing(self.mean, self.scale)
+
+    def input_spec(self, columns):
+        return {"inputs": [{"name": "X", "dtype": "float64", "shape": ["n", 2]}]}
+
+    def to_model(self, batch):
+        return batch
+
+    def view(self, batch, pool, generator):
+        return self.augment(batch, pool, generator)
+
+    def state_dict(self):
+        return {
+            "names": self.names,
+            "mean": self.mean,
+            "scale": self.scale,
+            "noise_scale": self.augment.noise_scale,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state):
+        augment = TabularAugment(0.3, state["noise_scale"])
+        return cls(
+            state["names"], np.asarray(state["mean"]), np.asarray(state["scale"]), augment
+        )
+
+
+@pytest.fixture
+def columns_kind():
+    register_adapter(ColumnsAdapter, ColumnsAdapter.detect)
+    yield ColumnsAdapter
+    unregister_adapter(ColumnsAdapter)
+
+
+def test_a_kind_registered_from_outside_fits_saves_and_loads(columns_kind, tmp_path):
+    rng = np.random.default_rng(0)
+    X = {"b": rng.normal(size=40), "a": rng.normal(size=40) * 5 + 3}
+    enc = small_encoder(max_iter=2).fit(X)
+    assert type(enc._adapter) is columns_kind
+    assert enc.n_features_in_ == 2 and len(enc.loss_curve_) == 2
+    features = enc.transform(X)
+    assert features.shape == (40, 3) and np.isfinite(features).all()
+    assert resolved_settings(enc, X)["kind"] == "columns"
+    # Another kind of input is refused with the kind's own words.
+    with pytest.raises(ValueError, match="fitted on columns; transform needs columns too"):
+        enc.transform(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="fitted on test_columns data; got images"):
+        enc.transform(np.zeros((4, 8, 8)))
+    path = tmp_path / "columns.skact"
+    enc.save(path)
+    loaded = skact.load(path)
+    assert type(loaded._adapter) is columns_kind
+    np.testing.assert_array_equal(loaded.transform(X), features)
+    # The declaration is what load checks: a damaged statistic is refused.
+    state = dict(enc._adapter.state_dict(), scale=np.zeros(2))
+    enc._adapter = columns_kind.from_state_dict(state)
+    enc.save(tmp_path / "zero.skact")
+    with pytest.raises(skact.ModelFileError, match=r"adapter\.scale holds values <= 0"):
+        skact.load(tmp_path / "zero.skact")
+
+
+def test_an_unregistered_kind_is_a_table_again(columns_kind):
+    unregister_adapter(columns_kind)
+    try:
+        with pytest.raises(TypeError, match="For a dict of columns, pass a DataFrame"):
+            small_encoder().fit({"a": np.zeros(4)})
+        with pytest.raises(ValueError, match="ColumnsAdapter is not a registered"):
+            unregister_adapter(columns_kind)
+    finally:
+        register_adapter(columns_kind, columns_kind.detect)
+    with pytest.raises(ValueError, match="kind 'test_columns' is already registered"):
+        register_adapter(columns_kind, columns_kind.detect)
+    assert ADAPTERS["test_columns"] is columns_kind
+
+
+# ------------------------------------------------------------------ preprocessing modules
+
+
+def test_mixed_storage_is_the_numpy_preparation_bit_for_bit():
+    # to_storage runs MixedPreprocessing; the NumPy formula it replaced, written out.
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=50),
+            "b": rng.normal(size=50) * 1e120,
+            "c": list("xyz" * 16 + "xy"),
+        }
+    )
+    df.loc[::7, "a"] = np.nan
+    df.loc[::5, "c"] = None
+    enc = small_encoder(max_iter=1, handle_missing="indicator").fit(df)
+    adapter = enc._adapter
+    expected = np.zeros((50, adapter.input_shape[0]), dtype=np.float32)
+    for i, column in enumerate(("a", "b")):
+        mean, scale = adapter.mean[i], adapter.scale[i]
+        unit = float(max(abs(mean), scale)) if max(abs(mean), scale) > 1e100 else 1.0
+        values = df[column].to_numpy(dtype=np.float64)
+        expected[:, i] = np.nan_to_num(
+            (values / unit - mean / unit) / (scale / unit), nan=0.0
+        )
+    expected[:, 2] = df["a"].isna()
+    expected[:, 3] = encode(
+        df["c"].to_numpy(dtype=object),
+        adapter.categories_[0],
+        adapter.has_missing_category[0],
+    )
+    assert torch.equal(adapter.to_storage(df), torch.from_numpy(expected))
+
+
+def test_image_network_input_is_the_preprocessing_module_bit_for_bit():
+    X = _images(6, (10, 10))
+    enc = small_encoder(max_iter=1, encoder="convnet", image_size=12).fit(X)
+    adapter = enc._adapter
+    stored = adapter.to_storage(as_images(X))
+    module = adapter.preprocessing_module()
+    expected = module(stored.permute(0, 2, 3, 1))
+    assert adapter.input_shape == (3, 18, 18)  # resized to the view size, then normalised
+    assert torch.equal(adapter.to_model(stored), expected)
+    views = adapter.view(stored, stored, torch.Generator().manual_seed(0))
+    raw = adapter.augment(stored.float() / 255.0, torch.Generator().manual_seed(0))
+    assert torch.equal(views, module.normalise(raw))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skact._images import ImageAdapter
+from skact.adapters.image import ImageAdapter
 from skact.augment import Compose, ImageAugment, ViewParams
 from skact.augment.image import _shift_hue, view_size_of
 

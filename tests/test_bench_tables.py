@@ -460,7 +460,7 @@ def test_mask_views_blank_cells_to_the_mean_and_the_unknown_category(bench):
 
 
 def test_other_views_swap_the_adapters_view_for_the_fit_only(bench):
-    from skact._tabular_mixed import MixedTableAdapter
+    from skact.adapters.mixed import MixedTableAdapter
 
     original = MixedTableAdapter.view
     with bench.other_views("mask"):

@@ -325,7 +325,7 @@ def test_digits_table_few_shot_beats_raw_pixels_by_four_points():
 def test_a_column_constant_up_to_rounding_standardises_to_about_zero():
     """Its std is rounding noise: dividing by 1 left values like 1e5 for a column of
     1e20s; it is divided by its size instead, so the noise stays ~1e-15."""
-    from skact._inputs import TabularAdapter, safe_scale
+    from skact.adapters.table import TabularAdapter, safe_scale
     from skact.augment.tabular import TabularAugment
 
     X = np.array([[1e20 * (1 + 1e-15 * k), k] for k in range(12)])

@@ -19,9 +19,10 @@ from torch import nn
 
 from skact import ACTEncoder
 from skact._export import ExportError
-from skact._inputs import TabularAdapter
-from skact._tabular_mixed import MixedTableAdapter, read_table
+from skact.adapters.mixed import MixedTableAdapter
+from skact.adapters.table import TabularAdapter
 from skact.augment import TabularAugment
+from skact.io.tables import read_table
 
 from _small import small_encoder
 
@@ -330,8 +331,9 @@ def test_a_callable_augment_does_not_stop_the_export(tmp_path) -> None:
     [((6, 8, 8), (12, 12)), ((6, 10, 12, 3), (10, 12)), ((6, 40, 40, 3), (32, 32))],
 )
 def test_image_preprocessing_module_is_to_model(shape, view_size) -> None:
-    from skact._images import ImageAdapter, as_images
+    from skact.adapters.image import ImageAdapter
     from skact.augment import ImageAugment
+    from skact.io.images import as_images
 
     X = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
     augment = ImageAugment(output_size=view_size)

@@ -10,23 +10,24 @@ import pytest
 import torch
 from PIL import Image
 
-from skact import ACTEncoder
-from skact._images import (
+from skact import ACTEncoder, _auto
+from skact._persistence import ADAPTERS
+from skact._training import resolve_device
+from skact.adapters.image import (
     ImageAdapter,
+    cudnn_benchmark,
+    default_augment,
+    prepare_network,
+)
+from skact.adapters.table import TabularAdapter
+from skact.augment import ImageAugment, TabularAugment
+from skact.io.images import (
     ImageFiles,
     as_images,
     channels_first,
     convert_channels,
-    cudnn_benchmark,
-    default_augment,
-    default_encoder,
     is_image_input,
-    prepare_network,
 )
-from skact._inputs import TabularAdapter
-from skact._persistence import ADAPTERS
-from skact._training import resolve_device
-from skact.augment import ImageAugment, TabularAugment
 from skact.networks import BasicBlock, ConvNet, ResNet18
 
 
@@ -179,8 +180,9 @@ def test_default_augment_and_encoder_rules():
     assert tiny.flip_p == 0 and tiny.crop_scale == (0.5, 1.0)
     assert default_augment(3, (32, 32)) == ImageAugment()  # the paper's views
     assert ImageAdapter.fit(as_images(_images(c=1))).input_shape == (1, 12, 12)
-    assert default_encoder((1, 12, 12)) == "convnet"
-    assert default_encoder((3, 31, 40)) == "resnet18"
+    # "auto" on CUDA, by the longer side of the views (was _images.default_encoder).
+    assert _auto.image_encoder("cuda", (12, 12)) == "convnet"
+    assert _auto.image_encoder("cuda", (31, 40)) == "resnet18"
 
 
 def test_views_are_augmented_and_normalised_at_the_view_size():

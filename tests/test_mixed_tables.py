@@ -11,14 +11,14 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skact._tabular_mixed import (
+from skact.adapters.mixed import (
     MixedTableAdapter,
     encode,
     fit_categories,
-    read_table,
     resolve_categorical,
 )
 from skact.augment.tabular import TabularAugment
+from skact.io.tables import read_table
 from skact.networks import TabularEmbedding
 
 from _small import small_encoder

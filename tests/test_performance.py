@@ -22,10 +22,11 @@ from sklearn.base import clone
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from skact import ACTEncoder
-from skact._images import ImageAdapter, as_images
 from skact._training import Trainer, make_adam, torch_threads
+from skact.adapters.image import ImageAdapter
 from skact.augment.image import ImageAugment
 from skact.augment.tabular import TabularAugment
+from skact.io.images import as_images
 from skact.networks import MLP, ProjectionHead
 from skact.objectives import (
     ACTLoss,

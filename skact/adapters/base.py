@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -12,6 +16,33 @@ from .._auto import AutoSettings, table_settings
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
 
+#: Why a model fitted with a callable ``augment`` is not saved, and what to do instead.
+UNSAVED_AUGMENT = (
+    "augment={augment!r} is code of one's own, which ACTEncoder.save does not store "
+    "(a saved model runs no code when loaded). Pickle the fitted estimator instead "
+    "(pickle or joblib.dump, with the callable importable where it is loaded), or fit "
+    "with an ImageAugment to save."
+)
+
+
+class SavedArray(NamedTuple):
+    """One array of an adapter's :meth:`~InputAdapter.state_dict`, as ``load`` checks it.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        The array's dtype in the file (any other is refused).
+    length : callable
+        ``length(state, fitted)``: its length, from the adapter's JSON state and the
+        model's fitted values (``n_features_in_``, ...), both as read from the file.
+    positive : bool, default=False
+        Whether every value must be above 0 (an array that divides).
+    """
+
+    dtype: torch.dtype
+    length: Callable[[dict[str, Any], dict[str, Any]], Any]
+    positive: bool = False
+
 
 class InputAdapter(Protocol):
     """The estimator's view of one kind of input, fitted on the training data.
@@ -19,15 +50,26 @@ class InputAdapter(Protocol):
     Attributes
     ----------
     kind : str
-        ``"tabular"``, ``"mixed"`` or ``"image"`` (saved with the model).
+        ``"tabular"``, ``"mixed"`` or ``"image"`` (saved with the model; the key of
+        :func:`~skact.adapters.factory.register_adapter`'s registry).
+    label : str
+        The kind in words (``"table"``, ``"images"``), for summaries and messages.
+    expected_input : str
+        What input of this kind looks like, for the message refusing other input
+        after ``fit`` (unused by tables, which take what no other kind claims).
     networks : tuple of str
         The built-in ``encoder`` names that accept this kind of input.
+    saved_arrays : dict of str to SavedArray
+        The arrays of :meth:`state_dict`, by key, with what ``load`` checks of each.
     input_shape : tuple of int
         One sample as the network (or its front end) sees it.
     """
 
     kind: ClassVar[str]
+    label: ClassVar[str]
+    expected_input: ClassVar[str]
     networks: ClassVar[tuple[str, ...]]
+    saved_arrays: ClassVar[dict[str, SavedArray]]
     input_shape: tuple[int, ...]
 
     @classmethod
@@ -67,8 +109,25 @@ class InputAdapter(Protocol):
         """What the network gets, in words, for messages about a user's network."""
         ...
 
+    def describe_reading(self, estimator: ACTEncoder) -> str:
+        """How ``fit`` read the input, in words, for the log."""
+        ...
+
+    def speed_advice(self, network: str | None) -> str:
+        """The settings that make a fit on this input shorter, for a long CPU fit."""
+        ...
+
     def streams(self, X: Any) -> bool:
         """Whether ``partial_fit`` on ``X`` reads it batch by batch (files)."""
+        ...
+
+    def stream(self, X: Any, device: torch.device) -> Any:
+        """Training data read from ``X`` batch by batch, indexed by sample indices
+        (only where :meth:`streams` says so)."""
+        ...
+
+    def training_context(self, device: torch.device) -> AbstractContextManager[Any]:
+        """A context that training on ``device`` runs in (backend flags)."""
         ...
 
     def fitted_attributes(self) -> dict[str, Any]:
@@ -110,11 +169,17 @@ class InputAdapter(Protocol):
         ...
 
 
+def table_width(state: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The length of a numeric table's saved statistics: its number of columns."""
+    return fitted["n_features_in_"]
+
+
 class TableAdapterMixin:
     """What numeric and mixed tables share: the MLP, table settings, no streaming."""
 
     kind: ClassVar[str]
     networks: ClassVar[tuple[str, ...]] = ("mlp",)
+    expected_input: ClassVar[str] = "a table of shape (n_samples, n_features)"
     input_shape: tuple[int, ...]  # set by each table adapter
 
     def auto_settings(self, device_type: str, n_samples: int) -> AutoSettings:
@@ -192,6 +257,77 @@ class TableAdapterMixin:
             f"batches of shape (n, {width}): rows of the table's {width} columns, "
             "standardised"
         )
+
+    def describe_reading(self, estimator: ACTEncoder) -> str:
+        """The table's width, its categorical columns and its missing indicators.
+
+        Parameters
+        ----------
+        estimator : ACTEncoder
+            Fitted on this input: gives ``n_features_in_``, ``is_categorical_``,
+            ``feature_names_in_`` and ``handle_missing``.
+
+        Returns
+        -------
+        str
+        """
+        mask = getattr(estimator, "is_categorical_", None)
+        n = int(estimator.n_features_in_)
+        said = f"a table of {n} column{'' if n == 1 else 's'}, standardised"
+        if mask is not None:
+            names = getattr(estimator, "feature_names_in_", None)
+            columns = [
+                str(names[i]) if names is not None else str(i) for i in np.flatnonzero(mask)
+            ]
+            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+            said += f"; {len(columns)} categorical, embedded: {shown}"
+        if estimator.handle_missing == "indicator":
+            said += "; missing values get indicators"
+        return said
+
+    def speed_advice(self, network: str | None) -> str:
+        """Fewer epochs, a smaller MLP or larger batches.
+
+        Parameters
+        ----------
+        network : str or None
+            The built-in network trained (None: the user's).
+
+        Returns
+        -------
+        str
+        """
+        return (
+            "max_iter (e.g. max_iter=20), smaller hidden_layer_sizes or a larger batch_size"
+        )
+
+    def training_context(self, device: torch.device) -> AbstractContextManager[Any]:
+        """No backend flag: an MLP has no convolutions for cuDNN to tune.
+
+        Parameters
+        ----------
+        device : torch.device
+
+        Returns
+        -------
+        contextlib.nullcontext
+        """
+        return contextlib.nullcontext()
+
+    def stream(self, X: Any, device: torch.device) -> Any:
+        """Refused: tables are stored whole (:meth:`streams` is False).
+
+        Parameters
+        ----------
+        X : object
+        device : torch.device
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError(f"{type(self).__name__} stores tables whole; none is streamed")
 
     def streams(self, X: Any) -> bool:
         """False: tables are stored whole.

@@ -1,187 +1,39 @@
-"""From user data to tensors: preprocessing fitted in ``fit`` and reused by ``transform``.
+"""Numeric tables: standardised rows, augmented by SCARF corruption.
 
-An *input adapter* knows one kind of data (the protocol is
-:class:`skact.adapters.base.InputAdapter`). It is fitted on the training data
-(statistics, shapes) and then turns any batch of that kind into tensors:
-
-- ``input_shape``: the shape of one sample as the network sees it;
-- ``to_storage(X)``: the whole data set in its compact host form (float32 rows for tables);
-- ``to_model(batch)``: a stored batch, already on the device, as network input;
-- ``view(batch, pool, generator)``: one random augmented view of a stored batch;
-- ``state_dict()`` / ``from_state_dict(d)``: the fitted state as JSON-able values and
-  arrays, and back (for weights-only saving).
-
-Tables are handled here; images by :class:`skact._images.ImageAdapter`.
+The container checks that refuse input that is not a table are in
+:mod:`skact.io.tables`; the rows themselves are checked by
+:func:`skact._guards.validate_table`.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from . import _guards
-from .adapters.base import InputAdapter, TableAdapterMixin
-from .augment.tabular import TabularAugment, table_views
+from .. import _guards
+from ..augment.tabular import TabularAugment, table_views
+from .base import SavedArray, TableAdapterMixin, table_width
 
 if TYPE_CHECKING:
-    from ._encoder import ACTEncoder
+    from .._encoder import ACTEncoder
 
-__all__ = [
-    "InputAdapter",
-    "TablePreprocessing",
-    "TabularAdapter",
-    "check_not_an_iterator",
-    "check_not_empty",
-    "check_table_container",
-    "safe_scale",
-]
+__all__ = ["TablePreprocessing", "TabularAdapter", "safe_scale"]
 
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
+
+
 #: Elements converted at a time by ``to_storage`` (128 KiB of float64 scratch).
 CHUNK_ELEMENTS = 16384
+
+
 #: Elements per chunk when ``fit`` measures statistics (8 MiB of float64 per temporary,
 #: whatever the width of the table: 65536 rows of 1,000 features would be 500 MiB).
 STATS_CHUNK_ELEMENTS = 2**20
-
-
-def check_table_container(X: Any, name: str = "ACTEncoder") -> None:
-    """Refuse containers that hold data but are not 2-D tables, naming the conversion.
-
-    Called for input that is not images. scikit-learn's own errors for these are
-    misleading: a pandas Series fails deep inside with a dtype error, a dict of columns
-    was read as image file names (its keys), a list of dicts as objects that are not
-    numbers. Other 1-D input (arrays, lists) keeps scikit-learn's "Expected 2D array"
-    error, which names the fix for arrays.
-
-    Parameters
-    ----------
-    X : object
-        User input to ``fit``, ``partial_fit`` or ``transform``.
-    name : str, default="ACTEncoder"
-        The estimator, as named in messages.
-
-    Raises
-    ------
-    ValueError
-        For a 1-D pandas Series or Index or a polars Series.
-    TypeError
-        For a mapping (a dict of columns) or a sequence of mappings (records).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> check_table_container(pd.DataFrame({"a": [1.0, 2.0]}))
-    >>> check_table_container({"a": [1.0, 2.0]})
-    Traceback (most recent call last):
-    ...
-    TypeError: X is a dict, ...
-    """
-    if isinstance(X, Mapping) and not sp.issparse(X):  # a dok_matrix is a dict too
-        raise TypeError(
-            f"X is a {type(X).__name__}, but {name} needs a table of shape (n_samples, "
-            "n_features). For a dict of columns, pass a DataFrame: pd.DataFrame(X)."
-        )
-    if isinstance(X, Sequence) and not isinstance(X, str | bytes) and len(X) > 0:
-        if isinstance(X[0], Mapping):
-            raise TypeError(
-                f"X is a {type(X).__name__} of {type(X[0]).__name__}s (one per row), but "
-                f"{name} needs a table of shape (n_samples, n_features). Pass a "
-                "DataFrame: pd.DataFrame(X)."
-            )
-    if _is_series(X):
-        kind = f"{type(X).__module__.split('.')[0]} {type(X).__name__}"
-        raise ValueError(
-            f"X is a 1-D {kind}, but {name} needs a table of shape (n_samples, "
-            "n_features). To use it as one feature, pass it as a one-column table: "
-            "X.to_frame() (or df[['column']] rather than df['column'])."
-        )
-
-
-def check_not_an_iterator(X: Any, name: str = "ACTEncoder") -> None:
-    """Refuse a generator or another one-pass iterator, naming the conversion.
-
-    Training reads the data once per epoch, and a generator can be read once; numpy
-    would make it an array of one object, whose error names no cause.
-
-    Parameters
-    ----------
-    X : object
-        User input to ``fit``, ``partial_fit`` or ``transform``.
-    name : str, default="ACTEncoder"
-        The estimator, as named in messages.
-
-    Raises
-    ------
-    TypeError
-        For an iterator (a generator, ``iter(...)``, ``map(...)``, an open file).
-
-    Examples
-    --------
-    >>> check_not_an_iterator([[1.0, 2.0], [3.0, 4.0]])
-    >>> check_not_an_iterator(row for row in [[1.0, 2.0]])
-    Traceback (most recent call last):
-    ...
-    TypeError: X is an iterator (generator), ...
-    """
-    if isinstance(X, Iterator):
-        raise TypeError(
-            f"X is an iterator ({type(X).__name__}), but {name} reads its data once per "
-            "epoch and "
-            "needs it whole: X must be an array-like, a list or a DataFrame (or a "
-            "list of images or image paths). Convert it first: np.array(list(X)) for "
-            "rows of numbers, pd.DataFrame(list(X)) for records, list(X) for images."
-        )
-
-
-def check_not_empty(X: Any, name: str = "ACTEncoder") -> None:
-    """Refuse a DataFrame without rows or without columns.
-
-    scikit-learn's message for an empty DataFrame is "at least one array or dtype is
-    required". Arrays keep scikit-learn's messages ("Found array with 0 sample(s)"),
-    which name the shape and which its estimator checks expect.
-
-    Parameters
-    ----------
-    X : object
-        User input to ``fit``, ``partial_fit`` or ``transform`` that is not images.
-    name : str, default="ACTEncoder"
-        The estimator, as named in messages.
-
-    Raises
-    ------
-    ValueError
-        When ``X`` is not an array and has a 2-D ``shape`` with a zero in it.
-    """
-    shape = getattr(X, "shape", None)
-    if isinstance(X, np.ndarray) or not isinstance(shape, tuple) or len(shape) != 2:
-        return
-    if 0 not in shape:
-        return
-    rows, columns = (int(n) for n in shape)
-    kind = type(X).__name__
-    what = "no rows" if rows == 0 else "no columns"
-    if rows == 0 and columns == 0:
-        what = "no rows and no columns"
-    raise ValueError(
-        f"X is an empty {kind} ({what}: shape ({rows}, {columns})), but {name} needs a "
-        "table with rows and columns (at least 2 rows to fit). Check the step that "
-        "built X: a filter that kept no row, or a file read without its columns."
-    )
-
-
-def _is_series(X: Any) -> bool:
-    """Whether ``X`` is a pandas Series or Index or a polars Series (all 1-D)."""
-    pd, pl = sys.modules.get("pandas"), sys.modules.get("polars")
-    return (pd is not None and isinstance(X, pd.Series | pd.Index)) or (
-        pl is not None and isinstance(X, pl.Series)
-    )
 
 
 def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
@@ -254,6 +106,11 @@ class TabularAdapter(TableAdapterMixin):
     """
 
     kind: ClassVar[str] = "tabular"
+    label: ClassVar[str] = "table"
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float64, table_width),
+        "scale": SavedArray(torch.float64, table_width, positive=True),
+    }
 
     def __init__(
         self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment

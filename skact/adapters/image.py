@@ -1,11 +1,8 @@
-"""Image inputs: arrays, PIL images and files to uint8 tensors, and their adapter.
+"""Images stored as uint8 on the host, normalised and augmented on the device.
 
-What counts as an image (:func:`is_image_input`), where the channels are
-(:func:`channels_first`), how files are read (:class:`ImageFiles`) and how a batch
-becomes network input or an augmented view (:class:`ImageAdapter`).
-
-Images are stored on the host as one uint8 tensor of shape ``(n, C, H, W)``; each
-batch is converted to float, augmented and normalised on the training device.
+The readers (arrays, PIL images, files) are in :mod:`skact.io.images`; this module
+decides the stored size and channels, measures the normalisation statistics and turns
+stored batches into network input (:class:`ImagePreprocessing`) and views.
 """
 
 from __future__ import annotations
@@ -13,10 +10,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
@@ -24,374 +19,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _auto
-from ._auto import AutoSettings
-from ._guards import caller_stacklevel
-from .adapters.base import InputAdapter
-from .augment.image import ImageAugment, ViewStep, view_size_of
-from .augment.tabular import refuse_table_views
+from .. import _auto
+from .._auto import AutoSettings
+from .._guards import caller_stacklevel
+from ..augment.image import ImageAugment, ViewStep, view_size_of
+from ..augment.tabular import refuse_table_views
+from ..io.images import (
+    _GRAY_MODES,
+    _MODES,
+    CHANNEL_CONVERSIONS,
+    IMAGE_CHANNELS,
+    ImageFiles,
+    StreamedImages,
+    _mode_channels,
+    as_images,
+    convert_channels,
+)
+from .base import UNSAVED_AUGMENT, SavedArray
 
 if TYPE_CHECKING:
-    from ._encoder import ACTEncoder
+    from .._encoder import ACTEncoder
 
 __all__ = [
-    "CHANNEL_CONVERSIONS",
     "ImageAdapter",
-    "ImageFiles",
     "ImagePreprocessing",
-    "as_images",
-    "channels_first",
     "check_views",
     "default_augment",
-    "default_encoder",
-    "is_image_input",
 ]
-
-#: Channel counts an image array may have.
-IMAGE_CHANNELS = (1, 3, 4)
-
-#: PIL modes for each channel count, and the modes counted as single-band.
-_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
-#: How images of another channel count than the fitted one are converted, by (channels
-#: of the input, channels fitted); 2 is grey with alpha (PIL's "LA", files only). The
-#: rules are PIL's ``convert``, so that arrays, PIL images and files agree: alpha is
-#: dropped (not composited on a background, whose colour would be a guess), grey is
-#: repeated, colour becomes ITU-R 601-2 luma, a missing alpha is opaque.
-CHANNEL_CONVERSIONS = {
-    (1, 3): "grey -> RGB by repeating the channel",
-    (1, 4): "grey -> RGBA by repeating the channel and adding an opaque alpha",
-    (2, 1): "grey+alpha -> grey by dropping the alpha",
-    (2, 3): "grey+alpha -> RGB by dropping the alpha and repeating the channel",
-    (2, 4): "grey+alpha -> RGBA by repeating the grey channel (alpha kept)",
-    (3, 1): "RGB -> grey by ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B, as PIL's "
-    "convert('L'))",
-    (3, 4): "RGB -> RGBA by adding an opaque alpha",
-    (4, 1): "RGBA -> grey by dropping the alpha and taking the ITU-R 601-2 luma",
-    (4, 3): "RGBA -> RGB by dropping the alpha",
-}
 
 #: Images converted at a time; no float copy of a whole data set is made.
 CHUNK_IMAGES = 4096
 
+
 #: At most this many images (evenly spaced) give the normalisation statistics.
 STATS_SAMPLE = 4096
 
-#: Images smaller than this (longer side, pixels) count as tiny (see default_augment).
-TINY_IMAGE = 32
 
-#: Resampling of files and PIL images whose size differs from ``image_size``.
-RESIZE_FILTER = "bilinear"
-
-
-def is_image_input(X: Any) -> bool:
-    """Whether ``X`` is image input rather than a table.
-
-    Images are 3-D and 4-D arrays (numpy or torch), and non-empty sequences (list,
-    tuple, 1-D object array, pandas Series) whose first element is a PIL image, a
-    ``str`` or a path-like object (read as a file path), or a 2-D or 3-D array (one
-    image; the sequence is stacked, so all must have one shape). A mapping (a dict of
-    columns, whose keys are strings) and a categorical Series are never images.
-
-    Parameters
-    ----------
-    X : object
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> is_image_input(np.zeros((5, 8, 8))), is_image_input(np.zeros((5, 64)))
-    (True, False)
-    >>> is_image_input(["a.png", "b.png"])
-    True
-    """
-    if isinstance(X, ImageFiles):
-        return True
-    ndim = getattr(X, "ndim", None)
-    if isinstance(X, np.ndarray | Tensor) and ndim in (3, 4):
-        return True
-    if ndim not in (None, 1) or isinstance(X, str | bytes | Mapping):
-        return False
-    if hasattr(X, "iloc"):  # pandas Series
-        import pandas as pd
-
-        if isinstance(X.dtype, pd.CategoricalDtype):
-            return False
-        X = X.to_numpy()
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        return False
-    try:
-        first = next(iter(X))
-    except (TypeError, StopIteration):
-        return False
-    return _is_image_item(first) or _is_image_array(first)
-
-
-def _is_image_item(item: Any) -> bool:
-    from PIL import Image
-
-    return isinstance(item, str | os.PathLike | Image.Image)
-
-
-def _is_image_array(item: Any) -> bool:
-    return isinstance(item, np.ndarray | Tensor) and item.ndim in (2, 3)
-
-
-def _stack_images(items: list[Any]) -> np.ndarray:
-    """Stack a sequence of per-image arrays, with an error naming the first misfit."""
-    arrays = [
-        item.detach().cpu().numpy() if isinstance(item, Tensor) else item for item in items
-    ]
-    for i, array in enumerate(arrays):
-        if not _is_image_array(array) or array.shape != arrays[0].shape:
-            got = f"has shape {array.shape}" if hasattr(array, "shape") else "is a "
-            got += "" if hasattr(array, "shape") else type(array).__name__
-            raise ValueError(
-                f"a sequence of image arrays needs one shape for all; element 0 has shape "
-                f"{arrays[0].shape} but element {i} {got}. Resize them to one size first, "
-                "or pass PIL images or files, which are resized to image_size"
-            )
-    return np.stack(arrays)
-
-
-def channels_first(shape: tuple[int, ...], layout: str = "auto") -> bool:
-    """Whether a 4-D image array of ``shape`` has its channels on axis 1.
-
-    The rule for ``layout="auto"``: an axis whose size is 1, 3 or 4 can hold the
-    channels. If only one of axis 1 and the last axis can, it does; if both can, the
-    smaller one does, and the last on a tie (``(n, 3, 32, 32)`` is channels-first,
-    ``(n, 32, 32, 3)`` and ``(n, 4, 4, 3)`` are channels-last). If neither can, a
-    ValueError asks for an explicit layout. ``"channels_first"`` and
-    ``"channels_last"`` force the answer.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(n, a, b, c)``.
-    layout : {"auto", "channels_first", "channels_last"}, default="auto"
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> channels_first((10, 3, 32, 32)), channels_first((10, 32, 32, 3))
-    (True, False)
-    >>> channels_first((10, 3, 4, 4)), channels_first((10, 3, 3, 3))
-    (True, False)
-    """
-    if layout == "channels_first":
-        return True
-    if layout == "channels_last":
-        return False
-    if layout != "auto":
-        raise ValueError(
-            "image_layout must be 'auto', 'channels_first' or 'channels_last'; "
-            f"got {layout!r}"
-        )
-    first, last = shape[1], shape[-1]
-    first_ok, last_ok = first in IMAGE_CHANNELS, last in IMAGE_CHANNELS
-    if first_ok and last_ok:
-        return first < last
-    if first_ok or last_ok:
-        return first_ok
-    raise ValueError(
-        f"cannot tell the channel axis of images of shape {tuple(shape)}: neither axis 1 "
-        f"nor the last has {', '.join(map(str, IMAGE_CHANNELS))} channels. Pass "
-        "image_layout='channels_first' or 'channels_last'."
-    )
-
-
-def as_images(X: Any, layout: str = "auto") -> np.ndarray | ImageFiles:
-    """Image input as a channels-first array (a view, not a copy) or as lazy files.
-
-    Parameters
-    ----------
-    X : array of shape (n, H, W), (n, H, W, C) or (n, C, H, W), or sequence
-        Arrays (numpy or torch), or PIL images / file paths / per-image arrays of one
-        shape (see :func:`is_image_input`).
-    layout : {"auto", "channels_first", "channels_last"}, default="auto"
-        Where the channels of a 4-D array are (see :func:`channels_first`).
-
-    Returns
-    -------
-    ndarray of shape (n, C, H, W) or ImageFiles
-    """
-    if isinstance(X, ImageFiles):
-        return X
-    if isinstance(X, Tensor):
-        X = X.detach().cpu().numpy()
-    if isinstance(X, np.ndarray) and X.ndim in (3, 4):
-        if X.dtype == object or not (
-            np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_
-        ):
-            raise ValueError(f"image arrays must be numeric; got dtype {X.dtype}")
-        if X.ndim == 3:
-            return X[:, None]
-        return X if channels_first(X.shape, layout) else X.transpose(0, 3, 1, 2)
-    if hasattr(X, "iloc"):
-        X = X.to_numpy()
-    items = list(X)
-    if items and _is_image_array(items[0]):
-        return as_images(_stack_images(items), layout)
-    if not items or not all(_is_image_item(item) for item in items):
-        raise ValueError(
-            "image input must be a 3-D or 4-D array or a sequence of PIL images or file "
-            "paths, with every element of the same kind"
-        )
-    return ImageFiles(items)
-
-
-class ImageFiles:
-    """A sequence of image files (or PIL images) read lazily, in parallel.
-
-    Nothing is decoded until :meth:`load`; slicing gives another lazy sequence, so
-    ``transform`` and ``partial_fit`` hold only a batch of pixels at a time.
-
-    Parameters
-    ----------
-    items : sequence of str, path-like or PIL.Image.Image
-    n_jobs : int or None, default=None
-        Threads that decode files; None takes ``min(8, cpu_count)``.
-    """
-
-    def __init__(self, items: Sequence[Any], n_jobs: int | None = None) -> None:
-        self.items = list(items)
-        self.n_jobs = n_jobs or min(8, os.cpu_count() or 1)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: Any) -> ImageFiles:
-        if isinstance(index, slice):
-            return ImageFiles(self.items[index], self.n_jobs)
-        index = np.asarray(index)
-        return ImageFiles([self.items[i] for i in index.tolist()], self.n_jobs)
-
-    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
-        # PIL releases the GIL while decoding and resizing, so threads run in parallel.
-        if self.n_jobs == 1 or len(items) < 2:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
-            return list(pool.map(fn, items))
-
-    def headers(self) -> list[tuple[str, tuple[int, int]]]:
-        """PIL mode and (height, width) of each image, read without decoding pixels.
-
-        Returns
-        -------
-        list of (str, (int, int))
-        """
-
-        def header(item: Any) -> tuple[str, tuple[int, int]]:
-            with _opened(item) as image:
-                return image.mode, (image.height, image.width)
-
-        return self._map(header, self.items)
-
-    def load(self, mode: str, size: tuple[int, int]) -> np.ndarray:
-        """Decode, convert to ``mode`` and resize to ``size``, in parallel.
-
-        Parameters
-        ----------
-        mode : {"L", "RGB", "RGBA"}
-            PIL mode of the output.
-        size : tuple of (int, int)
-            Height and width; other sizes are resized with PIL's bilinear filter
-            (``Image.resize``, which also smooths when shrinking).
-
-        Returns
-        -------
-        ndarray of shape (n, C, height, width), uint8
-        """
-        from PIL import Image
-
-        channels = len(mode)
-        out = np.empty((len(self.items), channels, *size), dtype=np.uint8)
-
-        def read(i: int) -> None:
-            with _opened(self.items[i]) as image:
-                image = _eight_bit(image).convert(mode)
-                if (image.height, image.width) != tuple(size):
-                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                pixels = np.asarray(image, dtype=np.uint8)
-            out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
-        self._map(read, range(len(self.items)))
-        return out
-
-
-#: Single-band modes of more than 8 bits, and the value that maps to 255: integers are
-#: read as 16-bit (PNG's 16-bit gray opens as I;16 or I), floats as values in [0, 1].
-_WIDE_MODES: dict[str, float] = {
-    **dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N", "I"), 65535),
-    "F": 1.0,
-}
-
-
-def _eight_bit(image: Any) -> Any:
-    """``image`` with 16-bit, 32-bit integer or float pixels rescaled to 8 bits.
-
-    PIL's ``convert("L")`` clips such pixels to 255 instead of rescaling them, which
-    turns a 16-bit image into an almost binary one and a [0, 1] float image into zeros.
-    """
-    from PIL import Image
-
-    top = _WIDE_MODES.get(image.mode)
-    if top is None:
-        return image
-    pixels = np.asarray(image, dtype=np.float64) * (255.0 / top)
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-
-
-@contextlib.contextmanager
-def _opened(item: Any) -> Iterator[Any]:
-    """The PIL image ``item`` is, or the file it names, opened lazily and closed after."""
-    from PIL import Image
-
-    if isinstance(item, Image.Image):
-        yield item
-        return
-    try:
-        with warnings.catch_warnings():
-            # Over pillow's limit is an error here, not a warning: the file may be a bomb.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(item)
-    except FileNotFoundError:
-        hint = ""
-        if not os.path.splitext(os.fspath(item))[1]:
-            # A name without an extension is more often a category than a file.
-            hint = (
-                ". A 1-D list or Series of strings is read as image file paths; to use "
-                "strings as a categorical feature, pass a table with one column instead: "
-                "s.to_frame() for a Series, pd.DataFrame({'name': values}) for a list"
-            )
-        raise FileNotFoundError(
-            f"image file not found: {os.fspath(item)!r}. Check the path (a relative one "
-            f"is read from the current directory) or remove it from the input{hint}"
-        ) from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ValueError(
-            f"{os.fspath(item)!r} is over pillow's decompression-bomb limit ({exc}). If "
-            "you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
-        ) from None
-    except OSError as exc:  # UnidentifiedImageError: not an image, or corrupt
-        raise ValueError(
-            f"cannot read {os.fspath(item)!r} as an image ({exc}); remove it from the "
-            "input or convert it to PNG or JPEG."
-        ) from None
-    with image:
-        try:
-            yield image
-        except OSError as exc:  # truncated or corrupt pixel data, found when decoding
-            name = os.fspath(item)
-            raise ValueError(f"cannot decode the image {name!r}: {exc}") from None
 
 
 def default_augment(
@@ -422,7 +85,7 @@ def default_augment(
     -------
     ImageAugment
     """
-    if max(image_size) >= TINY_IMAGE:
+    if max(image_size) >= _auto.TINY_IMAGE:
         return ImageAugment(output_size=view_size)
     output = tuple(math.ceil(1.5 * s) for s in image_size)
     return ImageAugment(
@@ -436,29 +99,6 @@ def default_augment(
         hue=0.0,
         grayscale_p=0.0,
     )
-
-
-def default_encoder(input_shape: tuple[int, ...]) -> str:
-    """The network ``encoder="auto"`` picks on CUDA for images of ``input_shape``.
-
-    ``"convnet"`` when the longer side of the network input ``(C, H, W)`` is under 32
-    pixels, else ``"resnet18"`` (the paper's CIFAR ResNet-18). On a CPU or MPS device
-    ``"auto"`` is always ``"convnet"`` (see :func:`skact._auto.image_encoder`).
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> default_encoder((1, 12, 12)), default_encoder((3, 32, 32))
-    ('convnet', 'resnet18')
-    """
-    return _auto.image_encoder("cuda", (int(input_shape[1]), int(input_shape[2])))
 
 
 class ImagePreprocessing(nn.Module):
@@ -507,9 +147,22 @@ class ImagePreprocessing(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
-        # Contiguous as to_model's stored batches are: interpolate's channels_last
-        # kernel rounds differently.
-        x = x.contiguous().float() / 255.0
+        return self.from_stored(x)
+
+    def from_stored(self, pixels: Tensor) -> Tensor:
+        """Stored (channels-first) uint8 images ``(n, C, H, W)`` as network input.
+
+        Parameters
+        ----------
+        pixels : Tensor of shape (n, C, H, W), uint8
+
+        Returns
+        -------
+        Tensor of shape (n, C, *view_size), float32
+        """
+        # Contiguous as stored batches are: interpolate's channels_last kernel rounds
+        # differently.
+        x = pixels.contiguous().float() / 255.0
         if self.view_size != self.image_size:
             mode = self.interpolation
             x = F.interpolate(
@@ -518,7 +171,25 @@ class ImagePreprocessing(nn.Module):
                 antialias=mode != "nearest" and self.view_size[0] < self.image_size[0],
             )  # fmt: skip
             x = x.clamp(0.0, 1.0)
+        return self.normalise(x)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """Images in [0, 1] normalised by the per-channel statistics.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W), float32
+
+        Returns
+        -------
+        Tensor of shape (n, C, H, W), float32
+        """
         return (x - self.mean) / self.std
+
+
+def _channel_count(state: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The length of the saved channel statistics: the number of channels."""
+    return state["channels"]
 
 
 class ImageAdapter:
@@ -541,7 +212,13 @@ class ImageAdapter:
     """
 
     kind: ClassVar[str] = "image"
+    label: ClassVar[str] = "images"
+    expected_input: ClassVar[str] = "a 3-D or 4-D array, PIL images or file paths"
     networks: ClassVar[tuple[str, ...]] = ("convnet", "resnet18")
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float32, _channel_count),
+        "std": SavedArray(torch.float32, _channel_count, positive=True),
+    }
 
     def __init__(
         self,
@@ -562,7 +239,7 @@ class ImageAdapter:
             self.channels,
             *view_size_of(augment, self.image_size),
         )
-        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._preprocessing: dict[torch.device, ImagePreprocessing] = {}
 
     @classmethod
     def read(cls, X: Any, estimator: ACTEncoder, reset: bool) -> np.ndarray | ImageFiles:
@@ -828,6 +505,74 @@ class ImageAdapter:
         """
         return isinstance(X, ImageFiles)
 
+    def stream(self, X: ImageFiles, device: torch.device) -> StreamedImages:
+        """Files read one batch at a time, decoded when indexed and put on ``device``.
+
+        Parameters
+        ----------
+        X : ImageFiles
+            Output of :meth:`read` for which :meth:`streams` is True.
+        device : torch.device
+
+        Returns
+        -------
+        StreamedImages
+        """
+        return StreamedImages(X, self, device)
+
+    def training_context(
+        self, device: torch.device
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Let cuDNN pick the fastest convolution algorithms while training on CUDA.
+
+        Parameters
+        ----------
+        device : torch.device
+
+        Returns
+        -------
+        context manager
+            See :func:`cudnn_benchmark`.
+        """
+        return cudnn_benchmark(device)
+
+    def describe_reading(self, estimator: ACTEncoder) -> str:
+        """The stored size and channels, and the size the network sees.
+
+        Parameters
+        ----------
+        estimator : ACTEncoder
+            Unused: the adapter knows its images.
+
+        Returns
+        -------
+        str
+        """
+        c, h, w = self.input_shape
+        stored_h, stored_w = self.image_size
+        return (
+            f"images stored as uint8 at {stored_h}x{stored_w} pixels with {c} "
+            f"channel{'' if c == 1 else 's'}, seen by the network at {h}x{w}"
+        )
+
+    def speed_advice(self, network: str | None) -> str:
+        """Fewer epochs, the ConvNet, smaller images or larger batches.
+
+        Parameters
+        ----------
+        network : str or None
+            The built-in network trained (None: the user's).
+
+        Returns
+        -------
+        str
+        """
+        convnet = "" if network == "convnet" else "encoder='convnet', "
+        return (
+            f"max_iter (e.g. max_iter=10), {convnet}a smaller image_size or a "
+            "larger batch_size"
+        )
+
     def check_channels(self, X: np.ndarray | ImageFiles, policy: str, name: str) -> None:
         """Warn once that images of another channel count are converted, or refuse them.
 
@@ -933,13 +678,14 @@ class ImageAdapter:
 
     # ------------------------------------------------------------------ on the device
 
-    def _normalise(self, x: Tensor) -> Tensor:
-        stats = self._stats.get(x.device)
-        if stats is None:
-            mean = torch.from_numpy(self.mean).to(x.device).view(1, -1, 1, 1)
-            std = torch.from_numpy(self.std).to(x.device).view(1, -1, 1, 1)
-            stats = self._stats[x.device] = (mean, std)
-        x = (x - stats[0]) / stats[1]
+    def _module(self, device: torch.device) -> ImagePreprocessing:
+        """:meth:`preprocessing_module` on ``device``, made once per device."""
+        module = self._preprocessing.get(device)
+        if module is None:
+            module = self._preprocessing[device] = self.preprocessing_module().to(device)
+        return module
+
+    def _placed(self, x: Tensor) -> Tensor:
         if _auto.image_channels_last(x.device.type):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -1001,16 +747,8 @@ class ImageAdapter:
         -------
         Tensor of shape (n, *input_shape), float32
         """
-        x = batch.float().div_(255.0)
-        size = self.input_shape[1:]
-        if tuple(x.shape[2:]) != size:
-            mode = self._interpolation()
-            x = F.interpolate(
-                x, size=size, mode=mode, align_corners=None if mode == "nearest" else False,
-                antialias=mode != "nearest" and size[0] < x.shape[2],
-            )  # fmt: skip
-            x = x.clamp_(0.0, 1.0)
-        return self._normalise(x)
+        # The exported program's own module, so that the two cannot drift apart.
+        return self._placed(self._module(batch.device).from_stored(batch))
 
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
         """One random augmented view of a stored batch, normalised.
@@ -1026,7 +764,8 @@ class ImageAdapter:
         -------
         Tensor of shape (n, *input_shape), float32
         """
-        return self._normalise(self.augment(batch.float().div_(255.0), generator))
+        views = self.augment(batch.float().div_(255.0), generator)
+        return self._placed(self._module(batch.device).normalise(views))
 
     # ------------------------------------------------------------------ persistence
 
@@ -1083,17 +822,13 @@ class ImageAdapter:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_stats"] = {}  # device tensors are a cache, rebuilt on first use
+        state["_preprocessing"] = {}  # modules per device: a cache, rebuilt on first use
         return state
 
-
-#: Why a model fitted with a callable ``augment`` is not saved, and what to do instead.
-UNSAVED_AUGMENT = (
-    "augment={augment!r} is code of one's own, which ACTEncoder.save does not store "
-    "(a saved model runs no code when loaded). Pickle the fitted estimator instead "
-    "(pickle or joblib.dump, with the callable importable where it is loaded), or fit "
-    "with an ImageAugment to save."
-)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.pop("_stats", None)  # the cache of pickles of older skact
+        self.__dict__.update(state)
+        self._preprocessing = {}
 
 
 def check_views(augment: ViewStep, pixels: Tensor, input_shape: tuple[int, ...]) -> None:
@@ -1183,51 +918,6 @@ def _channel_stats(pixels: Tensor, chunk: int = 256) -> tuple[np.ndarray, np.nda
     return mean.numpy(), std.numpy()
 
 
-def _mode_channels(mode: str) -> int:
-    """Channels of a PIL mode as :data:`CHANNEL_CONVERSIONS` counts them (2: grey and
-    alpha); palette, CMYK and other colour modes count as RGB, which they convert to."""
-    if mode in ("LA", "La"):
-        return 2
-    if mode in _GRAY_MODES:
-        return 1
-    if mode in ("RGBA", "RGBa", "PA"):
-        return 4
-    return 3
-
-
-def convert_channels(pixels: Tensor, channels: int) -> Tensor:
-    """uint8 images converted to ``channels`` by the rules of :data:`CHANNEL_CONVERSIONS`.
-
-    The luma is PIL's integer formula, ``(19595 R + 38470 G + 7471 B + 32768) >> 16``,
-    so an array converts to the same pixels as PIL's ``convert("L")`` of its image.
-
-    Parameters
-    ----------
-    pixels : Tensor of shape (n, C, H, W), uint8
-        C is 1, 3 or 4.
-    channels : {1, 3, 4}
-
-    Returns
-    -------
-    Tensor of shape (n, channels, H, W), uint8
-        ``pixels`` itself when C is ``channels``.
-    """
-    have = pixels.shape[1]
-    if have == channels:
-        return pixels
-    colour = pixels[:, :3] if have == 4 else pixels  # alpha dropped
-    if channels == 1:
-        weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32)
-        weights = weights.to(pixels.device)  # where the pixels are: CUDA too
-        luma = (colour.to(torch.int32) * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
-        return ((luma + 32768) >> 16).to(torch.uint8)
-    rgb = colour.expand(-1, 3, -1, -1) if colour.shape[1] == 1 else colour
-    if channels == 3:
-        return rgb.contiguous()
-    opaque = torch.full_like(rgb[:, :1], 255)
-    return torch.cat([rgb, opaque], dim=1)
-
-
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int | np.integer):
         return (int(size), int(size))
@@ -1285,34 +975,3 @@ def cudnn_benchmark(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = before
-
-
-class StreamedImages:
-    """Training data read from files one batch at a time (``partial_fit`` on files).
-
-    Indexing with sample indices decodes those files (in parallel) and copies the
-    pixels to the device; nothing else is kept in memory.
-
-    Parameters
-    ----------
-    files : ImageFiles
-    adapter : ImageAdapter
-    device : torch.device
-    """
-
-    def __init__(
-        self, files: ImageFiles, adapter: InputAdapter, device: torch.device
-    ) -> None:
-        self.files = files
-        self.adapter = adapter
-        self.device = device
-
-    @property
-    def shape(self) -> tuple[int]:
-        """``(n_samples,)``: only the number of samples is known without decoding."""
-        return (len(self.files),)
-
-    def __getitem__(self, index: np.ndarray) -> Tensor:
-        from ._training import to_device
-
-        return to_device(self.adapter.to_storage(self.files[index]), self.device)

@@ -1,7 +1,6 @@
 """Mixed-type tables: numeric, boolean and categorical columns, with optional gaps.
 
-The user's table (a pandas or polars DataFrame, a numpy object array, a list of rows) is
-read column by column into a :class:`MixedTable`, keeping each column's own type. The
+The user's table is read column by column (:func:`skact.io.tables.read_table`). The
 :class:`MixedTableAdapter` is fitted on it: it decides which columns are categorical,
 fixes their categories, measures the numeric columns' statistics, and stores every row
 as one float32 tensor laid out as
@@ -16,330 +15,43 @@ and ``K_j`` for a category not seen in ``fit`` (the *unknown* slot).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from scipy import sparse
-from sklearn.utils._dataframe import is_pandas_df, is_polars_df
 from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 
-from ._inputs import safe_scale
-from .adapters.base import TableAdapterMixin
-from .augment.tabular import TabularAugment, table_views
-from .networks import TabularEmbedding
+from ..augment.tabular import TabularAugment, table_views
+from ..io.tables import MixedTable, as_float, is_missing, read_table, string_cell
+from ..networks import TabularEmbedding
+from .base import SavedArray, TableAdapterMixin
+from .table import safe_scale
 
 if TYPE_CHECKING:
-    from ._encoder import ACTEncoder
+    from .._encoder import ACTEncoder
 
-#: Values of ``handle_missing``.
-HANDLE_MISSING = ("error", "indicator")
+__all__ = [
+    "MixedPreprocessing",
+    "MixedTableAdapter",
+    "encode",
+    "fit_categories",
+    "resolve_categorical",
+]
 
 #: Numeric values beyond this are standardised in units of their column's size: the
 #: squares of values near 1e154 overflow float64 (and a sum over 1e8 rows of values
 #: near 1e150 would).
 HUGE = 1e100
 
+#: Rows prepared at a time by ``to_storage`` (float64 numeric columns and int64 codes).
+CHUNK_ROWS = 65536
+
 
 def _unit(size: float) -> float:
     """What to divide a numeric column by before its sums and differences: its size
     when beyond :data:`HUGE`, else 1.0 (which leaves ordinary columns bit for bit)."""
     return float(size) if size > HUGE else 1.0
-
-
-class MixedTable:
-    """A table read column by column, each column keeping its own type.
-
-    Numeric and boolean columns are numeric numpy arrays (NaN marks a missing value);
-    other columns are object arrays (None or NaN marks a missing value).
-
-    Parameters
-    ----------
-    columns : list of ndarray of shape (n_samples,)
-        The columns.
-    string_like : ndarray of bool of shape (n_columns,)
-        Columns whose type makes them categorical: a categorical or string dtype, or
-        an object column holding strings.
-    names : list of str
-        Column names, for error messages (``"x0"``, ``"x1"``, ... without a header).
-    """
-
-    def __init__(
-        self, columns: list[np.ndarray], string_like: np.ndarray, names: list[str]
-    ) -> None:
-        self.columns = columns
-        self.string_like = string_like
-        self.names = names
-
-    def __len__(self) -> int:
-        return len(self.columns[0]) if self.columns else 0
-
-    def __getitem__(self, rows: slice) -> MixedTable:
-        return MixedTable([c[rows] for c in self.columns], self.string_like, self.names)
-
-
-def is_mixed_input(X: Any) -> bool:
-    """Whether ``X`` holds a column that is not numeric (strings, categories).
-
-    Parameters
-    ----------
-    X : DataFrame, array-like
-        Raw user input.
-
-    Returns
-    -------
-    bool
-    """
-    if is_pandas_df(X):
-        import pandas as pd
-
-        return not all(
-            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-            for dtype in X.dtypes
-        ) or any(isinstance(dtype, pd.CategoricalDtype) for dtype in X.dtypes)
-    if is_polars_df(X):
-        import polars as pl
-
-        return not all(d.is_numeric() or d == pl.Boolean for d in X.dtypes)
-    if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
-        arr = _as_array(X)
-        if arr.dtype.kind in "US":
-            return True
-        if arr.dtype.kind == "O" and arr.ndim == 2:
-            return bool(_holds_strings(arr).any())
-    return False
-
-
-def text_columns(X: Any) -> list[str]:
-    """The columns of ``X`` that hold text (strings, or categories that are strings):
-    names for a DataFrame, positions otherwise.
-
-    Parameters
-    ----------
-    X : DataFrame, array-like of shape (n_samples, n_features)
-
-    Returns
-    -------
-    list of str
-    """
-    if is_pandas_df(X):
-        import pandas as pd
-
-        found = []
-        for name, dtype in X.dtypes.items():
-            if isinstance(dtype, pd.CategoricalDtype):
-                values = np.asarray(dtype.categories, dtype=object)
-            elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-                continue
-            else:
-                values = np.asarray(X[name], dtype=object)
-            if np.asarray(_string_cell(values), dtype=bool).any():
-                found.append(str(name))
-        return found
-    if is_polars_df(X):
-        import polars as pl
-
-        return [
-            name
-            for name, dtype in X.schema.items()
-            if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
-        ]
-    arr = _as_array(X)
-    if arr.ndim != 2:
-        return []
-    if arr.dtype.kind in "US":
-        return [str(j) for j in range(arr.shape[1])]
-    if arr.dtype.kind != "O":
-        return []
-    return [str(j) for j in np.flatnonzero(_holds_strings(arr))]
-
-
-def read_table(X: Any, handle_missing: str) -> MixedTable:
-    """Read ``X`` into a :class:`MixedTable` and check it for missing and infinite values.
-
-    Parameters
-    ----------
-    X : DataFrame, array-like of shape (n_samples, n_features)
-        Raw user input.
-    handle_missing : {"error", "indicator"}
-        With ``"error"``, a missing value raises a ValueError that names the column and
-        points to the parameter.
-
-    Returns
-    -------
-    MixedTable
-    """
-    if sparse.issparse(X):
-        raise TypeError(
-            "Sparse data was passed for X, but dense data is required. Use '.toarray()' "
-            "to convert to a dense numpy array."
-        )
-    if is_pandas_df(X):
-        _check_shape(X.shape)
-        table = _read_pandas(X)
-    elif is_polars_df(X):
-        _check_shape(X.shape)
-        table = _read_polars(X)
-    else:
-        table = _read_array(X)
-    for name, column in zip(table.names, table.columns):
-        if column.dtype.kind == "f" and np.isinf(column).any():
-            raise ValueError(f"Input X contains infinity in column {name!r}.")
-        if handle_missing == "error" and is_missing(column).any():
-            raise ValueError(
-                f"Input X contains NaN (a missing value) in column {name!r}. "
-                "ACTEncoder(handle_missing='error') rejects missing values; set "
-                "handle_missing='indicator' to encode them (numeric: a missing indicator "
-                "and the mean; categorical: a learned 'missing' category)."
-            )
-    return table
-
-
-def is_missing(column: np.ndarray) -> np.ndarray:
-    """Boolean mask of the missing cells of one column (NaN, None, pandas NA, NaT).
-
-    Parameters
-    ----------
-    column : ndarray of shape (n_samples,)
-
-    Returns
-    -------
-    ndarray of bool of shape (n_samples,)
-    """
-    if column.dtype.kind == "f":
-        return np.isnan(column)
-    if column.dtype.kind == "O":
-        return np.asarray(_missing_cell(column), dtype=bool)
-    return np.zeros(column.shape, dtype=bool)
-
-
-def _is_missing_cell(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    return type(value).__name__ in ("NAType", "NaTType")
-
-
-_missing_cell = np.frompyfunc(_is_missing_cell, 1, 1)
-_string_cell = np.frompyfunc(lambda v: isinstance(v, (str, bytes)), 1, 1)
-
-
-def _holds_strings(arr: np.ndarray) -> np.ndarray:
-    """Per column of a 2-d object array: whether any cell is a string."""
-    if arr.size == 0:
-        return np.zeros(arr.shape[1], dtype=bool)
-    return np.asarray(np.asarray(_string_cell(arr), dtype=bool).any(axis=0))
-
-
-def _as_array(X: Any) -> np.ndarray:
-    arr = np.asarray(X)
-    if arr.dtype.kind in "US" and not isinstance(X, np.ndarray):
-        arr = np.asarray(X, dtype=object)  # keep the numbers of a list of mixed rows
-    return arr
-
-
-def _check_shape(shape: tuple[int, ...]) -> None:
-    """sklearn's errors for a table without rows or without columns."""
-    for axis, what in enumerate(("sample", "feature")):
-        if shape[axis] < 1:
-            raise ValueError(
-                f"Found array with 0 {what}(s) (shape={tuple(shape)}) while a minimum "
-                "of 1 is required by ACTEncoder."
-            )
-
-
-def _numeric_column(column: np.ndarray) -> np.ndarray:
-    """An object column without strings as floats (None -> NaN)."""
-    missing = is_missing(column)
-    if missing.any():
-        column = np.where(missing, np.nan, column)
-    return column.astype(np.float64)
-
-
-def _read_array(X: Any) -> MixedTable:
-    arr = _as_array(X)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data either "
-            "using array.reshape(-1, 1) if your data has a single feature or "
-            "array.reshape(1, -1) if it contains a single sample."
-        )
-    if arr.dtype.kind == "c":
-        raise ValueError("Complex data not supported")
-    _check_shape(arr.shape)
-    names = [f"x{j}" for j in range(arr.shape[1])]
-    if arr.dtype.kind in "US":
-        columns = [arr[:, j].astype(object) for j in range(arr.shape[1])]
-        return MixedTable(columns, np.ones(arr.shape[1], dtype=bool), names)
-    if arr.dtype.kind != "O":
-        return MixedTable(
-            [arr[:, j] for j in range(arr.shape[1])], np.zeros(arr.shape[1], bool), names
-        )
-    strings = _holds_strings(arr)
-    columns = [
-        arr[:, j] if strings[j] else _numeric_column(arr[:, j]) for j in range(arr.shape[1])
-    ]
-    return MixedTable(columns, strings, names)
-
-
-def _read_pandas(X: Any) -> MixedTable:
-    import pandas as pd
-
-    types = pd.api.types
-    columns, string_like = [], []
-    for j, name in enumerate(X.columns):
-        series = X.iloc[:, j]
-        dtype = series.dtype
-        if isinstance(dtype, pd.CategoricalDtype) or types.is_string_dtype(dtype):
-            values = series.to_numpy(dtype=object)
-            # A categorical or string dtype is categorical even when no cell holds a
-            # string (all missing); an object column is when some cell does.
-            strings = isinstance(dtype, pd.CategoricalDtype | pd.StringDtype) or bool(
-                _holds_strings(values[:, None])[0]
-            )
-            columns.append(values if strings else _numeric_column(values))
-            string_like.append(strings)
-        elif types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype):
-            values = series.to_numpy()
-            if values.dtype.kind not in "biuf":  # nullable dtypes holding pd.NA
-                values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-            columns.append(values)
-            string_like.append(False)
-        else:
-            raise TypeError(
-                f"column {name!r} has dtype {dtype}, which ACTEncoder cannot encode; "
-                "convert it to numbers or to a 'category' column."
-            )
-    names = [str(c) for c in X.columns]
-    return MixedTable(columns, np.array(string_like, dtype=bool), names)
-
-
-def _read_polars(X: Any) -> MixedTable:
-    import polars as pl
-
-    columns, string_like = [], []
-    for series in X.get_columns():
-        dtype = series.dtype
-        if dtype.is_numeric() or dtype == pl.Boolean:
-            if series.null_count() or dtype == pl.Boolean:
-                series = series.cast(pl.Float64)
-            columns.append(series.to_numpy())
-            string_like.append(False)
-        elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.String:
-            columns.append(series.to_numpy().astype(object))
-            string_like.append(True)
-        elif dtype == pl.Null:  # only missing values: as pandas' column of None reads
-            columns.append(np.full(len(series), np.nan))
-            string_like.append(False)
-        else:
-            raise TypeError(
-                f"column {series.name!r} has dtype {dtype}, which ACTEncoder cannot "
-                "encode; convert it to numbers or to a Categorical column."
-            )
-    return MixedTable(columns, np.array(string_like, dtype=bool), list(X.columns))
 
 
 def resolve_categorical(
@@ -414,7 +126,7 @@ def _homogeneous(values: np.ndarray, name: str) -> np.ndarray:
         return values
     if len(values) == 0:
         return values.astype(str)
-    strings = np.asarray(_string_cell(values), dtype=bool)
+    strings = np.asarray(string_cell(values), dtype=bool)
     if strings.all():
         return values.astype(str)
     if not strings.any():
@@ -629,6 +341,11 @@ class OneSidedTable(nn.Module):
         return self.preprocessing(numeric, x)
 
 
+def _numeric_width(state: dict[str, Any], fitted: dict[str, Any]) -> Any:
+    """The length of the saved statistics: the number of numeric columns."""
+    return state["is_categorical"].count(False)
+
+
 class MixedTableAdapter(TableAdapterMixin):
     """Input adapter for tables of numeric, boolean and categorical columns.
 
@@ -659,6 +376,11 @@ class MixedTableAdapter(TableAdapterMixin):
     """
 
     kind: ClassVar[str] = "mixed"
+    label: ClassVar[str] = "mixed table"
+    saved_arrays: ClassVar[dict[str, SavedArray]] = {
+        "mean": SavedArray(torch.float64, _numeric_width),
+        "scale": SavedArray(torch.float64, _numeric_width, positive=True),
+    }
 
     def __init__(
         self,
@@ -790,7 +512,7 @@ class MixedTableAdapter(TableAdapterMixin):
             cats, missing = fit_categories(table.columns[j], handle_missing, table.names[j])
             categories.append(cats)
             has_missing.append(missing)
-        numeric = [_as_float(table.columns[j]) for j in np.flatnonzero(~is_categorical)]
+        numeric = [as_float(table.columns[j]) for j in np.flatnonzero(~is_categorical)]
         mean, std, magnitude, indicators = [], [], [], []
         for i, column in enumerate(numeric):
             present = column[~np.isnan(column)]
@@ -826,19 +548,24 @@ class MixedTableAdapter(TableAdapterMixin):
         """
         if not isinstance(X, MixedTable):
             X = read_table(X, self.handle_missing)
-        out = np.zeros((len(X), self.input_shape[0]), dtype=np.float32)
-        for i, j in enumerate(self._numeric):
-            mean, scale = self.mean[i], self.scale[i]
-            unit = _unit(max(abs(mean), scale))  # x - mean could overflow
-            column = (_as_float(X.columns[j]) / unit - mean / unit) / (scale / unit)
-            out[:, i] = np.nan_to_num(column, nan=0.0)  # a gap takes the mean
-        n_num = len(self._numeric)
-        for i, j in enumerate(self.indicators):
-            out[:, n_num + i] = np.isnan(_as_float(X.columns[self._numeric[j]]))
-        for i, j in enumerate(self._categorical):
-            column = encode(X.columns[j], self.categories_[i], self.has_missing_category[i])
-            out[:, self.n_continuous + i] = column
-        return torch.from_numpy(out)
+        # The exported program's own module, so that the two cannot drift apart.
+        module = MixedPreprocessing(
+            self.mean, self.scale, self.indicators, [len(c) for c in self.categories_]
+        )
+        out = torch.empty((len(X), self.input_shape[0]), dtype=torch.float32)
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = X[start : start + CHUNK_ROWS]
+            numeric = np.empty((len(part), len(self._numeric)), dtype=np.float64)
+            for i, j in enumerate(self._numeric):
+                numeric[:, i] = as_float(part.columns[j])
+            codes = np.empty((len(part), len(self._categorical)), dtype=np.int64)
+            for i, j in enumerate(self._categorical):
+                codes[:, i] = encode(
+                    part.columns[j], self.categories_[i], self.has_missing_category[i]
+                )
+            rows = module(torch.from_numpy(numeric), torch.from_numpy(codes))
+            out[start : start + len(part)] = rows
+        return out
 
     def preprocessing_module(self) -> nn.Module:
         """What :meth:`to_storage` does, as a torch module.
@@ -1047,12 +774,6 @@ class MixedTableAdapter(TableAdapterMixin):
             state["handle_missing"],
             TabularAugment(state["corruption_rate"], state["noise_scale"]),
         )
-
-
-def _as_float(column: np.ndarray) -> np.ndarray:
-    if column.dtype.kind == "O":
-        return _numeric_column(column)
-    return column.astype(np.float64, copy=False)
 
 
 def _dtype_name(categories: np.ndarray, has_missing: bool) -> str:
