@@ -7,12 +7,14 @@ classifier in a pipeline.
 import logging
 
 from ._encoder import ACTEncoder, resolved_settings
+from ._finetune import FineTunedClassifier
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
 from ._transfer import TransferClassifier
 
 __all__ = [
     "ACTEncoder",
+    "FineTunedClassifier",
     "ModelFileError",
     "NonFiniteLossError",
     "TransferClassifier",

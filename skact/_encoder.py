@@ -30,6 +30,7 @@ from . import (
     _auto,
     _callbacks,
     _export,
+    _freeze,
     _guards,
     _persistence,
     _state,
@@ -303,6 +304,28 @@ default="auto"
         runs clones of them, kept in ``callbacks_``, so that fits never share one.
         Saved by name and parameters when all are skact's own; a list with one of
         your own classes is saved as None (with a warning).
+    freeze : None, "none", "batchnorm" or int, default=None
+        Which parts of the encoder stay as they are while it trains (in ``fit``,
+        ``partial_fit`` and with ``warm_start``; the projection head always trains).
+        None (or ``"none"``): nothing. ``"batchnorm"``: every batch-norm layer runs in
+        evaluation mode, normalising with its running statistics and never updating
+        them (its scale and shift still train); for a pretrained network and small
+        batches. An int ``k``: only the last ``k`` blocks train; the others keep their
+        weights (``requires_grad`` is False while training, so Adam skips them) and
+        run in evaluation mode. The blocks are the encoder's children with parameters,
+        ``nn.Sequential`` containers opened (torchvision's ResNet-18: ``conv1``,
+        ``bn1``, ``layer1.0`` ... ``layer4.1``; skact's ``ResNet18``: the stem's
+        convolution and batch norm, then its eight residual blocks). Read at every
+        training call, so it may change between ``warm_start`` fits.
+    image_normalization : {"auto", "imagenet"} or tuple of (mean, std), \
+default="auto"
+        How image pixels (scaled to [0, 1]) are normalised before the network.
+        ``"auto"``: by the per-channel mean and standard deviation measured on the
+        ``fit`` images. ``"imagenet"``: by ImageNet's (mean 0.485, 0.456, 0.406; std
+        0.229, 0.224, 0.225), what a torchvision or timm model pretrained on ImageNet
+        expects (with RGB images; set ``image_size`` to its input size, e.g. 224). A
+        pair ``(mean, std)``: one value, or one per channel. Kept with the fitted
+        model; tables ignore it.
 
     Attributes
     ----------
@@ -410,6 +433,12 @@ default="auto"
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "freeze": [
+            None,
+            StrOptions({"none", "batchnorm"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "image_normalization": [StrOptions({"auto", "imagenet"}), tuple],
     }
 
     def __init__(
@@ -448,6 +477,8 @@ default="auto"
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         callbacks: list[public_callbacks.Callback] | None = None,
+        freeze: str | int | None = None,
+        image_normalization: str | tuple[Any, Any] = "auto",
     ) -> None:
         self.n_components = n_components
         self.objective = objective
@@ -482,6 +513,8 @@ default="auto"
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.freeze = freeze
+        self.image_normalization = image_normalization
 
     # ------------------------------------------------------------------ sklearn API
 
@@ -1207,27 +1240,29 @@ default="auto"
         def view_fn(batch: Tensor, generator: torch.Generator) -> Tensor:
             return adapter.view(batch, batch if stream else data, generator)
 
-        trainer = self._make_trainer(
-            data.shape[0],
-            epochs if horizon else None,
-            shard_sizes,
-            view_fn=view_fn,
-            held_out=held_out,
-            callbacks=self._make_callbacks(
-                show=not (world is not None and world.rank > 0),
-                auto_epochs=horizon and isinstance(self.max_iter, str),
-                monitor=monitor,
-                held_out=held_out is not None,
-            ),
-            stop_requested=stop_requested,
-            indices_on_device=not stream,
-        )
-        _log_fit_summary(self, trainer, data.shape[0], epochs, held_out)
-        try:
-            trainer.fit(data.shape[0], take, epochs)
-        finally:
-            self._save_trainer(trainer)
-            trainer.close()
+        with _freeze.frozen(self.encoder_, self.freeze) as eval_modules:
+            trainer = self._make_trainer(
+                data.shape[0],
+                epochs if horizon else None,
+                shard_sizes,
+                view_fn=view_fn,
+                held_out=held_out,
+                callbacks=self._make_callbacks(
+                    show=not (world is not None and world.rank > 0),
+                    auto_epochs=horizon and isinstance(self.max_iter, str),
+                    monitor=monitor,
+                    held_out=held_out is not None,
+                ),
+                stop_requested=stop_requested,
+                indices_on_device=not stream,
+                eval_modules=eval_modules,
+            )
+            _log_fit_summary(self, trainer, data.shape[0], epochs, held_out)
+            try:
+                trainer.fit(data.shape[0], take, epochs)
+            finally:
+                self._save_trainer(trainer)
+                trainer.close()
         if world is not None:
             distributed.average_buffers([self.encoder_, self.projector_], world)
         self.encoder_.eval()
@@ -1344,6 +1379,15 @@ default="auto"
             "hidden_layer_sizes": tuple(int(w) for w in np.ravel(self.hidden_layer_sizes)),
             "projection_dim": self.projection_dim,
             "image_size": self.image_size,
+            "image_normalization": (
+                self.image_normalization
+                if isinstance(self.image_normalization, str)
+                # A saved (mean, std) of tuples comes back as lists.
+                else tuple(
+                    tuple(float(v) for v in np.ravel(part))
+                    for part in self.image_normalization
+                )
+            ),
         }
 
     def _check_architecture_unchanged(self) -> None:
@@ -1353,7 +1397,8 @@ default="auto"
         if fitted is None:  # fitted by an skact that did not record it
             return
         now = self._architecture()
-        changed = [name for name in now if now[name] != fitted[name]]
+        # A model fitted before a parameter existed was fitted with its default.
+        changed = [name for name in now if now[name] != fitted.get(name, now[name])]
         if changed:
             was = ", ".join(f"{name}={fitted[name]!r}" for name in changed)
             asked = ", ".join(f"{name}={now[name]!r}" for name in changed)
@@ -1374,6 +1419,7 @@ default="auto"
         callbacks: Sequence[_callbacks.Callback] = (),
         stop_requested: Callable[[], bool] | None = None,
         indices_on_device: bool = True,
+        eval_modules: Sequence[nn.Module] = (),
     ) -> _training.Trainer:
         """A trainer continuing the stored state, with the parameters set now.
 
@@ -1449,6 +1495,7 @@ default="auto"
             ),
             callbacks=callbacks,
             epoch=self.n_iter_,
+            eval_modules=eval_modules,
         )
 
     def _learning_rate(self) -> float:

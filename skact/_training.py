@@ -785,6 +785,9 @@ class Trainer:
         Called in this order (see :class:`skact._callbacks.Callback`).
     epoch : int
         Epochs completed so far, over the model's life.
+    eval_modules : sequence of nn.Module
+        Modules of the networks that train in evaluation mode (frozen by ACTEncoder's
+        ``freeze``, see :mod:`skact._freeze`): set so after every ``train()``.
 
     Attributes
     ----------
@@ -815,6 +818,7 @@ class Trainer:
     validation: Validation | None = None
     callbacks: Sequence[Callback] = ()
     epoch: int = 0
+    eval_modules: Sequence[nn.Module] = ()
     history: list[dict[str, float]] = field(default_factory=list, init=False)
     _stop_polls: list[Any] = field(default_factory=list, init=False, repr=False)
     _step_seconds: float | None = field(default=None, init=False, repr=False)
@@ -1084,6 +1088,8 @@ class Trainer:
         self.encoder.train()
         if self.projector is not None:
             self.projector.train()
+        for module in self.eval_modules:
+            module.eval()
         total = torch.zeros((), device=self.device)
         batches: Sequence[Any] = self.batches(n_samples)
         if self.indices_on_device:

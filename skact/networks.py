@@ -6,7 +6,8 @@ projection head is used only inside the loss, as in the ACT paper.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "TabularEmbedding",
     "build_encoder",
     "init_resnet_weights",
+    "resnet18_from_torchvision",
 ]
 
 
@@ -221,6 +223,111 @@ class ResNet18(nn.Module):
 
 #: Weight initialisations of :class:`ResNet18`.
 WEIGHT_INITS = ("torchvision", "pytorch")
+
+
+def _skact_key(key: str) -> str | None:
+    """The :class:`ResNet18` key of a torchvision ResNet-18 key (itself when it is not
+    one of torchvision's names); None for ``fc``."""
+    if key.startswith("fc."):
+        return None
+    stem = re.fullmatch(r"(conv1|bn1)\.(.+)", key)
+    if stem:
+        return f"stem.{0 if stem[1] == 'conv1' else 1}.{stem[2]}"
+    block = re.fullmatch(r"layer([1-4])\.([01])\.(.+)", key)
+    if block:
+        index = 2 * (int(block[1]) - 1) + int(block[2])
+        return f"stages.{index}.{block[3].replace('downsample.', 'shortcut.')}"
+    return key
+
+
+def resnet18_from_torchvision(state_dict: Mapping[str, Tensor]) -> ResNet18:
+    """A :class:`ResNet18` with the ImageNet stem holding torchvision's ResNet-18 weights.
+
+    The keys of ``torchvision.models.resnet18().state_dict()`` are renamed: ``conv1``
+    and ``bn1`` to ``stem.0`` and ``stem.1``; block ``B`` of ``layerL`` to
+    ``stages.(2 (L - 1) + B)``, its ``downsample.0`` and ``downsample.1`` to
+    ``shortcut.0`` and ``shortcut.1``; the classifier ``fc`` is dropped. The network
+    returns torchvision's features before ``fc`` (512 per image), and runs the same
+    operations, so it gives the same outputs. Pass it as ``ACTEncoder(encoder=...)``
+    with ``image_normalization="imagenet"`` for weights trained on ImageNet.
+
+    Parameters
+    ----------
+    state_dict : mapping of str to Tensor
+        torchvision's ResNet-18 state dict (``fc`` may be missing or of any width; a
+        first convolution of another channel count sets ``in_channels``).
+
+    Returns
+    -------
+    ResNet18
+        ``cifar_stem=False``, ``out_features=None``, in training mode.
+
+    Raises
+    ------
+    KeyError
+        A key missing from ``state_dict``, or one that torchvision's ResNet-18 does not
+        have, named.
+    ValueError
+        A tensor whose shape differs from ResNet-18's, named with both shapes.
+
+    Examples
+    --------
+    >>> net = ResNet18(3, cifar_stem=False)
+    >>> weights = {"conv1.weight": net.stem[0].weight, "bn1.bias": net.stem[1].bias}
+    >>> resnet18_from_torchvision(weights)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    KeyError: "not a torchvision ResNet-18 state dict: 'bn1.weight' is missing..."
+    """
+    conv1 = state_dict.get("conv1.weight")
+    in_channels = 3 if conv1 is None or conv1.ndim != 4 else int(conv1.shape[1])
+    network = ResNet18(in_channels, cifar_stem=False)
+    expected = network.state_dict()
+    torchvision_key = _torchvision_keys(expected)
+    mapped: dict[str, Tensor] = {}
+    unexpected: list[str] = []
+    for key, value in state_dict.items():
+        name = _skact_key(key)
+        if name is None:
+            continue
+        if name not in expected:
+            unexpected.append(key)
+        mapped[name] = value
+    if unexpected:
+        raise KeyError(
+            f"not a torchvision ResNet-18 state dict: unexpected key {unexpected[0]!r}"
+            f"{f' (and {len(unexpected) - 1} more)' if len(unexpected) > 1 else ''}; "
+            "expected conv1.*, bn1.*, layer1.0.* ... layer4.1.* and fc.*"
+        )
+    missing = [torchvision_key[k] for k in expected if k not in mapped]
+    if missing:
+        raise KeyError(
+            f"not a torchvision ResNet-18 state dict: {missing[0]!r} is missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+        )
+    for name, value in mapped.items():
+        if tuple(value.shape) != tuple(expected[name].shape):
+            raise ValueError(
+                f"{torchvision_key[name]!r} has shape {tuple(value.shape)}; ResNet-18 "
+                f"needs {tuple(expected[name].shape)} (a ResNet-34 or wider network is "
+                "not a ResNet-18)"
+            )
+    network.load_state_dict(mapped)
+    return network
+
+
+def _torchvision_keys(state: Mapping[str, Tensor]) -> dict[str, str]:
+    """torchvision's key of each :class:`ResNet18` key (ImageNet stem, no ``fc``)."""
+    names = {}
+    for key in state:
+        part = key.split(".")
+        if part[0] == "stem":
+            names[key] = ".".join(["conv1" if part[1] == "0" else "bn1", *part[2:]])
+        else:  # stages.i.rest
+            i = int(part[1])
+            rest = ".".join(part[2:]).replace("shortcut.", "downsample.")
+            names[key] = f"layer{i // 2 + 1}.{i % 2}.{rest}"
+    return names
 
 
 def init_resnet_weights(

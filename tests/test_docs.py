@@ -374,7 +374,17 @@ def _check_integration(ns: dict, out: str) -> None:
 
 
 PAGE_CHECKS["integration.rst"] = _check_integration
+
+
 #: What a page's code expects to find on the reader's disk.
+def _check_transfer(ns: dict, out: str) -> None:
+    assert "(16, 512)" in out.splitlines()[0]
+    assert ns["model"].act_loss_curve_  # the regulariser ran on the unlabeled rows
+    assert 0.2 < float(out.splitlines()[1].split()[0]) <= 1  # 10 classes: chance 0.1
+
+
+PAGE_CHECKS["transfer.rst"] = _check_transfer
+
 PAGE_SETUP: dict[str, Callable[[], None]] = {"images.rst": _write_photos}
 #: Pages whose code ran in the default test run before every page was run; the others
 #: (together over a minute on a 2-core machine) run with ``-m slow``.

@@ -297,9 +297,13 @@ class ImageAdapter:
         refuse_table_views(
             estimator.augment, estimator.corruption_rate, estimator.noise_scale
         )
-        return cls.fit(
+        adapter = cls.fit(
             X, estimator.augment, estimator.image_size, device.type, measure=measure
         )
+        if estimator.image_normalization != "auto":
+            mean, std = normalization_stats(estimator.image_normalization, adapter.channels)
+            adapter.mean, adapter.std = mean, std
+        return adapter
 
     @classmethod
     def fit(
@@ -897,6 +901,51 @@ def check_views(augment: ViewStep, pixels: Tensor, input_shape: tuple[int, ...])
             "torch.rand(n, generator=generator)), not from torch's global state, "
             "numpy or Python's random, so that random_state reproduces a fit."
         )
+
+
+#: The per-channel mean and standard deviation of ImageNet (RGB, pixels in [0, 1]), as
+#: torchvision's and timm's pretrained models expect their input.
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def normalization_stats(
+    spec: str | tuple[Any, Any], channels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and standard deviation of ACTEncoder's ``image_normalization``.
+
+    Parameters
+    ----------
+    spec : "imagenet" or tuple of (mean, std)
+        ``"imagenet"``: :data:`IMAGENET_MEAN_STD`; a pair: per-channel sequences (or
+        numbers, for every channel) in the scale of pixels in [0, 1].
+    channels : int
+        The stored images' channels.
+
+    Returns
+    -------
+    mean, std : ndarray of shape (channels,), float32
+
+    Raises
+    ------
+    ValueError
+        A length other than ``channels``, or a standard deviation not above 0.
+    """
+    pair = IMAGENET_MEAN_STD if spec == "imagenet" else spec
+    try:
+        mean, std = (
+            np.broadcast_to(np.asarray(v, dtype=np.float32), (channels,)).copy()
+            for v in pair
+        )
+    except ValueError:
+        mean, std = np.zeros(0, np.float32), np.zeros(0, np.float32)
+    if mean.shape != (channels,) or not (std > 0).all():
+        raise ValueError(
+            f"image_normalization={spec!r} needs a mean and a positive standard "
+            f"deviation for each of the images' {channels} channels; grey images "
+            "with ImageNet statistics: convert them to RGB first, or pass "
+            "image_normalization=(mean, std) with one value each."
+        )
+    return mean, std
 
 
 def _channel_stats(pixels: Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -179,6 +179,9 @@ EXCLUDED: dict[str, str] = {
     "verbose": "the command's -q/--quiet",
     # Python objects; the one the command offers, a log file, is `skact fit --log`.
     "callbacks": "Python objects; `skact fit --log FILE` writes the epoch records",
+    # Both are for a pretrained network of your own (encoder=), a Python object.
+    "freeze": "for a pretrained encoder module, which a shell cannot pass",
+    "image_normalization": "for a pretrained encoder module, which a shell cannot pass",
 }
 
 
