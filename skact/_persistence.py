@@ -1441,7 +1441,7 @@ def _params_to_json(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]
             out[name] = None
         elif isinstance(value, torch.device):
             out[name] = str(value)
-        elif isinstance(value, (ImageAugment, TabularAugment)):
+        elif type(value) in (ImageAugment, TabularAugment):  # not a subclass: its code
             augment = {
                 k: _json_value(f"{name}.{k}", v) for k, v in value.get_params().items()
             }

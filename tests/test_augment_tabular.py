@@ -266,3 +266,37 @@ def test_refuse_table_views_for_images_names_the_parameter() -> None:
         refuse_table_views(None, 0.3, 0.0)
     with pytest.raises(ValueError, match=r"noise_scale=0\.1 sets the views of table"):
         refuse_table_views(None, "auto", 0.1)
+
+
+class Negated(TabularAugment):
+    """Views of one's own: TabularAugment's, negated (module level, so it pickles)."""
+
+    calls = 0
+
+    def __call__(self, *args, **kwargs):
+        Negated.calls += 1
+        return -super().__call__(*args, **kwargs)
+
+
+def test_a_subclass_of_tabular_augment_makes_the_views_and_is_not_saved(tmp_path):
+    """A TabularAugment subclass given as augment= draws the views (it is not rebuilt
+    as a plain TabularAugment); its code is not saved, so save refuses it and pickling
+    keeps it."""
+    import pickle
+
+    from skact import ACTEncoder
+
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    params = dict(
+        max_iter=2, random_state=0, hidden_layer_sizes=(8,), n_components=4,
+        projection_dim=4,
+    )  # fmt: skip
+    own = ACTEncoder(**params, augment=Negated(0.3)).fit(X)
+    plain = ACTEncoder(**params, augment=TabularAugment(0.3)).fit(X)
+    assert Negated.calls > 0
+    assert type(own._adapter.augment) is Negated
+    assert not np.allclose(own.transform(X), plain.transform(X))
+    with pytest.raises(TypeError, match=r"Negated.*code of one's own"):
+        own.save(tmp_path / "own.skact")
+    again = pickle.loads(pickle.dumps(own))
+    np.testing.assert_array_equal(again.transform(X), own.transform(X))

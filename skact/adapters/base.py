@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 UNSAVED_AUGMENT = (
     "augment={augment!r} is code of one's own, which ACTEncoder.save does not store "
     "(a saved model runs no code when loaded). Pickle the fitted estimator instead "
-    "(pickle or joblib.dump, with the callable importable where it is loaded), or fit "
-    "with an ImageAugment to save."
+    "(pickle or joblib.dump, with the callable or class importable where it is "
+    "loaded), or fit with skact's own ImageAugment or TabularAugment to save."
 )
 
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..augment.tabular import TabularAugment, table_views
 from ..io.tables import MixedTable, as_float, is_missing, read_table, string_cell
 from ..networks import TabularEmbedding
-from .base import SavedArray, TableAdapterMixin
+from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin
 from .table import safe_scale
 
 if TYPE_CHECKING:
@@ -722,6 +722,8 @@ class MixedTableAdapter(TableAdapterMixin):
             (categories are lists without the missing category, which
             ``has_missing_category`` records).
         """
+        if type(self.augment) is not TabularAugment:  # a subclass: its code
+            raise TypeError(UNSAVED_AUGMENT.format(augment=self.augment))
         return {
             "kind": self.kind,
             "is_categorical": self.is_categorical_.tolist(),

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .. import _guards
 from ..augment.tabular import TabularAugment, table_views
-from .base import SavedArray, TableAdapterMixin, table_width
+from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin, table_width
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -286,6 +286,8 @@ class TabularAdapter(TableAdapterMixin):
         dict
             ``mean``, ``scale`` (float64 arrays), ``corruption_rate``, ``noise_scale``.
         """
+        if type(self.augment) is not TabularAugment:  # a subclass: its code
+            raise TypeError(UNSAVED_AUGMENT.format(augment=self.augment))
         return {
             "mean": self.mean,
             "scale": self.scale,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from numbers import Real
 from typing import Any, ClassVar
@@ -82,10 +83,10 @@ class TabularAugment(ParamsMixin):
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"TabularAugment({args})"
+        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TabularAugment):
+        if type(other) is not type(self):
             return NotImplemented
         return self.get_params() == other.get_params()
 
@@ -174,7 +175,8 @@ def table_views(
     ``noise_scale``, with ``"auto"`` resolved.
 
     ``augment=None`` builds the views from the two shortcuts. A
-    :class:`TabularAugment` is used as it is (a copy: fitting never changes it); a
+    :class:`TabularAugment`, or a subclass of it with views of its own, is used as it
+    is (a copy: fitting never changes it); a
     shortcut set away from its default must then agree with it, since two different
     values for one setting would leave one of them ignored.
 
@@ -193,7 +195,7 @@ def table_views(
     Returns
     -------
     TabularAugment
-        A new instance whose ``corruption_rate`` is a float.
+        A new instance (of ``augment``'s class) whose ``corruption_rate`` is a float.
 
     Raises
     ------
@@ -232,7 +234,8 @@ def table_views(
                 )
     augment.validate()
     rate = table_corruption_rate(augment.corruption_rate, has_categorical)
-    return TabularAugment(rate, augment.noise_scale)
+    # A copy of the user's views (a subclass keeps its own __call__), rate resolved.
+    return copy.deepcopy(augment).set_params(corruption_rate=rate)
 
 
 def refuse_table_views(
