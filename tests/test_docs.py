@@ -673,3 +673,53 @@ def test_docs_build_with_warnings_as_errors(tmp_path: Path) -> None:
     if importlib.util.find_spec("matplotlib") is not None:
         assert "monitor_curve.png" in few_shot
         assert (out / "_images" / "monitor_curve.png").exists()
+
+
+# ------------------------------------------------------------------ the architecture page
+
+ARCHITECTURE = DOCS / "architecture.rst"
+
+#: The additions the architecture page's "How to add X" explains, each with its test.
+ADDITIONS = (
+    "A kind of input",
+    "An objective",
+    "A view",
+    "A callback",
+    "A fitted attribute",
+)
+
+
+def test_architecture_page_maps_every_module() -> None:
+    page = ARCHITECTURE.read_text(encoding="utf-8")
+    package = ROOT / "skact"
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent != package:
+            name = f"{path.parent.relative_to(ROOT).as_posix()}/"  # a package: its folder
+        else:
+            name = path.relative_to(ROOT).as_posix()
+        assert f"``{name}``" in page, f"{name} is missing from the module map"
+
+
+def _how_to_add(page: str) -> dict[str, str]:
+    """The "How to add X" section's entries: each term and its text."""
+    section = page.split("\nHow to add X\n", 1)[1].split("\n----", 1)[0]
+    section = section.rsplit("\n", 1)[0]  # the next section's title
+    entries: dict[str, str] = {}
+    for line in section.splitlines():
+        if line and not line.startswith(" "):
+            term = line
+            entries[term] = ""
+        elif entries:
+            entries[term] += line + "\n"
+    return entries
+
+
+def test_architecture_page_links_each_addition_to_a_test_that_exists() -> None:
+    entries = _how_to_add(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert tuple(entries)[-len(ADDITIONS) :] == ADDITIONS
+    for addition in ADDITIONS:
+        tests = re.findall(r"``(tests/test_\w+\.py)::(test_\w+)``", entries[addition])
+        assert tests, f"{addition!r} names no test"
+        for file, name in tests:
+            source = (ROOT / file).read_text(encoding="utf-8")
+            assert f"\ndef {name}(" in source, f"{file}::{name} does not exist"
