@@ -3,8 +3,8 @@
 Every example adds its thing here, in the test, touching no skact module, and shows it
 working end to end (docs/architecture.rst links each one):
 
-- a view of one's own: a step after ``ImageAugment``, given as ``augment=``; a table
-  takes no view of one's own yet (the xfail below says why);
+- a view of one's own: a step after ``ImageAugment``, given as ``augment=``, and a
+  ``TabularAugment`` subclass for a table;
 - an objective: an :class:`~skact.objectives.Objective` subclass given as
   ``objective=``;
 - a callback: a :class:`skact.callbacks.Callback` subclass given in ``callbacks=``.
@@ -84,14 +84,6 @@ class Negate(TabularAugment):
         return -super().__call__(x, pool, *args, **kwargs)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="skact.augment.tabular.table_views rebuilds a plain TabularAugment from the "
-    "given one's parameters, so a subclass's views are dropped without a word, and the "
-    "table adapters save only corruption_rate and noise_scale: a new table view needs "
-    "skact/augment/tabular.py and the adapters' state (docs/architecture.rst)",
-)
 def test_a_table_view_of_ones_own_makes_the_views():
     Negate.calls = 0
     small_encoder(augment=Negate(corruption_rate=0.3)).fit(X)
