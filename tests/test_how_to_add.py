@@ -23,7 +23,6 @@ import pickle
 from typing import Any, ClassVar
 
 import numpy as np
-import pytest
 import torch
 from torch import Tensor
 
