@@ -305,7 +305,7 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
 
     Examples
     --------
-    >>> sorted(cpu_flags("processor : 0\nflags : fpu avx512f avx512_bf16\n"))
+    >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx512f avx512_bf16\\n"))
     ['avx512_bf16', 'avx512f', 'fpu']
     """
     if cpuinfo is None:
