@@ -28,7 +28,7 @@ from skact.io.images import (
     convert_channels,
     is_image_input,
 )
-from skact.networks import BasicBlock, ConvNet, ResNet18
+from skact.networks import ConvNet, ResNet18
 
 
 def _small(**params):
@@ -294,14 +294,6 @@ def test_auto_epochs_and_batch_size_depend_on_the_input_kind():
     assert enc.fit(images)._step == 16
 
 
-def test_resnet18_stem_follows_the_image_size():
-    from skact.networks import build_encoder
-
-    assert build_encoder("resnet18", (3, 64, 64), None).stem[0].kernel_size == (3, 3)
-    large = build_encoder("resnet18", (3, 96, 96), None)
-    assert large.stem[0].kernel_size == (7, 7) and large.out_features == 512
-
-
 def test_user_augment_and_image_size_are_used():
     X = _images(c=1, h=8, w=8)
     aug = ImageAugment(output_size=6, crop_scale=(0.6, 1.0), flip_p=0.0, jitter_p=0.0)
@@ -552,46 +544,6 @@ def test_bad_image_files_raise_errors_that_name_the_file(tmp_path, monkeypatch):
     assert not hasattr(enc, "encoder_")  # every failed fit left it unfitted
 
 
-def test_resnet18_torchvision_init_is_kaiming_normal_fan_out():
-    torch.manual_seed(0)
-    net = ResNet18(3, weight_init="torchvision")
-    for conv in [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]:
-        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
-        # std sqrt(2 / fan_out) (ReLU gain sqrt(2)); a uniform init with a = sqrt(5)
-        # (PyTorch's) has std 1 / sqrt(3 fan_in), far below for every layer here.
-        expected = (2 / fan_out) ** 0.5
-        assert conv.weight.std().item() == pytest.approx(expected, rel=0.15)
-        assert conv.weight.abs().max().item() > 3**0.5 * expected  # normal, not uniform
-    for bn in [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        assert (bn.weight == 1).all() and (bn.bias == 0).all()
-
-
-def test_resnet18_default_init_is_torchvision_s_and_the_others_are_options():
-    torch.manual_seed(0)
-    default = ResNet18(1)
-    torch.manual_seed(0)
-    explicit = ResNet18(1, weight_init="torchvision")
-    for a, b in zip(default.state_dict().values(), explicit.state_dict().values()):
-        assert torch.equal(a, b)
-    torch.manual_seed(0)
-    old = ResNet18(1, weight_init="pytorch")
-    assert not torch.equal(old.stem[0].weight, default.stem[0].weight)
-    for conv in [m for m in old.modules() if isinstance(m, torch.nn.Conv2d)]:
-        # PyTorch's uniform init with a = sqrt(5): bound 1 / sqrt(fan_in).
-        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-        assert conv.weight.abs().max().item() <= fan_in**-0.5
-    zero = ResNet18(1, weight_init="torchvision", zero_init_residual=True)
-    blocks = [m for m in zero.modules() if isinstance(m, BasicBlock)]
-    assert len(blocks) == 8
-    assert all((b.bn2.weight == 0).all() and (b.bn1.weight == 1).all() for b in blocks)
-    # Each block starts as the identity plus its shortcut: relu(x) for the plain ones.
-    zero.eval()
-    x = torch.rand(2, 64, 4, 4)
-    assert torch.equal(blocks[1](x), torch.relu(x))
-    with pytest.raises(ValueError, match="weight_init must be one of 'torchvision', "):
-        ResNet18(1, weight_init="kaiming")
-
-
 # ------------------------------------------------- images that differ from the fitted
 
 
@@ -708,3 +660,38 @@ def test_same_channels_say_nothing(recwarn):
     enc = _small().fit(X)
     enc.transform(X)
     assert not [w for w in recwarn if "channel" in str(w.message)]
+
+
+# ------------------------------------------------- image_normalization (the adapter)
+
+
+def _uint8_images(n: int = 24, channels: int = 3, size: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, channels, size, size), dtype=np.uint8)
+
+
+def test_image_normalization_sets_the_preprocessing():
+    X = _uint8_images(size=32)  # views of 32 pixels or more are not resized
+    stored = torch.from_numpy(X[:4])
+    pixels = stored.float() / 255
+    enc = ACTEncoder(image_normalization="imagenet", max_iter=1, random_state=0).fit(X)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    got = enc._adapter.to_model(enc._adapter.to_storage(X[:4]))
+    torch.testing.assert_close(got, (pixels - mean) / std)
+    auto = ACTEncoder(max_iter=1, random_state=0).fit(X)
+    measured = auto._adapter.to_model(auto._adapter.to_storage(X[:4]))
+    assert not torch.allclose(measured, got)
+    own = ACTEncoder(image_normalization=(0.5, (0.25, 0.5, 1.0)), max_iter=1).fit(X)
+    std = torch.tensor([0.25, 0.5, 1.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(
+        own._adapter.to_model(own._adapter.to_storage(X[:4])), (pixels - 0.5) / std
+    )
+
+
+def test_image_normalization_refuses_a_channel_count_it_does_not_cover():
+    grey = _uint8_images(channels=1)
+    with pytest.raises(ValueError, match="each of the images' 1 channels"):
+        ACTEncoder(image_normalization="imagenet", max_iter=1).fit(grey)
+    with pytest.raises(ValueError, match="positive standard deviation"):
+        ACTEncoder(image_normalization=(0.5, 0.0), max_iter=1).fit(_uint8_images())

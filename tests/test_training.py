@@ -1,4 +1,5 @@
-"""Training state across calls and failures (issue 15, items 9-14).
+"""skact._training: the learning-rate schedule, the batch count, the Trainer's step, and
+the training state across calls and failures.
 
 The adversary survives a diverging step; warm_start applies the parameters set now; the
 learning-rate schedule of each call; no step larger than batch_size; a batched
@@ -24,9 +25,9 @@ from torch import nn
 
 import skact
 from skact import ACTEncoder, NonFiniteLossError, _guards, _training, distributed
-from skact._training import Trainer, lr_factor, n_batches
+from skact._training import Trainer, lr_factor, n_batches, weight_scale
 from skact.augment.tabular import TabularAugment, _corrupt_everywhere
-from skact.networks import build_encoder
+from skact.networks import MLP, build_encoder
 from skact.objectives import ACTLoss, Adversary, make_objective
 
 from _small import small_encoder
@@ -589,3 +590,81 @@ def test_generator_state_can_be_read_from_a_payload_of_older_skact():
     assert torch.equal(old._generator_state, enc._generator_state)
     old.partial_fit(X)
     assert old.n_iter_ == 2
+
+
+# ------------------------------------------------- the schedule and the step, alone
+
+
+def test_lr_factor_warms_up_linearly_then_decays_by_cosine_to_5_percent():
+    # Warm-up over 4 steps: (step + 1) / 4.
+    assert [lr_factor(s, 4, 24) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    # Cosine over the 20 steps after it: 0.05 + 0.95 * (1 + cos(pi * progress)) / 2.
+    assert lr_factor(4, 4, 24) == pytest.approx(1.0)
+    assert lr_factor(9, 4, 24) == pytest.approx(0.05 + 0.95 * (1 + 0.5**0.5) / 2)
+    assert lr_factor(14, 4, 24) == pytest.approx(0.525)
+    assert lr_factor(24, 4, 24) == pytest.approx(0.05)
+    assert lr_factor(1000, 4, 24) == pytest.approx(0.05)  # stays at the floor
+    # No known end (partial_fit) or an end inside the warm-up: the peak after it.
+    assert lr_factor(50, 4, None) == 1.0
+    assert lr_factor(5, 4, 4) == 1.0
+    assert lr_factor(0, 0, 10) == 1.0  # no warm-up starts at the peak
+
+
+def _mean_square_trainer(warmup_steps: int, total_steps: int | None) -> Trainer:
+    """A Trainer of a tiny MLP whose loss is the mean square of its output."""
+    torch.manual_seed(0)
+    encoder = MLP(3, (8,), 2)
+    return Trainer(
+        encoder=encoder,
+        projector=None,
+        criterion=lambda zs: sum(z.pow(2).mean() for z in zs),
+        optimizer=torch.optim.SGD(encoder.parameters(), lr=0.0),
+        view_fn=lambda batch, gen: batch,
+        n_views=2,
+        batch_size=16,
+        learning_rate=0.1,
+        warmup_steps=warmup_steps,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        shuffle_rng=np.random.default_rng(0),
+        total_steps=total_steps,
+    )
+
+
+def test_trainer_steps_decrease_the_loss_at_the_scheduled_rate():
+    trainer = _mean_square_trainer(warmup_steps=2, total_steps=12)
+    batch = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+    losses, rates = [], []
+    for _ in range(12):
+        rate = trainer.learning_rate_now()
+        losses.append(float(trainer.training_step(batch)))
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        assert rates[-1] == rate
+    assert trainer.step == 12
+    assert rates == [0.1 * lr_factor(s, 2, 12) for s in range(12)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(np.isfinite(losses))
+
+
+def test_trainer_step_at_rate_zero_changes_no_weight():
+    trainer = _mean_square_trainer(warmup_steps=0, total_steps=None)
+    trainer.learning_rate = 0.0
+    before = copy.deepcopy(trainer.encoder.state_dict())
+    trainer.training_step(torch.randn(16, 3))
+    after = trainer.encoder.state_dict()
+    for key, value in before.items():
+        if "running" in key or "num_batches" in key:
+            continue  # BatchNorm's statistics follow the batch, not the optimiser
+        assert torch.equal(after[key], value), key
+    assert trainer.step == 1
+
+
+def test_weight_scale_is_the_root_mean_square_of_trainable_parameters():
+    layer = nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[3.0, 4.0]]))
+        layer.bias.fill_(0.0)
+    assert weight_scale([layer]) == pytest.approx((25 / 3) ** 0.5)
+    layer.bias.requires_grad_(False)  # frozen parameters do not count
+    assert weight_scale([layer]) == pytest.approx((25 / 2) ** 0.5)
+    assert weight_scale([nn.ReLU()]) == 0.0

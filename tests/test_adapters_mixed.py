@@ -19,7 +19,6 @@ from skact.adapters.mixed import (
 )
 from skact.augment.tabular import TabularAugment
 from skact.io.tables import read_table
-from skact.networks import TabularEmbedding
 
 from _small import small_encoder
 
@@ -150,20 +149,6 @@ def test_encode_known_unknown_and_missing_codes():
     cats, has_missing = fit_categories(column[:2], "indicator", "c")
     # no gap in fit: a missing value at transform time goes to the unknown slot
     np.testing.assert_array_equal(encode(column, cats, has_missing), [1, 0, 2, 2, 1])
-
-
-def test_unknown_slot_is_the_mean_of_known_embeddings():
-    torch.manual_seed(0)
-    front = TabularEmbedding(1, [3, 2], [4, 2])
-    x = torch.tensor([[0.7, 3.0, 1.0], [0.1, 0.0, 2.0]])
-    out = front(x)
-    assert out.shape == (2, 1 + 4 + 2)
-    w0, w1 = front.embeddings[0].weight, front.embeddings[1].weight
-    torch.testing.assert_close(out[0, 1:5], w0.mean(0))
-    torch.testing.assert_close(out[0, 5:], w1[1])
-    torch.testing.assert_close(out[1, 1:5], w0[0])
-    torch.testing.assert_close(out[1, 5:], w1.mean(0))
-    torch.testing.assert_close(out[:, 0], x[:, 0])
 
 
 def test_unseen_category_at_transform_goes_to_unknown_slot():
