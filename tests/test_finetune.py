@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
-from skact import ACTEncoder, FineTunedClassifier
+from skact import ACTEncoder, FineTunedClassifier, load
 from skact.evaluation import labeled_scorer
 
 
@@ -165,3 +165,87 @@ def test_refuses_other_encoders():
     X, y = _blobs()
     with pytest.raises(TypeError, match="Use TransferClassifier"):
         FineTunedClassifier(PCA(2)).fit(X, y)
+
+
+def test_divergence_raises_and_leaves_the_model_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    from skact._training import NonFiniteLossError
+
+    X, y = _blobs()
+    model = _model(learning_rate=1e12, head_learning_rate=1e12)
+    with pytest.raises(NonFiniteLossError, match="diverged in epoch 1") as info:
+        model.fit(X, _semi(y, 20))
+    assert "learning_rate (now 1e+12)" in str(info.value)
+    assert info.value.advice.reason == "diverged"
+    assert "left unfitted" in str(info.value)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+
+
+def test_divergence_after_sound_epochs_keeps_the_last_sound_one(monkeypatch):
+    from skact import _training
+
+    X, y = _blobs()
+    calls = []
+    divergence = _training.divergence
+
+    def diverge_in_epoch_3(*args, **kwargs):
+        calls.append(args)
+        return "the training loss became nan" if len(calls) == 3 else divergence(*args)
+
+    pretrained = FrozenEstimator(_encoder().fit(X))
+    monkeypatch.setattr(_training, "divergence", diverge_in_epoch_3)
+    model = FineTunedClassifier(
+        pretrained, max_iter=5, batch_size=16, early_stopping=False, random_state=0
+    )
+    with pytest.raises(_training.NonFiniteLossError, match=r"\(2 epochs trained\)"):
+        model.fit(X, _semi(y, 20))
+    assert model.n_iter_ == 2
+    assert len(model.loss_curve_) == 2
+    assert np.isfinite(model.predict_proba(X)).all()
+
+
+def test_fine_tuned_encoder_drops_the_stale_adam_state(tmp_path):
+    X, y = _blobs()
+    pretrained = _encoder().fit(X)
+    assert pretrained._optimizer_state is not None
+    model = FineTunedClassifier(FrozenEstimator(pretrained), max_iter=2, random_state=0)
+    model.fit(X, _semi(y, 20))
+    assert model.encoder_._optimizer_state is None
+    assert pretrained._optimizer_state is not None  # the pretrained one is untouched
+    # The fine-tuned encoder saves, loads and continues (with a fresh Adam).
+    path = tmp_path / "tuned.skact"
+    model.encoder_.save(path)
+    loaded = load(path)
+    np.testing.assert_allclose(loaded.transform(X), model.encoder_.transform(X), rtol=1e-6)
+    model.encoder_.set_params(warm_start=True, max_iter=1).fit(X)
+    assert model.encoder_._optimizer_state is not None
+
+
+def test_forward_passes_follow_the_encoders_precision(monkeypatch):
+    from skact import _training
+
+    X, y = _blobs()
+    seen = []
+    autocast = _training.autocast
+
+    def recording(device, dtype):
+        seen.append(dtype)
+        return autocast(device, dtype)
+
+    monkeypatch.setattr(_training, "autocast", recording)
+    # On the CPU "bfloat16" asks for bf16 whatever the CPU: fine-tuning follows it.
+    pretrained = _encoder(precision="bfloat16").fit(X)
+    seen.clear()
+    model = FineTunedClassifier(
+        FrozenEstimator(pretrained), max_iter=2, act_weight=0.5, random_state=0
+    ).fit(X, _semi(y, 20))
+    assert seen and set(seen) == {torch.bfloat16}
+    assert model.head_.weight.dtype == torch.float32
+    assert np.isfinite(model.predict_proba(X)).all()
+    seen.clear()
+    FineTunedClassifier(
+        FrozenEstimator(_encoder(precision="float32").fit(X)), max_iter=1, random_state=0
+    ).fit(X, _semi(y, 20))
+    assert set(seen) == {None}

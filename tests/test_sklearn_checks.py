@@ -1,9 +1,9 @@
-"""scikit-learn's estimator checks for ACTEncoder and TransferClassifier."""
+"""scikit-learn's estimator checks for skact's estimators."""
 
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skact import TransferClassifier
+from skact import FineTunedClassifier, TransferClassifier
 
 from _small import small_encoder
 
@@ -18,7 +18,7 @@ TRANSFER_EXPECTED_FAILURES = {
 
 
 def _expected_failures(estimator):
-    if isinstance(estimator, TransferClassifier):
+    if isinstance(estimator, TransferClassifier | FineTunedClassifier):
         return TRANSFER_EXPECTED_FAILURES
     return {}
 
@@ -27,6 +27,12 @@ def _expected_failures(estimator):
     [
         small_encoder(n_components=4),
         TransferClassifier(small_encoder(n_components=4), LogisticRegression()),
+        FineTunedClassifier(
+            small_encoder(n_components=4),
+            max_iter=10,
+            head_learning_rate=0.1,
+            random_state=0,
+        ),
     ],
     expected_failed_checks=_expected_failures,
 )
