@@ -167,6 +167,8 @@ def native_bf16(device: torch.device) -> bool:
     bool
     """
     if device.type == "cuda":
+        if not torch.cuda.is_available():  # settings asked for a device not here
+            return False
         return bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return _auto.cpu_has_native_bf16()
