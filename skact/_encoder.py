@@ -29,10 +29,12 @@ from torch import Tensor, nn
 from . import (
     _auto,
     _callbacks,
+    _device,
     _export,
     _freeze,
     _guards,
     _persistence,
+    _random,
     _state,
     _training,
     distributed,
@@ -639,11 +641,11 @@ default="auto"
         step = self._encoding_batch_size()
         amp = self._autocast_dtype()
         encoder.eval()
-        with _training.torch_threads(), torch.inference_mode():
+        with _device.torch_threads(), torch.inference_mode():
             for start in range(0, out.shape[0], step):
                 stored = adapter.to_storage(X[start : start + step])
-                batch = adapter.to_model(_training.to_device(stored, device))
-                with _training.autocast(device, amp):
+                batch = adapter.to_model(_device.to_device(stored, device))
+                with _device.autocast(device, amp):
                     z = encoder(batch)
                 out[start : start + step] = z.float().cpu().numpy()
         _guards.check_output(out, type(self).__name__)
@@ -694,7 +696,7 @@ default="auto"
                 f"2 rows each; y labels {int(target[1].sum())} of its {n_samples} rows. "
                 "Label more rows, or call score(X) for the label-free diagnostic."
             )
-        with _training.torch_threads():
+        with _device.torch_threads():
             features = self._embed(self._stored_rows(X, rows))
         if codes is not None and shots is not None:
             labels = torch.from_numpy(codes).to(features.device)
@@ -864,7 +866,7 @@ default="auto"
                 # Frames: this one, fit or partial_fit, sklearn's wrapper, the caller.
                 warn_if_minus_one_ambiguous(target[0], stacklevel=4)
             distributed.setup(self.distributed, self.device)
-            with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
+            with _device.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
                     self._initialize(X, adapter_class)
                 started = True
@@ -981,7 +983,7 @@ default="auto"
 
     def _initialize(self, X: Any, adapter_class: type[InputAdapter]) -> None:
         """Create the adapter, networks and training state from scratch."""
-        self.device_ = _training.resolve_device(self.device)
+        self.device_ = _device.resolve_device(self.device)
         rng = check_random_state(self.random_state)
         init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
         world = distributed.current(self.distributed)
@@ -1028,7 +1030,7 @@ default="auto"
             raise self._memory_error(n_parameters, _torch_says(exc)) from None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
-        self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
+        self._generator_state = _random.make_generator(self.device_, aug_seed).get_state()
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
         self._step = 0
         self._partial_fit_start: int | None = None
@@ -1190,7 +1192,7 @@ default="auto"
         data: Any = (
             adapter.stream(X, device)
             if stream
-            else _training.to_device(adapter.to_storage(X), device)
+            else _device.to_device(adapter.to_storage(X), device)
         )
         if monitored is None and stream:
             monitored = self._stored_rows(X, rows)
@@ -1326,10 +1328,10 @@ default="auto"
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The rows the monitor (and ``score``) follow, their class codes and the
         draws of the few-shot estimate's examples (see ``_callbacks.shot_examples``)."""
-        generator = _training.make_generator(self.device_, 0)
+        generator = _random.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         # A stream of its own: drawing the rows changes nothing in the training.
-        seed = _training.derived_seed(generator, stream=2)
+        seed = _random.derived_seed(generator, stream=2)
         y, labeled = (None, None) if target is None else target
         rows, codes = _callbacks.monitored_rows(n_samples, y, labeled, seed)
         shots = None if codes is None else _callbacks.shot_examples(codes, seed + 1)
@@ -1338,7 +1340,7 @@ default="auto"
     def _stored_rows(self, X: Any, rows: np.ndarray) -> Tensor:
         """``rows`` of ``X`` (as read by the adapter), stored on ``device_``."""
         stored = self._adapter.to_storage(X[rows])
-        return _training.to_device(stored, self.device_)
+        return _device.to_device(stored, self.device_)
 
     def _embed(self, stored: Tensor) -> Tensor:
         """The representation of stored rows on ``device_``, float32, as ``transform``
@@ -1353,7 +1355,7 @@ default="auto"
             with torch.inference_mode():
                 parts = []
                 for batch in stored.split(step):
-                    with _training.autocast(device, amp):
+                    with _device.autocast(device, amp):
                         parts.append(encoder(self._adapter.to_model(batch)).float())
                 return torch.cat(parts)
         finally:
@@ -1362,7 +1364,7 @@ default="auto"
     def _autocast_dtype(self) -> torch.dtype | None:
         """The forward passes' autocast dtype: ``precision`` resolved for ``device_``
         and the input kind, the same in training, validation, monitor and transform."""
-        return _training.autocast_dtype(self.device_, self.precision, self._adapter.kind)
+        return _device.autocast_dtype(self.device_, self.precision, self._adapter.kind)
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
@@ -1460,7 +1462,7 @@ default="auto"
             self._partial_fit_start = None
             start, total = self._step, epochs * steps_per_epoch
             warmup = min(500, max(1, total // 10))
-        generator = _training.make_generator(self.device_, 0)
+        generator = _random.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         world = distributed.current(self.distributed)
         return _training.Trainer(
@@ -1491,7 +1493,7 @@ default="auto"
             validation=(
                 None
                 if held_out is None
-                else self._validation(held_out, _training.derived_seed(generator))
+                else self._validation(held_out, _random.derived_seed(generator))
             ),
             callbacks=callbacks,
             epoch=self.n_iter_,
@@ -1579,7 +1581,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     probe = clone(estimator)
     _check_shape_params(probe.hidden_layer_sizes, probe.image_size)
     adapter_class, X = probe._read_input(X, reset=True)
-    device = _training.resolve_device(probe.device)
+    device = _device.resolve_device(probe.device)
     world = distributed.current(probe.distributed)
     if world is not None:
         device = world.place(device)
@@ -1592,7 +1594,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     else:
         name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
-    compute = _training.compute_settings(device, adapter.kind, estimator.precision)
+    compute = _device.compute_settings(device, adapter.kind, estimator.precision)
     return {
         "n_samples": n_samples,
         "kind": adapter.label,
@@ -1692,9 +1694,7 @@ def _log_fit_summary(
     if auto:
         shown = ", ".join(f"{k}={v!r}" for k, v in auto.items())
         logger.info("ACTEncoder: 'auto' resolved to %s", shown)
-    compute = _training.compute_settings(
-        estimator.device_, adapter.kind, estimator.precision
-    )
+    compute = _device.compute_settings(estimator.device_, adapter.kind, estimator.precision)
     logger.info(
         "ACTEncoder: forward passes in %s (precision=%s on %s)%s",
         compute.precision,

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import _freeze, _training
+from . import _device, _freeze, _random, _training
 from ._encoder import ACTEncoder
 from ._labels import AmbiguousMinusOneWarning, warn_if_minus_one_ambiguous
 from ._transfer import _check_target
@@ -214,7 +214,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                 "encoders."
             )
         codes = np.searchsorted(self.classes_, y[labeled])
-        with _training.torch_threads():
+        with _device.torch_threads():
             self._fine_tune(X, np.flatnonzero(labeled), codes, np.flatnonzero(~labeled))
         return self
 
@@ -266,7 +266,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         encoder = self.encoder_
         adapter, device = encoder._adapter, encoder.device_
         _, X = read_input(X, encoder, adapter)
-        data = _training.to_device(adapter.to_storage(X), device)
+        data = _device.to_device(adapter.to_storage(X), device)
         rng = check_random_state(self.random_state)
         head_seed, view_seed, order_seed, split_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 4)
@@ -300,7 +300,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             weight_decay=self.weight_decay,
         )
         peaks = [group["lr"] for group in optimizer.param_groups]
-        generator = _training.make_generator(device, view_seed)
+        generator = _random.make_generator(device, view_seed)
         order_rng = np.random.default_rng(order_seed)
         batch_size = min(self.batch_size, len(train))
         n_steps = _training.n_batches(len(train), batch_size)

@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 import skact
-from skact import ACTEncoder, NonFiniteLossError, _guards, _training, distributed
+from skact import ACTEncoder, NonFiniteLossError, _device, _guards, _training, distributed
 from skact._training import Trainer, lr_factor, n_batches
 from skact.augment.tabular import TabularAugment, _corrupt_everywhere
 from skact.networks import build_encoder
@@ -540,9 +540,9 @@ def test_autocast_needs_compute_capability_8_of_the_device_in_use(
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulation_counts)
-    assert _training.autocast_dtype(torch.device("cuda", 1)) == expected
+    assert _device.autocast_dtype(torch.device("cuda", 1)) == expected
     assert asked == [torch.device("cuda", 1)]
-    assert _training.autocast_dtype(torch.device("cpu")) is None
+    assert _device.autocast_dtype(torch.device("cpu")) is None
 
 
 # ------------------------------------------- 14e. no reseeding of the CUDA generators
