@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import _auto
-from ._guards import Advice, AdvisedValueError
+from ._checks import Advice, AdvisedValueError
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from . import (
     _auto,
     _callbacks,
+    _checks,
     _device,
     _export,
     _freeze,
@@ -648,7 +649,7 @@ default="auto"
                 with _device.autocast(device, amp):
                     z = encoder(batch)
                 out[start : start + step] = z.float().cpu().numpy()
-        _guards.check_output(out, type(self).__name__)
+        _checks.check_output(out, type(self).__name__)
         return out
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -962,13 +963,13 @@ default="auto"
                 "an earlier fit that diverged; else extreme values in X. To train a new "
                 f"model, {new_model}."
             )
-            advice = _guards.Advice(problem, "diverged_at_start", {"warm_start": False})
+            advice = _checks.Advice(problem, "diverged_at_start", {"warm_start": False})
         elif exc.at_start:
             fix = (
                 "The learning rate is not the cause: look for extreme values in X (or, "
                 "with your own encoder, for an output that overflows)."
             )
-            advice = _guards.Advice(problem, "diverged_at_start", {})
+            advice = _checks.Advice(problem, "diverged_at_start", {})
         else:
             lower: dict[str, Any] = {"learning_rate": rate}
             # alpha weighs ACT's adversarial term; the baselines have none.
@@ -978,7 +979,7 @@ default="auto"
                 lower["objective__alpha"] = self.objective.alpha
             names = " or ".join(f"{p} (now {v})" for p, v in lower.items())
             fix = f"Try a lower {names}, or look for extreme values in X."
-            advice = _guards.Advice(problem, "diverged", lower)
+            advice = _checks.Advice(problem, "diverged", lower)
         return NonFiniteLossError(f"{problem} {fix}", advice=advice, at_start=exc.at_start)
 
     def _initialize(self, X: Any, adapter_class: type[InputAdapter]) -> None:
@@ -1002,8 +1003,8 @@ default="auto"
         # Counted on the meta device, before any memory is taken: 10 rows of a million
         # columns need 8 GB of weights and Adam state, which failed deep inside Adam.
         n_parameters = self._network_parameters()
-        available = _guards.available_memory(self.device_)
-        needed = (n_parameters or 0) * _guards.TRAINING_BYTES_PER_PARAMETER
+        available = _checks.available_memory(self.device_)
+        needed = (n_parameters or 0) * _checks.TRAINING_BYTES_PER_PARAMETER
         if available is not None and needed > available:
             raise self._memory_error(
                 n_parameters or 0,
@@ -1086,10 +1087,10 @@ default="auto"
         """A MemoryError that says what the networks need and what to change."""
         what = "ACTEncoder's networks"
         if n_parameters is not None:
-            need = n_parameters * _guards.TRAINING_BYTES_PER_PARAMETER
+            need = n_parameters * _checks.TRAINING_BYTES_PER_PARAMETER
             what += (
                 f" need about {_bytes(need)} to train ({n_parameters:,} parameters, "
-                f"{_guards.TRAINING_BYTES_PER_PARAMETER} bytes each: float32 weights, "
+                f"{_checks.TRAINING_BYTES_PER_PARAMETER} bytes each: float32 weights, "
                 "their gradients and Adam's two moments),"
             )
         advice = "Use a smaller encoder module or a device with more memory."

@@ -200,7 +200,7 @@ class NonFiniteLossError(FloatingPointError):
     ----------
     *args
         The message, as for any exception.
-    advice : skact._guards.Advice or None, default=None
+    advice : skact._checks.Advice or None, default=None
         The fix, as data (``ACTEncoder.fit`` sets it), so that the ``skact`` command can
         name its own options.
     at_start : bool, default=False
@@ -209,7 +209,7 @@ class NonFiniteLossError(FloatingPointError):
 
     Attributes
     ----------
-    advice : skact._guards.Advice or None
+    advice : skact._checks.Advice or None
     at_start : bool
     """
 
