@@ -31,6 +31,7 @@ from . import (
     _callbacks,
     _checks,
     _device,
+    _encoding,
     _export,
     _freeze,
     _guards,
@@ -61,7 +62,7 @@ from .objectives import (
 logger = logging.getLogger(__name__)
 
 #: The batch size that encoding without gradients starts from when ``batch_size`` is
-#: ``"auto"`` (:func:`skact._training.transform_batch_size` scales it to the input).
+#: ``"auto"`` (:func:`skact._encoding.transform_batch_size` scales it to the input).
 ENCODING_BATCH_SIZE = 256
 
 
@@ -640,15 +641,17 @@ default="auto"
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
         step = self._encoding_batch_size()
-        amp = self._autocast_dtype()
-        encoder.eval()
-        with _device.torch_threads(), torch.inference_mode():
-            for start in range(0, out.shape[0], step):
-                stored = adapter.to_storage(X[start : start + step])
-                batch = adapter.to_model(_device.to_device(stored, device))
-                with _device.autocast(device, amp):
-                    z = encoder(batch)
-                out[start : start + step] = z.float().cpu().numpy()
+        starts = range(0, out.shape[0], step)
+        stored = (
+            _device.to_device(adapter.to_storage(X[start : start + step]), device)
+            for start in starts
+        )
+        encoded = _encoding.encode_batches(
+            encoder, stored, adapter.to_model, device, self._autocast_dtype()
+        )
+        with _device.torch_threads():
+            for start, z in zip(starts, encoded, strict=True):
+                out[start : start + step] = z.cpu().numpy()
         _checks.check_output(out, type(self).__name__)
         return out
 
@@ -1077,7 +1080,7 @@ default="auto"
     def _encoding_batch_size(self) -> int:
         """Rows per batch when encoding without gradients (``transform``, the monitor),
         from ``batch_size`` (:data:`ENCODING_BATCH_SIZE` while it is ``"auto"``)."""
-        return _training.transform_batch_size(
+        return _encoding.transform_batch_size(
             self.batch_size if isinstance(self.batch_size, int) else ENCODING_BATCH_SIZE,
             self._adapter.input_shape,
             self.device_,
@@ -1345,22 +1348,16 @@ default="auto"
 
     def _embed(self, stored: Tensor) -> Tensor:
         """The representation of stored rows on ``device_``, float32, as ``transform``
-        computes it (evaluation mode, batches, autocast); the mode is put back."""
-        encoder: nn.Module = self.encoder_
-        device = self.device_
-        step = self._encoding_batch_size()
-        amp = self._autocast_dtype()
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            with torch.inference_mode():
-                parts = []
-                for batch in stored.split(step):
-                    with _device.autocast(device, amp):
-                        parts.append(encoder(self._adapter.to_model(batch)).float())
-                return torch.cat(parts)
-        finally:
-            encoder.train(was_training)
+        computes it (:func:`skact._encoding.encode_batches`)."""
+        batches = stored.split(self._encoding_batch_size())
+        encoded = _encoding.encode_batches(
+            self.encoder_,
+            batches,
+            self._adapter.to_model,
+            self.device_,
+            self._autocast_dtype(),
+        )
+        return torch.cat(list(encoded))
 
     def _autocast_dtype(self) -> torch.dtype | None:
         """The forward passes' autocast dtype: ``precision`` resolved for ``device_``

@@ -124,45 +124,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
 
 
-#: Input values per ``transform`` batch on the CPU (256 KiB of float32): the network's
-#: activations then stay small next to the output, whatever the input size.
-TRANSFORM_VALUES = 2**16
-
-
-def transform_batch_size(
-    batch_size: int, input_shape: Sequence[int], device: torch.device
-) -> int:
-    """Samples per ``transform`` batch.
-
-    On an accelerator, large batches (device memory is not the host's RSS). On the CPU,
-    at most :data:`TRANSFORM_VALUES` input values per batch: a 32x32 RGB image batch of
-    1024 would hold ~0.5 GB of ConvNet activations, ten times the output of 50,000
-    images; 21 images hold ~10 MB and run as fast per image.
-
-    Parameters
-    ----------
-    batch_size : int
-        The estimator's training batch size.
-    input_shape : sequence of int
-        Shape of one network input.
-    device : torch.device
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> cpu = torch.device("cpu")
-    >>> transform_batch_size(256, (64,), cpu), transform_batch_size(256, (3, 32, 32), cpu)
-    (1024, 21)
-    """
-    largest = max(batch_size, 1024)
-    if device.type != "cpu":
-        return largest
-    return max(1, min(largest, TRANSFORM_VALUES // max(1, math.prod(input_shape))))
-
-
 def make_adam(
     params: Sequence[nn.Parameter], lr: float, weight_decay: float, device: torch.device
 ) -> torch.optim.Adam:
