@@ -36,6 +36,7 @@ from . import (
     _freeze,
     _guards,
     _persistence,
+    _plan,
     _random,
     _state,
     _training,
@@ -1585,34 +1586,19 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         device = world.place(device)
     adapter = adapter_class.from_input(X, probe, device, measure=False)
     n_samples = _n_samples(X)  # every rank's, under distributed training
-    auto = adapter.auto_settings(device.type, n_samples)
-    spec = estimator.encoder
-    if isinstance(spec, str):
-        name = adapter.network_name(spec, device.type)
-    else:
-        name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
-    batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
-    compute = _device.compute_settings(device, adapter.kind, estimator.precision)
+    plan = _plan.plan_fit(estimator.get_params(deep=False), adapter, n_samples, device)
     return {
-        "n_samples": n_samples,
-        "kind": adapter.label,
-        "input_shape": tuple(adapter.input_shape),
-        "encoder": name,
-        "max_iter": (
-            auto.max_iter
-            if isinstance(estimator.max_iter, str)
-            else int(estimator.max_iter)
-        ),
-        "batch_size": min(int(batch_size), n_samples),
-        "learning_rate": (
-            auto.learning_rate
-            if isinstance(estimator.learning_rate, str)
-            else float(estimator.learning_rate)
-        ),
+        "n_samples": plan.n_samples,
+        "kind": plan.kind,
+        "input_shape": plan.input_shape,
+        "encoder": plan.network,
+        "max_iter": plan.max_iter,
+        "batch_size": plan.batch_size,
+        "learning_rate": plan.learning_rate,
         "corruption_rate": _views_params(adapter).get("corruption_rate"),
-        "device": str(device),
-        "precision": compute.precision,
-        "channels_last": compute.channels_last,
+        "device": str(plan.device),
+        "precision": plan.compute.precision,
+        "channels_last": plan.compute.channels_last,
     }
 
 
