@@ -92,7 +92,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from skact import ACTEncoder, _guards, _training  # noqa: E402
+from skact import ACTEncoder, _device, _guards, _training  # noqa: E402
 from skact._environment import versions  # noqa: E402
 from skact.objectives import ACTLoss, make_objective  # noqa: E402
 
@@ -269,7 +269,7 @@ def bind(encoder: ACTEncoder, X: np.ndarray) -> Bound:
     """
     adapter = encoder._adapter
     device = encoder.device_
-    data = _training.to_device(adapter.to_storage(adapter_input(encoder, X)), device)
+    data = _device.to_device(adapter.to_storage(adapter_input(encoder, X)), device)
     trainer = encoder._make_trainer(
         data.shape[0], None, view_fn=lambda batch, gen: adapter.view(batch, data, gen)
     )

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from ._atomic import atomic_write, check_writable, names_a_folder
 from ._callbacks import MONITOR_DRAWS, MONITOR_ROWS, MONITOR_SHOTS
+from ._checks import Advice, check_values
+from ._device import resolve_device
 from ._export import EXPORT_FORMATS, INPUTS_SUFFIX
-from ._guards import Advice, check_values
 from ._labels import MINUS_ONE, labeled_mask, warn_if_minus_one_ambiguous
-from ._training import resolve_device
 from .io.images import ImageFiles
 
 __all__ = [

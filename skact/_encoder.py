@@ -29,10 +29,15 @@ from torch import Tensor, nn
 from . import (
     _auto,
     _callbacks,
+    _checks,
+    _device,
+    _encoding,
     _export,
     _freeze,
     _guards,
     _persistence,
+    _plan,
+    _random,
     _state,
     _training,
     distributed,
@@ -58,7 +63,7 @@ from .objectives import (
 logger = logging.getLogger(__name__)
 
 #: The batch size that encoding without gradients starts from when ``batch_size`` is
-#: ``"auto"`` (:func:`skact._training.transform_batch_size` scales it to the input).
+#: ``"auto"`` (:func:`skact._encoding.transform_batch_size` scales it to the input).
 ENCODING_BATCH_SIZE = 256
 
 
@@ -637,16 +642,18 @@ default="auto"
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
         step = self._encoding_batch_size()
-        amp = self._autocast_dtype()
-        encoder.eval()
-        with _training.torch_threads(), torch.inference_mode():
-            for start in range(0, out.shape[0], step):
-                stored = adapter.to_storage(X[start : start + step])
-                batch = adapter.to_model(_training.to_device(stored, device))
-                with _training.autocast(device, amp):
-                    z = encoder(batch)
-                out[start : start + step] = z.float().cpu().numpy()
-        _guards.check_output(out, type(self).__name__)
+        starts = range(0, out.shape[0], step)
+        stored = (
+            _device.to_device(adapter.to_storage(X[start : start + step]), device)
+            for start in starts
+        )
+        encoded = _encoding.encode_batches(
+            encoder, stored, adapter.to_model, device, self._autocast_dtype()
+        )
+        with _device.torch_threads():
+            for start, z in zip(starts, encoded, strict=True):
+                out[start : start + step] = z.cpu().numpy()
+        _checks.check_output(out, type(self).__name__)
         return out
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -694,7 +701,7 @@ default="auto"
                 f"2 rows each; y labels {int(target[1].sum())} of its {n_samples} rows. "
                 "Label more rows, or call score(X) for the label-free diagnostic."
             )
-        with _training.torch_threads():
+        with _device.torch_threads():
             features = self._embed(self._stored_rows(X, rows))
         if codes is not None and shots is not None:
             labels = torch.from_numpy(codes).to(features.device)
@@ -864,7 +871,7 @@ default="auto"
                 # Frames: this one, fit or partial_fit, sklearn's wrapper, the caller.
                 warn_if_minus_one_ambiguous(target[0], stacklevel=4)
             distributed.setup(self.distributed, self.device)
-            with _training.torch_threads(), _guards.deferred_interrupt() as interrupted:
+            with _device.torch_threads(), _guards.deferred_interrupt() as interrupted:
                 if reset:
                     self._initialize(X, adapter_class)
                 started = True
@@ -960,13 +967,13 @@ default="auto"
                 "an earlier fit that diverged; else extreme values in X. To train a new "
                 f"model, {new_model}."
             )
-            advice = _guards.Advice(problem, "diverged_at_start", {"warm_start": False})
+            advice = _checks.Advice(problem, "diverged_at_start", {"warm_start": False})
         elif exc.at_start:
             fix = (
                 "The learning rate is not the cause: look for extreme values in X (or, "
                 "with your own encoder, for an output that overflows)."
             )
-            advice = _guards.Advice(problem, "diverged_at_start", {})
+            advice = _checks.Advice(problem, "diverged_at_start", {})
         else:
             lower: dict[str, Any] = {"learning_rate": rate}
             # alpha weighs ACT's adversarial term; the baselines have none.
@@ -976,12 +983,12 @@ default="auto"
                 lower["objective__alpha"] = self.objective.alpha
             names = " or ".join(f"{p} (now {v})" for p, v in lower.items())
             fix = f"Try a lower {names}, or look for extreme values in X."
-            advice = _guards.Advice(problem, "diverged", lower)
+            advice = _checks.Advice(problem, "diverged", lower)
         return NonFiniteLossError(f"{problem} {fix}", advice=advice, at_start=exc.at_start)
 
     def _initialize(self, X: Any, adapter_class: type[InputAdapter]) -> None:
         """Create the adapter, networks and training state from scratch."""
-        self.device_ = _training.resolve_device(self.device)
+        self.device_ = _device.resolve_device(self.device)
         rng = check_random_state(self.random_state)
         init_seed, aug_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
         world = distributed.current(self.distributed)
@@ -1000,8 +1007,8 @@ default="auto"
         # Counted on the meta device, before any memory is taken: 10 rows of a million
         # columns need 8 GB of weights and Adam state, which failed deep inside Adam.
         n_parameters = self._network_parameters()
-        available = _guards.available_memory(self.device_)
-        needed = (n_parameters or 0) * _guards.TRAINING_BYTES_PER_PARAMETER
+        available = _checks.available_memory(self.device_)
+        needed = (n_parameters or 0) * _checks.TRAINING_BYTES_PER_PARAMETER
         if available is not None and needed > available:
             raise self._memory_error(
                 n_parameters or 0,
@@ -1028,7 +1035,7 @@ default="auto"
             raise self._memory_error(n_parameters, _torch_says(exc)) from None
         self._optimizer_state: dict[str, Any] | None = None
         self._adversary_state: dict[str, Any] | None = None
-        self._generator_state = _training.make_generator(self.device_, aug_seed).get_state()
+        self._generator_state = _random.make_generator(self.device_, aug_seed).get_state()
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
         self._step = 0
         self._partial_fit_start: int | None = None
@@ -1074,7 +1081,7 @@ default="auto"
     def _encoding_batch_size(self) -> int:
         """Rows per batch when encoding without gradients (``transform``, the monitor),
         from ``batch_size`` (:data:`ENCODING_BATCH_SIZE` while it is ``"auto"``)."""
-        return _training.transform_batch_size(
+        return _encoding.transform_batch_size(
             self.batch_size if isinstance(self.batch_size, int) else ENCODING_BATCH_SIZE,
             self._adapter.input_shape,
             self.device_,
@@ -1084,10 +1091,10 @@ default="auto"
         """A MemoryError that says what the networks need and what to change."""
         what = "ACTEncoder's networks"
         if n_parameters is not None:
-            need = n_parameters * _guards.TRAINING_BYTES_PER_PARAMETER
+            need = n_parameters * _checks.TRAINING_BYTES_PER_PARAMETER
             what += (
                 f" need about {_bytes(need)} to train ({n_parameters:,} parameters, "
-                f"{_guards.TRAINING_BYTES_PER_PARAMETER} bytes each: float32 weights, "
+                f"{_checks.TRAINING_BYTES_PER_PARAMETER} bytes each: float32 weights, "
                 "their gradients and Adam's two moments),"
             )
         advice = "Use a smaller encoder module or a device with more memory."
@@ -1190,7 +1197,7 @@ default="auto"
         data: Any = (
             adapter.stream(X, device)
             if stream
-            else _training.to_device(adapter.to_storage(X), device)
+            else _device.to_device(adapter.to_storage(X), device)
         )
         if monitored is None and stream:
             monitored = self._stored_rows(X, rows)
@@ -1326,10 +1333,10 @@ default="auto"
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The rows the monitor (and ``score``) follow, their class codes and the
         draws of the few-shot estimate's examples (see ``_callbacks.shot_examples``)."""
-        generator = _training.make_generator(self.device_, 0)
+        generator = _random.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         # A stream of its own: drawing the rows changes nothing in the training.
-        seed = _training.derived_seed(generator, stream=2)
+        seed = _random.derived_seed(generator, stream=2)
         y, labeled = (None, None) if target is None else target
         rows, codes = _callbacks.monitored_rows(n_samples, y, labeled, seed)
         shots = None if codes is None else _callbacks.shot_examples(codes, seed + 1)
@@ -1338,31 +1345,25 @@ default="auto"
     def _stored_rows(self, X: Any, rows: np.ndarray) -> Tensor:
         """``rows`` of ``X`` (as read by the adapter), stored on ``device_``."""
         stored = self._adapter.to_storage(X[rows])
-        return _training.to_device(stored, self.device_)
+        return _device.to_device(stored, self.device_)
 
     def _embed(self, stored: Tensor) -> Tensor:
         """The representation of stored rows on ``device_``, float32, as ``transform``
-        computes it (evaluation mode, batches, autocast); the mode is put back."""
-        encoder: nn.Module = self.encoder_
-        device = self.device_
-        step = self._encoding_batch_size()
-        amp = self._autocast_dtype()
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            with torch.inference_mode():
-                parts = []
-                for batch in stored.split(step):
-                    with _training.autocast(device, amp):
-                        parts.append(encoder(self._adapter.to_model(batch)).float())
-                return torch.cat(parts)
-        finally:
-            encoder.train(was_training)
+        computes it (:func:`skact._encoding.encode_batches`)."""
+        batches = stored.split(self._encoding_batch_size())
+        encoded = _encoding.encode_batches(
+            self.encoder_,
+            batches,
+            self._adapter.to_model,
+            self.device_,
+            self._autocast_dtype(),
+        )
+        return torch.cat(list(encoded))
 
     def _autocast_dtype(self) -> torch.dtype | None:
         """The forward passes' autocast dtype: ``precision`` resolved for ``device_``
         and the input kind, the same in training, validation, monitor and transform."""
-        return _training.autocast_dtype(self.device_, self.precision, self._adapter.kind)
+        return _device.autocast_dtype(self.device_, self.precision, self._adapter.kind)
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
@@ -1460,7 +1461,7 @@ default="auto"
             self._partial_fit_start = None
             start, total = self._step, epochs * steps_per_epoch
             warmup = min(500, max(1, total // 10))
-        generator = _training.make_generator(self.device_, 0)
+        generator = _random.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
         world = distributed.current(self.distributed)
         return _training.Trainer(
@@ -1491,7 +1492,7 @@ default="auto"
             validation=(
                 None
                 if held_out is None
-                else self._validation(held_out, _training.derived_seed(generator))
+                else self._validation(held_out, _random.derived_seed(generator))
             ),
             callbacks=callbacks,
             epoch=self.n_iter_,
@@ -1579,40 +1580,25 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     probe = clone(estimator)
     _check_shape_params(probe.hidden_layer_sizes, probe.image_size)
     adapter_class, X = probe._read_input(X, reset=True)
-    device = _training.resolve_device(probe.device)
+    device = _device.resolve_device(probe.device)
     world = distributed.current(probe.distributed)
     if world is not None:
         device = world.place(device)
     adapter = adapter_class.from_input(X, probe, device, measure=False)
     n_samples = _n_samples(X)  # every rank's, under distributed training
-    auto = adapter.auto_settings(device.type, n_samples)
-    spec = estimator.encoder
-    if isinstance(spec, str):
-        name = adapter.network_name(spec, device.type)
-    else:
-        name = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
-    batch_size = auto.batch_size if estimator.batch_size == "auto" else estimator.batch_size
-    compute = _training.compute_settings(device, adapter.kind, estimator.precision)
+    plan = _plan.plan_fit(estimator.get_params(deep=False), adapter, n_samples, device)
     return {
-        "n_samples": n_samples,
-        "kind": adapter.label,
-        "input_shape": tuple(adapter.input_shape),
-        "encoder": name,
-        "max_iter": (
-            auto.max_iter
-            if isinstance(estimator.max_iter, str)
-            else int(estimator.max_iter)
-        ),
-        "batch_size": min(int(batch_size), n_samples),
-        "learning_rate": (
-            auto.learning_rate
-            if isinstance(estimator.learning_rate, str)
-            else float(estimator.learning_rate)
-        ),
+        "n_samples": plan.n_samples,
+        "kind": plan.kind,
+        "input_shape": plan.input_shape,
+        "encoder": plan.network,
+        "max_iter": plan.max_iter,
+        "batch_size": plan.batch_size,
+        "learning_rate": plan.learning_rate,
         "corruption_rate": _views_params(adapter).get("corruption_rate"),
-        "device": str(device),
-        "precision": compute.precision,
-        "channels_last": compute.channels_last,
+        "device": str(plan.device),
+        "precision": plan.compute.precision,
+        "channels_last": plan.compute.channels_last,
     }
 
 
@@ -1692,9 +1678,7 @@ def _log_fit_summary(
     if auto:
         shown = ", ".join(f"{k}={v!r}" for k, v in auto.items())
         logger.info("ACTEncoder: 'auto' resolved to %s", shown)
-    compute = _training.compute_settings(
-        estimator.device_, adapter.kind, estimator.precision
-    )
+    compute = _device.compute_settings(estimator.device_, adapter.kind, estimator.precision)
     logger.info(
         "ACTEncoder: forward passes in %s (precision=%s on %s)%s",
         compute.precision,

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import _freeze, _guards, _training
+from . import _checks, _device, _freeze, _random, _training
 from ._encoder import ACTEncoder
 from ._labels import AmbiguousMinusOneWarning, warn_if_minus_one_ambiguous
 from ._transfer import _check_target
@@ -234,7 +234,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                 "encoders."
             )
         codes = np.searchsorted(self.classes_, y[labeled])
-        with _training.torch_threads():
+        with _device.torch_threads():
             self._fine_tune(X, np.flatnonzero(labeled), codes, np.flatnonzero(~labeled))
         return self
 
@@ -291,7 +291,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         encoder = self.encoder_
         adapter, device = encoder._adapter, encoder.device_
         _, X = read_input(X, encoder, adapter)
-        data = _training.to_device(adapter.to_storage(X), device)
+        data = _device.to_device(adapter.to_storage(X), device)
         rng = check_random_state(self.random_state)
         head_seed, view_seed, order_seed, split_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 4)
@@ -325,14 +325,14 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
             weight_decay=self.weight_decay,
         )
         peaks = [group["lr"] for group in optimizer.param_groups]
-        generator = _training.make_generator(device, view_seed)
+        generator = _random.make_generator(device, view_seed)
         order_rng = np.random.default_rng(order_seed)
         batch_size = min(self.batch_size, len(train))
         n_steps = _training.n_batches(len(train), batch_size)
         total = self.max_iter * n_steps
         step, best, since_best = 0, math.inf, 0
         best_state: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
-        amp = _training.autocast_dtype(device, encoder.precision, adapter.kind)
+        amp = _device.autocast_dtype(device, encoder.precision, adapter.kind)
         modules = [network, head] + ([projector] if projector is not None else [])
         start_scale = _training.weight_scale(modules)
         self.loss_curve_: list[float] = []
@@ -359,7 +359,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
                             group["lr"] = peak * factor
                         index = torch.from_numpy(rows).to(device)
                         view = adapter.view(data.index_select(0, index), data, generator)
-                        with _training.autocast(device, amp):
+                        with _device.autocast(device, amp):
                             features = network(view)
                         ce = F.cross_entropy(head(features.float()), targets[index])
                         loss = ce
@@ -445,7 +445,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         )
         return _training.NonFiniteLossError(
             f"{problem} Try a lower {names}, or look for extreme values in X.",
-            advice=_guards.Advice(problem, "diverged", lower),
+            advice=_checks.Advice(problem, "diverged", lower),
         )
 
     def _split(
@@ -489,7 +489,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         views = [
             encoder._adapter.view(batch, data, generator) for _ in range(encoder.n_views)
         ]
-        with _training.autocast(data.device, amp):
+        with _device.autocast(data.device, amp):
             z = network(torch.cat(views))
             if projector is not None:
                 z = projector(z)
@@ -510,7 +510,7 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         index = torch.from_numpy(rows).to(data.device)
         adapter = self.encoder_._adapter
         with torch.no_grad():
-            with _training.autocast(data.device, amp):
+            with _device.autocast(data.device, amp):
                 features = network(adapter.to_model(data.index_select(0, index)))
             logits = head(features.float())
             loss = float(F.cross_entropy(logits, targets[index]))

@@ -49,7 +49,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from . import _atomic, _state, _training
+from . import _atomic, _device, _random, _state
 from .adapters.base import UNSAVED_AUGMENT
 from .adapters.factory import ADAPTERS
 from .augment.image import ImageAugment
@@ -1339,9 +1339,9 @@ def _check_generator(state: Any, plan: _Plan, name: str) -> None:
         raise _corrupt(name, _TENSORS, "the random generator state is not a uint8 vector")
     saved = torch.device(plan.config["fitted"]["device"])
     if saved.type != plan.target.type:
-        return  # reseeded for the new device type (see _training.generator_state_for)
+        return  # reseeded for the new device type (see _random.generator_state_for)
     try:
-        _training.make_generator(plan.target, 0).set_state(state)
+        _random.make_generator(plan.target, 0).set_state(state)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise _corrupt(
             name, _TENSORS, f"the random generator state is invalid ({exc})"
@@ -1366,7 +1366,7 @@ _TENSOR_CHECKS: dict[str, Callable[[Any, _Plan, str], None]] = {
 
 def _target_device(saved: torch.device, device: str | torch.device | None) -> torch.device:
     if device is not None:
-        return _training.resolve_device(device)
+        return _device.resolve_device(device)
     return _state.available_or_cpu(saved)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _training
+from . import _device, _random
 
 __all__ = [
     "FITTED_STATE",
@@ -353,7 +353,7 @@ def _generator_cpu(state: Tensor) -> Tensor:
 
 
 def _generator(state: Any, loading: Loading) -> Tensor:
-    return _training.generator_state_for(
+    return _random.generator_state_for(
         state, loading.saved_device, loading.device, loading.estimator._shuffle_rng
     )
 
@@ -562,7 +562,7 @@ def unpickled(state: dict[str, Any]) -> dict[str, Any]:
             if field.stored is Stored.GENERATOR and field.name in state:
                 # A tensor in the payload (mapped to ``device``) from older skact.
                 generator_state = torch.as_tensor(state[field.name]).cpu()
-                state[field.name] = _training.generator_state_for(
+                state[field.name] = _random.generator_state_for(
                     generator_state, saved, device, state["_shuffle_rng"]
                 )
     return state
@@ -594,6 +594,6 @@ def available_or_cpu(device: torch.device) -> torch.device:
             if index == 0 or index < torch.cuda.device_count()
             else torch.device("cuda")
         )
-    if device.type == "mps" and _training._mps_available():
+    if device.type == "mps" and _device.mps_available():
         return device
     return torch.device("cpu")

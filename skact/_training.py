@@ -1,4 +1,7 @@
-"""The training loop: device and thread choice, precision, seeds, schedule, stopping.
+"""The training loop: optimiser, learning-rate schedule, steps, validation, stopping.
+
+Device, precision and threads live in :mod:`skact._device`, random streams in
+:mod:`skact._random`.
 
 The estimator builds the pieces (networks, objective, data source, augmentation) and
 hands them to :class:`Trainer`, which knows nothing about scikit-learn.
@@ -9,20 +12,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import joblib
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _auto, _guards
+from . import _guards
 from ._callbacks import Callback
+from ._device import autocast
+from ._random import make_generator
 from .objectives import Adversary
 
 #: A view function: ``(batch on device, generator) -> one augmented view``.
@@ -30,274 +33,6 @@ ViewFn = Callable[[Tensor, torch.Generator], Tensor]
 
 #: A training objective: ``criterion(list of embeddings, one per view) -> scalar``.
 Criterion = Callable[[Sequence[Tensor]], Tensor]
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """Turn a ``device`` parameter into a :class:`torch.device`.
-
-    ``"auto"`` picks CUDA when available, else Apple's MPS, else the CPU. An explicit
-    accelerator that is not available raises a ValueError naming the alternatives.
-
-    Parameters
-    ----------
-    spec : str or torch.device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a device.
-
-    Returns
-    -------
-    torch.device
-    """
-    if isinstance(spec, str) and spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-
-    def refused(problem: str, instead: tuple[str, ...] = ()) -> ValueError:
-        # The advice as data too: the skact command names its --device option.
-        from ._guards import Advice, AdvisedValueError  # _guards imports this module
-
-        use = " or ".join(f"device={d!r}" for d in instead)
-        return AdvisedValueError(
-            f"device={problem}" + (f"; use {use}." if instead else "."),
-            Advice(problem, "device", {"device": instead} if instead else {}),
-        )
-
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise refused(f"{spec!r} is not a valid torch device: {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise refused(
-                f"{spec!r} was requested but CUDA is not available", ("auto", "cpu")
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise refused(
-                f"{spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
-            )
-    if device.type == "mps" and not _mps_available():
-        raise refused(f"{spec!r} was requested but MPS is not available")
-    return device
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def thread_budget() -> int:
-    """Number of intra-op threads a fit may use without oversubscribing the machine.
-
-    joblib's process workers (e.g. ``GridSearchCV(n_jobs=k)``) export
-    ``OMP_NUM_THREADS = cores // k``; that limit is honoured, else the cores available.
-
-    Returns
-    -------
-    int
-    """
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    cores = joblib.cpu_count()
-    if env.isdigit() and int(env) > 0:
-        return min(int(env), cores)
-    return max(1, min(torch.get_num_threads(), cores))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None = None) -> Iterator[int]:
-    """Limit torch's intra-op threads inside the block and restore them afterwards.
-
-    Parameters
-    ----------
-    n : int or None
-        Threads to use; None takes :func:`thread_budget`.
-
-    Yields
-    ------
-    int
-        The number of threads in force.
-    """
-    before = torch.get_num_threads()
-    n = thread_budget() if n is None else n
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
-
-
-def to_device(tensor: Tensor, device: torch.device) -> Tensor:
-    """Copy a host tensor to ``device``; through pinned memory, without blocking, on CUDA.
-
-    On a CPU-only machine (or for a CPU target) the tensor is returned as it is.
-
-    Parameters
-    ----------
-    tensor : Tensor
-        Host tensor.
-    device : torch.device
-
-    Returns
-    -------
-    Tensor
-    """
-    if device.type != "cuda" or tensor.device.type == "cuda":
-        return tensor.to(device)
-    if torch.cuda.is_available() and not tensor.is_pinned():
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively, not by emulation.
-
-    A CUDA device needs compute capability 8.0 (Ampere) or more: older GPUs (V100, T4)
-    only emulate bf16, slower than float32, and ``torch.cuda.is_bf16_supported()``
-    counts that emulation and asks about the current device, not ``device``. ROCm
-    GPUs compute in bf16. A CPU does when its flags say so
-    (:func:`skact._auto.cpu_has_native_bf16`). Other devices: False.
-
-    Parameters
-    ----------
-    device : torch.device
-
-    Returns
-    -------
-    bool
-    """
-    if device.type == "cuda":
-        if not torch.cuda.is_available():  # settings asked for a device not here
-            return False
-        return bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":
-        return _auto.cpu_has_native_bf16()
-    return False
-
-
-def compute_settings(
-    device: torch.device, kind: str, precision: str = "auto"
-) -> _auto.ComputeSettings:
-    """:func:`skact._auto.compute_settings` for ``device``, its bf16 support looked up.
-
-    Parameters
-    ----------
-    device : torch.device
-    kind : str
-        The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-
-    Returns
-    -------
-    skact._auto.ComputeSettings
-    """
-    native = precision == "auto" and native_bf16(device)  # only "auto" asks the device
-    return _auto.compute_settings(device.type, kind, precision, native_bf16=native)
-
-
-def autocast_dtype(
-    device: torch.device, precision: str = "auto", kind: str = "table"
-) -> torch.dtype | None:
-    """Mixed-precision dtype of the forward passes on ``device``: bf16 or none.
-
-    The rule of :func:`skact._auto.compute_settings`: ``"auto"`` is bf16 on GPUs that
-    compute in it (:func:`native_bf16`) and, for images, on CPUs that do when
-    :data:`skact._auto.CPU_FAST_PATHS` is on.
-
-    Parameters
-    ----------
-    device : torch.device
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        ``ACTEncoder``'s parameter.
-    kind : str, default="table"
-        The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
-
-    Returns
-    -------
-    torch.dtype or None
-    """
-    if compute_settings(device, kind, precision).precision == "bfloat16":
-        return torch.bfloat16
-    return None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    """:func:`torch.autocast` on ``device`` in ``dtype``; disabled for None.
-
-    Parameters
-    ----------
-    device : torch.device
-    dtype : torch.dtype or None
-        From :func:`autocast_dtype`.
-
-    Returns
-    -------
-    torch.autocast
-    """
-    return torch.autocast(
-        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-    )
-
-
-def make_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A torch.Generator on ``device`` (CPU for devices without their own).
-
-    Parameters
-    ----------
-    device : torch.device
-    seed : int
-
-    Returns
-    -------
-    torch.Generator
-    """
-    gen_device = device if device.type in ("cuda", "cpu") else torch.device("cpu")
-    return torch.Generator(device=gen_device).manual_seed(seed)
-
-
-def derived_seed(generator: torch.Generator, stream: int = 1) -> int:
-    """A seed for another random stream of the fit that seeded ``generator``.
-
-    The seed comes from ``generator``'s initial seed (kept across ``get_state`` /
-    ``set_state``, so a warm start derives the same one), not from its draws: deriving
-    it changes nothing else in the fit.
-
-    Parameters
-    ----------
-    generator : torch.Generator
-    stream : int, default=1
-        Which derived stream (1: the early-stopping views).
-
-    Returns
-    -------
-    int
-    """
-    sequence = np.random.SeedSequence([generator.initial_seed(), stream])
-    return int(sequence.generate_state(1)[0])
-
-
-def generator_state_for(
-    state: Tensor, saved: torch.device, target: torch.device, rng: np.random.Generator
-) -> Tensor:
-    """A generator ``state`` saved on ``saved``, usable on ``target``.
-
-    CUDA and CPU generators have states of different kinds: across device types the
-    generator is reseeded from ``rng`` (the model's own random state, so the result is
-    deterministic); on the same type ``state`` is kept.
-
-    Parameters
-    ----------
-    state : Tensor
-    saved, target : torch.device
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    Tensor
-    """
-    if saved.type == target.type:
-        return state
-    return make_generator(target, int(rng.integers(2**31 - 1))).get_state()
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int | None) -> float:
@@ -389,45 +124,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
 
 
-#: Input values per ``transform`` batch on the CPU (256 KiB of float32): the network's
-#: activations then stay small next to the output, whatever the input size.
-TRANSFORM_VALUES = 2**16
-
-
-def transform_batch_size(
-    batch_size: int, input_shape: Sequence[int], device: torch.device
-) -> int:
-    """Samples per ``transform`` batch.
-
-    On an accelerator, large batches (device memory is not the host's RSS). On the CPU,
-    at most :data:`TRANSFORM_VALUES` input values per batch: a 32x32 RGB image batch of
-    1024 would hold ~0.5 GB of ConvNet activations, ten times the output of 50,000
-    images; 21 images hold ~10 MB and run as fast per image.
-
-    Parameters
-    ----------
-    batch_size : int
-        The estimator's training batch size.
-    input_shape : sequence of int
-        Shape of one network input.
-    device : torch.device
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> cpu = torch.device("cpu")
-    >>> transform_batch_size(256, (64,), cpu), transform_batch_size(256, (3, 32, 32), cpu)
-    (1024, 21)
-    """
-    largest = max(batch_size, 1024)
-    if device.type != "cpu":
-        return largest
-    return max(1, min(largest, TRANSFORM_VALUES // max(1, math.prod(input_shape))))
-
-
 def make_adam(
     params: Sequence[nn.Parameter], lr: float, weight_decay: float, device: torch.device
 ) -> torch.optim.Adam:
@@ -465,7 +161,7 @@ class NonFiniteLossError(FloatingPointError):
     ----------
     *args
         The message, as for any exception.
-    advice : skact._guards.Advice or None, default=None
+    advice : skact._checks.Advice or None, default=None
         The fix, as data (``ACTEncoder.fit`` sets it), so that the ``skact`` command can
         name its own options.
     at_start : bool, default=False
@@ -474,7 +170,7 @@ class NonFiniteLossError(FloatingPointError):
 
     Attributes
     ----------
-    advice : skact._guards.Advice or None
+    advice : skact._checks.Advice or None
     at_start : bool
     """
 

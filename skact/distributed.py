@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ._training import n_batches, resolve_device
+from ._device import resolve_device
+from ._training import n_batches
 from .objectives import ACTCriterion
 
 __all__ = [

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import skact
-from skact import _auto, _training
+from skact import _auto, _device
 from skact._encoder import resolved_settings
 from skact.adapters.base import SavedArray, TableAdapterMixin
 from skact.adapters.factory import (
@@ -40,7 +40,7 @@ def device_type(monkeypatch):
     """Make ``device="auto"`` resolve to the device type the test names (on the CPU)."""
 
     def inject(kind):
-        monkeypatch.setattr(_training, "resolve_device", lambda spec: torch.device(kind))
+        monkeypatch.setattr(_device, "resolve_device", lambda spec: torch.device(kind))
 
     return inject
 

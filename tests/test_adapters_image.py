@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from skact import ACTEncoder, _auto
+from skact._device import resolve_device
 from skact._persistence import ADAPTERS
-from skact._training import resolve_device
 from skact.adapters.image import (
     ImageAdapter,
     cudnn_benchmark,
@@ -423,7 +423,7 @@ def test_partial_fit_streams_files_like_arrays(tmp_path):
 
 def test_device_selection_falls_back_to_cpu_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("skact._training._mps_available", lambda: False)
+    monkeypatch.setattr("skact._device.mps_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import skact
-from skact import _auto, _training, resolved_settings
+from skact import _auto, _device, resolved_settings
 
 from _small import small_encoder
 
@@ -382,12 +382,12 @@ def test_autocast_dtype_asks_the_device_only_for_auto(monkeypatch):
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
     cuda = torch.device("cuda", 1)
-    assert _training.autocast_dtype(cuda, "float32", "image") is None
-    assert _training.autocast_dtype(cuda, "bfloat16", "table") == torch.bfloat16
+    assert _device.autocast_dtype(cuda, "float32", "image") is None
+    assert _device.autocast_dtype(cuda, "bfloat16", "table") == torch.bfloat16
     assert asked == []
-    assert _training.autocast_dtype(cuda, "auto", "table") == torch.bfloat16
+    assert _device.autocast_dtype(cuda, "auto", "table") == torch.bfloat16
     assert asked == [cuda]
     _native_cpu(monkeypatch, True)
     cpu = torch.device("cpu")
-    assert _training.autocast_dtype(cpu, "auto", "image") == torch.bfloat16
-    assert _training.autocast_dtype(cpu, "auto", "table") is None
+    assert _device.autocast_dtype(cpu, "auto", "image") == torch.bfloat16
+    assert _device.autocast_dtype(cpu, "auto", "table") is None

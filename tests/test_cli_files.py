@@ -212,7 +212,7 @@ def test_networks_too_large_for_the_memory_are_an_error_not_a_traceback(tmp_path
     X, _ = _blobs()
     (tmp_path / "data.csv").write_text(_csv_text(X))
     argv = ["fit", tmp_path / "data.csv", "-o", tmp_path / "m.skact", *TINY]
-    with mock.patch("skact._guards.available_memory", return_value=1000):
+    with mock.patch("skact._checks.available_memory", return_value=1000):
         code, _, err = run(argv, capsys)
     assert code == 1 and "Traceback" not in err
     assert "skact fit: error: ACTEncoder's networks need about" in err

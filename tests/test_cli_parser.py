@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import StrOptions
 
 import skact
 from skact import ACTEncoder, NonFiniteLossError
-from skact._guards import Advice, AdvisedValueError, check_values
+from skact._checks import Advice, AdvisedValueError, check_values
 from skact.cli import build_parser, main
 from skact.cli.commands import render_error
 from skact.cli.parser import EXCLUDED, OPTIONS

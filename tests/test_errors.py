@@ -1,4 +1,4 @@
-"""Bad input, failing fits, Ctrl-C and CUDA out of memory (skact._guards).
+"""Bad input, failing fits, Ctrl-C and CUDA out of memory (skact._checks, skact._guards).
 
 The catalogue ``CASES`` is also the source of the table in
 docs/user_guide/troubleshooting.rst: run ``python tests/test_errors.py`` to regenerate it
@@ -35,7 +35,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 import skact
-from skact import ACTEncoder, ModelFileError, NonFiniteLossError, _guards
+from skact import ACTEncoder, ModelFileError, NonFiniteLossError, _checks, _guards
 from skact._training import Trainer
 from skact.augment import ImageAugment, TabularAugment
 from skact.callbacks import EarlyStopping
@@ -180,7 +180,7 @@ MEMORY_CAP = 100 * 10**6
 
 
 def _with_memory(call: Callable[[], Any]) -> Any:
-    with mock.patch.object(_guards, "available_memory", lambda device: MEMORY_CAP):
+    with mock.patch.object(_checks, "available_memory", lambda device: MEMORY_CAP):
         return call()
 
 
@@ -844,10 +844,10 @@ def test_networks_too_large_for_the_memory_are_refused_before_building() -> None
     n = sum(p.numel() for m in (built.encoder_, built.projector_) for p in m.parameters())
     never = mock.patch.object(ACTEncoder, "_placed", side_effect=AssertionError)
     # Just enough memory: the networks are built. One byte less: refused, with the sum.
-    with mock.patch.object(_guards, "available_memory", return_value=16 * n):
+    with mock.patch.object(_checks, "available_memory", return_value=16 * n):
         model.fit(wide)
     with (
-        mock.patch.object(_guards, "available_memory", return_value=16 * n - 1),
+        mock.patch.object(_checks, "available_memory", return_value=16 * n - 1),
         never,
         pytest.raises(MemoryError) as info,
     ):
@@ -862,14 +862,14 @@ def test_networks_too_large_for_the_memory_are_refused_before_building() -> None
     built = small(max_iter=1).fit(frame)
     n = sum(p.numel() for m in (built.encoder_, built.projector_) for p in m.parameters())
     with (
-        mock.patch.object(_guards, "available_memory", return_value=16 * n - 1),
+        mock.patch.object(_checks, "available_memory", return_value=16 * n - 1),
         pytest.raises(MemoryError, match=f"\\({n:,} parameters"),
     ):
         small(max_iter=1).fit(frame)
     # A user's module is counted as it is.
     linear = torch.nn.Linear(2000, 3)
     with (
-        mock.patch.object(_guards, "available_memory", return_value=100),
+        mock.patch.object(_checks, "available_memory", return_value=100),
         pytest.raises(MemoryError, match=r"need about 96\.0 kB .*\(6,003 parameters"),
     ):
         small(max_iter=1, encoder=linear, projection_dim=None).fit(wide)
@@ -913,16 +913,16 @@ def test_allocation_failures_say_what_to_change(where: str) -> None:
 def test_available_memory_takes_the_smallest_limit(tmp_path: Path) -> None:
     (tmp_path / "meminfo").write_text("MemTotal: 100 kB\nMemAvailable:  64 kB\n")
     (tmp_path / "max").write_text("max\n")
-    assert _guards._read_number(str(tmp_path / "meminfo"), "MemAvailable") == 65536
-    assert _guards._read_number(str(tmp_path / "max")) is None  # no cgroup limit
-    assert _guards._read_number(str(tmp_path / "missing")) is None
+    assert _checks._read_number(str(tmp_path / "meminfo"), "MemAvailable") == 65536
+    assert _checks._read_number(str(tmp_path / "max")) is None  # no cgroup limit
+    assert _checks._read_number(str(tmp_path / "missing")) is None
     sources = ("_system_available", "_cgroup_available", "_address_space_left")
     for values, expected in [((5, 3, None), 3), ((None, None, None), None)]:
         with contextlib.ExitStack() as stack:
             for name, value in zip(sources, values, strict=True):
-                stack.enter_context(mock.patch.object(_guards, name, return_value=value))
-            assert _guards.available_memory(torch.device("cpu")) == expected
-    memory = _guards.available_memory(torch.device("cpu"))
+                stack.enter_context(mock.patch.object(_checks, name, return_value=value))
+            assert _checks.available_memory(torch.device("cpu")) == expected
+    memory = _checks.available_memory(torch.device("cpu"))
     assert memory is None or memory > 0
 
 
@@ -931,11 +931,11 @@ def test_a_cgroup_s_page_cache_counts_as_available(tmp_path: Path) -> None:
     kernel reclaims: it must not make a fit look too large."""
     (tmp_path / "memory.max").write_text("1000000\n")
     (tmp_path / "memory.current").write_text("900000\n")
-    assert _guards._cgroup_available(str(tmp_path)) == 100000
+    assert _checks._cgroup_available(str(tmp_path)) == 100000
     (tmp_path / "memory.stat").write_text("anon 100000\ninactive_file 600000\n")
-    assert _guards._cgroup_available(str(tmp_path)) == 700000
+    assert _checks._cgroup_available(str(tmp_path)) == 700000
     (tmp_path / "memory.max").write_text("max\n")
-    assert _guards._cgroup_available(str(tmp_path)) is None
+    assert _checks._cgroup_available(str(tmp_path)) is None
 
 
 def test_a_column_whose_type_changed_since_the_fit_says_so() -> None:
@@ -1115,7 +1115,7 @@ def test_wide_integers_are_not_rounded_to_float32() -> None:
         (Z[:, 1:].astype(np.uint8), np.float32),
         (Z.astype(np.float32), np.float32),
     ]:
-        assert _guards.validate_table(enc, data, reset=True).dtype == dtype
+        assert _checks.validate_table(enc, data, reset=True).dtype == dtype
 
 
 @pytest.mark.parametrize(

@@ -224,17 +224,17 @@ def test_fine_tuned_encoder_drops_the_stale_adam_state(tmp_path):
 
 
 def test_forward_passes_follow_the_encoders_precision(monkeypatch):
-    from skact import _training
+    from skact import _device
 
     X, y = _blobs()
     seen = []
-    autocast = _training.autocast
+    autocast = _device.autocast
 
     def recording(device, dtype):
         seen.append(dtype)
         return autocast(device, dtype)
 
-    monkeypatch.setattr(_training, "autocast", recording)
+    monkeypatch.setattr(_device, "autocast", recording)
     # On the CPU "bfloat16" asks for bf16 whatever the CPU: fine-tuning follows it.
     pretrained = _encoder(precision="bfloat16").fit(X)
     seen.clear()

@@ -22,7 +22,8 @@ from sklearn.base import clone
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from skact import ACTEncoder
-from skact._training import Trainer, make_adam, torch_threads
+from skact._device import torch_threads
+from skact._training import Trainer, make_adam
 from skact.adapters.image import ImageAdapter
 from skact.augment.image import ImageAugment
 from skact.augment.tabular import TabularAugment

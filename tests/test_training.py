@@ -24,7 +24,15 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 import skact
-from skact import ACTEncoder, NonFiniteLossError, _guards, _training, distributed
+from skact import (
+    ACTEncoder,
+    NonFiniteLossError,
+    _device,
+    _encoding,
+    _guards,
+    _training,
+    distributed,
+)
 from skact._training import Trainer, lr_factor, n_batches, weight_scale
 from skact.augment.tabular import TabularAugment, _corrupt_everywhere
 from skact.networks import MLP, build_encoder
@@ -313,7 +321,7 @@ def test_validation_loss_is_batched_and_equals_the_unbatched_value(monkeypatch):
     whole = _validating_trainer(enc, data).validation_loss()
     rows: list[int] = []
     hook = enc.encoder_.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
-    monkeypatch.setattr(_training, "TRANSFORM_VALUES", 30)  # 10 rows of 3 features
+    monkeypatch.setattr(_encoding, "TRANSFORM_VALUES", 30)  # 10 rows of 3 features
     try:
         batched = _validating_trainer(enc, data).validation_loss()
     finally:
@@ -333,7 +341,7 @@ def test_validation_loss_runs_in_the_training_precision():
 
 
 def test_early_stopping_fit_uses_the_batched_loss(monkeypatch):
-    monkeypatch.setattr(_training, "TRANSFORM_VALUES", 15)  # 5 rows of 3 features
+    monkeypatch.setattr(_encoding, "TRANSFORM_VALUES", 15)  # 5 rows of 3 features
     enc = small(early_stopping=True, validation_fraction=0.25, max_iter=2)
     rows: list[int] = []
     original = Trainer.validation_loss
@@ -541,9 +549,9 @@ def test_autocast_needs_compute_capability_8_of_the_device_in_use(
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulation_counts)
-    assert _training.autocast_dtype(torch.device("cuda", 1)) == expected
+    assert _device.autocast_dtype(torch.device("cuda", 1)) == expected
     assert asked == [torch.device("cuda", 1)]
-    assert _training.autocast_dtype(torch.device("cpu")) is None
+    assert _device.autocast_dtype(torch.device("cpu")) is None
 
 
 # ------------------------------------------- 14e. no reseeding of the CUDA generators

@@ -2,7 +2,7 @@
 
 The container checks that refuse input that is not a table are in
 :mod:`skact.io.tables`; the rows themselves are checked by
-:func:`skact._guards.validate_table`.
+:func:`skact._checks.validate_table`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _guards
+from .. import _checks
 from ..augment.tabular import TabularAugment, table_views
 from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin, table_width
 
@@ -136,7 +136,7 @@ class TabularAdapter(TableAdapterMixin):
         -------
         ndarray of shape (n_samples, n_features)
         """
-        return _guards.validate_table(estimator, X, reset=reset)
+        return _checks.validate_table(estimator, X, reset=reset)
 
     @classmethod
     def from_input(

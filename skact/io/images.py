@@ -443,6 +443,6 @@ class StreamedImages:
         return (len(self.files),)
 
     def __getitem__(self, index: np.ndarray) -> Tensor:
-        from .._training import to_device
+        from .._device import to_device
 
         return to_device(self.adapter.to_storage(self.files[index]), self.device)
