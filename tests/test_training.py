@@ -547,6 +547,7 @@ def test_autocast_needs_compute_capability_8_of_the_device_in_use(
         raise AssertionError("is_bf16_supported counts emulated bf16")
 
     monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulation_counts)
     assert _device.autocast_dtype(torch.device("cuda", 1)) == expected
@@ -676,3 +677,15 @@ def test_weight_scale_is_the_root_mean_square_of_trainable_parameters():
     layer.bias.requires_grad_(False)  # frozen parameters do not count
     assert weight_scale([layer]) == pytest.approx((25 / 2) ** 0.5)
     assert weight_scale([nn.ReLU()]) == 0.0
+
+
+def test_native_bf16_is_false_for_a_cuda_device_this_torch_cannot_reach(monkeypatch):
+    """Settings asked for device='cuda' on a build without CUDA: no bf16, no crash."""
+
+    def unreachable(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        raise AssertionError("asked the CUDA driver although CUDA is not available")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", unreachable)
+    assert _device.native_bf16(torch.device("cuda")) is False
+    assert _device.autocast_dtype(torch.device("cuda")) is None
