@@ -1569,10 +1569,10 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
     (at most 4,096 of them, evenly spaced) and no statistics are measured; nothing is
     trained and ``estimator`` is left unchanged. A fitted ``estimator`` with
     ``warm_start=True`` gets the values of a continued fit (see ``warm_start``: a
-    tenth of the ``"auto"`` learning rate, a quarter of the ``"auto"`` epochs). The device is the one ``fit`` would
-    resolve (``device="auto"``: CUDA, else MPS, else the CPU), and the ``"auto"``
-    values follow the rule of the user guide's page on images. The ``skact`` command
-    prints these values before it trains.
+    tenth of the ``"auto"`` learning rate, a quarter of the ``"auto"`` epochs). The
+    device is the one ``fit`` would resolve (``device="auto"``: CUDA, else MPS, else
+    the CPU), and the ``"auto"`` values follow the rule of the user guide's page on
+    images. The ``skact`` command prints these values before it trains.
 
     Parameters
     ----------

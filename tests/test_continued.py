@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skact import ACTEncoder, resolved_settings
-from skact import _auto, _callbacks
+from skact import ACTEncoder, _auto, _callbacks, resolved_settings
+
 from _small import small_encoder
 
 FRESH_TABLE_LR = _auto.table_settings(1).learning_rate
@@ -18,7 +18,7 @@ class _LearningRates(_callbacks.Callback):
     def __init__(self, out: list[float]) -> None:
         self.out = out
 
-    def on_step_end(self, trainer, n_rows):  # noqa: D102
+    def on_step_end(self, trainer, n_rows):
         self.out.append(trainer.optimizer.param_groups[0]["lr"])
 
 
