@@ -644,7 +644,7 @@ default="auto"
         check_is_fitted(self)
         _, X = self._read_input(X, reset=False)
         adapter: InputAdapter = self._adapter
-        adapter.warn_unfamiliar(X, self._feature_names())
+        self._warn_unfamiliar(X)
         encoder: nn.Module = self.encoder_
         device = self.device_
         out = np.empty((_n_samples(X), self._n_features_out), dtype=np.float32)
@@ -866,7 +866,7 @@ default="auto"
                 self._check_architecture_unchanged()
             adapter_class, X = self._read_input(X, reset=reset)
             if not reset:  # partial_fit, or a warm_start fit, on new data
-                self._adapter.warn_unfamiliar(X, self._feature_names())
+                self._warn_unfamiliar(X)
             n_samples = _n_samples(X)
             if n_samples < 2:
                 raise ValueError(
@@ -1134,10 +1134,13 @@ default="auto"
         for name, value in self._adapter.fitted_attributes().items():
             setattr(self, name, value)
 
-    def _feature_names(self) -> list[str] | None:
-        """``feature_names_in_`` as a list, None without names."""
-        names = getattr(self, "feature_names_in_", None)
-        return None if names is None else [str(n) for n in names]
+    def _warn_unfamiliar(self, X: Any) -> None:
+        """The adapter's warnings about read input ``X`` unlike the fit's (an adapter
+        registered from outside skact may not define ``warn_unfamiliar``: optional)."""
+        check = getattr(self._adapter, "warn_unfamiliar", None)
+        if check is not None:
+            names = getattr(self, "feature_names_in_", None)
+            check(X, None if names is None else [str(n) for n in names])
 
     def _auto_settings(self, n_samples: int) -> AutoSettings:
         """What the "auto" parameters mean for ``n_samples`` of the fitted input on

@@ -122,7 +122,8 @@ class InputAdapter(Protocol):
 
     def warn_unfamiliar(self, X: Any, names: list[str] | None) -> None:
         """Warn once (skact's warning classes) about read input ``X`` unlike the fit's:
-        unseen categories, numbers far outside the fitted range; change nothing."""
+        unseen categories, numbers far outside the fitted range; change nothing
+        (optional: an adapter without it is not checked)."""
         ...
 
     def streams(self, X: Any) -> bool:
