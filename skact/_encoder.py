@@ -570,8 +570,10 @@ default="auto"
 
         The learning rate follows its own schedule in every call: a linear warm-up
         over a tenth of the call's steps (at most 500), then a cosine decay to 5% of
-        ``learning_rate`` at the call's last step; with ``warm_start`` too, so that a
-        warm-started fit of ``max_iter`` epochs has the schedule of a fresh one.
+        ``learning_rate`` at the call's last step; with ``warm_start`` too, where
+        ``learning_rate="auto"`` is a tenth of the fresh peak without warm-up and
+        ``max_iter="auto"`` a quarter of the fresh epochs (continued pretraining; see
+        ``warm_start``).
 
         Parameters
         ----------
@@ -1478,8 +1480,8 @@ default="auto"
         steps_per_epoch = _training.n_batches(
             n_total, batch_size, None if shard_sizes is None else min(shard_sizes)
         )
-        # Every fit call runs its own schedule (warm_start too: the same as a fresh fit
-        # of its length); a run of partial_fit calls shares one, with no end.
+        # Every fit call runs its own schedule (warm_start too; "auto" continues without
+        # warm-up); a run of partial_fit calls shares one, with no end.
         if epochs is None:
             if self._partial_fit_start is None:
                 self._partial_fit_start = self._step
