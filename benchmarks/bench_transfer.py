@@ -23,9 +23,13 @@ pool and test sets, seeds and draws as in fewshot.md):
 - ``act:own``: ACT fitted on the downstream pool's own rows (no labels);
 - ``act:upstream``: ACT fitted upstream, frozen;
 - ``act:continued``: the upstream encoder, fitted further on the downstream pool with
-  ``warm_start=True`` (what the library does for a continued fit, by default);
-- ``act:continued:<param>=<value>``: the same with an explicit setting (the search for
-  the continued-fit default);
+  ``warm_start=True`` and the library's defaults for a continued fit (a tenth of the
+  ``"auto"`` peak learning rate without warm-up, a quarter of the ``"auto"`` epochs);
+- ``act:continued:<param>=<value>``: the same with explicit settings, scaled from a
+  fresh fit's ``"auto"`` values (the search for the continued-fit default; explicit
+  values keep the warm-up);
+- ``act:continued:full-schedule``: a fresh fit's learning rate and epochs, set
+  explicitly: the library's continued fit before it had its own schedule;
 
 Usage::
 
@@ -49,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import datasets
+from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -64,7 +69,7 @@ from bench_fewshot import (
 )
 from bench_tables import onehot
 
-from skact import ACTEncoder
+from skact import ACTEncoder, resolved_settings
 from skact.evaluation import few_shot_score, pca_baseline, raw_baseline
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -225,8 +230,9 @@ TASKS = {
     ]
 }
 
-#: Row -> parameters of the continued fit (None: not a continued row).
-CONTINUED_ROWS: dict[str, dict[str, Any]] = {
+#: Row -> the continued fit's explicit settings, as factors of a fresh fit's "auto"
+#: values ({}: the library's defaults for a continued fit).
+CONTINUED_ROWS: dict[str, dict[str, float]] = {
     "act:continued": {},
     "act:continued:learning_rate=x0.1": {"learning_rate_factor": 0.1},
     "act:continued:max_iter=x0.25": {"max_iter_factor": 0.25},
@@ -234,6 +240,7 @@ CONTINUED_ROWS: dict[str, dict[str, Any]] = {
         "learning_rate_factor": 0.1,
         "max_iter_factor": 0.25,
     },
+    "act:continued:full-schedule": {"learning_rate_factor": 1.0, "max_iter_factor": 1.0},
 }
 ROWS = ("raw", "pca", "act:own", "act:upstream", *CONTINUED_ROWS)
 
@@ -254,24 +261,23 @@ def encoder_params(kind: str, quick: bool, seed: int) -> dict[str, Any]:
     return params
 
 
-def continued(upstream: ACTEncoder, X: Any, settings: dict[str, Any]) -> ACTEncoder:
+def continued(upstream: ACTEncoder, X: Any, settings: dict[str, float]) -> ACTEncoder:
     """The upstream encoder fitted further on ``X`` with ``warm_start=True``.
 
-    ``settings`` may scale the peak learning rate (``learning_rate_factor``) or the
-    epochs (``max_iter_factor``) of the fit the library would run on ``X``.
+    ``settings`` empty: the library's continued fit. Otherwise both the peak learning
+    rate and the epochs are set explicitly, as ``learning_rate_factor`` and
+    ``max_iter_factor`` (1.0 when absent) times those of a *fresh* fit on ``X``.
     """
     encoder = copy.deepcopy(upstream)
     encoder.set_params(warm_start=True)
-    if "learning_rate_factor" in settings:
+    if settings:
+        fresh = resolved_settings(clone(upstream).set_params(warm_start=False), X)
+        rate = settings.get("learning_rate_factor", 1.0)
+        epochs = settings.get("max_iter_factor", 1.0)
         encoder.set_params(
-            learning_rate=encoder._learning_rate() * settings["learning_rate_factor"]
+            learning_rate=fresh["learning_rate"] * rate,
+            max_iter=max(1, round(fresh["max_iter"] * epochs)),
         )
-    if "max_iter_factor" in settings:
-        epochs = ACTEncoder(**upstream.get_params()).set_params(warm_start=False)
-        from skact._encoder import resolved_settings
-
-        max_iter = resolved_settings(epochs, X)["max_iter"]
-        encoder.set_params(max_iter=max(1, round(max_iter * settings["max_iter_factor"])))
     return encoder.fit(X)
 
 

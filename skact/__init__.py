@@ -11,13 +11,16 @@ from ._finetune import FineTunedClassifier
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
 from ._transfer import TransferClassifier
+from ._warnings import OutOfRangeWarning, UnseenCategoryWarning
 
 __all__ = [
     "ACTEncoder",
     "FineTunedClassifier",
     "ModelFileError",
     "NonFiniteLossError",
+    "OutOfRangeWarning",
     "TransferClassifier",
+    "UnseenCategoryWarning",
     "load",
     "resolved_settings",
 ]

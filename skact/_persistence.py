@@ -822,11 +822,13 @@ def _placeholder_adapter(
             member=_CONFIG,
         )
     state = spec["state"]
+    references = _array_references(state)
+    # An optional array may be absent (a model saved before it existed).
     arrays: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
         f"adapter.{key}": ((_count(saved.length(state, fitted), key, name),), saved.dtype)
         for key, saved in ADAPTERS[kind].saved_arrays.items()
+        if not saved.optional or f"adapter.{key}" in references
     }
-    references = _array_references(state)
     if references != set(arrays):
         raise _corrupt(
             name,

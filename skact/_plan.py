@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import _device
-from ._auto import ComputeSettings
+from ._auto import ComputeSettings, continued_schedule
 
 if TYPE_CHECKING:
     from .adapters.base import InputAdapter
@@ -35,11 +35,12 @@ class FitPlan:
     network : str
         The network's name, the class of a given module, or ``"callable"``.
     max_iter : int
-        Epochs.
+        Epochs (a quarter of a fresh fit's for a continued ``"auto"`` fit).
     batch_size : int
         Rows per batch, at most ``n_samples``.
     learning_rate : float
-        Peak learning rate.
+        Peak learning rate (0.1x a fresh fit's for a continued ``"auto"`` fit: see
+        :func:`skact._auto.continued_schedule`).
     device : torch.device
     compute : skact._auto.ComputeSettings
         Precision and memory format of the forward passes on ``device``.
@@ -57,7 +58,11 @@ class FitPlan:
 
 
 def plan_fit(
-    params: dict[str, Any], adapter: InputAdapter, n_samples: int, device: torch.device
+    params: dict[str, Any],
+    adapter: InputAdapter,
+    n_samples: int,
+    device: torch.device,
+    continuing: bool = False,
 ) -> FitPlan:
     """Resolve the estimator's ``params`` for ``n_samples`` of ``adapter``'s input.
 
@@ -68,6 +73,8 @@ def plan_fit(
     adapter : InputAdapter
     n_samples : int
     device : torch.device
+    continuing : bool, default=False
+        Whether the fit continues a fitted encoder (``warm_start``).
 
     Returns
     -------
@@ -81,15 +88,20 @@ def plan_fit(
         network = type(spec).__name__ if isinstance(spec, nn.Module) else "callable"
     batch_size = auto.batch_size if params["batch_size"] == "auto" else params["batch_size"]
     max_iter, learning_rate = params["max_iter"], params["learning_rate"]
+    schedule = continued_schedule(continuing)
     return FitPlan(
         n_samples=n_samples,
         kind=adapter.label,
         input_shape=tuple(adapter.input_shape),
         network=network,
-        max_iter=auto.max_iter if isinstance(max_iter, str) else int(max_iter),
+        max_iter=(
+            schedule.epochs(auto.max_iter) if isinstance(max_iter, str) else int(max_iter)
+        ),
         batch_size=min(int(batch_size), n_samples),
         learning_rate=(
-            auto.learning_rate if isinstance(learning_rate, str) else float(learning_rate)
+            auto.learning_rate * schedule.learning_rate_factor
+            if isinstance(learning_rate, str)
+            else float(learning_rate)
         ),
         device=device,
         compute=_device.compute_settings(device, adapter.kind, params["precision"]),

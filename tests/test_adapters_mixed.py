@@ -320,7 +320,7 @@ def test_adapter_state_dict_round_trip_is_json_able():
     enc = _small(handle_missing="indicator", categorical_features=[1, 3, 4]).fit(df)
     state = enc._adapter.state_dict()
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-    assert set(arrays) == {"mean", "scale"}
+    assert set(arrays) == {"mean", "scale", "minimum", "maximum"}
     json.dumps({k: v for k, v in state.items() if k not in arrays})
     rebuilt = MixedTableAdapter.from_state_dict(
         json.loads(

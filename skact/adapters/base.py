@@ -37,11 +37,14 @@ class SavedArray(NamedTuple):
         model's fitted values (``n_features_in_``, ...), both as read from the file.
     positive : bool, default=False
         Whether every value must be above 0 (an array that divides).
+    optional : bool, default=False
+        Whether a file may lack it (a model saved before the array was added).
     """
 
     dtype: torch.dtype
     length: Callable[[dict[str, Any], dict[str, Any]], Any]
     positive: bool = False
+    optional: bool = False
 
 
 class InputAdapter(Protocol):
@@ -115,6 +118,12 @@ class InputAdapter(Protocol):
 
     def speed_advice(self, network: str | None) -> str:
         """The settings that make a fit on this input shorter, for a long CPU fit."""
+        ...
+
+    def warn_unfamiliar(self, X: Any, names: list[str] | None) -> None:
+        """Warn once (skact's warning classes) about read input ``X`` unlike the fit's:
+        unseen categories, numbers far outside the fitted range; change nothing
+        (optional: an adapter without it is not checked)."""
         ...
 
     def streams(self, X: Any) -> bool:

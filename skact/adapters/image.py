@@ -495,6 +495,15 @@ class ImageAdapter:
             f"{'' if c == 1 else 's'}, seen as views of {h}x{w} pixels"
         )
 
+    def warn_unfamiliar(self, X: Any, names: list[str] | None) -> None:
+        """Nothing: a conversion of images is said where it is made.
+
+        Parameters
+        ----------
+        X : images
+        names : list of str or None
+        """
+
     def streams(self, X: Any) -> bool:
         """Whether ``X`` is files, which ``partial_fit`` reads batch by batch.
 

@@ -22,11 +22,12 @@ import torch
 from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 
+from .. import _warnings
 from ..augment.tabular import TabularAugment, table_views
 from ..io.tables import MixedTable, as_float, is_missing, read_table, string_cell
 from ..networks import TabularEmbedding
 from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin
-from .table import safe_scale
+from .table import outside_range, range_counts, safe_scale
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -380,6 +381,8 @@ class MixedTableAdapter(TableAdapterMixin):
     saved_arrays: ClassVar[dict[str, SavedArray]] = {
         "mean": SavedArray(torch.float64, _numeric_width),
         "scale": SavedArray(torch.float64, _numeric_width, positive=True),
+        "minimum": SavedArray(torch.float64, _numeric_width, optional=True),
+        "maximum": SavedArray(torch.float64, _numeric_width, optional=True),
     }
 
     def __init__(
@@ -392,7 +395,11 @@ class MixedTableAdapter(TableAdapterMixin):
         indicators: np.ndarray,
         handle_missing: str,
         augment: TabularAugment,
+        minimum: np.ndarray | None = None,
+        maximum: np.ndarray | None = None,
     ) -> None:
+        self.minimum = None if minimum is None else np.asarray(minimum, dtype=np.float64)
+        self.maximum = None if maximum is None else np.asarray(maximum, dtype=np.float64)
         self.is_categorical_ = np.asarray(is_categorical, dtype=bool)
         self.categories_ = categories
         self.has_missing_category = list(has_missing_category)
@@ -513,9 +520,11 @@ class MixedTableAdapter(TableAdapterMixin):
             categories.append(cats)
             has_missing.append(missing)
         numeric = [as_float(table.columns[j]) for j in np.flatnonzero(~is_categorical)]
-        mean, std, magnitude, indicators = [], [], [], []
+        mean, std, magnitude, indicators, low, high = [], [], [], [], [], []
         for i, column in enumerate(numeric):
             present = column[~np.isnan(column)]
+            low.append(present.min() if present.size else 0.0)
+            high.append(present.max() if present.size else 0.0)
             largest = np.abs(present).max() if present.size else 0.0
             unit = _unit(largest)  # an overflowing std made such a column all zeros
             mean.append((present / unit).mean() * unit if present.size else 0.0)
@@ -532,7 +541,43 @@ class MixedTableAdapter(TableAdapterMixin):
             np.array(indicators, dtype=np.int64),
             handle_missing,
             augment,
+            np.array(low, dtype=np.float64),
+            np.array(high, dtype=np.float64),
         )
+
+    def warn_unfamiliar(self, X: MixedTable, names: list[str] | None) -> None:
+        """Warn once per kind if ``X`` holds categories or numbers unseen in ``fit``.
+
+        An :class:`~skact.UnseenCategoryWarning` names the categorical columns with
+        values not among ``categories_`` (encoded as the unknown category; a gap counts
+        where the column had none in ``fit``), an :class:`~skact.OutOfRangeWarning` the
+        numeric columns with values beyond the fitted minimum or maximum by more than
+        the fitted standard deviation (skipped for a model saved without its range).
+        Nothing is changed.
+
+        Parameters
+        ----------
+        X : MixedTable
+            Output of :meth:`read`.
+        names : list of str or None
+            Unused: the table knows its columns' names.
+        """
+        n = len(X)
+        unseen = np.zeros((n, len(self._categorical)), dtype=bool)
+        for i, j in enumerate(self._categorical):
+            cats = self.categories_[i]
+            codes = encode(X.columns[j], cats, self.has_missing_category[i])
+            unseen[:, i] = codes == len(cats)
+        counts, n_rows = range_counts(unseen, [X.names[j] for j in self._categorical])
+        _warnings.warn_unseen_categories(counts, n_rows, stacklevel=4)
+        if self.minimum is None or self.maximum is None or not len(self._numeric):
+            return
+        numeric = np.empty((n, len(self._numeric)), dtype=np.float64)
+        for i, j in enumerate(self._numeric):
+            numeric[:, i] = as_float(X.columns[j])
+        outside = outside_range(numeric, self.minimum, self.maximum, self.scale)
+        counts, n_rows = range_counts(outside, [X.names[j] for j in self._numeric])
+        _warnings.warn_out_of_range(counts, n_rows, stacklevel=4)
 
     def to_storage(self, X: object) -> Tensor:
         """Rows as ``[standardised numeric | missing indicators | codes]``, float32.
@@ -738,6 +783,11 @@ class MixedTableAdapter(TableAdapterMixin):
             "has_missing_category": list(self.has_missing_category),
             "mean": self.mean.copy(),
             "scale": self.scale.copy(),
+            **(
+                {}
+                if self.minimum is None or self.maximum is None
+                else {"minimum": self.minimum.copy(), "maximum": self.maximum.copy()}
+            ),
             "indicators": self.indicators.tolist(),
             "handle_missing": self.handle_missing,
             "corruption_rate": float(self.augment.corruption_rate),
@@ -775,6 +825,8 @@ class MixedTableAdapter(TableAdapterMixin):
             np.array(state["indicators"], dtype=np.int64),
             state["handle_missing"],
             TabularAugment(state["corruption_rate"], state["noise_scale"]),
+            None if state.get("minimum") is None else np.asarray(state["minimum"]),
+            None if state.get("maximum") is None else np.asarray(state["maximum"]),
         )
 
 

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import _checks
+from .. import _checks, _warnings
 from ..augment.tabular import TabularAugment, table_views
 from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin, table_width
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
 
-__all__ = ["TablePreprocessing", "TabularAdapter", "safe_scale"]
+__all__ = ["TablePreprocessing", "TabularAdapter", "outside_range", "safe_scale"]
 
 #: Rows converted at a time, so no float64 copy of a whole data set is ever made.
 CHUNK_ROWS = 65536
@@ -61,6 +61,53 @@ def safe_scale(std: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     scale[rounding] = np.maximum(1.0, magnitude[rounding])
     scale[scale == 0] = 1.0
     return scale
+
+
+def outside_range(
+    X: np.ndarray, minimum: np.ndarray, maximum: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """Which values of ``X`` lie beyond the fitted range by more than ``scale``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    minimum, maximum, scale : ndarray of shape (n_features,)
+        The fitted range and standard deviation (see :func:`safe_scale`).
+
+    Returns
+    -------
+    ndarray of bool of shape (n_samples, n_features)
+        False for NaN (a gap).
+
+    Examples
+    --------
+    >>> outside_range(np.array([[0.0], [2.5], [3.5]]), np.array([0.0]),
+    ...               np.array([1.0]), np.array([2.0])).ravel()
+    array([False, False,  True])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (X < minimum - scale) | (X > maximum + scale)
+
+
+def range_counts(outside: np.ndarray, names: list[str]) -> tuple[dict[str, int], int]:
+    """Rows outside the range per column (those with any), and rows with any.
+
+    Parameters
+    ----------
+    outside : ndarray of bool of shape (n_samples, n_features)
+        From :func:`outside_range`.
+    names : list of str
+        The columns' names.
+
+    Returns
+    -------
+    counts : dict of str to int
+    n_rows : int
+    """
+    per_column = outside.sum(axis=0)
+    counts = {names[j]: int(per_column[j]) for j in np.flatnonzero(per_column)}
+    return counts, int(outside.any(axis=1).sum())
 
 
 class TablePreprocessing(nn.Module):
@@ -103,6 +150,9 @@ class TabularAdapter(TableAdapterMixin):
         Per-feature statistics measured in ``fit`` (a constant feature gets scale 1).
     augment : TabularAugment
         How views are drawn.
+    minimum, maximum : ndarray of shape (n_features,) or None, default=None
+        Per-feature range in ``fit``, for :meth:`warn_unfamiliar` (None: a model saved
+        before the range was kept; no check).
     """
 
     kind: ClassVar[str] = "tabular"
@@ -110,14 +160,23 @@ class TabularAdapter(TableAdapterMixin):
     saved_arrays: ClassVar[dict[str, SavedArray]] = {
         "mean": SavedArray(torch.float64, table_width),
         "scale": SavedArray(torch.float64, table_width, positive=True),
+        "minimum": SavedArray(torch.float64, table_width, optional=True),
+        "maximum": SavedArray(torch.float64, table_width, optional=True),
     }
 
     def __init__(
-        self, mean: np.ndarray, scale: np.ndarray, augment: TabularAugment
+        self,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        augment: TabularAugment,
+        minimum: np.ndarray | None = None,
+        maximum: np.ndarray | None = None,
     ) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.augment = augment
+        self.minimum = None if minimum is None else np.asarray(minimum, dtype=np.float64)
+        self.maximum = None if maximum is None else np.asarray(maximum, dtype=np.float64)
         self.input_shape: tuple[int, ...] = (int(mean.shape[0]),)
 
     @classmethod
@@ -193,11 +252,43 @@ class TabularAdapter(TableAdapterMixin):
         mean /= X.shape[0]
         sq = np.zeros(X.shape[1])
         magnitude = np.zeros(X.shape[1])
+        minimum = np.full(X.shape[1], np.inf)
+        maximum = np.full(X.shape[1], -np.inf)
         for start in range(0, X.shape[0], rows):
             chunk = np.asarray(X[start : start + rows], dtype=np.float64)
             sq += np.square(chunk - mean).sum(axis=0)
             magnitude = np.maximum(magnitude, np.abs(chunk).max(axis=0))
-        return cls(mean, safe_scale(np.sqrt(sq / X.shape[0]), magnitude), augment)
+            minimum = np.minimum(minimum, chunk.min(axis=0))
+            maximum = np.maximum(maximum, chunk.max(axis=0))
+        scale = safe_scale(np.sqrt(sq / X.shape[0]), magnitude)
+        return cls(mean, scale, augment, minimum, maximum)
+
+    def warn_unfamiliar(self, X: Any, names: list[str] | None) -> None:
+        """Warn once if ``X`` holds values far outside the fitted range.
+
+        An :class:`~skact.OutOfRangeWarning` names the columns with values beyond the
+        fitted minimum or maximum by more than the fitted standard deviation; nothing
+        is changed. No check for a model saved without its range.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Output of :meth:`read`.
+        names : list of str or None
+            The columns' names; None: ``x0``, ``x1``, ...
+        """
+        if self.minimum is None or self.maximum is None:
+            return
+        X = np.asarray(X)
+        names = names or [f"x{j}" for j in range(X.shape[1])]
+        rows = max(1, CHUNK_ELEMENTS * 16 // max(1, X.shape[1]))
+        outside = np.zeros(X.shape, dtype=bool)
+        for start in range(0, X.shape[0], rows):
+            outside[start : start + rows] = outside_range(
+                X[start : start + rows], self.minimum, self.maximum, self.scale
+            )
+        counts, n_rows = range_counts(outside, names)
+        _warnings.warn_out_of_range(counts, n_rows, stacklevel=4)
 
     def to_storage(self, X: object) -> Tensor:
         """Standardise ``X`` into a float32 tensor, chunk by chunk.
@@ -284,16 +375,20 @@ class TabularAdapter(TableAdapterMixin):
         Returns
         -------
         dict
-            ``mean``, ``scale`` (float64 arrays), ``corruption_rate``, ``noise_scale``.
+            ``mean``, ``scale`` (float64 arrays), ``corruption_rate``, ``noise_scale``;
+            ``minimum`` and ``maximum`` (float64 arrays) where the range is known.
         """
         if type(self.augment) is not TabularAugment:  # a subclass: its code
             raise TypeError(UNSAVED_AUGMENT.format(augment=self.augment))
-        return {
+        state: dict[str, object] = {
             "mean": self.mean,
             "scale": self.scale,
             "corruption_rate": float(self.augment.corruption_rate),
             "noise_scale": float(self.augment.noise_scale),
         }
+        if self.minimum is not None and self.maximum is not None:
+            state.update(minimum=self.minimum, maximum=self.maximum)
+        return state
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> TabularAdapter:
@@ -312,4 +407,11 @@ class TabularAdapter(TableAdapterMixin):
             float(state["corruption_rate"]),
             float(state["noise_scale"]),
         )
-        return cls(np.asarray(state["mean"]), np.asarray(state["scale"]), augment)
+        minimum, maximum = state.get("minimum"), state.get("maximum")
+        return cls(
+            np.asarray(state["mean"]),
+            np.asarray(state["scale"]),
+            augment,
+            None if minimum is None else np.asarray(minimum),
+            None if maximum is None else np.asarray(maximum),
+        )
