@@ -43,7 +43,6 @@ from . import (
     distributed,
 )
 from . import callbacks as public_callbacks
-from ._auto import AutoSettings, ContinuedSchedule, continued_schedule
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._params import ParamsMixin
 from ._training import NonFiniteLossError
@@ -865,7 +864,8 @@ default="auto"
         # The failure policy is documented in ``fit``.
         rollback = _guards.FitRollback(self, keep=not reset)
         steps_before = 0 if reset else self._step
-        schedule = continued_schedule(continuing=not reset and horizon)
+        continuing = not reset and horizon
+        plan: _plan.FitPlan | None = None  # resolved once the adapter is fitted
         started = False  # whether training began (the model is this fit's from then on)
         try:
             _check_shape_params(self.hidden_layer_sizes, self.image_size)
@@ -892,11 +892,12 @@ default="auto"
                 if reset:
                     self._initialize(X, adapter_class)
                 started = True
+                plan = self._fit_plan(n_samples, continuing)
                 if isinstance(epochs, str):  # max_iter="auto"
-                    epochs = schedule.epochs(self._auto_settings(n_samples).max_iter)
+                    epochs = plan.max_iter
                 with self._adapter.training_context(self.device_):
                     try:
-                        self._train(X, target, epochs, horizon, interrupted, schedule)
+                        self._train(X, target, epochs, horizon, plan, interrupted)
                     except RuntimeError as exc:
                         # Adam's moments are allocated at the first step. CUDA's out of
                         # memory has its own handling (smaller batches) in the trainer.
@@ -912,7 +913,7 @@ default="auto"
             # Keep what this call trained, if it kept any step (every state the trainer
             # keeps passed its divergence check); else go back to before the call.
             trained = started and self._step > steps_before
-            rate = self._learning_rate(schedule) if started else self.learning_rate
+            rate = self.learning_rate if plan is None else plan.learning_rate
             if trained:
                 self.encoder_.eval()
             else:
@@ -1151,10 +1152,12 @@ default="auto"
             names = getattr(self, "feature_names_in_", None)
             check(X, None if names is None else [str(n) for n in names])
 
-    def _auto_settings(self, n_samples: int) -> AutoSettings:
-        """What the "auto" parameters mean for ``n_samples`` of the fitted input on
-        ``device_`` (all ranks' samples under distributed training)."""
-        return self._adapter.auto_settings(self.device_.type, n_samples)
+    def _fit_plan(self, n_samples: int, continuing: bool) -> _plan.FitPlan:
+        """The settings of a fit of ``n_samples`` rows of the fitted input on
+        ``device_`` (all ranks' rows under distributed training), "auto" resolved."""
+        return _plan.plan_fit(
+            self.get_params(deep=False), self._adapter, n_samples, self.device_, continuing
+        )
 
     def _make_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
         spec = self.encoder
@@ -1200,14 +1203,14 @@ default="auto"
         target: tuple[np.ndarray, np.ndarray] | None,
         epochs: int,
         horizon: bool,
+        plan: _plan.FitPlan,
         stop_requested: Callable[[], bool] | None = None,
-        schedule: ContinuedSchedule | None = None,
     ) -> None:
         """Run ``epochs`` epochs on ``X`` from the stored training state.
 
         ``target``: the labels and which rows have one (for the monitor), or None;
-        ``stop_requested`` says whether Ctrl-C was pressed (see ``_guards``);
-        ``schedule``: how "auto" scales a continued fit's (None: a fresh one's).
+        ``plan``: the call's resolved settings; ``stop_requested`` says whether Ctrl-C
+        was pressed (see ``_guards``).
         """
         adapter: InputAdapter = self._adapter
         device = self.device_
@@ -1279,6 +1282,7 @@ default="auto"
                 data.shape[0],
                 epochs if horizon else None,
                 shard_sizes,
+                plan=plan,
                 view_fn=view_fn,
                 held_out=held_out,
                 callbacks=self._make_callbacks(
@@ -1290,7 +1294,6 @@ default="auto"
                 stop_requested=stop_requested,
                 indices_on_device=not stream,
                 eval_modules=eval_modules,
-                schedule=schedule,
             )
             _log_fit_summary(self, trainer, data.shape[0], epochs, held_out)
             try:
@@ -1443,27 +1446,27 @@ default="auto"
         epochs: int | None,
         shard_sizes: tuple[int, ...] | None = None,
         *,
+        plan: _plan.FitPlan,
         view_fn: _training.ViewFn,
         held_out: Tensor | None = None,
         callbacks: Sequence[_callbacks.Callback] = (),
         stop_requested: Callable[[], bool] | None = None,
         indices_on_device: bool = True,
         eval_modules: Sequence[nn.Module] = (),
-        schedule: ContinuedSchedule | None = None,
     ) -> _training.Trainer:
         """A trainer continuing the stored state, with the parameters set now.
 
         ``n_samples`` rows on this process (``shard_sizes``: every rank's, under
         data-parallel training); ``epochs`` of a ``fit`` call, None for ``partial_fit``;
         ``held_out``: rows for the early-stopping validation loss; the other arguments
-        are the :class:`~skact._training.Trainer`'s, but ``schedule``: how "auto" scales
-        a continued fit's schedule (None: a fresh fit's).
+        are the :class:`~skact._training.Trainer`'s, but ``plan``: the call's resolved
+        settings (its learning rate and warm-up; its batch size for the rows trained
+        on, which early stopping's held-out rows and data parallelism change).
         """
-        schedule = schedule or continued_schedule(continuing=False)
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
-        learning_rate = self._learning_rate(schedule)
+        learning_rate = plan.learning_rate
         optimizer = _training.make_adam(
             params, learning_rate, self.weight_decay, self.device_
         )
@@ -1474,10 +1477,9 @@ default="auto"
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
         n_total = n_samples if shard_sizes is None else sum(shard_sizes)
-        batch_size = self.batch_size
-        if batch_size == "auto":
-            batch_size = self._auto_settings(n_total).batch_size
-        batch_size = min(int(batch_size), n_total)
+        if n_total != plan.n_samples:  # the rows trained on, not the call's
+            plan = self._fit_plan(n_total, plan.continuing)
+        batch_size = plan.batch_size
         steps_per_epoch = _training.n_batches(
             n_total, batch_size, None if shard_sizes is None else min(shard_sizes)
         )
@@ -1492,7 +1494,7 @@ default="auto"
             self._partial_fit_start = None
             start, total = self._step, epochs * steps_per_epoch
             warmup = min(500, max(1, total // 10))
-            if not schedule.warmup and isinstance(self.learning_rate, str):
+            if not plan.warmup_to_peak:
                 warmup = 0  # a continued "auto" fit starts at its (lower) peak
         generator = _random.make_generator(self.device_, 0)
         generator.set_state(self._generator_state)
@@ -1531,14 +1533,6 @@ default="auto"
             epoch=self.n_iter_,
             eval_modules=eval_modules,
         )
-
-    def _learning_rate(self, schedule: ContinuedSchedule | None = None) -> float:
-        """The peak learning rate, with "auto" resolved for the fitted input kind and
-        scaled by ``schedule`` (None: a fresh fit's)."""
-        if isinstance(self.learning_rate, str):
-            factor = 1.0 if schedule is None else schedule.learning_rate_factor
-            return self._auto_settings(1).learning_rate * factor
-        return float(self.learning_rate)
 
     def _save_trainer(self, trainer: _training.Trainer) -> None:
         """Keep the trainer's state and its epochs' losses (also after a failure)."""

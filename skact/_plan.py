@@ -41,6 +41,11 @@ class FitPlan:
     learning_rate : float
         Peak learning rate (0.1x a fresh fit's for a continued ``"auto"`` fit: see
         :func:`skact._auto.continued_schedule`).
+    warmup_to_peak : bool
+        Whether the learning rate warms up to its peak: False for a continued fit
+        whose ``learning_rate`` is ``"auto"`` (it starts at its lower peak).
+    continuing : bool
+        Whether the fit continues a fitted encoder (``warm_start``).
     device : torch.device
     compute : skact._auto.ComputeSettings
         Precision and memory format of the forward passes on ``device``.
@@ -53,6 +58,8 @@ class FitPlan:
     max_iter: int
     batch_size: int
     learning_rate: float
+    warmup_to_peak: bool
+    continuing: bool
     device: torch.device
     compute: ComputeSettings
 
@@ -103,6 +110,8 @@ def plan_fit(
             if isinstance(learning_rate, str)
             else float(learning_rate)
         ),
+        warmup_to_peak=schedule.warmup or not isinstance(learning_rate, str),
+        continuing=continuing,
         device=device,
         compute=_device.compute_settings(device, adapter.kind, params["precision"]),
     )
