@@ -1446,8 +1446,8 @@ default="auto"
         epochs: int | None,
         shard_sizes: tuple[int, ...] | None = None,
         *,
-        plan: _plan.FitPlan,
         view_fn: _training.ViewFn,
+        plan: _plan.FitPlan | None = None,
         held_out: Tensor | None = None,
         callbacks: Sequence[_callbacks.Callback] = (),
         stop_requested: Callable[[], bool] | None = None,
@@ -1461,8 +1461,12 @@ default="auto"
         ``held_out``: rows for the early-stopping validation loss; the other arguments
         are the :class:`~skact._training.Trainer`'s, but ``plan``: the call's resolved
         settings (its learning rate and warm-up; its batch size for the rows trained
-        on, which early stopping's held-out rows and data parallelism change).
+        on, which early stopping's held-out rows and data parallelism change; None: a
+        fresh fit's).
         """
+        n_total = n_samples if shard_sizes is None else sum(shard_sizes)
+        if plan is None or n_total != plan.n_samples:  # the rows trained on
+            plan = self._fit_plan(n_total, plan is not None and plan.continuing)
         params = list(self.encoder_.parameters())
         if self.projector_ is not None:
             params += list(self.projector_.parameters())
@@ -1476,9 +1480,6 @@ default="auto"
         adversary = getattr(criterion, "adversary", None)
         if adversary is not None and self._adversary_state is not None:
             adversary.load_state_dict(self._adversary_state)
-        n_total = n_samples if shard_sizes is None else sum(shard_sizes)
-        if n_total != plan.n_samples:  # the rows trained on, not the call's
-            plan = self._fit_plan(n_total, plan.continuing)
         batch_size = plan.batch_size
         steps_per_epoch = _training.n_batches(
             n_total, batch_size, None if shard_sizes is None else min(shard_sizes)
