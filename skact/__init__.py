@@ -11,11 +11,12 @@ from ._finetune import FineTunedClassifier
 from ._persistence import ModelFileError, load
 from ._training import NonFiniteLossError
 from ._transfer import TransferClassifier
-from ._warnings import OutOfRangeWarning, UnseenCategoryWarning
+from ._warnings import IgnoredParameterWarning, OutOfRangeWarning, UnseenCategoryWarning
 
 __all__ = [
     "ACTEncoder",
     "FineTunedClassifier",
+    "IgnoredParameterWarning",
     "ModelFileError",
     "NonFiniteLossError",
     "OutOfRangeWarning",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 import math
 import os
@@ -46,6 +47,7 @@ from . import callbacks as public_callbacks
 from ._labels import semi_supervised_target, warn_if_minus_one_ambiguous
 from ._params import ParamsMixin
 from ._training import NonFiniteLossError
+from ._warnings import warn_ignored_params
 from .adapters.base import InputAdapter
 from .adapters.factory import read_input
 from .augment.image import ImageAugment
@@ -876,6 +878,11 @@ default="auto"
             adapter_class, X = self._read_input(X, reset=reset)
             if not reset:  # partial_fit, or a warm_start fit, on new data
                 self._warn_unfamiliar(X)
+            else:
+                # Frames: warn, this one, fit or partial_fit, sklearn's wrapper, caller.
+                warn_ignored_params(
+                    _ignored_params(self, adapter_class), adapter_class.label, 5
+                )
             n_samples = _n_samples(X)
             if n_samples < 2:
                 raise ValueError(
@@ -1643,6 +1650,21 @@ def _views_params(adapter: InputAdapter) -> dict[str, Any]:
     :class:`~skact.augment.TabularAugment` or an ImageAugment); none for a callable."""
     views = getattr(adapter, "augment", None)
     return views.get_params() if isinstance(views, ParamsMixin) else {}
+
+
+def _ignored_params(
+    estimator: ACTEncoder, adapter_class: type[InputAdapter]
+) -> dict[str, Any]:
+    """The parameters of ``estimator`` set away from their defaults that input of
+    ``adapter_class``'s kind does not read (its ``ignored_params``)."""
+    defaults = inspect.signature(type(estimator).__init__).parameters
+    out = {}
+    for name in getattr(adapter_class, "ignored_params", ()):
+        value, default = getattr(estimator, name), defaults[name].default
+        if value is default or (isinstance(value, str) and value == default):
+            continue
+        out[name] = value
+    return out
 
 
 def _check_callbacks(callbacks: Any) -> None:

@@ -1,6 +1,8 @@
-"""Warnings about data that differs from what ``fit`` saw (filterable by class).
+"""Warnings skact raises, each its own class (filterable by class).
 
-Both are raised by ``transform``, ``partial_fit`` and a ``warm_start`` fit of a table,
+:class:`IgnoredParameterWarning` says a parameter set for another kind of input has no
+effect. The two others are about data that differs from what ``fit`` saw; both are
+raised by ``transform``, ``partial_fit`` and a ``warm_start`` fit of a table,
 once per call, and change nothing in the numbers: the features are those the model
 computes anyway. Silence one with :func:`warnings.filterwarnings`::
 
@@ -13,11 +15,45 @@ import warnings
 from collections.abc import Mapping
 
 __all__ = [
+    "IgnoredParameterWarning",
     "OutOfRangeWarning",
     "UnseenCategoryWarning",
     "warn_out_of_range",
     "warn_unseen_categories",
 ]
+
+
+class IgnoredParameterWarning(UserWarning):
+    """A parameter set away from its default has no effect on this kind of input.
+
+    For example ``image_size`` for a table, or ``handle_missing`` for images: each
+    input kind reads its own parameters (``ignored_params`` of its adapter).
+    """
+
+
+def warn_ignored_params(ignored: Mapping[str, object], label: str, stacklevel: int) -> None:
+    """Warn once that the parameters ``ignored`` (name -> value) do nothing for
+    ``label`` input.
+
+    Parameters
+    ----------
+    ignored : mapping of str to object
+        The parameters set away from their defaults that this kind does not read.
+    label : str
+        The input kind in words (``"table"``, ``"images"``).
+    stacklevel : int
+        Passed to :func:`warnings.warn`.
+    """
+    if not ignored:
+        return
+    named = ", ".join(f"{name}={value!r}" for name, value in ignored.items())
+    warnings.warn(
+        f"{named} {'has' if len(ignored) == 1 else 'have'} no effect on {label}: "
+        f"{'it is' if len(ignored) == 1 else 'they are'} read for another kind of "
+        "input only. Leave it at its default to silence this warning.",
+        IgnoredParameterWarning,
+        stacklevel=stacklevel,
+    )
 
 
 class UnseenCategoryWarning(UserWarning):

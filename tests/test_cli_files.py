@@ -857,3 +857,38 @@ def test_transform_help_does_not_contradict_the_safe_format(capsys):
     code, out, _ = run(["transform", "--help"], capsys)
     assert code == 0 and "trust" not in out
     assert "never runs code from it" in " ".join(out.split())
+
+
+def _image_folder(root, n_per_class, size, mode, seed):
+    """An ImageFolder of two classes (bright squares on dark, dark on bright)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, (low, high) in enumerate(((0, 120), (135, 255))):
+        (root / f"class{label}").mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(low, high, size=(size, size, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels, "RGB").convert(mode)
+            image.save(root / f"class{label}" / f"{i}.png")
+    return root
+
+
+def test_evaluate_a_downstream_folder_with_a_model_fitted_elsewhere(tmp_path, capsys):
+    """skact fit on RGB 12 px images, skact evaluate --model on grey 8 px images of
+    other classes: resized and converted to RGB, said once, and scored."""
+    upstream = _image_folder(tmp_path / "up", 12, 12, "RGB", seed=0)
+    downstream = _image_folder(tmp_path / "down", 8, 8, "L", seed=1)
+    model = tmp_path / "up.skact"
+    code, _, err = run(
+        ["fit", upstream, "-o", model, "--max-iter", "1", "--random-state", "0"], capsys
+    )
+    assert code == 0, err
+    code, out, err = run(
+        ["evaluate", downstream, "--model", model, "--k", "1", "2", "--draws", "2"],
+        capsys,
+    )
+    assert code == 0, err
+    said = out + err
+    assert said.count("1 channel") + said.count("grey") >= 1  # the conversion, said
+    assert "1 channel" in said or "grey" in said
+    assert "k=2" in said or " 2 " in said  # a score row for k = 2

@@ -167,3 +167,30 @@ def test_the_range_is_saved_and_old_files_load_without_the_check(mixed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             np.testing.assert_array_equal(Z, mixed.transform(new))
+
+
+# ------------------------------------------------- parameters of another kind of input
+
+
+def test_a_parameter_only_images_read_warns_when_set_for_a_table():
+    from skact import ACTEncoder, IgnoredParameterWarning
+
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    params = dict(max_iter=1, hidden_layer_sizes=(8,), n_components=4, random_state=0)
+    with pytest.warns(
+        IgnoredParameterWarning, match=r"image_size=16 has no effect on table"
+    ):
+        ACTEncoder(image_size=16, **params).fit(X)
+    with warnings.catch_warnings():  # defaults: nothing to say
+        warnings.simplefilter("error", IgnoredParameterWarning)
+        ACTEncoder(**params).fit(X)
+
+
+def test_a_parameter_only_tables_read_warns_when_set_for_images():
+    from skact import ACTEncoder, IgnoredParameterWarning
+
+    images = np.random.default_rng(0).random((20, 8, 8))
+    with pytest.warns(IgnoredParameterWarning, match=r"handle_missing='indicator'.*images"):
+        ACTEncoder(
+            handle_missing="indicator", max_iter=1, n_components=4, random_state=0
+        ).fit(images)

@@ -64,6 +64,10 @@ class InputAdapter(Protocol):
         The built-in ``encoder`` names that accept this kind of input.
     saved_arrays : dict of str to SavedArray
         The arrays of :meth:`state_dict`, by key, with what ``load`` checks of each.
+    ignored_params : tuple of str
+        ``ACTEncoder`` parameters that other kinds read and this one does not: set
+        away from their defaults, ``fit`` warns that they have no effect
+        (:class:`~skact.IgnoredParameterWarning`). An adapter without it ignores none.
     input_shape : tuple of int
         One sample as the network (or its front end) sees it.
     """
@@ -73,6 +77,7 @@ class InputAdapter(Protocol):
     expected_input: ClassVar[str]
     networks: ClassVar[tuple[str, ...]]
     saved_arrays: ClassVar[dict[str, SavedArray]]
+    ignored_params: ClassVar[tuple[str, ...]]
     input_shape: tuple[int, ...]
 
     @classmethod
@@ -189,6 +194,14 @@ class TableAdapterMixin:
     kind: ClassVar[str]
     networks: ClassVar[tuple[str, ...]] = ("mlp",)
     expected_input: ClassVar[str] = "a table of shape (n_samples, n_features)"
+    #: What only images read (``corruption_rate`` and ``noise_scale`` are refused for
+    #: images by :func:`~skact.augment.tabular.refuse_table_views` instead).
+    ignored_params: ClassVar[tuple[str, ...]] = (
+        "image_size",
+        "image_layout",
+        "channel_mismatch",
+        "image_normalization",
+    )
     input_shape: tuple[int, ...]  # set by each table adapter
 
     def auto_settings(self, device_type: str, n_samples: int) -> AutoSettings:

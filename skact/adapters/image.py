@@ -55,8 +55,6 @@ CHUNK_IMAGES = 4096
 STATS_SAMPLE = 4096
 
 
-
-
 def default_augment(
     channels: int,
     image_size: tuple[int, int],
@@ -215,6 +213,8 @@ class ImageAdapter:
     label: ClassVar[str] = "images"
     expected_input: ClassVar[str] = "a 3-D or 4-D array, PIL images or file paths"
     networks: ClassVar[tuple[str, ...]] = ("convnet", "resnet18")
+    #: What only tables read.
+    ignored_params: ClassVar[tuple[str, ...]] = ("categorical_features", "handle_missing")
     saved_arrays: ClassVar[dict[str, SavedArray]] = {
         "mean": SavedArray(torch.float32, _channel_count),
         "std": SavedArray(torch.float32, _channel_count, positive=True),
