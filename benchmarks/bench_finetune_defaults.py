@@ -29,6 +29,7 @@ import platform
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from sklearn.utils import check_random_state
 from skact import ACTEncoder, FineTunedClassifier
 from skact.evaluation import few_shot_score, sample_k_shot
 
-GRID = {
+GRID: dict[str, list[Any]] = {
     "head_learning_rate": [1e-2, 3e-2, 1e-1],
     "learning_rate": [1e-4, 3e-4, 1e-3],
     "max_iter": [10, 30],
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run; not saved")
     parser.add_argument("--out", default=str(RESULTS / "finetune-defaults"))
     args = parser.parse_args(argv)
-    grid = GRID
+    grid: dict[str, list[Any]] = GRID
     if args.quick:
         grid = {"head_learning_rate": [1e-1], "learning_rate": [1e-3], "max_iter": [2]}
         args.draws, args.pretrain_iter = 1, 2

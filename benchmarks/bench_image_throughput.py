@@ -213,7 +213,8 @@ def make_setup(
     encoder.fit(X)
     compile_s = None
     if variant.compile:
-        encoder.encoder_ = torch.compile(encoder.encoder_)  # the trainer's network
+        # The trainer's network; compile returns a callable wrapping the module.
+        encoder.encoder_ = torch.compile(encoder.encoder_)  # type: ignore[assignment]
     bound = bind(encoder, X)
     if variant.compile:
         start = time.perf_counter()

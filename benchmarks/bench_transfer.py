@@ -323,9 +323,13 @@ def representations(
         for row in wanted:
             if row in CONTINUED_ROWS:
                 settings = CONTINUED_ROWS[row]
-                timed(
-                    row, lambda s=settings: continued(upstream, split.X_pool, s).transform
-                )
+
+                def fit_continued(
+                    s: dict[str, float] = settings,
+                ) -> Callable[[Any], np.ndarray]:
+                    return continued(upstream, split.X_pool, s).transform
+
+                timed(row, fit_continued)
     return out
 
 
@@ -506,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results += run_task(TASKS[name], rows, seeds, draws, args.quick, log)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / "transfer.json"
-    report = {"runs": [], "results": []}
+    report: dict[str, list[Any]] = {"runs": [], "results": []}
     if args.merge and path.exists():
         report = json.loads(path.read_text())
         new = {(r["task"], r["row"]) for r in results}

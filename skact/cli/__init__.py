@@ -80,8 +80,11 @@ def _plain_warnings(command: str) -> Iterator[None]:
 
     Python's format names the file and line that warned (the ``skact`` script's
     ``sys.exit(main())``), which tells a user of the command nothing. The filters are
-    Python's own (a warning is shown once per place); the display is restored after.
+    Python's own (a warning is shown once per place), and a message already shown by
+    this command is not repeated (``evaluate`` transforms the pool and the test rows,
+    which would say one conversion twice); the display is restored after.
     """
+    shown: set[str] = set()
 
     def show(
         message: Warning | str,
@@ -91,7 +94,10 @@ def _plain_warnings(command: str) -> Iterator[None]:
         file: TextIO | None = None,
         line: str | None = None,
     ) -> None:
-        print(f"skact {command}: warning: {message}", file=file or sys.stderr)
+        text = f"skact {command}: warning: {message}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=file or sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
