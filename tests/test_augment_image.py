@@ -2,7 +2,6 @@
 
 import colorsys
 import dataclasses
-import hashlib
 import math
 import pickle
 import textwrap
@@ -289,14 +288,14 @@ def test_a_step_can_change_the_drawn_parameters():
     torch.testing.assert_close(flipped, x.flip(-1), atol=1e-6, rtol=0)
 
 
-#: sha256 of the views of seeded random images at seed 0 made by skact at commit
-#: 3ec92e1, before draw_params and apply were split out of __call__. A torch whose
-#: grid_sample or float arithmetic rounds otherwise may change them; our code must not.
-REFERENCE_VIEWS = {
-    "paper": "ea8916e8d6db770cc862856d9c4680a2b968334626dc10935445e60a382b22f3",
-    "rgba_blur": "85af41e87b23b395fb819c19657a8960bbd0747ee87ac5cb9ffb7b87ef9750a3",
-    "tiny": "35f133d9e9cc17be512052321bfd61edd3ab46d617c3008feaa4e2178d844389",
-}
+#: The views of seeded random images at seed 0 (tests/data/reference_views.npz). They
+#: were sha256 hashes of the views made at commit 3ec92e1, before draw_params and apply
+#: were split out of __call__; the same code and torch gave other bits on another CPU
+#: (an Intel Xeon with AVX-512 against the AMD EPYC that recorded them: vectorised
+#: float kernels round differently), so the views are now stored, as made at 108d5f1
+#: (whose views the hashes checked), and compared within float32 rounding: our code
+#: must not change them, a CPU's last bit may.
+REFERENCE_VIEWS = Path(__file__).resolve().parent / "data" / "reference_views.npz"
 REFERENCE_AUGMENTS = {
     "paper": (3, dict(output_size=12)),
     "rgba_blur": (4, dict(blur_p=0.5, grayscale_p=0.5, jitter_p=1.0)),
@@ -308,13 +307,16 @@ REFERENCE_AUGMENTS = {
 def _reference_views(augment_class, name):
     channels, params = REFERENCE_AUGMENTS[name]
     x = torch.rand(16, channels, 16, 16, generator=_gen(123))
-    views = augment_class(**params)(x, _gen(0))
-    return hashlib.sha256(views.numpy().tobytes()).hexdigest()
+    return augment_class(**params)(x, _gen(0)).numpy()
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCE_VIEWS))
-def test_views_are_bit_identical_to_those_before_the_split(name):
-    assert _reference_views(ImageAugment, name) == REFERENCE_VIEWS[name]
+@pytest.mark.parametrize("name", sorted(REFERENCE_AUGMENTS))
+def test_views_are_those_before_the_split(name):
+    with np.load(REFERENCE_VIEWS) as saved:
+        expected = saved[name]
+    np.testing.assert_allclose(
+        _reference_views(ImageAugment, name), expected, rtol=0, atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------ composing steps

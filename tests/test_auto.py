@@ -380,6 +380,7 @@ def test_autocast_dtype_asks_the_device_only_for_auto(monkeypatch):
         return (8, 0)
 
     monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
     cuda = torch.device("cuda", 1)
     assert _device.autocast_dtype(cuda, "float32", "image") is None

@@ -281,13 +281,18 @@ class TabularAdapter(TableAdapterMixin):
             return
         X = np.asarray(X)
         names = names or [f"x{j}" for j in range(X.shape[1])]
-        rows = max(1, CHUNK_ELEMENTS * 16 // max(1, X.shape[1]))
-        outside = np.zeros(X.shape, dtype=bool)
-        for start in range(0, X.shape[0], rows):
-            outside[start : start + rows] = outside_range(
+        rows = max(1, CHUNK_ELEMENTS // max(1, X.shape[1]))
+        counts: dict[str, int] = {}
+        n_rows = 0
+        for start in range(0, X.shape[0], rows):  # a chunk at a time: X may be a memmap
+            outside = outside_range(
                 X[start : start + rows], self.minimum, self.maximum, self.scale
             )
-        counts, n_rows = range_counts(outside, names)
+            chunk_counts, chunk_rows = range_counts(outside, names)
+            for name, n in chunk_counts.items():
+                counts[name] = counts.get(name, 0) + n
+            n_rows += chunk_rows
+        counts = {name: counts[name] for name in names if name in counts}  # column order
         _warnings.warn_out_of_range(counts, n_rows, stacklevel=4)
 
     def to_storage(self, X: object) -> Tensor:
