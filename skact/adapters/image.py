@@ -156,7 +156,7 @@ class ImagePreprocessing(nn.Module):
 
         Returns
         -------
-        Tensor of shape (n, C, *view_size), float32
+        Tensor of shape ``(n, C, *view_size)``, float32
         """
         # Contiguous as stored batches are: interpolate's channels_last kernel rounds
         # differently.
@@ -758,7 +758,7 @@ class ImageAdapter:
 
         Returns
         -------
-        Tensor of shape (n, *input_shape), float32
+        Tensor of shape ``(n, *input_shape)``, float32
         """
         # The exported program's own module, so that the two cannot drift apart.
         return self._placed(self._module(batch.device).from_stored(batch))
@@ -775,7 +775,7 @@ class ImageAdapter:
 
         Returns
         -------
-        Tensor of shape (n, *input_shape), float32
+        Tensor of shape ``(n, *input_shape)``, float32
         """
         views = self.augment(batch.float().div_(255.0), generator)
         return self._placed(self._module(batch.device).normalise(views))
