@@ -695,3 +695,18 @@ def test_image_normalization_refuses_a_channel_count_it_does_not_cover():
         ACTEncoder(image_normalization="imagenet", max_iter=1).fit(grey)
     with pytest.raises(ValueError, match="positive standard deviation"):
         ACTEncoder(image_normalization=(0.5, 0.0), max_iter=1).fit(_uint8_images())
+
+
+def test_image_storage_is_a_module_that_maps_converts_and_resizes():
+    """Arrays become stored pixels through one torch module: values mapped from the
+    fitted range to uint8, grey repeated on RGB's channels, resized to image_size."""
+    from skact.adapters.image import ImageStorage
+
+    storage = ImageStorage((0.0, 16.0), channels=3, image_size=(12, 12))
+    assert isinstance(storage, torch.nn.Module)
+    grey = torch.full((2, 1, 8, 8), 8.0)
+    out = storage(grey)
+    assert out.dtype == torch.uint8 and out.shape == (2, 3, 12, 12)
+    assert int(out.min()) == int(out.max()) == 128  # (8 - 0) * 255 / 16 = 127.5 -> 128
+    same = torch.randint(0, 256, (2, 3, 12, 12), dtype=torch.uint8)
+    assert torch.equal(storage(same), same)  # uint8 at the fitted size: unchanged

@@ -99,6 +99,63 @@ def default_augment(
     )
 
 
+class ImageStorage(nn.Module):
+    """Image arrays as :meth:`ImageAdapter.to_storage` stores them: uint8 pixels of the
+    fitted channel count and size.
+
+    Values are mapped linearly from ``value_range`` to [0, 255] (rounded and clipped;
+    uint8 input is taken as it is), channels converted (:func:`convert_channels`, before
+    resizing, as PIL does for files), then resized (bilinear, antialiased) to
+    ``image_size`` where it differs.
+
+    Parameters
+    ----------
+    value_range : tuple of (float, float)
+        The range of the fitted arrays' values (``(0, 255)`` for uint8 input).
+    channels : int
+        The fitted channel count.
+    image_size : tuple of (int, int)
+        The fitted height and width.
+    """
+
+    def __init__(
+        self,
+        value_range: tuple[float, float],
+        channels: int,
+        image_size: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        self.low, high = float(value_range[0]), float(value_range[1])
+        self.scale = 255.0 / (high - self.low) if high > self.low else 1.0
+        self.channels = channels
+        self.image_size = tuple(image_size)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """``pixels`` (n, C, H, W), uint8 or float32, as stored: uint8 (n, channels,
+        *image_size).
+
+        Parameters
+        ----------
+        pixels : Tensor
+
+        Returns
+        -------
+        Tensor
+        """
+        if pixels.dtype != torch.uint8:
+            pixels = ((pixels - self.low) * self.scale).round_().clamp_(0, 255)
+            pixels = pixels.to(torch.uint8)
+        # Converted before resizing, as files are (PIL converts, then resizes).
+        pixels = convert_channels(pixels, self.channels)
+        if tuple(pixels.shape[2:]) != self.image_size:
+            resized = F.interpolate(
+                pixels.float(), size=self.image_size, mode="bilinear",
+                align_corners=False, antialias=True,
+            )  # fmt: skip
+            pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
+        return pixels
+
+
 class ImagePreprocessing(nn.Module):
     """uint8 images of the stored size as :meth:`ImageAdapter.to_model` makes them
     network input: to float in [0, 1], resized to the view size, normalised.
@@ -654,7 +711,9 @@ class ImageAdapter:
         Arrays that are not uint8 are mapped linearly from ``value_range`` to [0, 255]
         (and clipped); arrays of another channel count are converted
         (:data:`CHANNEL_CONVERSIONS`, as files are); arrays of another size are resized
-        (bilinear, antialiased). :meth:`check_channels` says so once per call first.
+        (bilinear, antialiased): the torch module :class:`ImageStorage` does all three.
+        Files are decoded, converted and resized by PIL (``ImageFiles``).
+        :meth:`check_channels` says so once per call first.
 
         Parameters
         ----------
@@ -667,25 +726,16 @@ class ImageAdapter:
         if isinstance(X, ImageFiles):
             return torch.from_numpy(X.load(_MODES[self.channels], self.image_size))
         out = torch.empty((X.shape[0], self.channels, *self.image_size), dtype=torch.uint8)
-        low, high = self.value_range
-        scale = 255.0 / (high - low) if high > low else 1.0
+        storage = ImageStorage(self.value_range, self.channels, self.image_size)
         for start in range(0, X.shape[0], CHUNK_IMAGES):
             chunk = X[start : start + CHUNK_IMAGES]
             if chunk.dtype == np.uint8:
                 pixels = torch.from_numpy(np.ascontiguousarray(chunk))
             else:
-                values = torch.from_numpy(np.asarray(chunk, dtype=np.float32))
-                if not bool(torch.isfinite(values).all()):
+                pixels = torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+                if not bool(torch.isfinite(pixels).all()):
                     raise ValueError("image arrays must not contain NaN or infinite values")
-                pixels = ((values - low) * scale).round_().clamp_(0, 255).to(torch.uint8)
-            # Converted before resizing, as files are (PIL converts, then resizes).
-            pixels = convert_channels(pixels, self.channels)
-            if tuple(pixels.shape[2:]) != self.image_size:
-                resized = F.interpolate(
-                    pixels.float(), size=self.image_size, mode="bilinear",
-                    align_corners=False, antialias=True,
-                )  # fmt: skip
-                pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
+            pixels = storage(pixels)
             out[start : start + pixels.shape[0]] = pixels
         return out
 
