@@ -236,6 +236,20 @@ class TableAdapterMixin:
             raise ValueError(f"encoder={encoder!r} needs image input; got a table")
         return encoder
 
+    def to_model(self, batch: Tensor) -> Tensor:
+        """Stored rows are already network input (a mixed table's encoder embeds its
+        category codes itself).
+
+        Parameters
+        ----------
+        batch : Tensor
+
+        Returns
+        -------
+        Tensor
+        """
+        return batch
+
     def front_end(self) -> nn.Module | None:
         """None: the rows are network input as they are.
 

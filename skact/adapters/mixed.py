@@ -27,7 +27,7 @@ from ..augment.tabular import TabularAugment, table_views
 from ..io.tables import MixedTable, as_float, is_missing, read_table, string_cell
 from ..networks import TabularEmbedding
 from .base import UNSAVED_AUGMENT, SavedArray, TableAdapterMixin
-from .table import outside_range, range_counts, safe_scale
+from .table import outside_range, safe_scale
 
 if TYPE_CHECKING:
     from .._encoder import ACTEncoder
@@ -562,22 +562,29 @@ class MixedTableAdapter(TableAdapterMixin):
         names : list of str or None
             Unused: the table knows its columns' names.
         """
-        n = len(X)
-        unseen = np.zeros((n, len(self._categorical)), dtype=bool)
+        # A column at a time: a running "any" per row, no (rows x columns) matrix.
+        counts: dict[str, int] = {}
+        hit = np.zeros(len(X), dtype=bool)
         for i, j in enumerate(self._categorical):
             cats = self.categories_[i]
-            codes = encode(X.columns[j], cats, self.has_missing_category[i])
-            unseen[:, i] = codes == len(cats)
-        counts, n_rows = range_counts(unseen, [X.names[j] for j in self._categorical])
-        _warnings.warn_unseen_categories(counts, n_rows, stacklevel=4)
+            unseen = encode(X.columns[j], cats, self.has_missing_category[i]) == len(cats)
+            if unseen.any():
+                counts[X.names[j]] = int(unseen.sum())
+                hit |= unseen
+        _warnings.warn_unseen_categories(counts, int(hit.sum()), stacklevel=4)
         if self.minimum is None or self.maximum is None or not len(self._numeric):
             return
-        numeric = np.empty((n, len(self._numeric)), dtype=np.float64)
+        counts, hit = {}, np.zeros(len(X), dtype=bool)
         for i, j in enumerate(self._numeric):
-            numeric[:, i] = as_float(X.columns[j])
-        outside = outside_range(numeric, self.minimum, self.maximum, self.scale)
-        counts, n_rows = range_counts(outside, [X.names[j] for j in self._numeric])
-        _warnings.warn_out_of_range(counts, n_rows, stacklevel=4)
+            window = slice(i, i + 1)
+            outside = outside_range(
+                as_float(X.columns[j])[:, None],
+                self.minimum[window], self.maximum[window], self.scale[window],
+            )[:, 0]  # fmt: skip
+            if outside.any():
+                counts[X.names[j]] = int(outside.sum())
+                hit |= outside
+        _warnings.warn_out_of_range(counts, int(hit.sum()), stacklevel=4)
 
     def to_storage(self, X: object) -> Tensor:
         """Rows as ``[standardised numeric | missing indicators | codes]``, float32.
@@ -679,19 +686,6 @@ class MixedTableAdapter(TableAdapterMixin):
             }
             for cats, missing in zip(self.categories_, self.has_missing_category)
         ]
-
-    def to_model(self, batch: Tensor) -> Tensor:
-        """Stored rows are already network input (the encoder embeds the codes).
-
-        Parameters
-        ----------
-        batch : Tensor
-
-        Returns
-        -------
-        Tensor
-        """
-        return batch
 
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
         """One corrupted view of ``batch``; corrupted cells are drawn from ``pool``.

@@ -346,19 +346,6 @@ class TabularAdapter(TableAdapterMixin):
         spec = {"name": "X", "dtype": "float64", "shape": ["n", width], "columns": columns}
         return {"inputs": [spec]}
 
-    def to_model(self, batch: Tensor) -> Tensor:
-        """Stored rows are already network input.
-
-        Parameters
-        ----------
-        batch : Tensor
-
-        Returns
-        -------
-        Tensor
-        """
-        return batch
-
     def view(self, batch: Tensor, pool: Tensor, generator: torch.Generator) -> Tensor:
         """One SCARF view of ``batch``; corrupted cells are drawn from ``pool``.
 
