@@ -151,6 +151,45 @@ def _photo_tiles_whole() -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([X_pool, X_test]), np.concatenate([y_pool, y_test])
 
 
+#: Other bundled photographs (none of :data:`PHOTOS`; grey, RGB and RGBA ones), for
+#: the harder set of regions within photographs.
+REGION_PHOTOS = (
+    "moon", "page", "text", "clock", "coins", "retina", "cell", "logo",
+    "colorwheel", "stereo_motorcycle",
+)  # fmt: skip
+REGION_POOL_TILES, REGION_TEST_TILES = 100, 30
+
+
+def _bundled_photo(name: str) -> np.ndarray:
+    from skimage import data  # optional: the bench extra
+
+    image = getattr(data, name)()
+    return np.asarray(image[0] if isinstance(image, tuple) else image)
+
+
+def photo_regions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tiles labelled by *region within a photograph*: the top and the bottom half of
+    each of :data:`REGION_PHOTOS` are two classes (20 in all).
+
+    Harder than :func:`photo_tiles`' "which photograph": the two halves of one
+    photograph share its colours, grain and subject (the moon's craters, a page of
+    text, rows of coins), so a representation has to tell regions of one scene apart,
+    not only scenes. Pool and test tiles come from disjoint parts of each half
+    (:func:`cut_tiles`): 2,000 pool and 600 test tiles of 64 px.
+    """
+    halves = []
+    for name in REGION_PHOTOS:
+        photo = _bundled_photo(name)
+        middle = photo.shape[0] // 2
+        halves += [photo[:middle], photo[middle:]]
+    return cut_tiles(halves, n_pool=REGION_POOL_TILES, n_test=REGION_TEST_TILES, seed=3)
+
+
+def _photo_regions_whole() -> tuple[np.ndarray, np.ndarray]:
+    X_pool, X_test, y_pool, y_test = photo_regions()
+    return np.concatenate([X_pool, X_test]), np.concatenate([y_pool, y_test])
+
+
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     digits = datasets.load_digits()
     return digits.images, digits.target
@@ -191,6 +230,16 @@ DATASETS = {
             f"photographs, labelled by photograph ({PHOTO_POOL_TILES} pool and "
             f"{PHOTO_TEST_TILES} test tiles each, from disjoint parts of the photo)",
             split=photo_tiles,
+        ),
+        Dataset(
+            "photo_regions",
+            _photo_regions_whole,
+            False,
+            f"{PHOTO_TILE}x{PHOTO_TILE} RGB tiles of the top and bottom halves of "
+            f"{len(REGION_PHOTOS)} other scikit-image photographs, labelled by half "
+            f"(20 classes; {REGION_POOL_TILES} pool and {REGION_TEST_TILES} test tiles "
+            "each, from disjoint parts of the half)",
+            split=photo_regions,
         ),
     ]
 }
