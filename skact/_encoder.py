@@ -285,11 +285,11 @@ default="auto"
         ``transform`` returns float32. ``"bfloat16"``: :func:`torch.autocast` in
         bfloat16 on any device (slower where the device only emulates it).
         ``"auto"``: bfloat16 on GPUs that compute in it (CUDA compute capability 8.0
-        or more, ROCm); on a CPU with bfloat16 instructions (``avx512_bf16`` or
-        ``amx_bf16``), bfloat16 for training on images and float32 for ``transform``
-        (the same features on every CPU, and as the exported file gives); float32
-        elsewhere (see the user guide's page on devices). :func:`resolved_settings`
-        says which a fit uses.
+        or more, ROCm), float32 elsewhere, including every CPU for now (see the user
+        guide's page on devices); on a CPU, ``transform`` runs in float32 under
+        ``"auto"`` whatever training ran in, so that a model gives the same features
+        on every CPU and as its exported file. :func:`resolved_settings` says which
+        a fit uses (``precision``, ``transform_precision``).
     distributed : bool or "auto", default="auto"
         Data-parallel training with :mod:`torch.distributed` (see
         :mod:`skact.distributed`). ``"auto"``: when a process group is initialised with
