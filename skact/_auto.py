@@ -355,16 +355,22 @@ class ComputeSettings:
     Attributes
     ----------
     precision : {"float32", "bfloat16"}
-        ``"bfloat16"``: the forward passes (training, validation, ``transform`` and the
+        ``"bfloat16"``: training's forward passes (and the validation loss and the
         monitor) run under :func:`torch.autocast` in bfloat16; the weights, the
         optimiser and the loss stay in float32.
     channels_last : bool
         Whether the network and its input use the channels_last memory format (image
         networks only).
+    transform_precision : {"float32", "bfloat16"}
+        The same for ``transform`` (and fine-tuning's predictions): ``precision``,
+        except that ``"auto"`` encodes in float32 on a CPU, so that a model gives the
+        same features on every CPU (with bfloat16 instructions or not) and its
+        exported ONNX file matches ``transform``.
     """
 
     precision: str
     channels_last: bool
+    transform_precision: str
 
 
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
@@ -430,10 +436,11 @@ def compute_settings(
     """The precision and memory format of a fit: ``precision`` with "auto" resolved.
 
     ``"auto"`` is bfloat16 on CUDA (and ROCm) devices that compute in it; on a CPU, it
-    is bfloat16 for images when the CPU does natively and :data:`CPU_FAST_PATHS` is on
-    (tables stay in float32 there until measured); float32 elsewhere. An explicit
-    ``"float32"`` or ``"bfloat16"`` is kept on any device. Image networks are
-    channels_last on the devices of :data:`CHANNELS_LAST_DEVICES`.
+    is bfloat16 for training images when the CPU does natively and
+    :data:`CPU_FAST_PATHS` is on (tables stay in float32 there), with ``transform`` in
+    float32; float32 elsewhere. An explicit ``"float32"`` or ``"bfloat16"`` is kept on
+    any device, for training and ``transform`` alike. Image networks are channels_last
+    on the devices of :data:`CHANNELS_LAST_DEVICES`.
 
     Parameters
     ----------
@@ -456,17 +463,20 @@ def compute_settings(
     >>> compute_settings("cuda", "table", native_bf16=True).precision
     'bfloat16'
     >>> compute_settings("cpu", "image", "float32", native_bf16=True)
-    ComputeSettings(precision='float32', channels_last=True)
+    ComputeSettings(precision='float32', channels_last=True, transform_precision='float32')
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    transform = precision
     if precision == "auto":
         fast = native_bf16 and (
             device_type == "cuda"
             or (device_type == "cpu" and kind == "image" and CPU_FAST_PATHS)
         )
         precision = "bfloat16" if fast else "float32"
-    return ComputeSettings(precision, kind == "image" and image_channels_last(device_type))
+        transform = "float32" if device_type == "cpu" else precision
+    channels_last = kind == "image" and image_channels_last(device_type)
+    return ComputeSettings(precision, channels_last, transform)
 
 
 def image_channels_last(device_type: str) -> bool:

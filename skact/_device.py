@@ -188,13 +188,17 @@ def compute_settings(
 
 
 def autocast_dtype(
-    device: torch.device, precision: str = "auto", kind: str = "table"
+    device: torch.device,
+    precision: str = "auto",
+    kind: str = "table",
+    *,
+    transform: bool = False,
 ) -> torch.dtype | None:
     """Mixed-precision dtype of the forward passes on ``device``: bf16 or none.
 
     The rule of :func:`skact._auto.compute_settings`: ``"auto"`` is bf16 on GPUs that
-    compute in it (:func:`native_bf16`) and, for images, on CPUs that do when
-    :data:`skact._auto.CPU_FAST_PATHS` is on.
+    compute in it (:func:`native_bf16`) and, for training images, on CPUs that do when
+    :data:`skact._auto.CPU_FAST_PATHS` is on (their ``transform`` stays in float32).
 
     Parameters
     ----------
@@ -203,14 +207,16 @@ def autocast_dtype(
         ``ACTEncoder``'s parameter.
     kind : str, default="table"
         The input kind: ``"image"``, ``"table"`` or ``"mixed"``.
+    transform : bool, default=False
+        The dtype of ``transform``'s forward passes instead of training's.
 
     Returns
     -------
     torch.dtype or None
     """
-    if compute_settings(device, kind, precision).precision == "bfloat16":
-        return torch.bfloat16
-    return None
+    settings = compute_settings(device, kind, precision)
+    chosen = settings.transform_precision if transform else settings.precision
+    return torch.bfloat16 if chosen == "bfloat16" else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:

@@ -286,7 +286,10 @@ default="auto"
         bfloat16 on any device (slower where the device only emulates it).
         ``"auto"``: bfloat16 on GPUs that compute in it (CUDA compute capability 8.0
         or more, ROCm), float32 elsewhere, including every CPU for now (see the user
-        guide's page on devices); :func:`resolved_settings` says which a fit uses.
+        guide's page on devices); on a CPU, ``transform`` runs in float32 under
+        ``"auto"`` whatever training ran in, so that a model gives the same features
+        on every CPU and as its exported file. :func:`resolved_settings` says which
+        a fit uses (``precision``, ``transform_precision``).
     distributed : bool or "auto", default="auto"
         Data-parallel training with :mod:`torch.distributed` (see
         :mod:`skact.distributed`). ``"auto"``: when a process group is initialised with
@@ -663,7 +666,7 @@ default="auto"
             for start in starts
         )
         encoded = _encoding.encode_batches(
-            encoder, stored, adapter.to_model, device, self._autocast_dtype()
+            encoder, stored, adapter.to_model, device, self._autocast_dtype(transform=True)
         )
         with _device.torch_threads():
             for start, z in zip(starts, encoded, strict=True):
@@ -1394,14 +1397,17 @@ default="auto"
             batches,
             self._adapter.to_model,
             self.device_,
-            self._autocast_dtype(),
+            self._autocast_dtype(transform=True),
         )
         return torch.cat(list(encoded))
 
-    def _autocast_dtype(self) -> torch.dtype | None:
+    def _autocast_dtype(self, *, transform: bool = False) -> torch.dtype | None:
         """The forward passes' autocast dtype: ``precision`` resolved for ``device_``
-        and the input kind, the same in training, validation, monitor and transform."""
-        return _device.autocast_dtype(self.device_, self.precision, self._adapter.kind)
+        and the input kind; training's and validation's, or with ``transform``
+        ``transform``'s and the monitor's (float32 on a CPU for ``"auto"``)."""
+        return _device.autocast_dtype(
+            self.device_, self.precision, self._adapter.kind, transform=transform
+        )
 
     def _placed(self, encoder: nn.Module) -> nn.Module:
         """``encoder`` on ``device_``, as the adapter runs it fastest (fit and load)."""
@@ -1603,8 +1609,9 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         ``input_shape``, ``encoder`` (the network's name, or the class of a module),
         ``max_iter``, ``batch_size``, ``learning_rate``, ``corruption_rate`` (a float
         for tables, None for images), ``device`` (a str), ``precision``
-        (``"float32"`` or ``"bfloat16"``: the forward passes' autocast) and
-        ``channels_last`` (whether the network runs in that memory format).
+        (``"float32"`` or ``"bfloat16"``: training's forward passes' autocast),
+        ``transform_precision`` (the same for ``transform``) and ``channels_last``
+        (whether the network runs in that memory format).
 
     Examples
     --------
@@ -1641,6 +1648,7 @@ def resolved_settings(estimator: ACTEncoder, X: Any) -> dict[str, Any]:
         "corruption_rate": _views_params(adapter).get("corruption_rate"),
         "device": str(plan.device),
         "precision": plan.compute.precision,
+        "transform_precision": plan.compute.transform_precision,
         "channels_last": plan.compute.channels_last,
     }
 
@@ -1738,8 +1746,10 @@ def _log_fit_summary(
         logger.info("ACTEncoder: 'auto' resolved to %s", shown)
     compute = _device.compute_settings(estimator.device_, adapter.kind, estimator.precision)
     logger.info(
-        "ACTEncoder: forward passes in %s (precision=%s on %s)%s",
+        "ACTEncoder: training's forward passes in %s, transform's in %s "
+        "(precision=%s on %s)%s",
         compute.precision,
+        compute.transform_precision,
         estimator.precision,
         estimator.device_,
         ", channels_last memory format" if compute.channels_last else "",

@@ -306,6 +306,7 @@ def test_resolved_settings_report_the_precision(monkeypatch, gate):
     _native_cpu(monkeypatch, gate)
     images = resolved_settings(small_encoder(), _images())
     assert images["precision"] == ("bfloat16" if gate else "float32")
+    assert images["transform_precision"] == "float32"
     assert images["channels_last"] is True
     table = resolved_settings(small_encoder(), np.zeros((20, 3)))
     assert (table["precision"], table["channels_last"]) == ("float32", False)
@@ -323,16 +324,17 @@ def _output_dtypes(encoder):
 
 
 @pytest.mark.parametrize(
-    ("gate", "precision", "expected"),
+    ("gate", "precision", "training", "encoding"),
     [
-        (False, "auto", torch.float32),
-        (True, "auto", torch.bfloat16),
-        (True, "float32", torch.float32),
-        (False, "bfloat16", torch.bfloat16),
+        (False, "auto", torch.float32, torch.float32),
+        # "auto" on a CPU with bf16 instructions: bf16 training, float32 transform.
+        (True, "auto", torch.bfloat16, torch.float32),
+        (True, "float32", torch.float32, torch.float32),
+        (False, "bfloat16", torch.bfloat16, torch.bfloat16),
     ],
 )
-def test_training_monitor_and_transform_share_the_precision(
-    monkeypatch, caplog, gate, precision, expected
+def test_training_and_transform_precision(
+    monkeypatch, caplog, gate, precision, training, encoding
 ):
     import logging
 
@@ -341,17 +343,52 @@ def test_training_monitor_and_transform_share_the_precision(
     encoder = small_encoder(precision=precision, max_iter=1)
     with caplog.at_level(logging.INFO, logger="skact"):
         encoder.fit(X, y)
-    name = "bfloat16" if expected == torch.bfloat16 else "float32"
+    names = {torch.bfloat16: "bfloat16", torch.float32: "float32"}
     assert (
-        f"ACTEncoder: forward passes in {name} (precision={precision} on cpu), "
-        "channels_last memory format"
+        f"ACTEncoder: training's forward passes in {names[training]}, transform's in "
+        f"{names[encoding]} (precision={precision} on cpu), channels_last memory format"
     ) in caplog.text
     seen = _output_dtypes(encoder)
     encoder.partial_fit(X, y)  # training steps, then the monitor's embedding pass
     assert {grad for grad, _ in seen} == {True, False}
-    encoder.transform(X)
-    assert seen and {dtype for _, dtype in seen} == {expected}
+    assert {dtype for grad, dtype in seen if grad} == {training}
+    assert {dtype for grad, dtype in seen if not grad} == {encoding}  # the monitor
+    seen.clear()
     assert encoder.transform(X).dtype == np.float32
+    assert seen and {dtype for _, dtype in seen} == {encoding}
+
+
+def test_auto_transform_on_a_cpu_gives_the_float32_features_of_the_weights(monkeypatch):
+    """Trained in bf16 by "auto", a model encodes as precision="float32" would: the
+    same features on a CPU without bf16 instructions (and as its exported file)."""
+    _native_cpu(monkeypatch, True)
+    X = _images()
+    encoder = small_encoder().fit(X)
+    assert resolved_settings(encoder.set_params(warm_start=False), X)["precision"] == (
+        "bfloat16"
+    )
+    auto = encoder.transform(X)
+    assert np.array_equal(auto, encoder.set_params(precision="float32").transform(X))
+    bf16 = encoder.set_params(precision="bfloat16").transform(X)
+    assert not np.array_equal(auto, bf16)
+    np.testing.assert_allclose(auto, bf16, atol=0.1 * np.abs(auto).max())
+
+
+def test_transform_precision_rule():
+    rule = _auto.compute_settings
+    assert rule("cpu", "image", "auto", native_bf16=True).transform_precision == (
+        "float32"
+    )
+    assert rule("cuda", "image", "auto", native_bf16=True).transform_precision == (
+        "bfloat16"
+    )
+    assert rule("cuda", "table", "auto", native_bf16=False).transform_precision == (
+        "float32"
+    )
+    for device in ("cpu", "cuda", "mps"):
+        for precision in ("float32", "bfloat16"):
+            got = rule(device, "image", precision, native_bf16=True)
+            assert got.transform_precision == precision == got.precision
 
 
 def test_float32_is_what_auto_computes_on_a_cpu_with_the_gate_off(monkeypatch):
@@ -391,4 +428,6 @@ def test_autocast_dtype_asks_the_device_only_for_auto(monkeypatch):
     _native_cpu(monkeypatch, True)
     cpu = torch.device("cpu")
     assert _device.autocast_dtype(cpu, "auto", "image") == torch.bfloat16
+    assert _device.autocast_dtype(cpu, "auto", "image", transform=True) is None
+    assert _device.autocast_dtype(cuda, "auto", "table", transform=True) == torch.bfloat16
     assert _device.autocast_dtype(cpu, "auto", "table") is None
