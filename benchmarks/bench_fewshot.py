@@ -593,6 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto", help="ACTEncoder device")
     parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help="ACTEncoder precision of every encoder (default: ACTEncoder's)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="tiny configuration for "
@@ -621,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset_names = _select(list(DATASETS), args.datasets, "data sets")
     rows = {name: rows[name] for name in _select(list(rows), args.rows, "rows")}
     encoder_params: dict[str, Any] = {"device": args.device}
+    if args.precision is not None:
+        encoder_params["precision"] = args.precision
     seeds, draws, max_samples = args.seeds, args.draws, None
     if args.quick:
         encoder_params.update(QUICK_ENCODER, max_iter=2)

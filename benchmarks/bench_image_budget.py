@@ -130,6 +130,30 @@ def run_config(
     }
 
 
+def time_config(config: Config, dataset: str, repeats: int, log: Any) -> dict[str, Any]:
+    """Wall-clock seconds of ``repeats`` seeded fits (seeds 0, 1, ...) of one
+    configuration, nothing else timed: run it on an otherwise idle machine."""
+    X_pool = pool_test_split(DATASETS[dataset])[0]
+    seconds = []
+    for seed in range(repeats):
+        with config.applied():
+            encoder = ACTEncoder(precision=config.precision, random_state=seed)
+            start = time.perf_counter()
+            encoder.fit(X_pool)
+            seconds.append(time.perf_counter() - start)
+        log(f"  timing | {dataset} | {config.name} | seed {seed}: {seconds[-1]:.1f} s")
+    return {"dataset": dataset, "config": config.name, "fit_seconds": seconds}
+
+
+def config_seconds(report: dict[str, Any], result: dict[str, Any]) -> float:
+    """A configuration's fit time: its timing run's mean where there is one (an idle
+    machine, fits alone), else the mean of the accuracy run's fits."""
+    for timing in report.get("timings", []):
+        if timing["config"] == result["config"]:
+            return float(np.mean(timing["fit_seconds"]))
+    return float(np.mean(result["fit_seconds"]))
+
+
 def _score(result: dict[str, Any], protocol: str, k: int) -> dict[str, Any]:
     return next(s for s in result["scores"] if s["protocol"] == protocol and s["k"] == k)
 
@@ -143,7 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
         "`ACTEncoder()` does on a CPU with `skact._auto.CPU_VIEW_SIDE` and "
         "`CPU_PIXEL_BUDGET` set so (x1: today's budget, 20 epochs of 2,000 views of "
         f"32 px); `{OLD_DEFAULT}` is today's default. Test accuracy, mean ± std over "
-        "seeds x label draws; fit s: mean wall-clock seconds of one fit.",
+        "seeds x label draws; fit s: mean wall-clock seconds of one fit of the 2,000 "
+        "pool images, from the timing run (`--timing`: fits alone, on an otherwise "
+        "idle machine) where there is one.",
         "",
         "## Runs",
         "",
@@ -168,14 +194,14 @@ def markdown(report: dict[str, Any]) -> str:
             "|" + "---|" * (len(columns) + 5),
         ]
         rows = [r for r in report["results"] if r["dataset"] == dataset]
-        for r in sorted(rows, key=lambda r: np.mean(r["fit_seconds"])):
+        for r in sorted(rows, key=lambda r: config_seconds(report, r)):
             cells = [
                 f"{_score(r, p, k)['mean']:.3f} ± {_score(r, p, k)['std']:.3f}"
                 for p, k in columns
             ]
             lines.append(
                 f"| {r['config']} | {r['settings']['max_iter']} | "
-                f"{np.mean(r['fit_seconds']):.1f} | "
+                f"{config_seconds(report, r):.1f} | "
                 + " | ".join(cells)
                 + f" | {','.join(map(str, r['seeds']))} | {r['run']} |"
             )
@@ -201,14 +227,15 @@ def figure(report: dict[str, Any], path: Path) -> None:
             family = f"{r['precision']}, views of {r['view_side']} px"
             families.setdefault(family, []).append(r)
         for label, members in sorted(families.items()):
-            members.sort(key=lambda r: np.mean(r["fit_seconds"]))
-            x = [np.mean(r["fit_seconds"]) for r in members]
+            members.sort(key=lambda r: config_seconds(report, r))
+            x = [config_seconds(report, r) for r in members]
             y = [_score(r, "linear", 5)["mean"] for r in members]
             ax.plot(x, y, marker="o", label=label)
             for r, xi, yi in zip(members, x, y):
                 ax.annotate(f"x{r['budget']:g}", (xi, yi), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
-        ax.set_title(f"{dataset} (seeds {', '.join(map(str, seeds))})")
+        plural = "s" if len(seeds) > 1 else ""
+        ax.set_title(f"{dataset} (seed{plural} {', '.join(map(str, seeds))})")
         ax.set_xlabel("fit time of 2,000 64 px images (s, 2-core CPU)")
         ax.set_ylabel("linear probe accuracy, 5 labels per class")
         ax.grid(alpha=0.3)
@@ -229,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--note", default=None, help="a note on this run")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument(
+        "--timing",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time N fits of each configuration on the first data set (no probing)",
+    )
     args = parser.parse_args(argv)
     names = list(CONFIGS)
     if args.configs:
@@ -248,7 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    for dataset in args.datasets:
+    if args.timing:
+        for name in names:
+            timing = time_config(CONFIGS[name], args.datasets[0], args.timing, log)
+            timing["run"] = index
+            report["timings"] = [
+                t for t in report.get("timings", []) if t["config"] != name
+            ] + [timing]
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=1) + "\n")
+    for dataset in [] if args.timing else args.datasets:
         for name in names:
             result = run_config(CONFIGS[name], dataset, args.seeds, args.draws, log)
             result["run"] = index
