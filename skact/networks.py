@@ -501,6 +501,10 @@ def build_encoder(
     torch.nn.Module
         The encoder, with an ``out_features`` attribute.
     """
+    if name not in DEFAULT_COMPONENTS:
+        raise ValueError(
+            f"unknown encoder {name!r}; choose one of {sorted(DEFAULT_COMPONENTS)}"
+        )
     width = DEFAULT_COMPONENTS[name] if n_components is None else n_components
     if name == "mlp":
         return MLP(input_shape[0], hidden_layer_sizes, width)
@@ -509,4 +513,6 @@ def build_encoder(
     if name == "resnet18":
         # The paper's CIFAR stem up to 64 pixels; larger images get the ImageNet stem.
         return ResNet18(input_shape[0], width, cifar_stem=max(input_shape[1:]) <= 64)
-    raise ValueError(f"unknown encoder {name!r}")
+    raise ValueError(
+        f"unknown encoder {name!r}; choose one of {sorted(DEFAULT_COMPONENTS)}"
+    )

@@ -252,6 +252,11 @@ def test_build_encoder_passes_the_hidden_widths_to_the_mlp_and_refuses_other_nam
     assert [m.out_features for m in net.layers if isinstance(m, nn.Linear)] == [11, 13, 3]
     with pytest.raises(ValueError, match="unknown encoder 'vit'"):
         build_encoder("vit", (3, 8, 8), 8)
+    # Without a width the default width is not looked up first (once a KeyError).
+    with pytest.raises(
+        ValueError, match=r"unknown encoder 'vit'; choose one of \['convnet'"
+    ):
+        build_encoder("vit", (3, 8, 8), None)
 
 
 def test_init_resnet_weights_sets_batchnorm_and_draws_kaiming_normal_convolutions():
