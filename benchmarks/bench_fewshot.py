@@ -432,20 +432,7 @@ def run_dataset(
                     n_draws=n_draws, random_state=seed,
                 )
             )  # fmt: skip
-        scores = []
-        for i, first in enumerate(per_seed[0]):
-            by_seed = [res[i].scores for res in per_seed]
-            flat = np.concatenate(by_seed)
-            scores.append(
-                {
-                    "k": first.k,
-                    "protocol": first.protocol,
-                    "mean": float(flat.mean()),
-                    "std": float(flat.std()),
-                    "seed_means": [float(s.mean()) for s in by_seed],
-                    "scores": [[float(v) for v in s] for s in by_seed],
-                }
-            )
+        scores = seed_scores(per_seed)
         results.append(
             {
                 "dataset": dataset.name,
@@ -460,6 +447,26 @@ def run_dataset(
             }
         )
     return results
+
+
+def seed_scores(per_seed: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """One score dict per (protocol, k) from each seed's ``few_shot_score`` results:
+    the mean and std over seeds x draws, each seed's mean, and every draw's score."""
+    scores = []
+    for i, first in enumerate(per_seed[0]):
+        by_seed = [res[i].scores for res in per_seed]
+        flat = np.concatenate(by_seed)
+        scores.append(
+            {
+                "k": first.k,
+                "protocol": first.protocol,
+                "mean": float(flat.mean()),
+                "std": float(flat.std()),
+                "seed_means": [float(s.mean()) for s in by_seed],
+                "scores": [[float(v) for v in s] for s in by_seed],
+            }
+        )
+    return scores
 
 
 def _cell(score: dict[str, Any], best: float) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_fewshot import DATASETS, KS, pool_test_split, run_record
+from bench_fewshot import DATASETS, KS, pool_test_split, run_record, seed_scores
 
 from skact import ACTEncoder, _auto, resolved_settings
 from skact.evaluation import few_shot_score
@@ -104,19 +104,7 @@ def run_config(
                 n_draws=n_draws, random_state=seed,
             )
         )  # fmt: skip
-    scores = []
-    for i, first in enumerate(per_seed[0]):
-        by_seed = [res[i].scores for res in per_seed]
-        flat = np.concatenate(by_seed)
-        scores.append(
-            {
-                "k": first.k,
-                "protocol": first.protocol,
-                "mean": float(flat.mean()),
-                "std": float(flat.std()),
-                "seed_means": [float(s.mean()) for s in by_seed],
-            }
-        )
+    scores = seed_scores(per_seed)
     return {
         "dataset": dataset,
         "config": config.name,

@@ -89,6 +89,7 @@ from bench_fewshot import (
     _select,
     cut_tiles,
     run_record,
+    seed_scores,
 )
 from bench_tables import onehot
 
@@ -567,23 +568,12 @@ def run_task(
             seconds[row].append(fit_seconds)
     results = []
     for row in rows:
-        scores = []
-        for i, first in enumerate(per_row[row][0]):
-            by_seed = [res[i].scores for res in per_row[row]]
-            flat = np.concatenate(by_seed)
-            score = {
-                "k": first.k,
-                "protocol": first.protocol,
-                "mean": float(flat.mean()),
-                "std": float(flat.std()),
-                "seed_means": [float(s.mean()) for s in by_seed],
-                "scores": [[float(v) for v in s] for s in by_seed],
-            }
+        scores = seed_scores(per_row[row])
+        for score in scores:
             if row in train_rows:  # the labelled pool rows of each seed's draws
                 score["train_rows"] = [
-                    [d.tolist() for d in draws[first.k]] for draws in train_rows[row]
+                    [d.tolist() for d in draws[score["k"]]] for draws in train_rows[row]
                 ]
-            scores.append(score)
         results.append(
             {
                 "task": task.name,
