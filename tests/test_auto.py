@@ -376,9 +376,7 @@ def test_auto_transform_on_a_cpu_gives_the_float32_features_of_the_weights(monke
 
 def test_transform_precision_rule():
     rule = _auto.compute_settings
-    assert rule("cpu", "image", "auto", native_bf16=True).transform_precision == (
-        "float32"
-    )
+    assert rule("cpu", "image", "auto", native_bf16=True).transform_precision == ("float32")
     assert rule("cuda", "image", "auto", native_bf16=True).transform_precision == (
         "bfloat16"
     )
