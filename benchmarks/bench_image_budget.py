@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import functools
 import json
 import sys
 import time
@@ -84,11 +85,18 @@ CONFIGS = _configs()
 OLD_DEFAULT = "float32/v32/x1"
 
 
+@functools.cache
+def _split(dataset: str) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The data set's pool and test parts, cut once per process for every
+    configuration."""
+    return pool_test_split(DATASETS[dataset])
+
+
 def run_config(
     config: Config, dataset: str, seeds: Sequence[int], n_draws: int, log: Any
 ) -> dict[str, Any]:
     """Fit, time and probe one configuration on one data set, once per seed."""
-    X_pool, X_test, y_pool, y_test = pool_test_split(DATASETS[dataset])
+    X_pool, X_test, y_pool, y_test = _split(dataset)
     per_seed, fit_seconds, settings = [], [], {}
     for seed in seeds:
         with config.applied():
@@ -121,7 +129,7 @@ def run_config(
 def time_config(config: Config, dataset: str, repeats: int, log: Any) -> dict[str, Any]:
     """Wall-clock seconds of ``repeats`` seeded fits (seeds 0, 1, ...) of one
     configuration, nothing else timed: run it on an otherwise idle machine."""
-    X_pool = pool_test_split(DATASETS[dataset])[0]
+    X_pool = _split(dataset)[0]
     seconds = []
     for seed in range(repeats):
         with config.applied():

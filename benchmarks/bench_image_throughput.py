@@ -213,7 +213,8 @@ def make_setup(
     encoder.fit(X)
     compile_s = None
     if variant.compile:
-        # The trainer's network; compile returns a callable wrapping the module.
+        # The trainer's network. torch.compile is typed to return a callable, but on a
+        # module it returns an OptimizedModule (an nn.Module): hence the ignore.
         encoder.encoder_ = torch.compile(encoder.encoder_)  # type: ignore[assignment]
     bound = bind(encoder, X)
     if variant.compile:

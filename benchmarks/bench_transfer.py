@@ -78,7 +78,7 @@ from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import _safe_indexing
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,10 +96,10 @@ from bench_tables import onehot
 from skact import ACTEncoder, FineTunedClassifier, resolved_settings
 from skact.evaluation import (
     FewShotResult,
+    _k_shot_draws,
     few_shot_score,
     pca_baseline,
     raw_baseline,
-    sample_k_shot,
 )
 from skact.networks import resnet18_from_torchvision
 
@@ -355,20 +355,6 @@ def continued(upstream: ACTEncoder, X: Any, settings: dict[str, float]) -> ACTEn
     return encoder.fit(X)
 
 
-def k_shot_draws(
-    y: np.ndarray, ks: Sequence[int], n_draws: int, seed: int
-) -> dict[int, list[np.ndarray]]:
-    """k -> the labelled pool rows of each draw, as ``few_shot_score(...,
-    n_draws=n_draws, random_state=seed)`` draws them: one stream per k, seeded by
-    ``seed`` and k, so the first draws of a longer run are these."""
-    root = int(check_random_state(seed).randint(2**31 - 1))
-    draws = {}
-    for k in ks:
-        rng = np.random.RandomState([root, k])
-        draws[k] = [sample_k_shot(y, k, rng) for _ in range(n_draws)]
-    return draws
-
-
 def fine_tune_scores(
     upstream: ACTEncoder,
     split: Split,
@@ -387,7 +373,7 @@ def fine_tune_scores(
     fit.
     """
     classes, codes = np.unique(split.y_pool, return_inverse=True)
-    draws = k_shot_draws(split.y_pool, ks, n_draws, seed)
+    draws = _k_shot_draws(split.y_pool, ks, n_draws, seed)
     results, seconds = [], []
     for k in ks:
         scores = []

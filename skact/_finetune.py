@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -21,8 +20,7 @@ from torch.nn import functional as F
 
 from . import _checks, _device, _freeze, _random, _training
 from ._encoder import ACTEncoder
-from ._labels import AmbiguousMinusOneWarning, warn_if_minus_one_ambiguous
-from ._transfer import _check_target
+from ._transfer import _fit_encoder, _labeled_target
 from .adapters.factory import read_input
 from .objectives import make_objective, resolve_objective
 
@@ -217,16 +215,13 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
         self : FineTunedClassifier
             The fitted estimator.
         """
-        warn_if_minus_one_ambiguous(y, stacklevel=3)
-        y, labeled = _check_target(X, y)
+        y, labeled = _labeled_target(X, y)
         self.classes_ = np.unique(y[labeled])
         if isinstance(self.encoder, FrozenEstimator):
             check_is_fitted(self.encoder.estimator)
             self.encoder_ = copy.deepcopy(self.encoder.estimator)
         else:
-            with warnings.catch_warnings():  # said once, above
-                warnings.simplefilter("ignore", AmbiguousMinusOneWarning)
-                self.encoder_ = clone(self.encoder).fit(X, y)
+            self.encoder_ = _fit_encoder(self.encoder, X, y)
         if not isinstance(self.encoder_, ACTEncoder):
             raise TypeError(
                 "FineTunedClassifier fine-tunes an ACTEncoder's network; got "

@@ -164,14 +164,9 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self : TransferClassifier
             The fitted estimator.
         """
-        # Before the checks: the -1 labels it questions may leave one class labeled.
-        warn_if_minus_one_ambiguous(y, stacklevel=3)  # this, the wrapper, the caller
-        y, labeled = _check_target(X, y)
+        y, labeled = _labeled_target(X, y)
         self.classes_ = np.unique(y[labeled])
-        with warnings.catch_warnings():
-            # Said once, above: an ACTEncoder would warn about the same labels.
-            warnings.simplefilter("ignore", AmbiguousMinusOneWarning)
-            self.encoder_ = clone(self.encoder).fit(X, y)
+        self.encoder_ = _fit_encoder(self.encoder, X, y)
         features = self.encoder_.transform(X)
         self.classifier_ = clone(self.classifier)
         if self._passes_unlabeled():
@@ -307,6 +302,23 @@ class TransferClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         features = self.encoder_.transform(X)
         return getattr(self.classifier_, method)(features)
+
+
+def _labeled_target(X: Any, y: Any) -> tuple[Any, Any]:
+    """``fit``'s target of a semi-supervised classifier: warns when its -1 labels look
+    like a class (before the checks: they may leave one class labeled), then
+    :func:`_check_target`. Called from ``fit`` itself, so that the warning points at
+    the caller's line."""
+    warn_if_minus_one_ambiguous(y, stacklevel=4)  # this, fit, the wrapper, the caller
+    return _check_target(X, y)
+
+
+def _fit_encoder(encoder: Any, X: Any, y: Any) -> Any:
+    """A clone of ``encoder`` fitted on every row of ``X`` (the -1 warning already
+    said by :func:`_labeled_target`; an ACTEncoder would repeat it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AmbiguousMinusOneWarning)
+        return clone(encoder).fit(X, y)
 
 
 def _check_target(X: Any, y: Any, need_two_classes: bool = True) -> tuple[Any, Any]:

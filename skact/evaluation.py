@@ -301,12 +301,8 @@ def few_shot_score(
             f"for {len(y_train)} labels, {len(test_features)} test rows for "
             f"{len(y_test)} labels"
         )
-    # One stream per k, so the draws for a k do not depend on which other k are scored.
-    root = int(check_random_state(random_state).randint(2**31 - 1))
     results = []
-    for k_shot in ks:
-        rng = np.random.RandomState([root, k_shot])
-        draws = [sample_k_shot(y_train, k_shot, rng) for _ in range(n_draws)]
+    for k_shot, draws in _k_shot_draws(y_train, ks, n_draws, random_state).items():
         for protocol in protocols:
             probe = _PROBES[protocol]
             scores = np.array(
@@ -323,6 +319,21 @@ def few_shot_score(
             )
             results.append(FewShotResult(k_shot, protocol, scores, name))
     return results
+
+
+def _k_shot_draws(
+    y: np.ndarray, ks: Sequence[int], n_draws: int, random_state: Any
+) -> dict[int, list[np.ndarray]]:
+    """k -> the labelled rows of each of ``n_draws`` draws, as :func:`few_shot_score`
+    draws them: one stream per k (seeded by ``random_state`` and k), so the draws for
+    a k do not depend on which other k are scored, and a shorter run's draws are the
+    first of a longer one's."""
+    root = int(check_random_state(random_state).randint(2**31 - 1))
+    draws = {}
+    for k_shot in ks:
+        rng = np.random.RandomState([root, k_shot])
+        draws[k_shot] = [sample_k_shot(y, k_shot, rng) for _ in range(n_draws)]
+    return draws
 
 
 def _checked_protocol(

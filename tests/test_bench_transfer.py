@@ -49,7 +49,7 @@ def _linear_probe_draws(monkeypatch, y_pool, n_test, ks, n_draws, seed):
 
 def test_draws_are_those_of_the_linear_probe(bench, monkeypatch):
     y = np.repeat(["x", "y", "z"], [7, 9, 12])
-    draws = bench.k_shot_draws(y, [1, 5], 3, seed=4)
+    draws = bench._k_shot_draws(y, [1, 5], 3, random_state=4)
     probe = _linear_probe_draws(monkeypatch, y, 5, [1, 5], 10, seed=4)
     for k in (1, 5):
         assert [d.tolist() for d in draws[k]] == probe[k][:3]  # the first 3 of 10
